@@ -1,0 +1,127 @@
+// Package identity keeps an enrolled agent's credentials in its state dir:
+// its private key, its client certificate and the manager's CA.
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File names inside the state dir.
+const (
+	KeyFile  = "agent.key"
+	CertFile = "agent.crt"
+	CAFile   = "ca.crt"
+	IDFile   = "agent.id"
+)
+
+// ErrNotEnrolled means the state dir holds no complete identity.
+var ErrNotEnrolled = errors.New("agent is not enrolled")
+
+// Identity is what an enrolled agent presents to the manager.
+type Identity struct {
+	AgentID string
+	KeyPEM  []byte
+	CertPEM []byte
+	CAPEM   []byte
+}
+
+// Load reads the identity from dir. It returns ErrNotEnrolled when none of
+// the files exist, and an error naming the missing file when only some do.
+func Load(dir string) (Identity, error) {
+	var id Identity
+	files := []struct {
+		name string
+		dst  *[]byte
+	}{{KeyFile, &id.KeyPEM}, {CertFile, &id.CertPEM}, {CAFile, &id.CAPEM}}
+	var agentID []byte
+	all := append(files, struct {
+		name string
+		dst  *[]byte
+	}{IDFile, &agentID})
+	missing := 0
+	var firstMissing string
+	for _, f := range all {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			missing++
+			if firstMissing == "" {
+				firstMissing = f.name
+			}
+			continue
+		}
+		if err != nil {
+			return Identity{}, fmt.Errorf("read identity: %w", err)
+		}
+		*f.dst = b
+	}
+	switch missing {
+	case 0:
+		id.AgentID = string(agentID)
+		return id, nil
+	case len(all):
+		return Identity{}, ErrNotEnrolled
+	}
+	return Identity{}, fmt.Errorf("state dir %s holds a partial identity (%s is missing): remove the dir's agent.* and ca.crt files and enroll again", dir, firstMissing)
+}
+
+// Save writes the identity to dir, each file atomically and the key with
+// mode 0600. The id file is written last: its presence marks completion.
+func Save(dir string, id Identity) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{KeyFile, id.KeyPEM, 0o600},
+		{CertFile, id.CertPEM, 0o644},
+		{CAFile, id.CAPEM, 0o644},
+		{IDFile, []byte(id.AgentID), 0o644},
+	} {
+		if err := WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("save identity: %w", err)
+		}
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to a temporary file beside path, syncs it and
+// renames it over path, so a crash leaves the old file or the new one.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,416 @@
+// Package tunnel is the agent's end of the tunnel: it dials the manager,
+// enrolls once with a join token, then holds one mutually authenticated
+// yamux session over which both sides speak gRPC. It reconnects forever with
+// capped, fully jittered exponential backoff and never listens on a socket.
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/admq/admq-manager/agent/facts"
+	"github.com/admq/admq-manager/agent/identity"
+	"github.com/admq/admq-manager/agent/rpc"
+	"github.com/admq/admq-manager/internal/backoff"
+	"github.com/admq/admq-manager/internal/tlsutil"
+	"github.com/admq/admq-manager/internal/version"
+	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
+)
+
+// Config is what the tunnel needs to reach and join the manager.
+type Config struct {
+	// ManagerAddr is the manager's tunnel address, host:port.
+	ManagerAddr string
+	// Token is the join token "<id>.<secret>"; needed only until enrolled.
+	Token string
+	// CAPin is the manager CA's "sha256:<hex>" pin; needed only until enrolled.
+	CAPin string
+	// StateDir holds the agent's identity.
+	StateDir string
+	// AdvertiseIP is the address the manager should record; empty: the
+	// local address of the tunnel connection.
+	AdvertiseIP string
+	// DialTimeout bounds the TCP connect and TLS handshake (default 10s).
+	DialTimeout time.Duration
+	// BackoffBase and BackoffMax shape reconnect delays (defaults 1s, 60s).
+	BackoffBase, BackoffMax time.Duration
+	// KeepAliveInterval and WriteTimeout tune yamux (defaults 15s, 10s).
+	KeepAliveInterval, WriteTimeout time.Duration
+	// HeartbeatInterval is used until the manager says otherwise (default 30s).
+	HeartbeatInterval time.Duration
+	// Dial opens the TCP connection (default: a net.Dialer); load tests use
+	// it to simulate many hosts and lost links.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (c Config) withDefaults() Config {
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.BackoffBase <= 0 {
+		c.BackoffBase = time.Second
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = time.Minute
+	}
+	if c.KeepAliveInterval <= 0 {
+		c.KeepAliveInterval = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.Dial == nil {
+		d := &net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}
+		c.Dial = d.DialContext
+	}
+	return c
+}
+
+// Permanent errors end Run: retrying cannot help until an operator acts.
+var (
+	ErrPinMismatch   = errors.New("manager certificate does not match the CA pin")
+	ErrTokenRefused  = errors.New("manager refused the join token")
+	ErrNoCredentials = errors.New("agent is not enrolled and has no join token with a CA pin")
+)
+
+// verifyError marks a failure of our own certificate checks, as opposed to
+// a network failure, inside a TLS handshake error.
+type verifyError struct{ err error }
+
+func (e *verifyError) Error() string { return e.err.Error() }
+func (e *verifyError) Unwrap() error { return e.err }
+
+// Client holds the agent's connection to the manager.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+	// Connected, if set, is called with each new authenticated session; for
+	// tests and status reporting.
+	Connected func(agentID string)
+}
+
+// New returns a Client.
+func New(cfg Config, log *slog.Logger) *Client {
+	return &Client{cfg: cfg.withDefaults(), log: log}
+}
+
+// Run connects, enrolls if needed, and keeps the session up until ctx is
+// done (returning nil) or a permanent error occurs.
+func (c *Client) Run(ctx context.Context) error {
+	b := backoff.New(c.cfg.BackoffBase, c.cfg.BackoffMax)
+	for {
+		id, err := identity.Load(c.cfg.StateDir)
+		switch {
+		case errors.Is(err, identity.ErrNotEnrolled):
+			if c.cfg.Token == "" || c.cfg.CAPin == "" {
+				return ErrNoCredentials
+			}
+			err = c.enroll(ctx)
+			if err == nil {
+				b.Reset()
+				continue // connect with the new identity at once
+			}
+		case err != nil:
+			return err
+		default:
+			var lasted time.Duration
+			lasted, err = c.session(ctx, id)
+			if lasted > time.Minute {
+				b.Reset() // a session that held was a success
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrPinMismatch) || errors.Is(err, ErrTokenRefused) {
+			return err
+		}
+		if errors.Is(err, ErrCertRefused) {
+			c.log.Error("manager refused this agent; will retry", "err", err)
+		} else {
+			c.log.Warn("manager connection lost; will retry", "err", err)
+		}
+		if b.Wait(ctx) != nil {
+			return nil
+		}
+	}
+}
+
+func (c *Client) dial(ctx context.Context, tc *tls.Config) (*recordingConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	raw, err := c.cfg.Dial(dctx, "tcp", c.cfg.ManagerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("dial manager %s: %w", c.cfg.ManagerAddr, err)
+	}
+	conn := tls.Client(raw, tc)
+	hctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	if err := conn.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		var ve *verifyError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("%w: %v", ErrPinMismatch, ve.err)
+		}
+		return nil, fmt.Errorf("tls handshake with manager %s: %w", c.cfg.ManagerAddr, err)
+	}
+	return &recordingConn{Conn: conn}, nil
+}
+
+// recordingConn keeps the first read error. With TLS 1.3 the client's
+// handshake ends before the manager has checked the client certificate; a
+// refusal arrives as an alert on the first read, and yamux would only say
+// "session shutdown".
+type recordingConn struct {
+	net.Conn
+	mu      sync.Mutex
+	readErr error
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if err != nil {
+		r.mu.Lock()
+		if r.readErr == nil {
+			r.readErr = err
+		}
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+func (r *recordingConn) err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readErr
+}
+
+// ErrCertRefused means the manager rejected the agent's certificate: the
+// server was deleted or re-enrolled elsewhere.
+var ErrCertRefused = errors.New("manager refused this agent's certificate")
+
+// confirm makes one round trip on a new session, so that a refused
+// certificate shows up here, with its reason, and not as a later hang-up.
+func confirm(mux *yamux.Session, conn *recordingConn) error {
+	if _, err := mux.Ping(); err != nil {
+		rerr := conn.err()
+		var alert tls.AlertError
+		if errors.As(rerr, &alert) || (rerr != nil && strings.Contains(rerr.Error(), "tls:")) {
+			return fmt.Errorf("%w (%v): if the server was deleted from the manager, remove the state dir's identity and enroll again with a new join token", ErrCertRefused, rerr)
+		}
+		if rerr != nil {
+			return fmt.Errorf("session with manager failed: %w", rerr)
+		}
+		return fmt.Errorf("session with manager failed: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) yamuxConfig() *yamux.Config {
+	yc := yamux.DefaultConfig()
+	yc.AcceptBacklog = 16
+	yc.KeepAliveInterval = c.cfg.KeepAliveInterval
+	yc.ConnectionWriteTimeout = c.cfg.WriteTimeout
+	yc.StreamOpenTimeout = c.cfg.WriteTimeout
+	yc.LogOutput = nil
+	yc.Logger = log.New(io.Discard, "", 0)
+	return yc
+}
+
+// enroll runs one enrollment session: verify the manager by the pin, send
+// the token and a CSR, save the certificate that comes back.
+func (c *Client) enroll(ctx context.Context) error {
+	var ca *x509.Certificate
+	tc, err := tlsutil.EnrollClientConfig(c.cfg.CAPin, func(cert *x509.Certificate) { ca = cert })
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrPinMismatch, err)
+	}
+	inner := tc.VerifyConnection
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := inner(cs); err != nil {
+			return &verifyError{err}
+		}
+		return nil
+	}
+	conn, err := c.dial(ctx, tc)
+	if err != nil {
+		return err
+	}
+	mux, err := yamux.Client(conn, c.yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return fmt.Errorf("yamux: %w", err)
+	}
+	defer mux.Close()
+	cc, err := dialManager(mux)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+
+	keyPEM, csr, err := tlsutil.NewKeyAndCSR("admq-agent")
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	advertise := c.cfg.AdvertiseIP
+	if advertise == "" {
+		advertise, _, _ = net.SplitHostPort(conn.LocalAddr().String())
+		if a, err := netip.ParseAddr(advertise); err != nil || a.IsUnspecified() {
+			advertise = "" // let the manager use the address it sees
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := agentv1.NewManagerServiceClient(cc).Enroll(rctx, &agentv1.EnrollRequest{
+		Token:        c.cfg.Token,
+		CsrDer:       csr,
+		Hostname:     host,
+		AgentVersion: version.Version,
+		AdvertiseIp:  advertise,
+	})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.AlreadyExists, codes.InvalidArgument:
+			return fmt.Errorf("%w: %s", ErrTokenRefused, status.Convert(err).Message())
+		}
+		return fmt.Errorf("enroll: %w", err)
+	}
+	// The CA the manager hands over must be the one the pin vouched for.
+	if got, err := caPin(resp.GetCaPem()); err != nil || ca == nil || got != tlsutil.Pin(ca) {
+		return fmt.Errorf("%w: the CA returned at enrollment is not the pinned one", ErrPinMismatch)
+	}
+	if err := identity.Save(c.cfg.StateDir, identity.Identity{
+		AgentID: resp.GetAgentId(), KeyPEM: keyPEM, CertPEM: resp.GetCertPem(), CAPEM: resp.GetCaPem(),
+	}); err != nil {
+		return err
+	}
+	c.log.Info("enrolled with manager", "agent", resp.GetAgentId(), "manager", c.cfg.ManagerAddr)
+	return nil
+}
+
+func caPin(caPEM []byte) (string, error) {
+	b, _ := pem.Decode(caPEM)
+	if b == nil || b.Type != "CERTIFICATE" {
+		return "", errors.New("no CA certificate")
+	}
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return tlsutil.Pin(cert), nil
+}
+
+// session holds one authenticated session until it ends; it reports how
+// long the session lasted.
+func (c *Client) session(ctx context.Context, id identity.Identity) (time.Duration, error) {
+	tc, err := tlsutil.ClientConfig(id.CAPEM, id.CertPEM, id.KeyPEM)
+	if err != nil {
+		return 0, err
+	}
+	conn, err := c.dial(ctx, tc)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	mux, err := yamux.Client(conn, c.yamuxConfig())
+	if err != nil {
+		conn.Close()
+		return 0, fmt.Errorf("yamux: %w", err)
+	}
+	defer mux.Close()
+	if err := confirm(mux, conn); err != nil {
+		return 0, err
+	}
+	stop := context.AfterFunc(ctx, func() { mux.Close() })
+	defer stop()
+
+	// Serve the manager's calls on the streams it opens. The session is our
+	// only "listener": no socket is bound on this host.
+	srv := grpc.NewServer(grpc.Creds(insecure.NewCredentials()), grpc.MaxRecvMsgSize(16<<20))
+	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{DiskPath: c.cfg.StateDir})
+	go srv.Serve(mux)
+	defer srv.Stop()
+
+	cc, err := dialManager(mux)
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Close()
+	c.log.Info("connected to manager", "agent", id.AgentID, "manager", c.cfg.ManagerAddr)
+	if c.Connected != nil {
+		c.Connected(id.AgentID)
+	}
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		c.heartbeat(ctx, mux, agentv1.NewManagerServiceClient(cc))
+	}()
+	<-mux.CloseChan()
+	<-hbDone
+	return time.Since(start), errors.New("session closed")
+}
+
+// heartbeat sends facts now and then at the interval the manager asks for,
+// until the session ends.
+func (c *Client) heartbeat(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient) {
+	interval := c.cfg.HeartbeatInterval
+	for {
+		f, err := facts.Collect(ctx, c.cfg.StateDir)
+		if err != nil {
+			c.log.Warn("collect facts", "err", err)
+		}
+		hctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+		resp, err := mc.Heartbeat(hctx, &agentv1.HeartbeatRequest{Facts: rpc.FactsToProto(f)})
+		cancel()
+		if err != nil {
+			c.log.Warn("heartbeat failed", "err", err)
+		} else if ms := resp.GetIntervalMs(); ms >= 1000 {
+			interval = time.Duration(ms) * time.Millisecond
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-t.C:
+		case <-mux.CloseChan():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// dialManager returns a gRPC client for the manager's service that opens a
+// stream on mux when it has calls to make, and lets the stream go when idle
+// so the manager keeps no per-agent gRPC state between heartbeats.
+func dialManager(mux *yamux.Session) (*grpc.ClientConn, error) {
+	cc, err := grpc.NewClient("passthrough:///manager",
+		grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) { return mux.Open() }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS is below yamux
+		grpc.WithIdleTimeout(5*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("grpc client for manager: %w", err)
+	}
+	return cc, nil
+}

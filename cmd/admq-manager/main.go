@@ -1,0 +1,89 @@
+// Command admq-manager serves the ADMQ console API and the agent tunnel.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/admq/admq-manager/internal/logx"
+	"github.com/admq/admq-manager/internal/version"
+	"github.com/admq/admq-manager/manager"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "admq-manager:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	cfg := manager.DefaultConfig()
+	fs := flag.NewFlagSet("admq-manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("ADMQ_DATA_DIR", cfg.DataDir), "directory for the database, CA and secrets (env ADMQ_DATA_DIR)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr("ADMQ_HTTP_ADDR", cfg.HTTPAddr), "console API listen address (env ADMQ_HTTP_ADDR)")
+	fs.StringVar(&cfg.TunnelAddr, "tunnel-addr", envOr("ADMQ_TUNNEL_ADDR", cfg.TunnelAddr), "agent tunnel listen address (env ADMQ_TUNNEL_ADDR)")
+	fs.StringVar(&cfg.AdminPassword, "admin-password", envOr("ADMQ_ADMIN_PASSWORD", ""), "first admin's password, used only when the database is created (env ADMQ_ADMIN_PASSWORD)")
+	nodeID := fs.String("node-id", envOr("ADMQ_NODE_ID", strconv.FormatInt(cfg.NodeID, 10)), "id node number 0-1023, distinct per manager sharing a database (env ADMQ_NODE_ID)")
+	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
+	logFormat := fs.String("log-format", envOr("ADMQ_LOG_FORMAT", "text"), "log format: text or json (env ADMQ_LOG_FORMAT)")
+	logLevel := fs.String("log-level", envOr("ADMQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env ADMQ_LOG_LEVEL)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, version.Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	n, err := strconv.ParseInt(*nodeID, 10, 64)
+	if err != nil {
+		return fmt.Errorf("--node-id %q: %w", *nodeID, err)
+	}
+	cfg.NodeID = n
+	for _, h := range strings.Split(*tlsHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.TLSHosts = append(cfg.TLSHosts, h)
+		}
+	}
+	log, err := logx.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	m, err := manager.Open(ctx, cfg, log, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	if m.AdminPassword != "" && cfg.AdminPassword == "" {
+		// Shown this once; only its bcrypt hash is stored.
+		fmt.Fprintf(stdout, "admq-manager: created user \"admin\" with password %s (shown once; change it with PUT /admq-manager/user/password)\n", m.AdminPassword)
+	}
+	fmt.Fprintf(stdout, "admq-manager: console http://%s/admq-manager  tunnel %s  CA pin %s\n", m.HTTPAddr(), m.TunnelAddr(), m.CAPin)
+	return m.Run(ctx)
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}

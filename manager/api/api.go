@@ -1,0 +1,259 @@
+// Package api serves the ADMQ console's REST API under /admq-manager: the
+// response envelope, login and roles, paging, auditing of every change, and
+// an OpenAPI document generated from the same route table that serves it.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/audit"
+	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/enroll"
+	"github.com/admq/admq-manager/manager/fleet"
+)
+
+// Prefix is the context path of the console API.
+const Prefix = "/admq-manager"
+
+// Context keys.
+const (
+	ctxUser   = "admq.user"
+	ctxCode   = "admq.code"
+	ctxDetail = "admq.detail"
+)
+
+// Deps are what the API serves.
+type Deps struct {
+	Auth   *auth.Service
+	Fleet  *fleet.Service
+	Enroll *enroll.Service
+	Audit  audit.Store
+	IDs    *ids.Generator
+	Now    func() time.Time
+	Log    *slog.Logger
+	// Registerer receives the HTTP metrics; Gatherer is served at /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// BodyLimit caps request bodies (default 1 MiB).
+	BodyLimit int64
+	// TunnelPort is the port agents dial, for the join command we print.
+	TunnelPort int
+	// AgentsConnected reports live sessions for the health route.
+	AgentsConnected func() int
+}
+
+// API is the console's HTTP handler.
+type API struct {
+	d        Deps
+	echo     *echo.Echo
+	routes   []route
+	duration *prometheus.HistogramVec
+
+	docOnce sync.Once
+	doc     *openapi3.T
+	docErr  error
+}
+
+// New builds the handler.
+func New(d Deps) *API {
+	if d.BodyLimit <= 0 {
+		d.BodyLimit = 1 << 20
+	}
+	a := &API{d: d, echo: echo.New()}
+	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "admq", Subsystem: "http", Name: "request_duration_seconds",
+		Help:    "Console API request durations by route, method and HTTP status.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route", "method", "status"})
+	d.Registerer.MustRegister(a.duration)
+
+	e := a.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = func(err error, c echo.Context) { a.handleError(err, c) }
+	e.Use(a.observe, a.recoverPanic, a.limitBody)
+	a.routes = a.routeTable()
+	for _, r := range a.routes {
+		h := r.handler
+		if r.role != "" {
+			h = a.authenticate(r.role)(h)
+		}
+		e.Add(r.method, Prefix+r.path, h)
+	}
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHTTP(w, r) }
+
+// Serve serves the API on ln until ctx is done, then drains for up to grace.
+func (a *API) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+	srv := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // uploads come later; headers are bounded above
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.d.Log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (a *API) handleError(err error, c echo.Context) {
+	ae, internal := classify(err)
+	if internal {
+		a.d.Log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if werr := writeError(c, ae); werr != nil {
+		a.d.Log.Warn("write error response", "err", werr)
+	}
+	if ae.code != codeError {
+		c.Set(ctxDetail, ae.message)
+	}
+}
+
+// observe times every request, settles errors into envelopes, and audits
+// every call that may change something.
+func (a *API) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := a.d.Now()
+		if err := next(c); err != nil {
+			a.handleError(err, c)
+		}
+		status := c.Response().Status
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		a.duration.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Observe(a.d.Now().Sub(start).Seconds())
+		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions && route != "unmatched" {
+			a.audit(c, status)
+		}
+		return nil
+	}
+}
+
+func (a *API) audit(c echo.Context, status int) {
+	e := audit.Entry{
+		ID:       a.d.IDs.Next(),
+		At:       a.d.Now(),
+		Method:   c.Request().Method,
+		Path:     c.Request().URL.Path,
+		RemoteIP: c.RealIP(),
+		Status:   status,
+	}
+	if u, ok := c.Get(ctxUser).(auth.User); ok {
+		e.Username, e.Role = u.Username, string(u.Role)
+	}
+	if code, ok := c.Get(ctxCode).(int); ok {
+		e.Code = code
+	}
+	if d, ok := c.Get(ctxDetail).(string); ok {
+		e.Detail = truncate(d, 512)
+	}
+	// The audit row must be written even if the client went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
+	defer cancel()
+	if err := a.d.Audit.AppendAudit(ctx, &e); err != nil {
+		a.d.Log.Error("write audit log", "method", e.Method, "path", e.Path, "err", err)
+	}
+}
+
+func (a *API) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				a.d.Log.Error("handler panic", "path", c.Request().URL.Path, "panic", r)
+				err = newError(codeError, "internal error; see the manager log")
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (a *API) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > a.d.BodyLimit {
+			return newError(codeRequestTooLarge, "request body larger than %d bytes", a.d.BodyLimit)
+		}
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, a.d.BodyLimit)
+		return next(c)
+	}
+}
+
+// authenticate requires a valid bearer token of a user whose role allows min.
+func (a *API) authenticate(min auth.Role) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			h := c.Request().Header.Get("Authorization")
+			scheme, token, found := strings.Cut(strings.TrimSpace(h), " ")
+			if h == "" {
+				return newError(codeTokenInvalid, "not logged in: send Authorization: Bearer <token> from POST %s/login", Prefix)
+			}
+			if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+				return newError(codeTokenInvalid, "Authorization header must be 'Bearer <token>'")
+			}
+			u, err := a.d.Auth.Authenticate(c.Request().Context(), strings.TrimSpace(token))
+			if err != nil {
+				if errors.Is(err, auth.ErrTokenInvalid) {
+					return newError(codeTokenInvalid, "token is expired or not valid; log in again")
+				}
+				return err
+			}
+			c.Set(ctxUser, u)
+			if !u.Role.Allows(min) {
+				return newError(codePermissionDeny, "role %s may not do this; it needs %s", u.Role, min)
+			}
+			return next(c)
+		}
+	}
+}
+
+func userOf(c echo.Context) auth.User {
+	u, _ := c.Get(ctxUser).(auth.User)
+	return u
+}
+
+func detail(c echo.Context, format string, args ...any) {
+	c.Set(ctxDetail, sprintf(format, args...))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/admq/admq-manager/manager/auth"
+)
+
+// route is one console endpoint: how it is served and how it is documented.
+type route struct {
+	method, path string
+	role         auth.Role // empty: no login needed
+	summary      string
+	query        []queryParam
+	body         any // request body type, nil for none
+	data         any // type of the envelope's data on success
+	handler      echo.HandlerFunc
+}
+
+type queryParam struct {
+	name, kind, desc string
+}
+
+var pageQuery = []queryParam{
+	{"pageNum", "integer", "page number, from 1 (default 1)"},
+	{"pageSize", "integer", "page size, 1-500 (default 10)"},
+}
+
+var idQuery = []queryParam{{"id", "string", "id of the record (may be sent in the JSON body instead)"}}
+
+// routeTable lists every console route; New serves exactly these and the
+// OpenAPI document describes exactly these.
+func (a *API) routeTable() []route {
+	return []route{
+		{method: http.MethodPost, path: "/login", summary: "Log in; returns a bearer token",
+			body: loginRequest{}, data: loginView{}, handler: a.login},
+		{method: http.MethodGet, path: "/health", summary: "Liveness of the manager",
+			data: healthView{}, handler: a.health},
+		{method: http.MethodGet, path: "/openapi.json", summary: "This document",
+			handler: a.openAPI},
+
+		{method: http.MethodGet, path: "/user/info", role: auth.RoleViewer, summary: "The logged-in user",
+			data: userView{}, handler: a.userInfo},
+		{method: http.MethodPut, path: "/user/password", role: auth.RoleViewer, summary: "Change the logged-in user's password",
+			body: passwordRequest{}, handler: a.changePassword},
+		{method: http.MethodPost, path: "/user", role: auth.RoleAdmin, summary: "Create a user",
+			body: userRequest{}, data: userView{}, handler: a.createUser},
+		{method: http.MethodGet, path: "/user", role: auth.RoleAdmin, summary: "List users",
+			query: pageQuery, data: pageView[userView]{}, handler: a.listUsers},
+		{method: http.MethodDelete, path: "/user", role: auth.RoleAdmin, summary: "Delete a user",
+			query: idQuery, body: idRequest{}, handler: a.deleteUser},
+
+		{method: http.MethodPost, path: "/area", role: auth.RoleOperator, summary: "Add an availability area (seed 2.2.0.1)",
+			body: areaRequest{}, data: areaView{}, handler: a.createArea},
+		{method: http.MethodGet, path: "/area", role: auth.RoleViewer, summary: "List availability areas (seed 2.2.0.2)",
+			query: pageQuery, data: pageView[areaView]{}, handler: a.listAreas},
+		{method: http.MethodDelete, path: "/area", role: auth.RoleOperator, summary: "Delete an availability area (seed 2.2.0.3)",
+			query: idQuery, body: idRequest{}, handler: a.deleteArea},
+
+		{method: http.MethodPost, path: "/server", role: auth.RoleOperator, summary: "Register a server that waits for its agent (seed 2.2.0.4; SSH bootstrap comes later)",
+			body: serverRequest{}, data: serverView{}, handler: a.createServer},
+		{method: http.MethodGet, path: "/server", role: auth.RoleViewer, summary: "List servers with agent status and facts (seed 2.2.0.5)",
+			query: append([]queryParam{
+				{"id", "string", "only this server"},
+				{"areaId", "string", "only servers of this area"},
+				{"agentStatus", "string", "only servers whose agent is online, offline or pending"},
+			}, pageQuery...),
+			data: pageView[serverView]{}, handler: a.listServers},
+		{method: http.MethodDelete, path: "/server", role: auth.RoleOperator, summary: "Delete a server, revoke its agent's certificate and close its session (seed 2.2.0.6)",
+			query: idQuery, body: idRequest{}, handler: a.deleteServer},
+		{method: http.MethodGet, path: "/server/ping", role: auth.RoleViewer, summary: "Round trip to a server's agent through the tunnel",
+			query: []queryParam{{"id", "string", "server id"}}, data: pingView{}, handler: a.pingServer},
+
+		{method: http.MethodPost, path: "/agent/token", role: auth.RoleAdmin, summary: "Create a join token for agents",
+			body: tokenRequest{}, data: createdTokenView{}, handler: a.createToken},
+		{method: http.MethodGet, path: "/agent/token", role: auth.RoleAdmin, summary: "List join tokens (secrets are never shown again)",
+			query: pageQuery, data: pageView[tokenView]{}, handler: a.listTokens},
+		{method: http.MethodDelete, path: "/agent/token", role: auth.RoleAdmin, summary: "Revoke a join token",
+			query: []queryParam{{"id", "string", "token id (the part before the dot)"}}, body: tokenIDRequest{}, handler: a.revokeToken},
+
+		{method: http.MethodGet, path: "/audit", role: auth.RoleAdmin, summary: "The audit log of every change, newest first",
+			query: pageQuery, data: pageView[auditView]{}, handler: a.listAudit},
+	}
+}

@@ -1,0 +1,30 @@
+// Package audit records who changed what, when, and with which result.
+package audit
+
+import (
+	"context"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// Entry is one audited call.
+type Entry struct {
+	ID       ids.ID
+	At       time.Time
+	Username string // empty for calls made without a login
+	Role     string
+	Method   string
+	Path     string
+	RemoteIP string
+	Status   int    // HTTP status
+	Code     int    // envelope code
+	Detail   string // short, secret-free description of the target or error
+}
+
+// Store is what audit needs from persistence.
+type Store interface {
+	AppendAudit(ctx context.Context, e *Entry) error
+	Audit(ctx context.Context, p paging.Page) ([]Entry, int, error)
+}

@@ -1,0 +1,122 @@
+// Package fleet owns availability areas and servers: the records an operator
+// manages and the live presence of each server's agent.
+package fleet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// Errors callers branch on; transports map them to their own codes.
+var (
+	ErrAreaExists     = errors.New("area already exists")
+	ErrAreaNotFound   = errors.New("area does not exist")
+	ErrAreaInUse      = errors.New("area is still used by servers or join tokens")
+	ErrServerExists   = errors.New("server already exists")
+	ErrServerNotFound = errors.New("server does not exist")
+	ErrDirsNested     = errors.New("program dir and data dir must not contain each other")
+	ErrAgentNotOnline = errors.New("server's agent is not connected")
+)
+
+// Area is an availability area ("room" in the console) that groups servers.
+type Area struct {
+	ID        ids.ID
+	Code      string
+	Name      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// AgentStatus is what the manager knows of a server's agent.
+type AgentStatus string
+
+// Agent states. Pending: the record exists but no agent has enrolled yet.
+const (
+	StatusPending AgentStatus = "pending"
+	StatusOnline  AgentStatus = "online"
+	StatusOffline AgentStatus = "offline"
+)
+
+// Facts are what an agent reports about its host in every heartbeat.
+type Facts struct {
+	Hostname        string `json:"hostname"`
+	OS              string `json:"os"`
+	Platform        string `json:"platform"`
+	PlatformVersion string `json:"platformVersion"`
+	KernelVersion   string `json:"kernelVersion"`
+	Arch            string `json:"arch"`
+	CPUs            int    `json:"cpus"`
+	MemoryTotal     uint64 `json:"memoryTotal"`
+	MemoryAvailable uint64 `json:"memoryAvailable"`
+	DiskPath        string `json:"diskPath"`
+	DiskTotal       uint64 `json:"diskTotal"`
+	DiskFree        uint64 `json:"diskFree"`
+	AgentVersion    string `json:"agentVersion"`
+	BootTime        int64  `json:"bootTime"`
+}
+
+// Server is one managed host. ID is also its agent's identity: the CN of the
+// client certificate the agent received at enrollment.
+type Server struct {
+	ID           ids.ID
+	AreaID       ids.ID // zero: no area
+	AreaName     string // filled by reads, ignored by writes
+	ManagerIP    string
+	DataIP       string
+	SSHPort      int
+	Account      string
+	ProgramDir   string
+	DataDir      string
+	CPUInfo      string
+	CPUType      int
+	AgentStatus  AgentStatus
+	AgentVersion string
+	LastSeen     time.Time // zero: never seen
+	Facts        Facts
+	CertSerial   string // hex serial of the agent's current certificate; empty until enrolled
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// Presence is one batched update of an agent's liveness and facts.
+type Presence struct {
+	ServerID ids.ID
+	Status   AgentStatus
+	LastSeen time.Time
+	Facts    *Facts // nil: leave the stored facts alone
+}
+
+// ServerFilter narrows a server list. Zero fields do not filter.
+type ServerFilter struct {
+	AreaID ids.ID
+	Status AgentStatus
+}
+
+// Store is what fleet needs from persistence.
+type Store interface {
+	CreateArea(ctx context.Context, a *Area) error
+	Areas(ctx context.Context, p paging.Page) ([]Area, int, error)
+	Area(ctx context.Context, id ids.ID) (Area, error)
+	// AreaByCode and AreaByName return ErrAreaNotFound when there is none;
+	// names are not unique, so AreaByName returns the oldest match.
+	AreaByCode(ctx context.Context, code string) (Area, error)
+	AreaByName(ctx context.Context, name string) (Area, error)
+	DeleteArea(ctx context.Context, id ids.ID) error
+
+	CreateServer(ctx context.Context, s *Server) error
+	Server(ctx context.Context, id ids.ID) (Server, error)
+	Servers(ctx context.Context, f ServerFilter, p paging.Page) ([]Server, int, error)
+	// DeleteServer removes the server and records its certificate serial as
+	// revoked, in one transaction.
+	DeleteServer(ctx context.Context, id ids.ID, now time.Time) error
+	// SavePresence applies a batch of presence updates in one transaction;
+	// updates for servers that no longer exist are skipped.
+	SavePresence(ctx context.Context, batch []Presence) error
+	// MarkAllOffline sets every online server offline; used at manager start,
+	// before any session exists.
+	MarkAllOffline(ctx context.Context, now time.Time) error
+}

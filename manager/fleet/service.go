@@ -1,0 +1,309 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// DefaultAreaCode is the code of the area created on first start.
+const DefaultAreaCode = "default"
+
+// Agents is the live side of the fleet: the tunnel hub.
+type Agents interface {
+	Online(id ids.ID) bool
+	Disconnect(id ids.ID)
+	Ping(ctx context.Context, id ids.ID) (time.Duration, string, error)
+}
+
+// Service manages areas and servers.
+type Service struct {
+	store    Store
+	presence *PresenceTracker
+	agents   Agents
+	ids      *ids.Generator
+	now      func() time.Time
+}
+
+// NewService returns a Service.
+func NewService(store Store, presence *PresenceTracker, agents Agents, gen *ids.Generator, now func() time.Time) *Service {
+	return &Service{store: store, presence: presence, agents: agents, ids: gen, now: now}
+}
+
+var areaCodeRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// EnsureDefaultArea creates the default area if no area with its code exists.
+func (s *Service) EnsureDefaultArea(ctx context.Context) error {
+	_, err := s.store.AreaByCode(ctx, DefaultAreaCode)
+	if !errors.Is(err, ErrAreaNotFound) {
+		return err
+	}
+	_, err = s.CreateArea(ctx, DefaultAreaCode, "默认可用区")
+	if errors.Is(err, ErrAreaExists) {
+		return nil
+	}
+	return err
+}
+
+// CreateArea validates and stores a new area.
+func (s *Service) CreateArea(ctx context.Context, code, name string) (Area, error) {
+	if !areaCodeRe.MatchString(code) {
+		return Area{}, invalid.Field("code", "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
+	}
+	if err := checkText("area", name, 1, 128); err != nil {
+		return Area{}, err
+	}
+	now := s.now()
+	a := Area{ID: s.ids.Next(), Code: code, Name: name, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateArea(ctx, &a); err != nil {
+		return Area{}, err
+	}
+	return a, nil
+}
+
+// Areas lists areas.
+func (s *Service) Areas(ctx context.Context, p paging.Page) ([]Area, int, error) {
+	return s.store.Areas(ctx, p)
+}
+
+// Area returns one area.
+func (s *Service) Area(ctx context.Context, id ids.ID) (Area, error) { return s.store.Area(ctx, id) }
+
+// DefaultArea returns the area with DefaultAreaCode.
+func (s *Service) DefaultArea(ctx context.Context) (Area, error) {
+	return s.store.AreaByCode(ctx, DefaultAreaCode)
+}
+
+// DeleteArea removes an area no server or token uses.
+func (s *Service) DeleteArea(ctx context.Context, id ids.ID) error {
+	return s.store.DeleteArea(ctx, id)
+}
+
+// NewServer is what an operator gives to register a server.
+type NewServer struct {
+	Room       string // area id, code or name; empty: the default area
+	ManagerIP  string
+	DataIP     string
+	SSHPort    int
+	Account    string
+	ProgramDir string
+	DataDir    string
+	CPUInfo    string
+	CPUType    int
+}
+
+// RegisterServer records a server that waits for its agent to enroll with a
+// join token from the same address.
+func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, error) {
+	ip, err := parseIP("managerIp", n.ManagerIP, true)
+	if err != nil {
+		return Server{}, err
+	}
+	dataIP, err := parseIP("dataIp", n.DataIP, false)
+	if err != nil {
+		return Server{}, err
+	}
+	if dataIP == "" {
+		dataIP = ip
+	}
+	if n.SSHPort == 0 {
+		n.SSHPort = 22
+	}
+	if n.SSHPort < 1 || n.SSHPort > 65535 {
+		return Server{}, invalid.Field("sshPort", "%d is not a TCP port", n.SSHPort)
+	}
+	if err := checkText("account", n.Account, 0, 64); err != nil {
+		return Server{}, err
+	}
+	if err := checkText("cpuInfo", n.CPUInfo, 0, 256); err != nil {
+		return Server{}, err
+	}
+	if n.CPUType < 0 || n.CPUType > 1000 {
+		return Server{}, invalid.Field("cpuType", "must be between 0 and 1000")
+	}
+	prog, err := checkDir("programDir", n.ProgramDir)
+	if err != nil {
+		return Server{}, err
+	}
+	data, err := checkDir("dataDir", n.DataDir)
+	if err != nil {
+		return Server{}, err
+	}
+	if prog != "" && data != "" && (within(prog, data) || within(data, prog)) {
+		return Server{}, fmt.Errorf("%w: %s and %s", ErrDirsNested, prog, data)
+	}
+	area, err := s.resolveArea(ctx, n.Room)
+	if err != nil {
+		return Server{}, err
+	}
+	now := s.now()
+	srv := Server{
+		ID: s.ids.Next(), AreaID: area.ID, AreaName: area.Name,
+		ManagerIP: ip, DataIP: dataIP, SSHPort: n.SSHPort, Account: n.Account,
+		ProgramDir: prog, DataDir: data, CPUInfo: n.CPUInfo, CPUType: n.CPUType,
+		AgentStatus: StatusPending, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := s.store.CreateServer(ctx, &srv); err != nil {
+		return Server{}, err
+	}
+	return srv, nil
+}
+
+func (s *Service) resolveArea(ctx context.Context, room string) (Area, error) {
+	room = strings.TrimSpace(room)
+	if room == "" {
+		a, err := s.DefaultArea(ctx)
+		if errors.Is(err, ErrAreaNotFound) {
+			return Area{}, nil
+		}
+		return a, err
+	}
+	if id, err := ids.Parse(room); err == nil {
+		if a, err := s.store.Area(ctx, id); err == nil {
+			return a, nil
+		}
+	}
+	if a, err := s.store.AreaByCode(ctx, room); err == nil {
+		return a, nil
+	}
+	a, err := s.store.AreaByName(ctx, room)
+	if errors.Is(err, ErrAreaNotFound) {
+		return Area{}, fmt.Errorf("%w: no area with id, code or name %q", ErrAreaNotFound, room)
+	}
+	return a, err
+}
+
+// Servers lists servers with the agent status this manager sees now.
+func (s *Service) Servers(ctx context.Context, f ServerFilter, p paging.Page) ([]Server, int, error) {
+	list, total, err := s.store.Servers(ctx, f, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range list {
+		s.overlay(&list[i])
+	}
+	return list, total, nil
+}
+
+// Server returns one server with its live agent status.
+func (s *Service) Server(ctx context.Context, id ids.ID) (Server, error) {
+	srv, err := s.store.Server(ctx, id)
+	if err != nil {
+		return Server{}, err
+	}
+	s.overlay(&srv)
+	return srv, nil
+}
+
+// overlay replaces the stored status, written up to a flush interval ago,
+// with the live one.
+func (s *Service) overlay(srv *Server) {
+	switch {
+	case s.presence.Online(srv.ID):
+		srv.AgentStatus = StatusOnline
+	case srv.CertSerial == "":
+		srv.AgentStatus = StatusPending
+	default:
+		srv.AgentStatus = StatusOffline
+	}
+}
+
+// DeleteServer removes the server, revokes its agent's certificate and
+// closes its session.
+func (s *Service) DeleteServer(ctx context.Context, id ids.ID) error {
+	if err := s.store.DeleteServer(ctx, id, s.now()); err != nil {
+		return err
+	}
+	s.agents.Disconnect(id)
+	s.presence.Forget(id)
+	return nil
+}
+
+// PingServer measures a round trip to the server's agent through the tunnel.
+func (s *Service) PingServer(ctx context.Context, id ids.ID) (time.Duration, string, error) {
+	if _, err := s.store.Server(ctx, id); err != nil {
+		return 0, "", err
+	}
+	if !s.agents.Online(id) {
+		return 0, "", ErrAgentNotOnline
+	}
+	return s.agents.Ping(ctx, id)
+}
+
+// CheckAgentCert accepts an agent certificate only while its server exists
+// and the serial is the one issued last.
+func (s *Service) CheckAgentCert(ctx context.Context, id ids.ID, serial string) error {
+	srv, err := s.store.Server(ctx, id)
+	if err != nil {
+		return err
+	}
+	if srv.CertSerial == "" || srv.CertSerial != serial {
+		return errors.New("certificate was revoked or replaced")
+	}
+	return nil
+}
+
+func parseIP(field, v string, required bool) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		if required {
+			return "", invalid.Field(field, "is required")
+		}
+		return "", nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+		return "", invalid.Field(field, "%q is not a usable IP address", v)
+	}
+	return a.Unmap().String(), nil
+}
+
+func checkDir(field, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if len(v) > 1024 || !filepath.IsAbs(v) || strings.ContainsAny(v, "\x00\n\r") {
+		return "", invalid.Field(field, "%q must be an absolute path", v)
+	}
+	clean := filepath.Clean(v)
+	if clean == "/" {
+		return "", invalid.Field(field, "must not be the root directory")
+	}
+	for _, part := range strings.Split(v, "/") {
+		if part == ".." {
+			return "", invalid.Field(field, "%q must not contain '..'", v)
+		}
+	}
+	return clean, nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+func checkText(field, v string, min, max int) error {
+	n := len([]rune(v))
+	if n < min || len(v) > max*4 || n > max {
+		if min > 0 && n == 0 {
+			return invalid.Field(field, "is required")
+		}
+		return invalid.Field(field, "must be %d to %d characters", min, max)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return invalid.Field(field, "must not contain control characters")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,291 @@
+// Package manager wires admq-manager together: the store, the CA, the agent
+// tunnel, the domain services and the console API.
+package manager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/version"
+	"github.com/admq/admq-manager/manager/api"
+	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/enroll"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/pki"
+	"github.com/admq/admq-manager/manager/store"
+	"github.com/admq/admq-manager/manager/tunnel"
+)
+
+// Config is the manager's whole configuration.
+type Config struct {
+	// DataDir holds the database, the CA and the JWT secret (default ./data).
+	DataDir string
+	// HTTPAddr is the console API's listen address (default :12305).
+	HTTPAddr string
+	// TunnelAddr is the agents' listen address (default :12306).
+	TunnelAddr string
+	// AdminPassword is the first admin's password, used only when the
+	// database is created; empty: generate one and print it once.
+	AdminPassword string
+	// NodeID distinguishes managers sharing a database in ids (default 1).
+	NodeID int64
+	// TokenTTL is how long a console login lasts (default 12h).
+	TokenTTL time.Duration
+	// AgentCertValidity is how long agent certificates last (default 1 year).
+	AgentCertValidity time.Duration
+	// TLSHosts are extra names and addresses for the tunnel certificate.
+	TLSHosts []string
+	// PresenceFlush is how often agent presence is written (default 1s).
+	PresenceFlush time.Duration
+	// ShutdownGrace bounds the drain of HTTP requests on shutdown (default 10s).
+	ShutdownGrace time.Duration
+	// Tunnel tunes the agent tunnel; zero fields take its defaults.
+	Tunnel tunnel.Config
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:           "./data",
+		HTTPAddr:          ":12305",
+		TunnelAddr:        ":12306",
+		NodeID:            1,
+		TokenTTL:          12 * time.Hour,
+		AgentCertValidity: 365 * 24 * time.Hour,
+		PresenceFlush:     time.Second,
+		ShutdownGrace:     10 * time.Second,
+		Tunnel:            tunnel.DefaultConfig(),
+	}
+}
+
+// Validate reports the first thing wrong with c.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("data dir is required")
+	case c.NodeID < 0 || c.NodeID > 1023:
+		return fmt.Errorf("node id %d: want 0-1023", c.NodeID)
+	case c.TokenTTL < time.Minute:
+		return fmt.Errorf("token ttl %v: want at least a minute", c.TokenTTL)
+	case c.AgentCertValidity < time.Hour:
+		return fmt.Errorf("agent cert validity %v: want at least an hour", c.AgentCertValidity)
+	case c.PresenceFlush <= 0 || c.ShutdownGrace <= 0:
+		return errors.New("presence flush and shutdown grace must be positive")
+	}
+	if c.AdminPassword != "" && (len(c.AdminPassword) < 8 || len(c.AdminPassword) > 72) {
+		return errors.New("admin password must be 8 to 72 bytes")
+	}
+	for _, a := range []string{c.HTTPAddr, c.TunnelAddr} {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("listen address %q: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// Manager is an opened manager, listening but not yet serving.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *store.DB
+	hub      *tunnel.Hub
+	api      *api.API
+	presence *fleet.PresenceTracker
+	httpLn   net.Listener
+	tunLn    net.Listener
+	// AdminPassword is the generated first-admin password, set only on the
+	// start that created the database.
+	AdminPassword string
+	// CAPin is the pin agents need to trust this manager.
+	CAPin string
+}
+
+// Open prepares a manager: data dir, database (migrated), CA, secrets, the
+// first admin on a new database, and both listeners.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Registry) (_ *Manager, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			m.close()
+		}
+	}()
+	m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "admq.db"))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.Open(filepath.Join(cfg.DataDir, "pki"), time.Now)
+	if err != nil {
+		return nil, err
+	}
+	m.CAPin = ca.Pin()
+	secret, err := loadOrCreateSecret(filepath.Join(cfg.DataDir, "jwt.key"))
+	if err != nil {
+		return nil, err
+	}
+	gen, err := ids.NewGenerator(cfg.NodeID)
+	if err != nil {
+		return nil, err
+	}
+	authSvc, err := auth.NewService(m.db, secret, cfg.TokenTTL, gen, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	if m.AdminPassword, err = authSvc.EnsureAdmin(ctx, cfg.AdminPassword); err != nil {
+		return nil, err
+	}
+	if err := m.db.MarkAllOffline(ctx, time.Now()); err != nil {
+		return nil, err
+	}
+
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.presence = fleet.NewPresenceTracker(m.db, time.Now, cfg.PresenceFlush, log.With("component", "presence"))
+	agents := &lazyAgents{}
+	fleetService := fleet.NewService(m.db, m.presence, agents, gen, time.Now)
+	if m.AdminPassword != "" {
+		// A new database: give it the default area.
+		if err := fleetService.EnsureDefaultArea(ctx); err != nil {
+			return nil, err
+		}
+	}
+	enrollSvc := enroll.NewService(m.db, fleetService, ca, gen, time.Now, cfg.AgentCertValidity, log.With("component", "enroll"))
+
+	hosts := append(localHosts(), cfg.TLSHosts...)
+	tlsCfg, err := ca.ServerTLSConfig(hosts)
+	if err != nil {
+		return nil, err
+	}
+	m.hub = tunnel.New(cfg.Tunnel, tlsCfg, tunnel.Deps{
+		Enroller: enrollSvc,
+		Presence: m.presence,
+		Certs:    fleetService,
+		AgentID:  pki.AgentID,
+	}, log.With("component", "tunnel"), reg)
+	agents.Agents = m.hub
+
+	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("console listener: %w", err)
+	}
+	if m.tunLn, err = net.Listen("tcp", cfg.TunnelAddr); err != nil {
+		return nil, fmt.Errorf("tunnel listener: %w", err)
+	}
+	m.api = api.New(api.Deps{
+		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db,
+		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
+		Registerer: reg, Gatherer: reg,
+		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,
+		AgentsConnected: m.hub.Connected,
+	})
+	return m, nil
+}
+
+// lazyAgents breaks the construction cycle between the fleet service (which
+// the hub needs for certificate checks) and the hub (which the fleet service
+// needs for live agents).
+type lazyAgents struct{ fleet.Agents }
+
+// HTTPAddr is the console API's bound address.
+func (m *Manager) HTTPAddr() string { return m.httpLn.Addr().String() }
+
+// TunnelAddr is the tunnel's bound address.
+func (m *Manager) TunnelAddr() string { return m.tunLn.Addr().String() }
+
+// Run serves until ctx is done, then shuts down in order: stop taking
+// requests and sessions, flush presence, close the database.
+func (m *Manager) Run(ctx context.Context) error {
+	defer m.close()
+	m.log.Info("admq-manager serving", "version", version.Version, "http", m.HTTPAddr(), "tunnel", m.TunnelAddr(), "dataDir", m.cfg.DataDir)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return m.api.Serve(gctx, m.httpLn, m.cfg.ShutdownGrace) })
+	g.Go(func() error { return m.hub.Serve(gctx, m.tunLn) })
+	g.Go(func() error { return m.presence.Run(gctx) })
+	err := g.Wait()
+	// Sessions are closed now; their disconnects are pending. Write them.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	m.presence.Flush(fctx)
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	m.log.Info("admq-manager stopped")
+	return nil
+}
+
+func (m *Manager) close() {
+	if m.httpLn != nil {
+		m.httpLn.Close()
+	}
+	if m.tunLn != nil {
+		m.tunLn.Close()
+	}
+	if m.db != nil {
+		if err := m.db.Close(); err != nil {
+			m.log.Warn("close database", "err", err)
+		}
+		m.db = nil
+	}
+}
+
+// loadOrCreateSecret returns the 32-byte secret in path, creating it (0600)
+// on first start.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		secret, derr := hex.DecodeString(strings.TrimSpace(string(b)))
+		if derr != nil || len(secret) < 32 {
+			return nil, fmt.Errorf("jwt secret %s is damaged: remove it to generate a new one (all logins end)", path)
+		}
+		return secret, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read jwt secret: %w", err)
+	}
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("generate jwt secret: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("write jwt secret: %w", err)
+	}
+	if _, err := io.WriteString(f, hex.EncodeToString(secret)+"\n"); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write jwt secret: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write jwt secret: %w", err)
+	}
+	return secret, f.Close()
+}
+
+// localHosts names this host in the tunnel certificate. Agents verify the
+// manager by its CA, not by name, so this is for operators' tools only.
+func localHosts() []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/audit"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// AppendAudit records e; the caller sets its ID and time.
+func (db *DB) AppendAudit(ctx context.Context, e *audit.Entry) error {
+	_, err := db.w.ExecContext(ctx, `INSERT INTO audit_log (
+			id, at, username, role, method, path, remote_ip, status, code, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(e.ID), millis(e.At), e.Username, e.Role, e.Method, e.Path, e.RemoteIP, e.Status, e.Code, e.Detail)
+	if err != nil {
+		return fmt.Errorf("store: append audit: %w", err)
+	}
+	return nil
+}
+
+// Audit returns one page of the audit log, newest first, and the total
+// number of entries.
+func (db *DB) Audit(ctx context.Context, p paging.Page) ([]audit.Entry, int, error) {
+	var (
+		list  []audit.Entry
+		total int
+	)
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_log`).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT
+				id, at, username, role, method, path, remote_ip, status, code, detail
+			FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?`, p.Size, p.Offset())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				e  audit.Entry
+				id int64
+				at sql.NullInt64
+			)
+			err := rows.Scan(&id, &at, &e.Username, &e.Role, &e.Method, &e.Path, &e.RemoteIP, &e.Status, &e.Code, &e.Detail)
+			if err != nil {
+				return err
+			}
+			e.ID = ids.ID(id)
+			e.At = fromMillis(at)
+			list = append(list, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list audit: %w", err)
+	}
+	return list, total, nil
+}

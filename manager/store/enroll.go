@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/enroll"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// CreateJoinToken inserts t as given by the caller (ID, hash, times, uses).
+// An AreaID that names no area is fleet.ErrAreaNotFound and a ServerID that
+// names no server is fleet.ErrServerNotFound.
+func (db *DB) CreateJoinToken(ctx context.Context, t *enroll.JoinToken) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO join_tokens (
+				id, secret_hash, description, area_id, server_id, max_uses, uses,
+				expires_at, revoked_at, created_by, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, nonNilBytes(t.SecretHash), t.Description, nullID(t.AreaID), nullID(t.ServerID), t.MaxUses, t.Uses,
+			millis(t.ExpiresAt), millis(t.RevokedAt), t.CreatedBy, millis(t.CreatedAt))
+		if !isForeignKey(err) {
+			return err
+		}
+		// SQLite does not say which reference failed; look.
+		if !t.AreaID.IsZero() {
+			var ok bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM areas WHERE id = ?)`, int64(t.AreaID)).Scan(&ok); err != nil {
+				return err
+			}
+			if !ok {
+				return fleet.ErrAreaNotFound
+			}
+		}
+		return fleet.ErrServerNotFound
+	})
+	if errors.Is(err, fleet.ErrAreaNotFound) || errors.Is(err, fleet.ErrServerNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("store: create join token: %w", err)
+	}
+	return nil
+}
+
+const tokenCols = `id, secret_hash, description, area_id, server_id, max_uses, uses,
+	expires_at, revoked_at, created_by, created_at`
+
+func scanToken(sc interface{ Scan(...any) error }) (enroll.JoinToken, error) {
+	var (
+		t                         enroll.JoinToken
+		areaID, serverID          sql.NullInt64
+		expires, revoked, created sql.NullInt64
+	)
+	err := sc.Scan(&t.ID, &t.SecretHash, &t.Description, &areaID, &serverID, &t.MaxUses, &t.Uses,
+		&expires, &revoked, &t.CreatedBy, &created)
+	if err != nil {
+		return enroll.JoinToken{}, err
+	}
+	t.AreaID = fromNullID(areaID)
+	t.ServerID = fromNullID(serverID)
+	t.ExpiresAt = fromMillis(expires)
+	t.RevokedAt = fromMillis(revoked)
+	t.CreatedAt = fromMillis(created)
+	return t, nil
+}
+
+// JoinToken returns the token with id, whatever its state, or
+// enroll.ErrTokenNotFound.
+func (db *DB) JoinToken(ctx context.Context, id string) (enroll.JoinToken, error) {
+	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM join_tokens WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return enroll.JoinToken{}, enroll.ErrTokenNotFound
+	}
+	if err != nil {
+		return enroll.JoinToken{}, fmt.Errorf("store: get join token: %w", err)
+	}
+	return t, nil
+}
+
+// JoinTokens returns one page of join tokens, newest first, and the total
+// number of tokens. Token ids are random, so "newest" is by creation time,
+// then by insertion order.
+func (db *DB) JoinTokens(ctx context.Context, p paging.Page) ([]enroll.JoinToken, int, error) {
+	var (
+		list  []enroll.JoinToken
+		total int
+	)
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM join_tokens`).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+tokenCols+` FROM join_tokens
+			ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`, p.Size, p.Offset())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			t, err := scanToken(rows)
+			if err != nil {
+				return err
+			}
+			list = append(list, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list join tokens: %w", err)
+	}
+	return list, total, nil
+}
+
+// RevokeJoinToken marks the token with id revoked at now, or returns
+// enroll.ErrTokenNotFound. Revoking a revoked token keeps the first time.
+func (db *DB) RevokeJoinToken(ctx context.Context, id string, now time.Time) error {
+	res, err := db.w.ExecContext(ctx,
+		`UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, millis(now), id)
+	if err == nil {
+		err = mustAffect(res, enroll.ErrTokenNotFound)
+	}
+	if errors.Is(err, enroll.ErrTokenNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("store: revoke join token: %w", err)
+	}
+	return nil
+}
+
+// PendingServerByIP returns the id of the server with this manager IP if no
+// agent has enrolled for it yet (it has no certificate serial), else 0.
+func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) {
+	var id int64
+	err := db.r.QueryRowContext(ctx,
+		`SELECT id FROM servers WHERE manager_ip = ? AND cert_serial = ''`, ip).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: pending server by ip: %w", err)
+	}
+	return ids.ID(id), nil
+}
+
+// CompleteEnrollment consumes one use of the token e.TokenID, provided it is
+// unrevoked, unexpired at e.Now and not used up (else enroll.ErrTokenRefused),
+// and then, in the same transaction:
+//
+//   - with e.Create, inserts server e.ServerID, offline, with e's area (none
+//     when zero), address, hostname and certificate serial; a server with
+//     this manager IP already existing is enroll.ErrAlreadyEnrolled;
+//   - without, binds the existing server e.ServerID to the new certificate
+//     and sets it offline. That server must not have enrolled yet, unless the
+//     token is bound to it: then it is re-enrolled and its previous serial is
+//     recorded as revoked. A server that has enrolled already is
+//     enroll.ErrAlreadyEnrolled.
+//
+// On any error nothing is written.
+func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses = uses + 1
+			WHERE id = ? AND revoked_at IS NULL
+			AND (expires_at IS NULL OR expires_at > ?)
+			AND (max_uses = 0 OR uses < max_uses)`, e.TokenID, e.Now.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if err := mustAffect(res, enroll.ErrTokenRefused); err != nil {
+			return err
+		}
+		if e.Create {
+			return createEnrolled(ctx, tx, e)
+		}
+		return bindEnrolled(ctx, tx, e)
+	})
+	switch {
+	case errors.Is(err, enroll.ErrTokenRefused),
+		errors.Is(err, enroll.ErrAlreadyEnrolled),
+		errors.Is(err, fleet.ErrAreaNotFound),
+		errors.Is(err, fleet.ErrServerNotFound):
+		return err
+	case err != nil:
+		return fmt.Errorf("store: complete enrollment: %w", err)
+	}
+	return nil
+}
+
+// createEnrolled inserts the server row of a new enrollment.
+func createEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO servers (
+			id, area_id, manager_ip, data_ip, hostname, cert_serial, agent_status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(e.ServerID), nullID(e.AreaID), e.ManagerIP, e.ManagerIP, e.Hostname, e.CertSerial,
+		string(fleet.StatusOffline), millis(e.Now), millis(e.Now))
+	switch {
+	case isUnique(err, "servers.manager_ip"):
+		return enroll.ErrAlreadyEnrolled
+	case isForeignKey(err):
+		return fleet.ErrAreaNotFound
+	}
+	return err
+}
+
+// bindEnrolled gives an existing server row its new certificate.
+func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+	var bound sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT server_id FROM join_tokens WHERE id = ?`, e.TokenID).Scan(&bound)
+	if err != nil {
+		return err
+	}
+	if fromNullID(bound) != e.ServerID || e.ServerID.IsZero() {
+		// Any token may enroll a pending server, but only once.
+		res, err := tx.ExecContext(ctx, `UPDATE servers
+			SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?
+			WHERE id = ? AND cert_serial = ''`,
+			e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), int64(e.ServerID))
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, enroll.ErrAlreadyEnrolled)
+	}
+
+	// A token bound to this server may re-enroll it: the old certificate dies.
+	var old string
+	err = tx.QueryRowContext(ctx, `SELECT cert_serial FROM servers WHERE id = ?`, int64(e.ServerID)).Scan(&old)
+	if errors.Is(err, sql.ErrNoRows) { // cannot happen: the token would have been deleted with it
+		return fleet.ErrServerNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if old != e.CertSerial {
+		if err := revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE servers
+		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?
+		WHERE id = ?`,
+		e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), int64(e.ServerID))
+	return err
+}

@@ -1,0 +1,432 @@
+// Package tunnel is the manager's end of the agent tunnel: a TLS listener on
+// which every agent holds one yamux session. Agents call the manager's gRPC
+// service on streams they open; the manager calls each agent's gRPC service
+// on streams it opens, dialing lazily and hanging up when idle so that an
+// idle agent costs little more than its session.
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/enroll"
+	"github.com/admq/admq-manager/manager/fleet"
+	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
+)
+
+// Config tunes the tunnel. Zero fields take the defaults DefaultConfig gives.
+type Config struct {
+	// KeepAliveInterval is how often each side pings an idle session (default 5s).
+	KeepAliveInterval time.Duration
+	// WriteTimeout bounds a ping answer or a write (default 8s). A silently
+	// lost agent is detected within KeepAliveInterval+WriteTimeout.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds the TLS handshake (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxHandshakes caps concurrent TLS handshakes so that a reconnect storm
+	// cannot starve the API of CPU (default 64).
+	MaxHandshakes int
+	// EnrollTimeout is how long a session without a client certificate may
+	// stay open to enroll (default 30s).
+	EnrollTimeout time.Duration
+	// ClientIdleTimeout closes the manager's gRPC connection to an agent after
+	// it has carried no call for this long (default 30s).
+	ClientIdleTimeout time.Duration
+	// HeartbeatInterval is what agents are told to use (default 30s).
+	HeartbeatInterval time.Duration
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		KeepAliveInterval: 5 * time.Second,
+		WriteTimeout:      8 * time.Second,
+		HandshakeTimeout:  10 * time.Second,
+		MaxHandshakes:     64,
+		EnrollTimeout:     30 * time.Second,
+		ClientIdleTimeout: 30 * time.Second,
+		HeartbeatInterval: 30 * time.Second,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.KeepAliveInterval <= 0 {
+		c.KeepAliveInterval = d.KeepAliveInterval
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = d.MaxHandshakes
+	}
+	if c.EnrollTimeout <= 0 {
+		c.EnrollTimeout = d.EnrollTimeout
+	}
+	if c.ClientIdleTimeout <= 0 {
+		c.ClientIdleTimeout = d.ClientIdleTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	return c
+}
+
+// Enroller turns a join token and a CSR into an enrolled agent.
+type Enroller interface {
+	Enroll(ctx context.Context, r enroll.Request) (enroll.Result, error)
+}
+
+// Presence learns when agents come and go and what they report.
+type Presence interface {
+	Connected(id ids.ID)
+	Disconnected(id ids.ID)
+	Heartbeat(id ids.ID, f fleet.Facts)
+}
+
+// CertChecker decides whether an agent certificate may still be used: the
+// server must exist and the serial must be its current one.
+type CertChecker interface {
+	CheckAgentCert(ctx context.Context, id ids.ID, serial string) error
+}
+
+// Deps are the domain services the tunnel calls.
+type Deps struct {
+	Enroller Enroller
+	Presence Presence
+	Certs    CertChecker
+	// AgentID extracts the agent id and certificate serial from a verified
+	// handshake; ok is false when the agent presented no certificate.
+	AgentID func(tls.ConnectionState) (id, serial string, ok bool)
+}
+
+// Hub accepts agent sessions and routes manager-to-agent calls to them.
+type Hub struct {
+	cfg     Config
+	tls     *tls.Config
+	deps    Deps
+	log     *slog.Logger
+	yamux   *yamux.Config
+	metrics *metrics
+	grpc    *grpc.Server
+	streams *streamListener
+	hsSem   chan struct{}
+
+	mu       sync.Mutex
+	sessions map[ids.ID]*session
+	wg       sync.WaitGroup
+}
+
+// New returns a Hub. tlsConfig must verify client certificates if given
+// (tls.VerifyClientCertIfGiven with the CA in ClientCAs).
+func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg prometheus.Registerer) *Hub {
+	cfg = cfg.withDefaults()
+	h := &Hub{
+		cfg:      cfg,
+		deps:     deps,
+		log:      logger,
+		metrics:  newMetrics(reg),
+		hsSem:    make(chan struct{}, cfg.MaxHandshakes),
+		sessions: make(map[ids.ID]*session),
+	}
+	tc := tlsConfig.Clone()
+	tc.MinVersion = tls.VersionTLS13
+	// Refuse revoked or replaced certificates inside the handshake, so the
+	// agent gets a TLS alert that says so instead of a silent hang-up.
+	tc.VerifyConnection = h.verifyConnection
+	h.tls = tc
+
+	yc := yamux.DefaultConfig()
+	yc.AcceptBacklog = 16
+	yc.KeepAliveInterval = cfg.KeepAliveInterval
+	yc.ConnectionWriteTimeout = cfg.WriteTimeout
+	yc.StreamOpenTimeout = cfg.WriteTimeout
+	yc.LogOutput = nil
+	yc.Logger = log.New(slogWriter{logger.With("component", "yamux")}, "", 0)
+	h.yamux = yc
+
+	h.grpc = grpc.NewServer(
+		grpc.Creds(sessionCreds{}),
+		grpc.ChainUnaryInterceptor(h.metrics.serverInterceptor, authorize),
+		grpc.MaxRecvMsgSize(4<<20),
+		// Liveness is the session's job; gRPC pings would only add traffic.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 24 * time.Hour}),
+	)
+	agentv1.RegisterManagerServiceServer(h.grpc, &managerService{hub: h})
+	return h
+}
+
+// Serve accepts agent connections on ln until ctx is done, then closes every
+// session and returns.
+func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
+	h.streams = newStreamListener(ln.Addr())
+	grpcDone := make(chan struct{})
+	go func() {
+		defer close(grpcDone)
+		_ = h.grpc.Serve(h.streams)
+	}()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var err error
+	for {
+		conn, aerr := ln.Accept()
+		if aerr != nil {
+			if ctx.Err() == nil {
+				err = fmt.Errorf("tunnel accept: %w", aerr)
+			}
+			break
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.handle(ctx, conn)
+		}()
+	}
+	h.closeAll()
+	h.wg.Wait()
+	h.grpc.Stop()
+	h.streams.Close()
+	<-grpcDone
+	return err
+}
+
+func (h *Hub) closeAll() {
+	h.mu.Lock()
+	all := make([]*session, 0, len(h.sessions))
+	for _, s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		s.mux.Close()
+	}
+}
+
+func (h *Hub) verifyConnection(cs tls.ConnectionState) error {
+	id, serial, ok := h.deps.AgentID(cs)
+	if !ok {
+		return nil // an enrollment session
+	}
+	agentID, err := ids.Parse(id)
+	if err != nil {
+		return fmt.Errorf("agent certificate names no valid agent id: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.HandshakeTimeout)
+	defer cancel()
+	if err := h.deps.Certs.CheckAgentCert(ctx, agentID, serial); err != nil {
+		h.log.Warn("agent certificate refused", "agent", id, "serial", serial, "err", err)
+		return fmt.Errorf("agent certificate refused: %w", err)
+	}
+	return nil
+}
+
+func (h *Hub) handle(ctx context.Context, raw net.Conn) {
+	remote := raw.RemoteAddr().String()
+	log := h.log.With("remote", remote)
+	select {
+	case h.hsSem <- struct{}{}:
+	case <-ctx.Done():
+		raw.Close()
+		return
+	}
+	tc := tls.Server(raw, h.tls)
+	hctx, cancel := context.WithTimeout(ctx, h.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	<-h.hsSem
+	if err != nil {
+		h.metrics.handshakes.WithLabelValues("tls_failed").Inc()
+		log.Info("tunnel handshake failed", "err", err)
+		raw.Close()
+		return
+	}
+	mux, err := yamux.Server(tc, h.yamux)
+	if err != nil {
+		h.metrics.handshakes.WithLabelValues("mux_failed").Inc()
+		log.Warn("yamux session failed", "err", err)
+		tc.Close()
+		return
+	}
+	remoteIP, _, _ := net.SplitHostPort(remote)
+	idStr, _, enrolled := h.deps.AgentID(tc.ConnectionState())
+	if !enrolled {
+		h.metrics.handshakes.WithLabelValues("enrollment").Inc()
+		h.serveEnrollment(ctx, mux, Peer{RemoteIP: remoteIP}, log)
+		return
+	}
+	id, _ := ids.Parse(idStr) // checked in verifyConnection
+	h.metrics.handshakes.WithLabelValues("agent").Inc()
+	s := newSession(h, id, mux, remoteIP)
+	h.register(s)
+	log.Info("agent connected", "agent", id)
+	h.acceptStreams(mux, Peer{AgentID: id, RemoteIP: remoteIP})
+	<-mux.CloseChan()
+	h.unregister(s)
+	log.Info("agent disconnected", "agent", id)
+}
+
+// serveEnrollment lets an agent without a certificate call Enroll, and
+// nothing else, for a bounded time.
+func (h *Hub) serveEnrollment(ctx context.Context, mux *yamux.Session, p Peer, log *slog.Logger) {
+	t := time.AfterFunc(h.cfg.EnrollTimeout, func() {
+		log.Info("enrollment session timed out")
+		mux.Close()
+	})
+	defer t.Stop()
+	stop := context.AfterFunc(ctx, func() { mux.Close() })
+	defer stop()
+	h.acceptStreams(mux, p)
+	<-mux.CloseChan()
+}
+
+// acceptStreams feeds the streams an agent opens to the gRPC server until
+// the session ends.
+func (h *Hub) acceptStreams(mux *yamux.Session, p Peer) {
+	p.CommonAuthInfo.SecurityLevel = 3 // credentials.PrivacyAndIntegrity: TLS below yamux
+	for {
+		c, err := mux.Accept()
+		if err != nil {
+			return
+		}
+		if err := h.streams.push(&streamConn{Conn: c, peer: p}); err != nil {
+			c.Close()
+			mux.Close()
+			return
+		}
+	}
+}
+
+func (h *Hub) register(s *session) {
+	h.mu.Lock()
+	old := h.sessions[s.id]
+	h.sessions[s.id] = s
+	h.mu.Unlock()
+	if old != nil {
+		h.log.Info("agent reconnected; closing its previous session", "agent", s.id)
+		old.close()
+	} else {
+		h.metrics.connected.Inc()
+	}
+	h.deps.Presence.Connected(s.id)
+}
+
+func (h *Hub) unregister(s *session) {
+	s.close()
+	h.mu.Lock()
+	current := h.sessions[s.id] == s
+	if current {
+		delete(h.sessions, s.id)
+	}
+	h.mu.Unlock()
+	if current {
+		h.metrics.connected.Dec()
+		h.deps.Presence.Disconnected(s.id)
+	}
+}
+
+func (h *Hub) session(id ids.ID) (*session, error) {
+	h.mu.Lock()
+	s := h.sessions[id]
+	h.mu.Unlock()
+	if s == nil {
+		return nil, fleet.ErrAgentNotOnline
+	}
+	return s, nil
+}
+
+// Online reports whether the agent has a live session on this manager.
+func (h *Hub) Online(id ids.ID) bool {
+	_, err := h.session(id)
+	return err == nil
+}
+
+// Connected is the number of agents with a live session.
+func (h *Hub) Connected() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Disconnect closes the agent's session, if it has one; used when a server
+// is deleted and its certificate revoked.
+func (h *Hub) Disconnect(id ids.ID) {
+	if s, err := h.session(id); err == nil {
+		s.mux.Close()
+	}
+}
+
+// Ping measures a round trip through the agent's gRPC service.
+func (h *Hub) Ping(ctx context.Context, id ids.ID) (rtt time.Duration, agentVersion string, err error) {
+	s, err := h.session(id)
+	if err != nil {
+		return 0, "", err
+	}
+	err = s.call(ctx, func(c agentv1.AgentServiceClient) error {
+		start := time.Now()
+		resp, err := c.Ping(ctx, &agentv1.PingRequest{})
+		rtt = time.Since(start)
+		if err == nil {
+			agentVersion = resp.GetAgentVersion()
+		}
+		return err
+	})
+	if err != nil {
+		return 0, "", fmt.Errorf("ping agent %s: %w", id, err)
+	}
+	return rtt, agentVersion, nil
+}
+
+// Facts asks the agent for its host facts now.
+func (h *Hub) Facts(ctx context.Context, id ids.ID) (fleet.Facts, error) {
+	s, err := h.session(id)
+	if err != nil {
+		return fleet.Facts{}, err
+	}
+	var f fleet.Facts
+	err = s.call(ctx, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.GetFacts(ctx, &agentv1.GetFactsRequest{})
+		if err == nil {
+			f = factsFromProto(resp)
+		}
+		return err
+	})
+	if err != nil {
+		return fleet.Facts{}, fmt.Errorf("facts of agent %s: %w", id, err)
+	}
+	return f, nil
+}
+
+// slogWriter adapts yamux's log.Logger output to slog.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := string(p)
+	if n := len(msg); n > 0 && msg[n-1] == '\n' {
+		msg = msg[:n-1]
+	}
+	w.log.Debug(msg)
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
+
+var errClosed = errors.New("tunnel: session closed")

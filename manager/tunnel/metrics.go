@@ -1,0 +1,66 @@
+package tunnel
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+type metrics struct {
+	connected   prometheus.Gauge
+	handshakes  *prometheus.CounterVec
+	enrollments *prometheus.CounterVec
+	rpc         *prometheus.HistogramVec
+	clientConns prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "connected_agents",
+			Help: "Agents with a live, authenticated session.",
+		}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "handshakes_total",
+			Help: "Tunnel connection attempts by result.",
+		}, []string{"result"}),
+		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "enrollments_total",
+			Help: "Enrollment attempts by result.",
+		}, []string{"result"}),
+		rpc: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "rpc_duration_seconds",
+			Help:    "Latency of tunnel RPCs by direction, method and gRPC code.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"direction", "method", "code"}),
+		clientConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "agent_client_conns",
+			Help: "gRPC client connections the manager holds open to agents (dialed on demand, closed when idle).",
+		}),
+	}
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns)
+	return m
+}
+
+func (m *metrics) observe(direction, method string, start time.Time, err error) {
+	m.rpc.WithLabelValues(direction, method, status.Code(err).String()).Observe(time.Since(start).Seconds())
+}
+
+// serverInterceptor times agent-to-manager calls.
+func (m *metrics) serverInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	m.observe("agent_to_manager", info.FullMethod, start, err)
+	return resp, err
+}
+
+// clientInterceptor times manager-to-agent calls.
+func (m *metrics) clientInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	start := time.Now()
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	m.observe("manager_to_agent", method, start, err)
+	return err
+}

@@ -1,0 +1,115 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/admq/admq-manager/internal/ids"
+	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
+)
+
+// session is one agent's live yamux session and, while there is work for
+// the agent, a gRPC client connection over it.
+type session struct {
+	hub      *Hub
+	id       ids.ID
+	mux      *yamux.Session
+	remoteIP string
+
+	mu       sync.Mutex
+	cc       *grpc.ClientConn
+	inflight int
+	idle     *time.Timer
+	closed   bool
+}
+
+func newSession(h *Hub, id ids.ID, mux *yamux.Session, remoteIP string) *session {
+	return &session{hub: h, id: id, mux: mux, remoteIP: remoteIP}
+}
+
+// call runs fn with a client for the agent's service, dialing it first if
+// the session has none open.
+func (s *session) call(ctx context.Context, fn func(agentv1.AgentServiceClient) error) error {
+	cc, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	return fn(agentv1.NewAgentServiceClient(cc))
+}
+
+func (s *session) acquire() (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	if s.idle != nil {
+		s.idle.Stop()
+		s.idle = nil
+	}
+	if s.cc == nil {
+		// passthrough: the target is only a label; the dialer opens a stream
+		// on this session whatever the target says.
+		cc, err := grpc.NewClient("passthrough:///agent-"+s.id.String(),
+			grpc.WithContextDialer(func(context.Context, string) (net.Conn, error) {
+				return s.mux.Open()
+			}),
+			grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS is below yamux
+			grpc.WithUnaryInterceptor(s.hub.metrics.clientInterceptor),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("grpc client for agent %s: %w", s.id, err)
+		}
+		s.cc = cc
+		s.hub.metrics.clientConns.Inc()
+	}
+	s.inflight++
+	return s.cc, nil
+}
+
+func (s *session) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if s.inflight == 0 && s.cc != nil && !s.closed {
+		s.idle = time.AfterFunc(s.hub.cfg.ClientIdleTimeout, s.closeIfIdle)
+	}
+}
+
+func (s *session) closeIfIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight == 0 && s.cc != nil {
+		s.closeClientLocked()
+	}
+}
+
+func (s *session) closeClientLocked() {
+	if s.idle != nil {
+		s.idle.Stop()
+		s.idle = nil
+	}
+	if s.cc != nil {
+		s.cc.Close()
+		s.cc = nil
+		s.hub.metrics.clientConns.Dec()
+	}
+}
+
+// close ends the session and its client connection; safe to call twice.
+func (s *session) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.closeClientLocked()
+	s.mu.Unlock()
+	s.mux.Close()
+}
