@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/admq/admq-manager/internal/ids"
@@ -49,6 +50,8 @@ type Config struct {
 	TokenTTL time.Duration
 	// AgentCertValidity is how long agent certificates last (default 1 year).
 	AgentCertValidity time.Duration
+	// BcryptCost is the cost of password hashes (default bcrypt.DefaultCost).
+	BcryptCost int
 	// TLSHosts are extra names and addresses for the tunnel certificate.
 	TLSHosts []string
 	// PresenceFlush is how often agent presence is written (default 1s).
@@ -67,6 +70,7 @@ func DefaultConfig() Config {
 		TunnelAddr:        ":12306",
 		NodeID:            1,
 		TokenTTL:          12 * time.Hour,
+		BcryptCost:        bcrypt.DefaultCost,
 		AgentCertValidity: 365 * 24 * time.Hour,
 		PresenceFlush:     time.Second,
 		ShutdownGrace:     10 * time.Second,
@@ -148,7 +152,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	authSvc, err := auth.NewService(m.db, secret, cfg.TokenTTL, gen, time.Now)
+	authSvc, err := auth.NewService(m.db, secret, cfg.TokenTTL, cfg.BcryptCost, gen, time.Now)
 	if err != nil {
 		return nil, err
 	}

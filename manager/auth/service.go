@@ -29,6 +29,7 @@ var usernameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 type Service struct {
 	store  Store
 	secret []byte
+	cost   int
 	ttl    time.Duration
 	ids    *ids.Generator
 	now    func() time.Time
@@ -37,16 +38,21 @@ type Service struct {
 	dummy []byte
 }
 
-// NewService returns a Service signing HS256 tokens with secret that last ttl.
-func NewService(store Store, secret []byte, ttl time.Duration, gen *ids.Generator, now func() time.Time) (*Service, error) {
+// NewService returns a Service signing HS256 tokens with secret that last
+// ttl and hashing passwords with bcrypt at cost (bcrypt.DefaultCost in
+// production; tests use bcrypt.MinCost).
+func NewService(store Store, secret []byte, ttl time.Duration, cost int, gen *ids.Generator, now func() time.Time) (*Service, error) {
 	if len(secret) < 32 {
 		return nil, errors.New("jwt secret shorter than 32 bytes")
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("not-a-password"), bcrypt.DefaultCost)
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return nil, fmt.Errorf("bcrypt cost %d out of range", cost)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("not-a-password"), cost)
 	if err != nil {
 		return nil, fmt.Errorf("bcrypt: %w", err)
 	}
-	return &Service{store: store, secret: secret, ttl: ttl, ids: gen, now: now, dummy: dummy}, nil
+	return &Service{store: store, secret: secret, cost: cost, ttl: ttl, ids: gen, now: now, dummy: dummy}, nil
 }
 
 type claims struct {
@@ -127,7 +133,7 @@ func (s *Service) CreateUser(ctx context.Context, username, password string, rol
 	if !role.Valid() {
 		return User{}, invalid.Field("role", "must be admin, operator or viewer")
 	}
-	hash, err := hashPassword(password)
+	hash, err := s.hashPassword(password)
 	if err != nil {
 		return User{}, err
 	}
@@ -158,7 +164,7 @@ func (s *Service) ChangePassword(ctx context.Context, id ids.ID, oldPassword, ne
 	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(oldPassword)) != nil {
 		return ErrBadCredentials
 	}
-	hash, err := hashPassword(newPassword)
+	hash, err := s.hashPassword(newPassword)
 	if err != nil {
 		return err
 	}
@@ -187,11 +193,11 @@ func (s *Service) EnsureAdmin(ctx context.Context, password string) (string, err
 	return password, nil
 }
 
-func hashPassword(p string) ([]byte, error) {
+func (s *Service) hashPassword(p string) ([]byte, error) {
 	if len(p) < minPasswordLength || len(p) > maxPasswordLength {
 		return nil, invalid.Field("password", "must be %d to %d bytes", minPasswordLength, maxPasswordLength)
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(p), s.cost)
 	if err != nil {
 		return nil, fmt.Errorf("hash password: %w", err)
 	}
