@@ -25,39 +25,21 @@ func (db *DB) AppendAudit(ctx context.Context, e *audit.Entry) error {
 // Audit returns one page of the audit log, newest first, and the total
 // number of entries.
 func (db *DB) Audit(ctx context.Context, p paging.Page) ([]audit.Entry, int, error) {
+	return listPage(ctx, db, "list audit log", `SELECT COUNT(*) FROM audit_log`, `SELECT `+auditCols+` FROM audit_log ORDER BY id DESC`, nil, p, scanAudit)
+}
+
+const auditCols = `id, at, username, role, method, path, remote_ip, status, code, detail`
+
+func scanAudit(sc scanner) (audit.Entry, error) {
 	var (
-		list  []audit.Entry
-		total int
+		e  audit.Entry
+		id int64
+		at sql.NullInt64
 	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_log`).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT
-				id, at, username, role, method, path, remote_ip, status, code, detail
-			FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?`, p.Size, p.Offset())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				e  audit.Entry
-				id int64
-				at sql.NullInt64
-			)
-			err := rows.Scan(&id, &at, &e.Username, &e.Role, &e.Method, &e.Path, &e.RemoteIP, &e.Status, &e.Code, &e.Detail)
-			if err != nil {
-				return err
-			}
-			e.ID = ids.ID(id)
-			e.At = fromMillis(at)
-			list = append(list, e)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list audit: %w", err)
+	if err := sc.Scan(&id, &at, &e.Username, &e.Role, &e.Method, &e.Path, &e.RemoteIP, &e.Status, &e.Code, &e.Detail); err != nil {
+		return audit.Entry{}, err
 	}
-	return list, total, nil
+	e.ID = ids.ID(id)
+	e.At = fromMillis(at)
+	return e, nil
 }

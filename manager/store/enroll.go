@@ -51,7 +51,7 @@ func (db *DB) CreateJoinToken(ctx context.Context, t *enroll.JoinToken) error {
 const tokenCols = `id, secret_hash, description, area_id, server_id, max_uses, uses,
 	expires_at, revoked_at, created_by, created_at`
 
-func scanToken(sc interface{ Scan(...any) error }) (enroll.JoinToken, error) {
+func scanToken(sc scanner) (enroll.JoinToken, error) {
 	var (
 		t                         enroll.JoinToken
 		areaID, serverID          sql.NullInt64
@@ -73,47 +73,14 @@ func scanToken(sc interface{ Scan(...any) error }) (enroll.JoinToken, error) {
 // JoinToken returns the token with id, whatever its state, or
 // enroll.ErrTokenNotFound.
 func (db *DB) JoinToken(ctx context.Context, id string) (enroll.JoinToken, error) {
-	t, err := scanToken(db.r.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM join_tokens WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return enroll.JoinToken{}, enroll.ErrTokenNotFound
-	}
-	if err != nil {
-		return enroll.JoinToken{}, fmt.Errorf("store: get join token: %w", err)
-	}
-	return t, nil
+	return getOne(ctx, db, enroll.ErrTokenNotFound, "get join token", scanToken, `SELECT `+tokenCols+` FROM join_tokens WHERE id = ?`, id)
 }
 
 // JoinTokens returns one page of join tokens, newest first, and the total
 // number of tokens. Token ids are random, so "newest" is by creation time,
 // then by insertion order.
 func (db *DB) JoinTokens(ctx context.Context, p paging.Page) ([]enroll.JoinToken, int, error) {
-	var (
-		list  []enroll.JoinToken
-		total int
-	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM join_tokens`).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+tokenCols+` FROM join_tokens
-			ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?`, p.Size, p.Offset())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			t, err := scanToken(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, t)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list join tokens: %w", err)
-	}
-	return list, total, nil
+	return listPage(ctx, db, "list join tokens", `SELECT COUNT(*) FROM join_tokens`, `SELECT `+tokenCols+` FROM join_tokens ORDER BY created_at DESC, rowid DESC`, nil, p, scanToken)
 }
 
 // RevokeJoinToken marks the token with id revoked at now, or returns

@@ -31,7 +31,7 @@ func (db *DB) CreateArea(ctx context.Context, a *fleet.Area) error {
 
 const areaCols = `id, code, name, created_at, updated_at`
 
-func scanArea(sc interface{ Scan(...any) error }) (fleet.Area, error) {
+func scanArea(sc scanner) (fleet.Area, error) {
 	var (
 		a                  fleet.Area
 		id                 int64
@@ -49,45 +49,12 @@ func scanArea(sc interface{ Scan(...any) error }) (fleet.Area, error) {
 // Areas returns one page of areas, oldest first (so that the default area,
 // created first, leads), and the total number of areas.
 func (db *DB) Areas(ctx context.Context, p paging.Page) ([]fleet.Area, int, error) {
-	var (
-		list  []fleet.Area
-		total int
-	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM areas`).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx,
-			`SELECT `+areaCols+` FROM areas ORDER BY id ASC LIMIT ? OFFSET ?`, p.Size, p.Offset())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			a, err := scanArea(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, a)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list areas: %w", err)
-	}
-	return list, total, nil
+	return listPage(ctx, db, "list areas", `SELECT COUNT(*) FROM areas`, `SELECT `+areaCols+` FROM areas ORDER BY id ASC`, nil, p, scanArea)
 }
 
 // Area returns the area with id, or fleet.ErrAreaNotFound.
 func (db *DB) Area(ctx context.Context, id ids.ID) (fleet.Area, error) {
-	a, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaCols+` FROM areas WHERE id = ?`, int64(id)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return fleet.Area{}, fleet.ErrAreaNotFound
-	}
-	if err != nil {
-		return fleet.Area{}, fmt.Errorf("store: get area: %w", err)
-	}
-	return a, nil
+	return getOne(ctx, db, fleet.ErrAreaNotFound, "get area", scanArea, `SELECT `+areaCols+` FROM areas WHERE id = ?`, int64(id))
 }
 
 // DeleteArea removes the area with id: fleet.ErrAreaNotFound if there is
@@ -161,7 +128,7 @@ const serverCols = `s.id, s.area_id, COALESCE(a.name, ''), s.manager_ip, s.data_
 
 const serverFrom = ` FROM servers s LEFT JOIN areas a ON a.id = s.area_id`
 
-func scanServer(sc interface{ Scan(...any) error }) (fleet.Server, error) {
+func scanServer(sc scanner) (fleet.Server, error) {
 	var (
 		s                          fleet.Server
 		id                         int64
@@ -196,14 +163,7 @@ func scanServer(sc interface{ Scan(...any) error }) (fleet.Server, error) {
 // Server returns the server with id, its AreaName filled, or
 // fleet.ErrServerNotFound.
 func (db *DB) Server(ctx context.Context, id ids.ID) (fleet.Server, error) {
-	s, err := scanServer(db.r.QueryRowContext(ctx, `SELECT `+serverCols+serverFrom+` WHERE s.id = ?`, int64(id)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return fleet.Server{}, fleet.ErrServerNotFound
-	}
-	if err != nil {
-		return fleet.Server{}, fmt.Errorf("store: get server: %w", err)
-	}
-	return s, nil
+	return getOne(ctx, db, fleet.ErrServerNotFound, "get server", scanServer, `SELECT `+serverCols+serverFrom+` WHERE s.id = ?`, int64(id))
 }
 
 // Servers returns one page of the servers that match f, newest first, and
@@ -226,34 +186,7 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 		where = ` WHERE ` + strings.Join(conds, ` AND `)
 	}
 
-	var (
-		list  []fleet.Server
-		total int
-	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM servers s`+where, args...).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx,
-			`SELECT `+serverCols+serverFrom+where+` ORDER BY s.id DESC LIMIT ? OFFSET ?`,
-			append(args, p.Size, p.Offset())...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			s, err := scanServer(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, s)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list servers: %w", err)
-	}
-	return list, total, nil
+	return listPage(ctx, db, "list servers", `SELECT COUNT(*) FROM servers s`+where, `SELECT `+serverCols+serverFrom+where+` ORDER BY s.id DESC`, args, p, scanServer)
 }
 
 // DeleteServer removes the server with id, or returns fleet.ErrServerNotFound.
@@ -364,4 +297,17 @@ func (db *DB) MarkAllOffline(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("store: mark all offline: %w", err)
 	}
 	return nil
+}
+// AreaByCode returns the area with code, or fleet.ErrAreaNotFound.
+func (db *DB) AreaByCode(ctx context.Context, code string) (fleet.Area, error) {
+	return db.areaWhere(ctx, `code = ?`, code)
+}
+
+// AreaByName returns the oldest area called name, or fleet.ErrAreaNotFound.
+func (db *DB) AreaByName(ctx context.Context, name string) (fleet.Area, error) {
+	return db.areaWhere(ctx, `name = ?`, name)
+}
+
+func (db *DB) areaWhere(ctx context.Context, cond string, arg any) (fleet.Area, error) {
+	return getOne(ctx, db, fleet.ErrAreaNotFound, "find area", scanArea, `SELECT `+areaCols+` FROM areas WHERE `+cond+` ORDER BY id LIMIT 1`, arg)
 }

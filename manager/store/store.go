@@ -20,6 +20,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/admq/admq-manager/manager/paging"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -242,4 +243,53 @@ func mustAffect(res sql.Result, notFound error) error {
 		return notFound
 	}
 	return nil
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+// listPage counts the rows countSQL selects and reads one page of listSQL
+// (which must not have LIMIT/OFFSET yet) in one read transaction, so the
+// total and the page agree.
+func listPage[T any](ctx context.Context, db *DB, what, countSQL, listSQL string, args []any, p paging.Page, scan func(scanner) (T, error)) ([]T, int, error) {
+	var (
+		list  []T
+		total int
+	)
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, listSQL+` LIMIT ? OFFSET ?`, append(args[:len(args):len(args)], p.Size, p.Offset())...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return err
+			}
+			list = append(list, v)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return list, total, nil
+}
+
+// getOne reads the single row query selects, or returns notFound.
+func getOne[T any](ctx context.Context, db *DB, notFound error, what string, scan func(scanner) (T, error), query string, args ...any) (T, error) {
+	v, err := scan(db.r.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		var zero T
+		return zero, notFound
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
 }

@@ -38,7 +38,7 @@ func nonNilBytes(b []byte) []byte {
 
 const userCols = `id, username, password_hash, role, created_at, updated_at`
 
-func scanUser(sc interface{ Scan(...any) error }) (auth.User, error) {
+func scanUser(sc scanner) (auth.User, error) {
 	var (
 		u                auth.User
 		id               int64
@@ -57,58 +57,18 @@ func scanUser(sc interface{ Scan(...any) error }) (auth.User, error) {
 
 // UserByName returns the user with this username, or auth.ErrUserNotFound.
 func (db *DB) UserByName(ctx context.Context, username string) (auth.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
-	if errors.Is(err, sql.ErrNoRows) {
-		return auth.User{}, auth.ErrUserNotFound
-	}
-	if err != nil {
-		return auth.User{}, fmt.Errorf("store: get user by name: %w", err)
-	}
-	return u, nil
+	return getOne(ctx, db, auth.ErrUserNotFound, "get user", scanUser, `SELECT `+userCols+` FROM users WHERE username = ?`, username)
 }
 
 // User returns the user with id, or auth.ErrUserNotFound.
 func (db *DB) User(ctx context.Context, id ids.ID) (auth.User, error) {
-	u, err := scanUser(db.r.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, int64(id)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return auth.User{}, auth.ErrUserNotFound
-	}
-	if err != nil {
-		return auth.User{}, fmt.Errorf("store: get user: %w", err)
-	}
-	return u, nil
+	return getOne(ctx, db, auth.ErrUserNotFound, "get user", scanUser, `SELECT `+userCols+` FROM users WHERE id = ?`, int64(id))
 }
 
 // Users returns one page of users, oldest first, and the total number of
 // users.
 func (db *DB) Users(ctx context.Context, p paging.Page) ([]auth.User, int, error) {
-	var (
-		list  []auth.User
-		total int
-	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&total); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx,
-			`SELECT `+userCols+` FROM users ORDER BY id ASC LIMIT ? OFFSET ?`, p.Size, p.Offset())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			u, err := scanUser(rows)
-			if err != nil {
-				return err
-			}
-			list = append(list, u)
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list users: %w", err)
-	}
-	return list, total, nil
+	return listPage(ctx, db, "list users", `SELECT COUNT(*) FROM users`, `SELECT `+userCols+` FROM users ORDER BY id ASC`, nil, p, scanUser)
 }
 
 // DeleteUser removes the user with id: auth.ErrUserNotFound if there is

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// managerProc runs admq-manager as a child process on loopback ports.
+type managerProc struct {
+	bin        string
+	dataDir    string
+	httpAddr   string
+	tunnelAddr string
+	password   string
+	logPath    string // the manager's stderr (JSON logs), appended across restarts
+	log        *slog.Logger
+
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	waitErr error
+	caPin   string
+}
+
+// freeLoopbackAddr returns 127.0.0.1:PORT for a port that was free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+// start launches the manager and waits until it prints its ready line and
+// answers /health.
+func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Duration) error {
+	logf, err := os.OpenFile(m.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("manager log: %w", err)
+	}
+	defer logf.Close() // the child holds its own copy
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(m.bin,
+		"--data-dir", m.dataDir,
+		"--http-addr", m.httpAddr,
+		"--tunnel-addr", m.tunnelAddr,
+		"--admin-password", m.password,
+		"--log-format", "json",
+	)
+	cmd.Stdout = outW
+	cmd.Stderr = logf
+	cmd.Env = managerEnv()
+	setChildAttrs(cmd)
+	if err := cmd.Start(); err != nil {
+		outR.Close()
+		outW.Close()
+		return fmt.Errorf("start %s: %w", m.bin, err)
+	}
+	outW.Close()
+	m.cmd = cmd
+	m.exited = make(chan struct{})
+	m.waitErr = nil
+	exited := m.exited
+	go func() {
+		m.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		defer outR.Close()
+		sc := bufio.NewScanner(outR)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "admq-manager: console ") {
+				select {
+				case ready <- line:
+				default:
+				}
+			} else {
+				m.log.Info("manager stdout", "line", line)
+			}
+		}
+	}()
+
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case line := <-ready:
+		if _, pin, ok := strings.Cut(line, "CA pin "); ok {
+			m.caPin = strings.TrimSpace(pin)
+		}
+	case <-exited:
+		return fmt.Errorf("manager exited before it was ready: %v\n%s", m.waitErr, m.logTail(20))
+	case <-t.C:
+		return fmt.Errorf("manager not ready after %v\n%s", limit, m.logTail(20))
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := api.health(hctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("manager exited: %v\n%s", m.waitErr, m.logTail(20))
+		case <-t.C:
+			return fmt.Errorf("manager /health failing after %v: %w", limit, err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// managerEnv is our environment without ADMQ_* settings, so that only the
+// flags we pass configure the manager.
+func managerEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ADMQ_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (m *managerProc) pid() int { return m.cmd.Process.Pid }
+
+// alive reports an error once the manager has exited.
+func (m *managerProc) alive() error {
+	if m.exited == nil {
+		return errors.New("manager not started")
+	}
+	select {
+	case <-m.exited:
+		return fmt.Errorf("manager exited unexpectedly: %v\n%s", m.waitErr, m.logTail(20))
+	default:
+		return nil
+	}
+}
+
+// stop sends SIGTERM and waits up to grace, then kills. It returns how long
+// the manager took to exit. Safe to call when not running.
+func (m *managerProc) stop(grace time.Duration) (time.Duration, error) {
+	if m.cmd == nil || m.exited == nil {
+		return 0, nil
+	}
+	select {
+	case <-m.exited:
+		return 0, nil
+	default:
+	}
+	start := time.Now()
+	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.log.Warn("signal manager", "err", err)
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-m.exited:
+		return time.Since(start), nil
+	case <-t.C:
+		_ = m.cmd.Process.Kill()
+		<-m.exited
+		return time.Since(start), fmt.Errorf("manager did not exit within %v of SIGTERM; killed", grace)
+	}
+}
+
+// logTail returns the last n lines of the manager's log.
+func (m *managerProc) logTail(n int) string {
+	b, err := os.ReadFile(m.logPath)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "manager log tail:\n  " + strings.Join(lines, "\n  ")
+}
+
+// logCounts counts the manager's WARN and ERROR log lines by message.
+func (m *managerProc) logCounts() (*msgCounter, error) {
+	f, err := os.Open(m.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c := newMsgCounter()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) != nil {
+			c.add("UNPARSED "+truncate(sc.Text(), 100), "")
+			continue
+		}
+		level, _ := rec["level"].(string)
+		if level != "WARN" && level != "ERROR" {
+			continue
+		}
+		msg, _ := rec["msg"].(string)
+		example := ""
+		if e, ok := rec["err"]; ok {
+			example = fmt.Sprint("err=", e)
+		}
+		c.add(level+" "+msg, example)
+	}
+	return c, sc.Err()
+}
+
+// managerSample is the manager's resource use at one moment.
+type managerSample struct {
+	at         time.Time
+	rss        float64 // bytes, from /proc/PID/status VmRSS
+	heap       float64 // go_memstats_heap_inuse_bytes
+	goroutines float64 // go_goroutines
+	cpu        float64 // process_cpu_seconds_total
+	fds        float64 // process_open_fds
+	connected  float64 // admq_tunnel_connected_agents
+	clients    float64 // admq_tunnel_agent_client_conns
+	mt         metrics
+}
+
+func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample, error) {
+	if err := m.alive(); err != nil {
+		return managerSample{}, err
+	}
+	mt, err := api.metrics(ctx)
+	if err != nil {
+		return managerSample{}, err
+	}
+	rss, err := processRSS(m.pid())
+	if err != nil {
+		m.log.Warn("manager RSS unavailable", "err", err)
+		rss = -1
+	}
+	return managerSample{
+		at:         time.Now(),
+		rss:        rss,
+		heap:       mt.get("go_memstats_heap_inuse_bytes"),
+		goroutines: mt.get("go_goroutines"),
+		cpu:        mt.get("process_cpu_seconds_total"),
+		fds:        mt.get("process_open_fds"),
+		connected:  mt.get("admq_tunnel_connected_agents"),
+		clients:    mt.get("admq_tunnel_agent_client_conns"),
+		mt:         mt,
+	}, nil
+}
+
+func mb(bytes float64) string { return fmt.Sprintf("%.1f", bytes/(1<<20)) }
+
+func (s managerSample) String() string {
+	return fmt.Sprintf("RSS %s MB, heap in use %s MB, goroutines %.0f, open fds %.0f, connected agents %.0f, agent client conns %.0f",
+		mb(s.rss), mb(s.heap), s.goroutines, s.fds, s.connected, s.clients)
+}

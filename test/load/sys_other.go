@@ -1,0 +1,18 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"os/exec"
+)
+
+func setChildAttrs(*exec.Cmd) {}
+
+func processRSS(int) (float64, error) { return 0, errors.New("RSS is read from /proc: Linux only") }
+
+func fileLimit() (soft, hard uint64, err error) {
+	return 0, 0, errors.New("file limit check: Linux only")
+}
+
+func processFileLimit(int) string { return "n/a" }
