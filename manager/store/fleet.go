@@ -298,6 +298,7 @@ func (db *DB) MarkAllOffline(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
+
 // AreaByCode returns the area with code, or fleet.ErrAreaNotFound.
 func (db *DB) AreaByCode(ctx context.Context, code string) (fleet.Area, error) {
 	return db.areaWhere(ctx, `code = ?`, code)
