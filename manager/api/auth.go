@@ -1,0 +1,116 @@
+package api
+
+import (
+	"errors"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/auth"
+)
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+func (a *API) login(c echo.Context) error {
+	var r loginRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	detail(c, "username=%q", truncate(r.Username, 64))
+	if r.Username == "" || r.Password == "" {
+		return invalid.Field("username", "username and password are required")
+	}
+	token, exp, u, err := a.d.Auth.Login(c.Request().Context(), r.Username, r.Password)
+	if err != nil {
+		if errors.Is(err, auth.ErrBadCredentials) {
+			return newError(codeAuthorizeFailed, "wrong username or password")
+		}
+		return err
+	}
+	c.Set(ctxUser, u)
+	return ok(c, loginView{Token: token, TokenType: "Bearer", ExpireTime: apiTime(exp), Username: u.Username, Role: string(u.Role)})
+}
+
+func (a *API) health(c echo.Context) error {
+	n := 0
+	if a.d.AgentsConnected != nil {
+		n = a.d.AgentsConnected()
+	}
+	return ok(c, healthView{Status: "ok", AgentsConnected: n})
+}
+
+func (a *API) userInfo(c echo.Context) error { return ok(c, toUserView(userOf(c))) }
+
+type passwordRequest struct {
+	OldPassword string `json:"oldPassword"`
+	NewPassword string `json:"newPassword"`
+}
+
+func (a *API) changePassword(c echo.Context) error {
+	var r passwordRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	u := userOf(c)
+	detail(c, "user=%s", u.Username)
+	if err := a.d.Auth.ChangePassword(c.Request().Context(), u.ID, r.OldPassword, r.NewPassword); err != nil {
+		if errors.Is(err, auth.ErrBadCredentials) {
+			return newError(codeAuthorizeFailed, "the old password is wrong")
+		}
+		return err
+	}
+	return ok(c, nil)
+}
+
+type userRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Role     string `json:"role"`
+}
+
+func (a *API) createUser(c echo.Context) error {
+	var r userRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	detail(c, "username=%q role=%q", truncate(r.Username, 64), truncate(r.Role, 16))
+	u, err := a.d.Auth.CreateUser(c.Request().Context(), r.Username, r.Password, auth.Role(r.Role))
+	if err != nil {
+		return err
+	}
+	return ok(c, toUserView(u))
+}
+
+func (a *API) listUsers(c echo.Context) error {
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := a.d.Auth.Users(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	views := make([]userView, len(list))
+	for i, u := range list {
+		views[i] = toUserView(u)
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+func (a *API) deleteUser(c echo.Context) error {
+	id, err := idOf(c)
+	if err != nil {
+		return err
+	}
+	detail(c, "user=%s", id)
+	if id == userOf(c).ID {
+		return invalid.Field("id", "you cannot delete yourself")
+	}
+	if err := a.d.Auth.DeleteUser(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return ok(c, nil)
+}
