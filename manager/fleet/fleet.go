@@ -93,7 +93,12 @@ type Presence struct {
 // ServerFilter narrows a server list. Zero fields do not filter.
 type ServerFilter struct {
 	AreaID ids.ID
+	// Status selects by agent status as decided by Live: online means in
+	// Live, offline means enrolled and not in Live, pending means never
+	// enrolled.
 	Status AgentStatus
+	// Live are the servers whose agents have a session now.
+	Live []ids.ID
 }
 
 // Store is what fleet needs from persistence.

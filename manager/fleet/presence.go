@@ -18,8 +18,9 @@ type PresenceTracker struct {
 	every time.Duration
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	live    map[ids.ID]struct{}
+	mu sync.Mutex
+	// live maps each connected agent to when it was last heard from.
+	live    map[ids.ID]time.Time
 	pending map[ids.ID]Presence
 }
 
@@ -27,7 +28,7 @@ type PresenceTracker struct {
 func NewPresenceTracker(store Store, now func() time.Time, every time.Duration, log *slog.Logger) *PresenceTracker {
 	return &PresenceTracker{
 		store: store, now: now, every: every, log: log,
-		live:    make(map[ids.ID]struct{}),
+		live:    make(map[ids.ID]time.Time),
 		pending: make(map[ids.ID]Presence),
 	}
 }
@@ -36,9 +37,10 @@ func NewPresenceTracker(store Store, now func() time.Time, every time.Duration, 
 func (p *PresenceTracker) Connected(id ids.ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.live[id] = struct{}{}
+	now := p.now()
+	p.live[id] = now
 	u := p.pending[id]
-	u.ServerID, u.Status, u.LastSeen = id, StatusOnline, p.now()
+	u.ServerID, u.Status, u.LastSeen = id, StatusOnline, now
 	p.pending[id] = u
 }
 
@@ -56,19 +58,39 @@ func (p *PresenceTracker) Disconnected(id ids.ID) {
 func (p *PresenceTracker) Heartbeat(id ids.ID, f Facts) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
 	status := StatusOffline
 	if _, ok := p.live[id]; ok {
 		status = StatusOnline
+		p.live[id] = now
 	}
-	p.pending[id] = Presence{ServerID: id, Status: status, LastSeen: p.now(), Facts: &f}
+	p.pending[id] = Presence{ServerID: id, Status: status, LastSeen: now, Facts: &f}
 }
 
 // Online reports whether the agent has a live session on this manager.
 func (p *PresenceTracker) Online(id ids.ID) bool {
+	_, ok := p.LastSeen(id)
+	return ok
+}
+
+// LastSeen returns when a connected agent was last heard from; ok is false
+// when it is not connected.
+func (p *PresenceTracker) LastSeen(id ids.ID) (t time.Time, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.live[id]
-	return ok
+	t, ok = p.live[id]
+	return t, ok
+}
+
+// Live returns the ids of all connected agents.
+func (p *PresenceTracker) Live() []ids.ID {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ids.ID, 0, len(p.live))
+	for id := range p.live {
+		out = append(out, id)
+	}
+	return out
 }
 
 // Forget drops what the tracker holds for a deleted server.

@@ -185,6 +185,9 @@ func (s *Service) resolveArea(ctx context.Context, room string) (Area, error) {
 
 // Servers lists servers with the agent status this manager sees now.
 func (s *Service) Servers(ctx context.Context, f ServerFilter, p paging.Page) ([]Server, int, error) {
+	if f.Status != "" {
+		f.Live = s.presence.Live()
+	}
 	list, total, err := s.store.Servers(ctx, f, p)
 	if err != nil {
 		return nil, 0, err
@@ -205,12 +208,16 @@ func (s *Service) Server(ctx context.Context, id ids.ID) (Server, error) {
 	return srv, nil
 }
 
-// overlay replaces the stored status, written up to a flush interval ago,
-// with the live one.
+// overlay replaces the stored status and last-seen time, written up to a
+// flush interval ago, with the live ones.
 func (s *Service) overlay(srv *Server) {
+	seen, online := s.presence.LastSeen(srv.ID)
 	switch {
-	case s.presence.Online(srv.ID):
+	case online:
 		srv.AgentStatus = StatusOnline
+		if seen.After(srv.LastSeen) {
+			srv.LastSeen = seen
+		}
 	case srv.CertSerial == "":
 		srv.AgentStatus = StatusPending
 	default:

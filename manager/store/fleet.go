@@ -177,9 +177,28 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 		conds = append(conds, `s.area_id = ?`)
 		args = append(args, int64(f.AreaID))
 	}
-	if f.Status != "" {
-		conds = append(conds, `s.agent_status = ?`)
-		args = append(args, string(f.Status))
+	// The status is decided by the live set the caller passes, not by the
+	// stored column, which lags by up to one presence flush.
+	live := make([]int64, len(f.Live))
+	for i, id := range f.Live {
+		live[i] = int64(id)
+	}
+	liveJSON, err := json.Marshal(live)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list servers: %w", err)
+	}
+	switch f.Status {
+	case "":
+	case fleet.StatusOnline:
+		conds = append(conds, `s.id IN (SELECT value FROM json_each(?))`)
+		args = append(args, string(liveJSON))
+	case fleet.StatusOffline:
+		conds = append(conds, `s.cert_serial <> '' AND s.id NOT IN (SELECT value FROM json_each(?))`)
+		args = append(args, string(liveJSON))
+	case fleet.StatusPending:
+		conds = append(conds, `s.cert_serial = ''`)
+	default:
+		return nil, 0, fmt.Errorf("store: list servers: unknown status %q", f.Status)
 	}
 	where := ""
 	if len(conds) > 0 {

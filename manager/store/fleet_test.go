@@ -226,16 +226,18 @@ func TestServersList(t *testing.T) {
 	// 5 servers in a (ids increasing), 3 in b, 1 without an area.
 	var inA, inB []ids.ID
 	for i := range 5 {
-		inA = append(inA, mustServer(t, db, a.ID, fmt.Sprintf("10.1.0.%d", i), "").ID)
+		inA = append(inA, mustServer(t, db, a.ID, fmt.Sprintf("10.1.0.%d", i), fmt.Sprintf("serial%d", i)).ID)
 	}
 	for i := range 3 {
 		inB = append(inB, mustServer(t, db, b.ID, fmt.Sprintf("10.2.0.%d", i), "").ID)
 	}
 	none := mustServer(t, db, 0, "10.3.0.1", "").ID
-	// Two servers of a online.
+	// Two servers of a have live sessions; the stored column says otherwise
+	// (it lags), and the filter must follow the live set.
+	live := []ids.ID{inA[1], inA[3]}
 	err := db.SavePresence(ctx, []fleet.Presence{
-		{ServerID: inA[1], Status: fleet.StatusOnline, LastSeen: base},
-		{ServerID: inA[3], Status: fleet.StatusOnline, LastSeen: base},
+		{ServerID: inA[0], Status: fleet.StatusOnline, LastSeen: base},
+		{ServerID: inA[3], Status: fleet.StatusOffline, LastSeen: base},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -253,8 +255,10 @@ func TestServersList(t *testing.T) {
 		{"past the end", fleet.ServerFilter{}, paging.Page{Num: 4, Size: 4}, 9, nil},
 		{"area a", fleet.ServerFilter{AreaID: a.ID}, paging.Page{Num: 1, Size: 3}, 5, []ids.ID{inA[4], inA[3], inA[2]}},
 		{"area a page 2", fleet.ServerFilter{AreaID: a.ID}, paging.Page{Num: 2, Size: 3}, 5, []ids.ID{inA[1], inA[0]}},
-		{"online", fleet.ServerFilter{Status: fleet.StatusOnline}, paging.Page{Num: 1, Size: 10}, 2, []ids.ID{inA[3], inA[1]}},
-		{"area b online", fleet.ServerFilter{AreaID: b.ID, Status: fleet.StatusOnline}, paging.Page{Num: 1, Size: 10}, 0, nil},
+		{"online", fleet.ServerFilter{Status: fleet.StatusOnline, Live: live}, paging.Page{Num: 1, Size: 10}, 2, []ids.ID{inA[3], inA[1]}},
+		{"offline", fleet.ServerFilter{Status: fleet.StatusOffline, Live: live}, paging.Page{Num: 1, Size: 10}, 3, []ids.ID{inA[4], inA[2], inA[0]}},
+		{"online, none live", fleet.ServerFilter{Status: fleet.StatusOnline}, paging.Page{Num: 1, Size: 10}, 0, nil},
+		{"area b online", fleet.ServerFilter{AreaID: b.ID, Status: fleet.StatusOnline, Live: live}, paging.Page{Num: 1, Size: 10}, 0, nil},
 		{"area b pending", fleet.ServerFilter{AreaID: b.ID, Status: fleet.StatusPending}, paging.Page{Num: 1, Size: 10}, 3, []ids.ID{inB[2], inB[1], inB[0]}},
 		{"unknown area", fleet.ServerFilter{AreaID: nextID()}, paging.Page{Num: 1, Size: 10}, 0, nil},
 	}
