@@ -26,16 +26,20 @@ import (
 	"github.com/admq/admq-manager/internal/version"
 	"github.com/admq/admq-manager/manager/api"
 	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/pki"
+	"github.com/admq/admq-manager/manager/sealed"
 	"github.com/admq/admq-manager/manager/store"
 	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Config is the manager's whole configuration.
 type Config struct {
-	// DataDir holds the database, the CA and the JWT secret (default ./data).
+	// DataDir holds the database, the CA, the JWT secret and secret.key,
+	// which seals kept SSH credentials (default ./data).
 	DataDir string
 	// HTTPAddr is the console API's listen address (default :12305).
 	HTTPAddr string
@@ -60,21 +64,46 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Tunnel tunes the agent tunnel; zero fields take its defaults.
 	Tunnel tunnel.Config
+
+	// AgentDir holds the agent binaries SSH bootstrap uploads, named
+	// admq-agent-linux-amd64 and admq-agent-linux-arm64 (default
+	// /usr/lib/admq-manager/agents).
+	AgentDir string
+	// AgentServiceName is the agent's service name on bootstrapped servers;
+	// "{managerIp}" in it becomes the server's address with '.' and ':' as
+	// '-' (default "admq-agent").
+	AgentServiceName string
+	// AdvertiseTunnelAddr is the tunnel address bootstrapped agents dial
+	// (host:port). Empty: the address the manager reached the server's SSH
+	// from, with the tunnel's port.
+	AdvertiseTunnelAddr string
+	// SSHDialTimeout bounds connecting to a server's SSH port (default 10s).
+	SSHDialTimeout time.Duration
+	// AgentOnlineTimeout is how long a bootstrapped agent has to come online
+	// before the bootstrap is undone (default 60s).
+	AgentOnlineTimeout time.Duration
+	// MaxPackageSize caps an uploaded package file in bytes (default 2 GiB).
+	MaxPackageSize int64
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:           "./data",
-		HTTPAddr:          ":12305",
-		TunnelAddr:        ":12306",
-		NodeID:            1,
-		TokenTTL:          12 * time.Hour,
-		BcryptCost:        bcrypt.DefaultCost,
-		AgentCertValidity: 365 * 24 * time.Hour,
-		PresenceFlush:     time.Second,
-		ShutdownGrace:     10 * time.Second,
-		Tunnel:            tunnel.DefaultConfig(),
+		DataDir:            "./data",
+		HTTPAddr:           ":12305",
+		TunnelAddr:         ":12306",
+		NodeID:             1,
+		TokenTTL:           12 * time.Hour,
+		BcryptCost:         bcrypt.DefaultCost,
+		AgentCertValidity:  365 * 24 * time.Hour,
+		PresenceFlush:      time.Second,
+		ShutdownGrace:      10 * time.Second,
+		Tunnel:             tunnel.DefaultConfig(),
+		AgentDir:           bootstrap.DefaultAgentDir,
+		AgentServiceName:   bootstrap.DefaultServiceName,
+		SSHDialTimeout:     10 * time.Second,
+		AgentOnlineTimeout: 60 * time.Second,
+		MaxPackageSize:     pkg.DefaultMaxSize,
 	}
 }
 
@@ -91,6 +120,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("agent cert validity %v: want at least an hour", c.AgentCertValidity)
 	case c.PresenceFlush <= 0 || c.ShutdownGrace <= 0:
 		return errors.New("presence flush and shutdown grace must be positive")
+	case c.MaxPackageSize <= 0:
+		return errors.New("max package size must be positive")
+	}
+	if c.SSHDialTimeout < 0 || c.AgentOnlineTimeout < 0 {
+		return errors.New("SSH dial timeout and agent online timeout must not be negative")
+	}
+	if err := c.bootstrapConfig(1).Validate(); err != nil {
+		return err
 	}
 	if c.AdminPassword != "" && (len(c.AdminPassword) < 8 || len(c.AdminPassword) > 72) {
 		return errors.New("admin password must be 8 to 72 bytes")
@@ -101,6 +138,18 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// bootstrapConfig is the SSH bootstrap's part of c.
+func (c Config) bootstrapConfig(tunnelPort int) bootstrap.Config {
+	return bootstrap.Config{
+		AgentDir:      c.AgentDir,
+		ServiceName:   c.AgentServiceName,
+		TunnelAddr:    c.AdvertiseTunnelAddr,
+		TunnelPort:    tunnelPort,
+		DialTimeout:   c.SSHDialTimeout,
+		OnlineTimeout: c.AgentOnlineTimeout,
+	}
 }
 
 // Manager is an opened manager, listening but not yet serving.
@@ -148,6 +197,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
+	// Seals SSH credentials kept in the database.
+	sealKey, err := sealed.LoadOrCreateKey(filepath.Join(cfg.DataDir, "secret.key"))
+	if err != nil {
+		return nil, err
+	}
+	box, err := sealed.New(sealKey)
+	if err != nil {
+		return nil, err
+	}
 	gen, err := ids.NewGenerator(cfg.NodeID)
 	if err != nil {
 		return nil, err
@@ -174,6 +232,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		}
 	}
 	enrollSvc := enroll.NewService(m.db, fleetService, ca, gen, time.Now, cfg.AgentCertValidity, log.With("component", "enroll"))
+	pkgSvc := pkg.NewService(m.db, filepath.Join(cfg.DataDir, "packages"), cfg.MaxPackageSize, gen, time.Now)
+	if err := pkgSvc.RemoveStaleUploads(); err != nil {
+		return nil, err
+	}
 
 	hosts := append(localHosts(), cfg.TLSHosts...)
 	tlsCfg, err := ca.ServerTLSConfig(hosts)
@@ -194,8 +256,19 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if m.tunLn, err = net.Listen("tcp", cfg.TunnelAddr); err != nil {
 		return nil, fmt.Errorf("tunnel listener: %w", err)
 	}
+	bootLog := log.With("component", "bootstrap")
+	boot, err := bootstrap.New(cfg.bootstrapConfig(m.tunLn.Addr().(*net.TCPAddr).Port), bootstrap.Deps{
+		Tokens: enrollSvc, Agents: m.hub, HostKeys: m.db, Now: time.Now, Log: bootLog,
+	})
+	if err != nil {
+		return nil, err
+	}
+	fleetService.UseBootstrap(boot, box)
+	if missing := boot.MissingAgents(); len(missing) > 0 {
+		bootLog.Warn("agent directory lacks binaries; SSH bootstrap of such servers will fail", "agentDir", cfg.AgentDir, "missing", missing)
+	}
 	m.api = api.New(api.Deps{
-		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db,
+		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc,
 		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
 		Registerer: reg, Gatherer: reg,
 		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,

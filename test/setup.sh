@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 go mod download
 
-need=(protobuf-compiler iproute2 nftables)
+need=(protobuf-compiler iproute2 nftables openssh-server sudo)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,7 +39,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.TunnelAddr, "tunnel-addr", envOr("ADMQ_TUNNEL_ADDR", cfg.TunnelAddr), "agent tunnel listen address (env ADMQ_TUNNEL_ADDR)")
 	fs.StringVar(&cfg.AdminPassword, "admin-password", envOr("ADMQ_ADMIN_PASSWORD", ""), "first admin's password, used only when the database is created (env ADMQ_ADMIN_PASSWORD)")
 	nodeID := fs.String("node-id", envOr("ADMQ_NODE_ID", strconv.FormatInt(cfg.NodeID, 10)), "id node number 0-1023, distinct per manager sharing a database (env ADMQ_NODE_ID)")
+	fs.StringVar(&cfg.AgentDir, "agent-dir", envOr("ADMQ_AGENT_DIR", cfg.AgentDir), "directory of the agent binaries SSH bootstrap uploads: admq-agent-linux-amd64, admq-agent-linux-arm64 (env ADMQ_AGENT_DIR)")
+	fs.StringVar(&cfg.AgentServiceName, "agent-service-name", envOr("ADMQ_AGENT_SERVICE_NAME", cfg.AgentServiceName), "agent service name on bootstrapped servers; {managerIp} is replaced by the server's address (env ADMQ_AGENT_SERVICE_NAME)")
+	fs.StringVar(&cfg.AdvertiseTunnelAddr, "advertise-tunnel-addr", envOr("ADMQ_ADVERTISE_TUNNEL_ADDR", ""), "host:port bootstrapped agents dial; empty: the address the manager reached the server from, with the tunnel port (env ADMQ_ADVERTISE_TUNNEL_ADDR)")
+	sshDialTimeout := fs.String("ssh-dial-timeout", envOr("ADMQ_SSH_DIAL_TIMEOUT", cfg.SSHDialTimeout.String()), "bound on connecting to a server's SSH port (env ADMQ_SSH_DIAL_TIMEOUT)")
+	onlineTimeout := fs.String("agent-online-timeout", envOr("ADMQ_AGENT_ONLINE_TIMEOUT", cfg.AgentOnlineTimeout.String()), "how long a bootstrapped agent has to come online (env ADMQ_AGENT_ONLINE_TIMEOUT)")
 	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
+	maxPkg := fs.String("max-package-size", envOr("ADMQ_MAX_PACKAGE_SIZE", strconv.FormatInt(cfg.MaxPackageSize, 10)), "largest package file an upload may send, in bytes (env ADMQ_MAX_PACKAGE_SIZE)")
 	logFormat := fs.String("log-format", envOr("ADMQ_LOG_FORMAT", "text"), "log format: text or json (env ADMQ_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr("ADMQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env ADMQ_LOG_LEVEL)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -52,11 +59,28 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	maxSize, err := strconv.ParseInt(*maxPkg, 10, 64)
+	if err != nil || maxSize <= 0 {
+		return fmt.Errorf("--max-package-size %q: want a positive number of bytes", *maxPkg)
+	}
+	cfg.MaxPackageSize = maxSize
 	n, err := strconv.ParseInt(*nodeID, 10, 64)
 	if err != nil {
 		return fmt.Errorf("--node-id %q: %w", *nodeID, err)
 	}
 	cfg.NodeID = n
+	for _, d := range []struct {
+		flag string
+		v    string
+		dst  *time.Duration
+	}{
+		{"--ssh-dial-timeout", *sshDialTimeout, &cfg.SSHDialTimeout},
+		{"--agent-online-timeout", *onlineTimeout, &cfg.AgentOnlineTimeout},
+	} {
+		if *d.dst, err = time.ParseDuration(d.v); err != nil || *d.dst <= 0 {
+			return fmt.Errorf("%s %q: want a positive duration such as 30s", d.flag, d.v)
+		}
+	}
 	for _, h := range strings.Split(*tlsHosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			cfg.TLSHosts = append(cfg.TLSHosts, h)

@@ -24,6 +24,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/pkg"
 )
 
 // Prefix is the context path of the console API.
@@ -48,12 +49,15 @@ type Deps struct {
 	// Registerer receives the HTTP metrics; Gatherer is served at /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
-	// BodyLimit caps request bodies (default 1 MiB).
+	// BodyLimit caps request bodies (default 1 MiB), except uploads, which
+	// are capped by the service they go to.
 	BodyLimit int64
 	// TunnelPort is the port agents dial, for the join command we print.
 	TunnelPort int
 	// AgentsConnected reports live sessions for the health route.
 	AgentsConnected func() int
+	// Packages keeps software packages; its MaxSize caps uploads.
+	Packages *pkg.Service
 }
 
 // API is the console's HTTP handler.
@@ -62,6 +66,9 @@ type API struct {
 	echo     *echo.Echo
 	routes   []route
 	duration *prometheus.HistogramVec
+	// streamed are the "METHOD /path" of routes that stream their body
+	// and limit it themselves.
+	streamed map[string]bool
 
 	docOnce sync.Once
 	doc     *openapi3.T
@@ -73,7 +80,7 @@ func New(d Deps) *API {
 	if d.BodyLimit <= 0 {
 		d.BodyLimit = 1 << 20
 	}
-	a := &API{d: d, echo: echo.New()}
+	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}}
 	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "admq", Subsystem: "http", Name: "request_duration_seconds",
 		Help:    "Console API request durations by route, method and HTTP status.",
@@ -90,6 +97,9 @@ func New(d Deps) *API {
 		h := r.handler
 		if r.role != "" {
 			h = a.authenticate(r.role)(h)
+		}
+		if r.multipart {
+			a.streamed[r.method+" "+Prefix+r.path] = true
 		}
 		e.Add(r.method, Prefix+r.path, h)
 	}
@@ -206,6 +216,9 @@ func (a *API) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
 func (a *API) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
+		if a.streamed[req.Method+" "+c.Path()] {
+			return next(c)
+		}
 		if req.ContentLength > a.d.BodyLimit {
 			return newError(codeRequestTooLarge, "request body larger than %d bytes", a.d.BodyLimit)
 		}

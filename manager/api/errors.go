@@ -10,8 +10,10 @@ import (
 
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/pkg"
 )
 
 // Envelope codes. The seed's codes keep their numbers; the ones marked new
@@ -25,10 +27,19 @@ const (
 	codeRequestTooLarge     = 5 // new
 	codeAuthorizeFailed     = 6
 	codePermissionDeny      = 7
+	codeSSHCommandFailed    = 15
 	codeTokenInvalid        = 202
+	codePackageNeed         = 1202
+	codePackageNameIllegal  = 1204
+	codePackageExist        = 1205 // new
+	codePackageIllegal      = 1206 // new
+	codePackageNotExist     = 1207 // new
 	codeServerDirIllegal    = 1250
 	codeServerExist         = 1251
 	codeServerCannotConnect = 1253
+	codePlatformUnsupported = 1254 // new
+	codeAgentBinaryMissing  = 1255 // new
+	codeHostKeyNotExist     = 1256 // new
 	codeServerNotExist      = 1262
 	codeAreaExist           = 1263
 	codeAreaNotExist        = 1264
@@ -52,10 +63,19 @@ var codeInfo = map[int]struct {
 	codeRequestTooLarge:     {"REQUEST_TOO_LARGE", http.StatusRequestEntityTooLarge},
 	codeAuthorizeFailed:     {"AUTHORIZE_FAILED", http.StatusUnauthorized},
 	codePermissionDeny:      {"PERMISSION_DENY", http.StatusForbidden},
+	codeSSHCommandFailed:    {"SSH_COMMAND_EXEC_FAILED", http.StatusBadGateway},
 	codeTokenInvalid:        {"TOKEN_INVALID", http.StatusUnauthorized},
+	codePackageNeed:         {"PACKAGE_NEED", http.StatusBadRequest},
+	codePackageNameIllegal:  {"PACKAGE_NAME_ILLEGAL", http.StatusBadRequest},
+	codePackageExist:        {"PACKAGE_EXIST", http.StatusConflict},
+	codePackageIllegal:      {"PACKAGE_ILLEGAL", http.StatusBadRequest},
+	codePackageNotExist:     {"PACKAGE_NOT_EXIST", http.StatusNotFound},
 	codeServerDirIllegal:    {"SERVER_DIR_ILLEGAL", http.StatusBadRequest},
 	codeServerExist:         {"SERVER_EXIST", http.StatusConflict},
 	codeServerCannotConnect: {"SERVER_CANNOT_CONNECT", http.StatusBadGateway},
+	codePlatformUnsupported: {"SERVER_PLATFORM_UNSUPPORTED", http.StatusBadRequest},
+	codeAgentBinaryMissing:  {"AGENT_BINARY_MISSING", http.StatusInternalServerError},
+	codeHostKeyNotExist:     {"HOST_KEY_NOT_EXIST", http.StatusNotFound},
 	codeServerNotExist:      {"SERVER_NOT_EXIST", http.StatusNotFound},
 	codeAreaExist:           {"AREA_EXIST", http.StatusConflict},
 	codeAreaNotExist:        {"AREA_NOT_EXIST", http.StatusNotFound},
@@ -97,6 +117,24 @@ var domainCodes = []struct {
 	{auth.ErrUserNotFound, codeUserNotExist},
 	{auth.ErrLastAdmin, codeLastAdmin},
 	{enroll.ErrTokenNotFound, codeJoinTokenNotExist},
+	{bootstrap.ErrUnreachable, codeServerCannotConnect},
+	{bootstrap.ErrAuthFailed, codeServerCannotConnect},
+	{bootstrap.ErrHostKeyChanged, codeServerCannotConnect},
+	{bootstrap.ErrAgentTimeout, codeServerCannotConnect},
+	{bootstrap.ErrCommandFailed, codeSSHCommandFailed},
+	{bootstrap.ErrAgentInstalled, codeServerExist},
+	{bootstrap.ErrUnsupportedPlatform, codePlatformUnsupported},
+	{bootstrap.ErrAgentBinaryMissing, codeAgentBinaryMissing},
+	{bootstrap.ErrHostKeyNotFound, codeHostKeyNotExist},
+	{pkg.ErrPackageNeeded, codePackageNeed},
+	{pkg.ErrNameIllegal, codePackageNameIllegal},
+	{pkg.ErrPackageExists, codePackageExist},
+	{pkg.ErrPackageNotFound, codePackageNotExist},
+	{pkg.ErrManifest, codePackageIllegal},
+	{pkg.ErrArchiveUnsafe, codePackageIllegal},
+	{pkg.ErrArchiveInvalid, codePackageIllegal},
+	{pkg.ErrTooLarge, codeRequestTooLarge},
+	{pkg.ErrUploadInterrupted, codeParamInvalid},
 }
 
 // classify turns any handler error into an apiError; internal errors lose
@@ -107,7 +145,7 @@ func classify(err error) (ae *apiError, internal bool) {
 	}
 	for _, d := range domainCodes {
 		if errors.Is(err, d.err) {
-			return &apiError{code: d.code, message: err.Error()}, false
+			return &apiError{code: d.code, message: err.Error(), data: errorData(err)}, false
 		}
 	}
 	if e, ok := invalid.As(err); ok {
@@ -133,6 +171,16 @@ func classify(err error) (ae *apiError, internal bool) {
 		}
 	}
 	return newError(codeError, "internal error; see the manager log"), true
+}
+
+// errorData is the details a domain error offers for the envelope's data
+// (for example a failed SSH command's stderr), or nil.
+func errorData(err error) any {
+	var d interface{ ErrorData() map[string]any }
+	if errors.As(err, &d) {
+		return d.ErrorData()
+	}
+	return nil
 }
 
 // writeError sends the envelope for err.

@@ -83,7 +83,13 @@ func (a *API) buildOpenAPI() (*openapi3.T, error) {
 			}
 			op.AddParameter(p)
 		}
-		if r.body != nil {
+		if r.multipart {
+			file := openapi3.NewStringSchema().WithFormat("binary")
+			file.Description = "the package file; its file name is checked"
+			form := openapi3.NewObjectSchema().WithProperty("file", file)
+			form.Required = []string{"file"}
+			op.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(true).WithFormDataSchema(form)}
+		} else if r.body != nil {
 			s, err := schemaOf(r.body)
 			if err != nil {
 				return nil, fmt.Errorf("schema of %s %s body: %w", r.method, r.path, err)

@@ -17,6 +17,9 @@ type route struct {
 	body         any // request body type, nil for none
 	data         any // type of the envelope's data on success
 	handler      echo.HandlerFunc
+	// multipart: the body is multipart/form-data with a binary "file"
+	// field, streamed by the handler, which limits its size itself.
+	multipart bool
 }
 
 type queryParam struct {
@@ -59,7 +62,10 @@ func (a *API) routeTable() []route {
 		{method: http.MethodDelete, path: "/area", role: auth.RoleOperator, summary: "Delete an availability area (seed 2.2.0.3)",
 			query: idQuery, body: idRequest{}, handler: a.deleteArea},
 
-		{method: http.MethodPost, path: "/server", role: auth.RoleOperator, summary: "Register a server that waits for its agent (seed 2.2.0.4; SSH bootstrap comes later)",
+		{method: http.MethodPost, path: "/server", role: auth.RoleOperator, summary: "Add a server (seed 2.2.0.4). With password or privateKey the manager installs the agent over SSH " +
+			"(host key trusted on first use; programDir and dataDir default to /opt/admq and /var/lib/admq) and answers once it is online, " +
+			"or with code 1253/15/1251/1250/1264 having undone its work; credentials are forgotten afterwards unless keepPassword is true. " +
+			"Without credentials the server waits for an agent installed by hand with a join token",
 			body: serverRequest{}, data: serverView{}, handler: a.createServer},
 		{method: http.MethodGet, path: "/server", role: auth.RoleViewer, summary: "List servers with agent status and facts (seed 2.2.0.5)",
 			query: append([]queryParam{
@@ -72,6 +78,11 @@ func (a *API) routeTable() []route {
 			query: idQuery, body: idRequest{}, handler: a.deleteServer},
 		{method: http.MethodGet, path: "/server/ping", role: auth.RoleViewer, summary: "Round trip to a server's agent through the tunnel",
 			query: []queryParam{{"id", "string", "server id"}}, data: pingView{}, handler: a.pingServer},
+		{method: http.MethodDelete, path: "/server/hostkey", role: auth.RoleOperator, summary: "Forget the SSH host key recorded on first use for managerIp:sshPort (after the host was reinstalled), so the next bootstrap records the new one",
+			query: []queryParam{
+				{"managerIp", "string", "the server's address (may be sent in the JSON body instead)"},
+				{"sshPort", "integer", "its SSH port (default 22)"},
+			}, body: hostKeyRequest{}, handler: a.forgetHostKey},
 
 		{method: http.MethodPost, path: "/agent/token", role: auth.RoleAdmin, summary: "Create a join token for agents",
 			body: tokenRequest{}, data: createdTokenView{}, handler: a.createToken},
@@ -82,5 +93,14 @@ func (a *API) routeTable() []route {
 
 		{method: http.MethodGet, path: "/audit", role: auth.RoleAdmin, summary: "The audit log of every change, newest first",
 			query: pageQuery, data: pageView[auditView]{}, handler: a.listAudit},
+
+		{method: http.MethodPost, path: "/package", role: auth.RoleOperator, summary: "Upload a package named name-Vversion-arch.ext (.tar.gz, .tgz or .tar) with admq-package.json at its root, as multipart field \"file\"",
+			multipart: true, data: packageView{}, handler: a.uploadPackage},
+		{method: http.MethodGet, path: "/package", role: auth.RoleViewer, summary: "List packages, newest first (seed 2.2.0.7)",
+			query: pageQuery, data: pageView[packageView]{}, handler: a.listPackages},
+		{method: http.MethodPut, path: "/package/status", role: auth.RoleOperator, summary: "Enable (effective 1) or disable (effective 0) a package",
+			body: packageStatusRequest{}, data: packageView{}, handler: a.setPackageStatus},
+		{method: http.MethodDelete, path: "/package", role: auth.RoleOperator, summary: "Delete a package and its file",
+			query: idQuery, body: idRequest{}, handler: a.deletePackage},
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -20,21 +21,36 @@ type serverRequest struct {
 	DataIP     string `json:"dataIp"`
 	CPUInfo    string `json:"cpuInfo"`
 	CPUType    int    `json:"cpuType"`
+	// PrivateKey is a PEM private key to log in with instead of, or besides,
+	// the password; Passphrase decrypts it if it is encrypted.
+	PrivateKey string `json:"privateKey"`
+	Passphrase string `json:"passphrase"`
+	// KeepPassword keeps the SSH credentials, encrypted, after the agent is
+	// installed; by default they are forgotten.
+	KeepPassword bool `json:"keepPassword"`
 }
 
+// createServer registers a server. With a password or private key the
+// manager installs the agent over SSH and answers once it is online (or
+// with the failure, having undone its work); without, the server waits
+// for an agent installed by hand with a join token.
 func (a *API) createServer(c echo.Context) error {
 	var r serverRequest
 	if err := decode(c, &r); err != nil {
 		return err
 	}
-	detail(c, "managerIp=%q", truncate(r.ManagerIP, 64))
-	if r.Password != "" {
-		// Refuse rather than silently drop a credential we cannot yet keep safely.
-		return invalid.Field("password", "SSH bootstrap is not available in this version: leave password empty, create a join token (POST %s/agent/token) and run admq-agent on the server", Prefix)
+	// Never the credentials: only whether there were any.
+	detail(c, "managerIp=%q sshPort=%d account=%q sshBootstrap=%t keepPassword=%t",
+		truncate(r.ManagerIP, 64), r.SSHPort, truncate(r.Account, 64), r.Password != "" || r.PrivateKey != "", r.KeepPassword)
+	if r.KeepPassword && r.Password == "" && r.PrivateKey == "" {
+		return invalid.Field("keepPassword", "there is no password or privateKey to keep")
 	}
 	srv, err := a.d.Fleet.RegisterServer(c.Request().Context(), fleet.NewServer{
 		Room: r.Room, ManagerIP: r.ManagerIP, DataIP: r.DataIP, SSHPort: r.SSHPort, Account: r.Account,
 		ProgramDir: r.ProgramDir, DataDir: r.DataDir, CPUInfo: r.CPUInfo, CPUType: r.CPUType,
+		SSH:             fleet.SSHCredentials{Password: r.Password, PrivateKey: r.PrivateKey, Passphrase: r.Passphrase},
+		KeepCredentials: r.KeepPassword,
+		RequestedBy:     userOf(c).Username,
 	})
 	if err != nil {
 		return err
@@ -108,4 +124,39 @@ func (a *API) pingServer(c echo.Context) error {
 		return err
 	}
 	return ok(c, pingView{ID: id, RttMs: float64(rtt.Microseconds()) / 1000, AgentVersion: version})
+}
+
+type hostKeyRequest struct {
+	ManagerIP string `json:"managerIp"`
+	SSHPort   int    `json:"sshPort"`
+}
+
+// forgetHostKey drops the SSH host key recorded on first use for
+// managerIp:sshPort, after a host was reinstalled and its key changed.
+func (a *API) forgetHostKey(c echo.Context) error {
+	r := hostKeyRequest{ManagerIP: c.QueryParam("managerIp")}
+	if p := c.QueryParam("sshPort"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return invalid.Field("sshPort", "must be a whole number")
+		}
+		r.SSHPort = n
+	}
+	if c.Request().ContentLength != 0 {
+		var b hostKeyRequest
+		if err := decode(c, &b); err != nil {
+			return err
+		}
+		if b.ManagerIP != "" {
+			r.ManagerIP = b.ManagerIP
+		}
+		if b.SSHPort != 0 {
+			r.SSHPort = b.SSHPort
+		}
+	}
+	detail(c, "managerIp=%q sshPort=%d", truncate(r.ManagerIP, 64), r.SSHPort)
+	if err := a.d.Fleet.ForgetHostKey(c.Request().Context(), r.ManagerIP, r.SSHPort); err != nil {
+		return err
+	}
+	return ok(c, nil)
 }

@@ -36,7 +36,8 @@ type serverView struct {
 	DataIP               string      `json:"dataIp"`
 	SSHPort              int         `json:"sshPort"`
 	Account              string      `json:"account"`
-	Password             string      `json:"password"`
+	Password             string      `json:"password"`   // "******" when kept, else ""
+	PrivateKey           string      `json:"privateKey"` // "******" when kept, else ""
 	ProgramDir           string      `json:"programDir"`
 	DataDir              string      `json:"dataDir"`
 	CPUInfo              string      `json:"cpuInfo"`
@@ -62,13 +63,21 @@ func toServerView(s fleet.Server) serverView {
 		ID: s.ID, CreateTime: apiTime(s.CreatedAt), UpdateTime: apiTime(s.UpdatedAt),
 		AreaID: s.AreaID, Room: s.AreaName, ManagerIP: s.ManagerIP, DataIP: s.DataIP,
 		SSHPort: s.SSHPort, Account: s.Account,
-		Password:   "", // never returned; SSH credentials are not stored yet
+		Password: mask(s.HasPassword), PrivateKey: mask(s.HasPrivateKey), // never returned
 		ProgramDir: s.ProgramDir, DataDir: s.DataDir, CPUInfo: s.CPUInfo, CPUType: s.CPUType,
 		AgentStatus: string(s.AgentStatus), LastSeen: apiTime(s.LastSeen), AgentVersion: s.AgentVersion,
 		Hostname: s.Facts.Hostname, OS: s.Facts.OS, Arch: s.Facts.Arch, CPUs: s.Facts.CPUs,
 		MemoryTotal: s.Facts.MemoryTotal, MemoryAvailable: s.Facts.MemoryAvailable,
 		DiskTotal: s.Facts.DiskTotal, DiskFree: s.Facts.DiskFree, Facts: s.Facts,
 	}
+}
+
+// mask stands for a kept secret.
+func mask(kept bool) string {
+	if kept {
+		return "******"
+	}
+	return ""
 }
 
 type tokenView struct {

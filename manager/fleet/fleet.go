@@ -5,6 +5,7 @@ package fleet
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
@@ -78,8 +79,68 @@ type Server struct {
 	LastSeen     time.Time // zero: never seen
 	Facts        Facts
 	CertSerial   string // hex serial of the agent's current certificate; empty until enrolled
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// HasPassword and HasPrivateKey say whether SSH credentials are kept
+	// (sealed) for the server; filled by reads, ignored by writes.
+	HasPassword   bool
+	HasPrivateKey bool
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Defaults for where SSH bootstrap installs the agent when a server's
+// programDir or dataDir is not given.
+const (
+	DefaultProgramDir = "/opt/admq"
+	DefaultDataDir    = "/var/lib/admq"
+)
+
+// SSHCredentials log in to a server for its bootstrap: a password, a PEM
+// private key (optionally encrypted with Passphrase), or both. They are
+// never logged: String and LogValue print a mask.
+type SSHCredentials struct {
+	Password   string
+	PrivateKey string
+	Passphrase string
+}
+
+// IsZero reports whether no credential is given.
+func (c SSHCredentials) IsZero() bool { return c.Password == "" && c.PrivateKey == "" }
+
+// String masks the credentials.
+func (c SSHCredentials) String() string { return "SSHCredentials{******}" }
+
+// GoString masks the credentials in %#v.
+func (c SSHCredentials) GoString() string { return c.String() }
+
+// LogValue masks the credentials in slog.
+func (c SSHCredentials) LogValue() slog.Value { return slog.StringValue("******") }
+
+// SealedSecrets are a server's SSH credentials as kept in the store:
+// each sealed (encrypted and authenticated) by a Sealer; nil means none.
+type SealedSecrets struct {
+	Password   []byte
+	PrivateKey []byte
+	Passphrase []byte
+}
+
+// Sealer encrypts secrets at rest; context binds a sealed value to the
+// place it is stored.
+type Sealer interface {
+	Seal(plaintext []byte, context string) ([]byte, error)
+	Open(sealed []byte, context string) ([]byte, error)
+}
+
+// Bootstrapper installs a server's agent over SSH; manager/bootstrap
+// implements it.
+type Bootstrapper interface {
+	// Bootstrap installs and starts the agent of srv, a pending server that
+	// is already stored, and returns once the agent is online. On failure it
+	// has undone what it did on the host and revoked the join token it
+	// issued; the caller removes the server row.
+	Bootstrap(ctx context.Context, srv Server, creds SSHCredentials, requestedBy string) error
+	// ForgetHostKey drops the recorded SSH host key of ip:port, so the next
+	// bootstrap trusts the key the host presents then.
+	ForgetHostKey(ctx context.Context, ip string, port int) error
 }
 
 // Presence is one batched update of an agent's liveness and facts.
@@ -124,4 +185,11 @@ type Store interface {
 	// MarkAllOffline sets every online server offline; used at manager start,
 	// before any session exists.
 	MarkAllOffline(ctx context.Context, now time.Time) error
+
+	// SetServerSecrets replaces the server's kept SSH credentials (all nil:
+	// none are kept), or returns ErrServerNotFound.
+	SetServerSecrets(ctx context.Context, id ids.ID, s SealedSecrets) error
+	// ServerSecrets returns the server's kept SSH credentials, or
+	// ErrServerNotFound.
+	ServerSecrets(ctx context.Context, id ids.ID) (SealedSecrets, error)
 }

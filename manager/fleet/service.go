@@ -33,11 +33,22 @@ type Service struct {
 	agents   Agents
 	ids      *ids.Generator
 	now      func() time.Time
+
+	// Set by UseBootstrap; nil: servers can only wait for agents installed
+	// by hand.
+	bootstrap Bootstrapper
+	sealer    Sealer
 }
 
 // NewService returns a Service.
 func NewService(store Store, presence *PresenceTracker, agents Agents, gen *ids.Generator, now func() time.Time) *Service {
 	return &Service{store: store, presence: presence, agents: agents, ids: gen, now: now}
+}
+
+// UseBootstrap lets RegisterServer install agents over SSH, keeping
+// credentials (when asked to) sealed by sealer. Call it before serving.
+func (s *Service) UseBootstrap(b Bootstrapper, sealer Sealer) {
+	s.bootstrap, s.sealer = b, sealer
 }
 
 var areaCodeRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -100,11 +111,37 @@ type NewServer struct {
 	DataDir    string
 	CPUInfo    string
 	CPUType    int
+	// SSH, when not zero, asks for the agent to be installed over SSH.
+	SSH SSHCredentials
+	// KeepCredentials keeps SSH (sealed) after a successful bootstrap;
+	// otherwise they are forgotten once the agent is online.
+	KeepCredentials bool
+	// RequestedBy names the user asking, for the join token's record.
+	RequestedBy string
 }
 
-// RegisterServer records a server that waits for its agent to enroll with a
-// join token from the same address.
+// Limits on SSH credentials.
+const (
+	maxPasswordBytes   = 1024
+	maxPrivateKeyBytes = 16 << 10
+)
+
+// RegisterServer records a server. Without SSH credentials the server waits
+// for its agent to enroll with a join token (installed by hand). With them,
+// the agent is installed over SSH before RegisterServer returns: the server
+// is stored as pending first (the bootstrap's join token is bound to it)
+// and removed again if the bootstrap fails, so a failed call leaves nothing.
+// Empty programDir and dataDir take DefaultProgramDir and DefaultDataDir
+// when bootstrapping.
 func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, error) {
+	boot := !n.SSH.IsZero()
+	if boot {
+		if err := s.checkBootstrap(&n); err != nil {
+			return Server{}, err
+		}
+	} else if n.SSH.Passphrase != "" {
+		return Server{}, invalid.Field("passphrase", "is only used with privateKey")
+	}
 	ip, err := parseIP("managerIp", n.ManagerIP, true)
 	if err != nil {
 		return Server{}, err
@@ -153,10 +190,143 @@ func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, erro
 		ProgramDir: prog, DataDir: data, CPUInfo: n.CPUInfo, CPUType: n.CPUType,
 		AgentStatus: StatusPending, CreatedAt: now, UpdatedAt: now,
 	}
+	var sealed SealedSecrets
+	if boot && n.KeepCredentials {
+		// Sealed before anything happens on the host: a sealing failure
+		// must not follow a successful install.
+		if sealed, err = s.seal(srv.ID, n.SSH); err != nil {
+			return Server{}, err
+		}
+	}
 	if err := s.store.CreateServer(ctx, &srv); err != nil {
+		if errors.Is(err, ErrServerExists) {
+			return Server{}, fmt.Errorf("%w: managerIp %s is registered already", err, ip)
+		}
 		return Server{}, err
 	}
-	return srv, nil
+	if !boot {
+		return srv, nil
+	}
+	if err := s.bootstrap.Bootstrap(ctx, srv, n.SSH, n.RequestedBy); err != nil {
+		// The request may be gone; the undo must happen anyway.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := s.DeleteServer(dctx, srv.ID); derr != nil && !errors.Is(derr, ErrServerNotFound) {
+			return Server{}, errors.Join(err, fmt.Errorf("remove server %s after failed bootstrap: %w", srv.ID, derr))
+		}
+		return Server{}, err
+	}
+	// The agent is installed: finish even if the caller has gone.
+	ctx = context.WithoutCancel(ctx)
+	if n.KeepCredentials {
+		if err := s.store.SetServerSecrets(ctx, srv.ID, sealed); err != nil {
+			return Server{}, fmt.Errorf("server %s is bootstrapped but its credentials could not be kept: %w", srv.ID, err)
+		}
+	}
+	return s.Server(ctx, srv.ID)
+}
+
+// checkBootstrap validates a bootstrap request and fills its defaults.
+func (s *Service) checkBootstrap(n *NewServer) error {
+	if s.bootstrap == nil {
+		return invalid.Field("password", "SSH bootstrap is not configured on this manager: leave password and privateKey empty, create a join token and install the agent by hand")
+	}
+	switch {
+	case strings.TrimSpace(n.Account) == "":
+		return invalid.Field("account", "is required to log in over SSH")
+	case len(n.SSH.Password) > maxPasswordBytes:
+		return invalid.Field("password", "at most %d bytes", maxPasswordBytes)
+	case len(n.SSH.PrivateKey) > maxPrivateKeyBytes:
+		return invalid.Field("privateKey", "at most %d bytes", maxPrivateKeyBytes)
+	case len(n.SSH.Passphrase) > maxPasswordBytes:
+		return invalid.Field("passphrase", "at most %d bytes", maxPasswordBytes)
+	case n.SSH.Passphrase != "" && n.SSH.PrivateKey == "":
+		return invalid.Field("passphrase", "is only used with privateKey")
+	case n.KeepCredentials && s.sealer == nil:
+		return invalid.Field("keepPassword", "this manager has no key to seal credentials with")
+	}
+	if n.ProgramDir == "" {
+		n.ProgramDir = DefaultProgramDir
+	}
+	if n.DataDir == "" {
+		n.DataDir = DefaultDataDir
+	}
+	return nil
+}
+
+// secretContext binds a sealed credential to its server and field.
+func secretContext(id ids.ID, field string) string {
+	return "server/" + id.String() + "/ssh-" + field
+}
+
+func (s *Service) seal(id ids.ID, c SSHCredentials) (SealedSecrets, error) {
+	var out SealedSecrets
+	for _, f := range []struct {
+		name  string
+		plain string
+		dst   *[]byte
+	}{
+		{"password", c.Password, &out.Password},
+		{"private-key", c.PrivateKey, &out.PrivateKey},
+		{"passphrase", c.Passphrase, &out.Passphrase},
+	} {
+		v, err := s.sealer.Seal([]byte(f.plain), secretContext(id, f.name))
+		if err != nil {
+			return SealedSecrets{}, fmt.Errorf("seal ssh %s: %w", f.name, err)
+		}
+		*f.dst = v
+	}
+	return out, nil
+}
+
+// ServerCredentials returns the SSH credentials kept for a server (zero if
+// none are kept).
+func (s *Service) ServerCredentials(ctx context.Context, id ids.ID) (SSHCredentials, error) {
+	sealed, err := s.store.ServerSecrets(ctx, id)
+	if err != nil {
+		return SSHCredentials{}, err
+	}
+	if s.sealer == nil {
+		if sealed.Password != nil || sealed.PrivateKey != nil {
+			return SSHCredentials{}, errors.New("server credentials are sealed but this manager has no sealing key")
+		}
+		return SSHCredentials{}, nil
+	}
+	var out SSHCredentials
+	for _, f := range []struct {
+		name   string
+		sealed []byte
+		dst    *string
+	}{
+		{"password", sealed.Password, &out.Password},
+		{"private-key", sealed.PrivateKey, &out.PrivateKey},
+		{"passphrase", sealed.Passphrase, &out.Passphrase},
+	} {
+		v, err := s.sealer.Open(f.sealed, secretContext(id, f.name))
+		if err != nil {
+			return SSHCredentials{}, fmt.Errorf("open ssh %s of server %s: %w", f.name, id, err)
+		}
+		*f.dst = string(v)
+	}
+	return out, nil
+}
+
+// ForgetHostKey drops the recorded SSH host key of ip:port (port 0: 22).
+func (s *Service) ForgetHostKey(ctx context.Context, ip string, port int) error {
+	addr, err := parseIP("managerIp", ip, true)
+	if err != nil {
+		return err
+	}
+	if port == 0 {
+		port = 22
+	}
+	if port < 1 || port > 65535 {
+		return invalid.Field("sshPort", "%d is not a TCP port", port)
+	}
+	if s.bootstrap == nil {
+		return invalid.Field("managerIp", "SSH bootstrap is not configured on this manager")
+	}
+	return s.bootstrap.ForgetHostKey(ctx, addr, port)
 }
 
 func (s *Service) resolveArea(ctx context.Context, room string) (Area, error) {

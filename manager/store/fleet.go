@@ -124,7 +124,8 @@ func (db *DB) CreateServer(ctx context.Context, s *fleet.Server) error {
 
 const serverCols = `s.id, s.area_id, COALESCE(a.name, ''), s.manager_ip, s.data_ip, s.ssh_port,
 	s.account, s.program_dir, s.data_dir, s.cpu_info, s.cpu_type, s.agent_status, s.agent_version,
-	s.hostname, s.last_seen, s.facts, s.cert_serial, s.created_at, s.updated_at`
+	s.hostname, s.last_seen, s.facts, s.cert_serial, s.created_at, s.updated_at,
+	s.ssh_password IS NOT NULL, s.ssh_private_key IS NOT NULL`
 
 const serverFrom = ` FROM servers s LEFT JOIN areas a ON a.id = s.area_id`
 
@@ -138,7 +139,8 @@ func scanServer(sc scanner) (fleet.Server, error) {
 	)
 	err := sc.Scan(&id, &areaID, &s.AreaName, &s.ManagerIP, &s.DataIP, &s.SSHPort,
 		&s.Account, &s.ProgramDir, &s.DataDir, &s.CPUInfo, &s.CPUType, &status, &s.AgentVersion,
-		&hostname, &lastSeen, &facts, &s.CertSerial, &created, &updated)
+		&hostname, &lastSeen, &facts, &s.CertSerial, &created, &updated,
+		&s.HasPassword, &s.HasPrivateKey)
 	if err != nil {
 		return fleet.Server{}, err
 	}
@@ -330,4 +332,40 @@ func (db *DB) AreaByName(ctx context.Context, name string) (fleet.Area, error) {
 
 func (db *DB) areaWhere(ctx context.Context, cond string, arg any) (fleet.Area, error) {
 	return getOne(ctx, db, fleet.ErrAreaNotFound, "find area", scanArea, `SELECT `+areaCols+` FROM areas WHERE `+cond+` ORDER BY id LIMIT 1`, arg)
+}
+
+// SetServerSecrets replaces the sealed SSH credentials kept for the server
+// with id (nil fields: none), or returns fleet.ErrServerNotFound. The store
+// never sees them unsealed.
+func (db *DB) SetServerSecrets(ctx context.Context, id ids.ID, sec fleet.SealedSecrets) error {
+	res, err := db.w.ExecContext(ctx, `UPDATE servers SET ssh_password = ?, ssh_private_key = ?, ssh_passphrase = ? WHERE id = ?`,
+		nullBytes(sec.Password), nullBytes(sec.PrivateKey), nullBytes(sec.Passphrase), int64(id))
+	if err == nil {
+		err = mustAffect(res, fleet.ErrServerNotFound)
+	}
+	if errors.Is(err, fleet.ErrServerNotFound) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("store: set server secrets: %w", err)
+	}
+	return nil
+}
+
+// ServerSecrets returns the sealed SSH credentials kept for the server with
+// id, or fleet.ErrServerNotFound.
+func (db *DB) ServerSecrets(ctx context.Context, id ids.ID) (fleet.SealedSecrets, error) {
+	return getOne(ctx, db, fleet.ErrServerNotFound, "get server secrets", func(sc scanner) (fleet.SealedSecrets, error) {
+		var sec fleet.SealedSecrets
+		err := sc.Scan(&sec.Password, &sec.PrivateKey, &sec.Passphrase)
+		return sec, err
+	}, `SELECT ssh_password, ssh_private_key, ssh_passphrase FROM servers WHERE id = ?`, int64(id))
+}
+
+// nullBytes stores an empty secret as NULL, so "kept or not" is one IS NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
 }

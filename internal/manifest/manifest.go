@@ -1,0 +1,689 @@
+// Package manifest defines admq-package.json, the manifest at the root of
+// every ADMQ software package. It names the components the package provides
+// (coordinator = ZooKeeper, storage = BookKeeper, broker, or any other name)
+// and, for each, how to start it, which config files it reads, which port
+// it serves and how to tell that it is healthy. The manager reads it when a
+// package is uploaded and deployment follows it.
+//
+// An example:
+//
+//	{
+//	  "manifestVersion": 1,
+//	  "name": "zookeeper",
+//	  "version": "3.8.4",
+//	  "mqType": 1,
+//	  "description": "Apache ZooKeeper for ADMQ",
+//	  "components": {
+//	    "coordinator": {
+//	      "start": ["java", "-cp", "{programDir}/conf:{programDir}/lib/*",
+//	                "org.apache.zookeeper.server.quorum.QuorumPeerMain", "{programDir}/conf/zoo.cfg"],
+//	      "env": {"JAVA_OPTS": "-Xmx512m"},
+//	      "workDir": "{programDir}",
+//	      "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg", "format": "properties"}],
+//	      "serverPort": 2181,
+//	      "portKey": "clientPort",
+//	      "health": {"tcp": "{managerIp}:{serverPort}", "timeoutSeconds": 5,
+//	                 "intervalSeconds": 10, "startSeconds": 60}
+//	    }
+//	  }
+//	}
+//
+// Decoding is strict: unknown fields (matched case-sensitively), duplicate
+// keys, trailing data and documents over MaxSize are refused, so a typo
+// never silently drops a setting. Every error names the JSON path of what is
+// wrong, e.g. "components.coordinator.configFiles[0].path: must be relative".
+//
+// Strings that are run or resolved on a node (start, env values, workDir and
+// the health check) are templates: "{programDir}" and the other Variables
+// are filled in per node at deployment; "{{" and "}}" stand for literal
+// braces.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"path"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// FileName is the manifest's path at the root of a package.
+const FileName = "admq-package.json"
+
+// MaxSize is the largest manifest accepted, in bytes.
+const MaxSize = 64 << 10
+
+// CurrentVersion is the manifest schema version this code reads. A manifest
+// without "manifestVersion" is version 1.
+const CurrentVersion = 1
+
+// Config file formats.
+const (
+	// FormatProperties files are key=value lines; the manager imports them
+	// as the node's config items. It is the default.
+	FormatProperties = "properties"
+	// FormatRaw files are shipped and rendered as a whole, never itemised.
+	FormatRaw = "raw"
+)
+
+// Manifest is the content of admq-package.json.
+type Manifest struct {
+	// ManifestVersion is the schema version; 0 (absent) means 1.
+	ManifestVersion int `json:"manifestVersion,omitempty"`
+	// Name is the product the package holds, e.g. "zookeeper".
+	Name string `json:"name"`
+	// Version is the product version; it must match the version in the
+	// package's file name.
+	Version string `json:"version"`
+	// MqType is the console's package type (the seed's mqType).
+	MqType int `json:"mqType"`
+	// Description is free text for people.
+	Description string `json:"description,omitempty"`
+	// Components maps each component name to how it runs. At least one.
+	Components map[string]Component `json:"components"`
+}
+
+// Component is one kind of process a package provides.
+type Component struct {
+	// Start is the argv that starts the component in the foreground; the
+	// agent's supervisor runs it directly, without a shell.
+	Start []string `json:"start"`
+	// Env is added to the process environment.
+	Env map[string]string `json:"env,omitempty"`
+	// WorkDir is the working directory (default "{programDir}"); a relative
+	// one is taken relative to {programDir}.
+	WorkDir string `json:"workDir,omitempty"`
+	// ConfigFiles are the component's config files, by their path in the
+	// package.
+	ConfigFiles []ConfigFile `json:"configFiles,omitempty"`
+	// ServerPort is the port the component serves, as the console reports it.
+	ServerPort int `json:"serverPort"`
+	// PortKey, if set, is the key in the component's properties config
+	// files that holds ServerPort.
+	PortKey string `json:"portKey,omitempty"`
+	// Health tells whether a started component works.
+	Health Health `json:"health"`
+}
+
+// ConfigFile is a config file of a component.
+type ConfigFile struct {
+	// Name is how the console shows the file (the Apollo namespace); unique
+	// within the component.
+	Name string `json:"name"`
+	// Path is where the file is in the package: relative, clean, no "..".
+	Path string `json:"path"`
+	// Format is FormatProperties (default) or FormatRaw.
+	Format string `json:"format,omitempty"`
+}
+
+// Health is a component's health check: exactly one of TCP, HTTP and Command.
+type Health struct {
+	// TCP is "host:port" that must accept a connection.
+	TCP string `json:"tcp,omitempty"`
+	// HTTP is an http:// or https:// URL that must answer 2xx.
+	HTTP string `json:"http,omitempty"`
+	// Command is an argv that must exit 0.
+	Command []string `json:"command,omitempty"`
+	// TimeoutSeconds bounds one check (0: 5s; at most 300).
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+	// IntervalSeconds is the time between checks (0: 10s; at most 3600).
+	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// StartSeconds is how long a just-started component may take to become
+	// healthy before it counts as failed (0: 60s; at most 3600).
+	StartSeconds int `json:"startSeconds,omitempty"`
+}
+
+// Variables are the names a template may use, filled in per node at
+// deployment.
+var Variables = []string{
+	"cluster",    // the ADMQ cluster's name
+	"node",       // the node's name
+	"component",  // the component's name
+	"nodeDir",    // the node's directory name
+	"programDir", // where the package is unpacked for the node
+	"dataDir",    // the node's data directory
+	"managerIp",  // the server's management address
+	"dataIp",     // the server's data address
+	"serverPort", // the component's ServerPort
+	"myid",       // the node's ordinal in its ensemble, from 1
+	"zkServers",  // the coordinators as host:port,host:port
+	"zkEnsemble", // the coordinators as server.N=host:2888:3888 lines
+}
+
+// sample gives each variable a plausible value, to check that templates
+// expand to a valid address or URL.
+var sample = map[string]string{
+	"cluster": "c1", "node": "n1", "component": "c", "nodeDir": "n1",
+	"programDir": "/opt/admq/n1", "dataDir": "/data/admq/n1",
+	"managerIp": "192.0.2.1", "dataIp": "192.0.2.2", "serverPort": "2181", "myid": "1",
+	"zkServers": "192.0.2.1:2181", "zkEnsemble": "server.1=192.0.2.1:2888:3888",
+}
+
+// Problem is one thing wrong with a manifest.
+type Problem struct {
+	// Path is the JSON path, e.g. "components.broker.start"; empty for the
+	// document as a whole.
+	Path   string
+	Reason string
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Reason
+	}
+	return p.Path + ": " + p.Reason
+}
+
+// Error lists what is wrong with a manifest, in document order.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	s := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		s[i] = p.String()
+	}
+	return strings.Join(s, "; ")
+}
+
+// maxProblems caps how many problems one Error reports.
+const maxProblems = 20
+
+// Parse decodes and validates a manifest. Every error is an *Error.
+func Parse(data []byte) (Manifest, error) {
+	fail := func(p, format string, args ...any) (Manifest, error) {
+		return Manifest{}, &Error{Problems: []Problem{{Path: p, Reason: fmt.Sprintf(format, args...)}}}
+	}
+	if len(data) > MaxSize {
+		return fail("", "the manifest is %d bytes; at most %d are allowed", len(data), MaxSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return fail("", "the manifest is empty")
+	}
+	if err := checkKeys(data); err != nil {
+		return Manifest{}, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			return fail(te.Field, "want a JSON %s, got %s", kindOf(te.Type.Kind().String()), te.Value)
+		case errors.As(err, &se):
+			return fail("", "malformed JSON at byte %d: %v", se.Offset, err)
+		}
+		return fail("", "%v", err)
+	}
+	if err := m.Validate(); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// ComponentNames returns the component names, sorted.
+func (m Manifest) ComponentNames() []string {
+	names := make([]string, 0, len(m.Components))
+	for n := range m.Components {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+var (
+	nameRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	versionRE   = regexp.MustCompile(`^[0-9][0-9A-Za-z._+]{0,63}$`)
+	componentRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	fileNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	keyRE       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+)
+
+// Validate reports everything wrong with m as an *Error, or nil.
+func (m Manifest) Validate() error {
+	v := &validator{}
+	if m.ManifestVersion != 0 && m.ManifestVersion != CurrentVersion {
+		v.add("manifestVersion", "version %d is not supported; this manager reads version %d", m.ManifestVersion, CurrentVersion)
+	}
+	if !nameRE.MatchString(m.Name) {
+		v.add("name", "must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	if !versionRE.MatchString(m.Version) {
+		v.add("version", "must start with a digit and hold only letters, digits, '.', '_' and '+' (at most 64)")
+	}
+	if m.MqType < 0 {
+		v.add("mqType", "must not be negative")
+	}
+	if len(m.Components) == 0 {
+		v.add("components", "at least one component is required")
+	}
+	for _, name := range m.ComponentNames() {
+		p := "components." + name
+		if !componentRE.MatchString(name) {
+			v.add(p, "component name must be 1-32 of a-z, 0-9, '_' and '-', starting with a letter")
+		}
+		v.component(p, m.Components[name])
+	}
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: v.problems}
+}
+
+type validator struct {
+	problems []Problem
+}
+
+func (v *validator) add(p, format string, args ...any) {
+	if len(v.problems) == maxProblems {
+		v.problems = append(v.problems, Problem{Reason: "and more problems not listed"})
+	}
+	if len(v.problems) > maxProblems {
+		return
+	}
+	v.problems = append(v.problems, Problem{Path: p, Reason: fmt.Sprintf(format, args...)})
+}
+
+// template checks the syntax and variables of a template string.
+func (v *validator) template(p, s string) bool {
+	if strings.IndexByte(s, 0) >= 0 {
+		v.add(p, "must not contain a NUL byte")
+		return false
+	}
+	if _, err := Refs(s); err != nil {
+		v.add(p, "%v", err)
+		return false
+	}
+	return true
+}
+
+func (v *validator) argv(p string, argv []string, what string) {
+	if len(argv) == 0 {
+		v.add(p, "%s must be a non-empty argv (program and arguments)", what)
+		return
+	}
+	if argv[0] == "" {
+		v.add(p+"[0]", "the program must not be empty")
+	}
+	for i, a := range argv {
+		v.template(fmt.Sprintf("%s[%d]", p, i), a)
+	}
+}
+
+func (v *validator) component(p string, c Component) {
+	v.argv(p+".start", c.Start, "start")
+	envKeys := make([]string, 0, len(c.Env))
+	for k := range c.Env {
+		envKeys = append(envKeys, k)
+	}
+	slices.Sort(envKeys)
+	for _, k := range envKeys {
+		if !envKeyRE.MatchString(k) {
+			v.add(p+".env."+k, "environment variable names must match [A-Za-z_][A-Za-z0-9_]*")
+			continue
+		}
+		v.template(p+".env."+k, c.Env[k])
+	}
+	if c.WorkDir != "" && v.template(p+".workDir", c.WorkDir) {
+		if slices.Contains(strings.Split(c.WorkDir, "/"), "..") {
+			v.add(p+".workDir", `must not contain ".."`)
+		}
+	}
+
+	names := map[string]int{}
+	paths := map[string]int{}
+	hasProperties := false
+	for i, f := range c.ConfigFiles {
+		fp := fmt.Sprintf("%s.configFiles[%d]", p, i)
+		if !fileNameRE.MatchString(f.Name) {
+			v.add(fp+".name", "must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")
+		} else if j, dup := names[f.Name]; dup {
+			v.add(fp+".name", "%q is also the name of configFiles[%d]", f.Name, j)
+		} else {
+			names[f.Name] = i
+		}
+		if reason := badPath(f.Path); reason != "" {
+			v.add(fp+".path", "%s", reason)
+		} else if j, dup := paths[f.Path]; dup {
+			v.add(fp+".path", "%q is also the path of configFiles[%d]", f.Path, j)
+		} else {
+			paths[f.Path] = i
+		}
+		switch f.Format {
+		case "", FormatProperties:
+			hasProperties = true
+		case FormatRaw:
+		default:
+			v.add(fp+".format", "must be %q or %q, not %q", FormatProperties, FormatRaw, f.Format)
+		}
+	}
+
+	if c.ServerPort < 1 || c.ServerPort > 65535 {
+		v.add(p+".serverPort", "must be a port from 1 to 65535")
+	}
+	if c.PortKey != "" {
+		if !keyRE.MatchString(c.PortKey) {
+			v.add(p+".portKey", "must be 1-128 letters, digits, '_', '.' or '-'")
+		} else if !hasProperties {
+			v.add(p+".portKey", "needs a config file in %q format to hold the key", FormatProperties)
+		}
+	}
+	v.health(p+".health", c.Health)
+}
+
+func (v *validator) health(p string, h Health) {
+	n := 0
+	if h.TCP != "" {
+		n++
+		if v.template(p+".tcp", h.TCP) {
+			host, port, err := net.SplitHostPort(mustExpand(h.TCP))
+			if err != nil || host == "" {
+				v.add(p+".tcp", "must be host:port, e.g. {managerIp}:{serverPort}")
+			} else if pn, err := strconv.Atoi(port); err != nil || pn < 1 || pn > 65535 {
+				v.add(p+".tcp", "the port must be a number from 1 to 65535 or {serverPort}")
+			}
+		}
+	}
+	if h.HTTP != "" {
+		n++
+		if v.template(p+".http", h.HTTP) {
+			u, err := url.Parse(mustExpand(h.HTTP))
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(p+".http", "must be an http:// or https:// URL with a host, e.g. http://{managerIp}:8222/healthz")
+			}
+		}
+	}
+	if h.Command != nil {
+		n++
+		v.argv(p+".command", h.Command, "command")
+	}
+	if n != 1 {
+		v.add(p, "exactly one of tcp, http and command is required, not %d", n)
+	}
+	for _, f := range []struct {
+		name   string
+		val    int
+		maxVal int
+	}{{"timeoutSeconds", h.TimeoutSeconds, 300}, {"intervalSeconds", h.IntervalSeconds, 3600}, {"startSeconds", h.StartSeconds, 3600}} {
+		if f.val < 0 || f.val > f.maxVal {
+			v.add(p+"."+f.name, "must be from 0 (the default) to %d", f.maxVal)
+		}
+	}
+}
+
+// badPath says what is wrong with a path inside the package, or "".
+func badPath(p string) string {
+	switch {
+	case p == "":
+		return "is required"
+	case strings.IndexByte(p, 0) >= 0:
+		return "must not contain a NUL byte"
+	case strings.HasPrefix(p, "/"):
+		return "must be relative to the package root"
+	case strings.Contains(p, `\`):
+		return `must use "/", not "\"`
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return `must not contain ".."`
+	case path.Clean(p) != p || p == ".":
+		return fmt.Sprintf("must be a clean path to a file (%q, not %q)", path.Clean(p), p)
+	case strings.ContainsRune(p, '{'):
+		return "is a path in the package and may not use {variables}"
+	}
+	return ""
+}
+
+// Refs returns the variables template s refers to, in order, or an error if
+// s is not a well-formed template or uses a name that is not in Variables.
+func Refs(s string) ([]string, error) {
+	var refs []string
+	_, err := expand(s, func(name string) (string, error) {
+		refs = append(refs, name)
+		return "", nil
+	})
+	return refs, err
+}
+
+// Expand fills the variables of template s from vars; a variable missing
+// from vars is an error.
+func Expand(s string, vars map[string]string) (string, error) {
+	return expand(s, func(name string) (string, error) {
+		val, ok := vars[name]
+		if !ok {
+			return "", fmt.Errorf("no value for {%s}", name)
+		}
+		return val, nil
+	})
+}
+
+func mustExpand(s string) string {
+	out, _ := Expand(s, sample)
+	return out
+}
+
+func expand(s string, value func(string) (string, error)) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == '{' && strings.HasPrefix(s[i:], "{{"):
+			b.WriteByte('{')
+			i += 2
+		case c == '}' && strings.HasPrefix(s[i:], "}}"):
+			b.WriteByte('}')
+			i += 2
+		case c == '}':
+			return "", fmt.Errorf(`stray "}" at byte %d (write "}}" for a literal brace)`, i)
+		case c == '{':
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 {
+				return "", fmt.Errorf(`unclosed "{" at byte %d (write "{{" for a literal brace)`, i)
+			}
+			name := s[i+1 : i+end]
+			if !slices.Contains(Variables, name) {
+				return "", fmt.Errorf("unknown variable {%s}; known: {%s}", truncate(name, 40), strings.Join(Variables, "} {"))
+			}
+			val, err := value(name)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(val)
+			i += end + 1
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String(), nil
+}
+
+func kindOf(k string) string {
+	switch k {
+	case "int", "int64", "float64":
+		return "number"
+	case "struct", "map":
+		return "object"
+	case "slice":
+		return "array"
+	}
+	return k
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// checkKeys walks the document's tokens against the Manifest type and
+// refuses what encoding/json lets through (unknown or wrongly-cased fields,
+// duplicate keys, trailing data) and wrong types, naming the JSON path of
+// each; encoding/json leaves map keys out of its paths.
+func checkKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	w := keyWalker{dec: dec}
+	if err := w.value(manifestShape, ""); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return w.fail("", "the manifest must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// shape is the part of a type's structure the key walker needs.
+type shape struct {
+	kind   string            // "object", "array", "string", "integer" or "boolean"
+	fields map[string]*shape // a struct's fields
+	elem   *shape            // a map's values or an array's items
+	isMap  bool
+}
+
+// manifestShape is derived from the Manifest type's json tags, so the
+// walker and the decoder always agree on the field names.
+var manifestShape = shapeOf(reflect.TypeFor[Manifest]())
+
+func shapeOf(t reflect.Type) *shape {
+	switch t.Kind() {
+	case reflect.Struct:
+		s := &shape{kind: "object", fields: map[string]*shape{}}
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" || !f.IsExported() {
+				continue
+			}
+			s.fields[name] = shapeOf(f.Type)
+		}
+		return s
+	case reflect.Map:
+		return &shape{kind: "object", isMap: true, elem: shapeOf(t.Elem())}
+	case reflect.Slice, reflect.Array:
+		return &shape{kind: "array", elem: shapeOf(t.Elem())}
+	case reflect.String:
+		return &shape{kind: "string"}
+	case reflect.Int, reflect.Int64:
+		return &shape{kind: "integer"}
+	case reflect.Bool:
+		return &shape{kind: "boolean"}
+	}
+	panic("manifest: no JSON shape for " + t.String())
+}
+
+type keyWalker struct {
+	dec *json.Decoder
+}
+
+func (w *keyWalker) fail(p, format string, args ...any) error {
+	return &Error{Problems: []Problem{{Path: p, Reason: fmt.Sprintf(format, args...)}}}
+}
+
+func (w *keyWalker) syntax(err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return w.fail("", "malformed JSON at byte %d: %v", se.Offset, err)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return w.fail("", "malformed JSON: the document ends early")
+	}
+	return w.fail("", "malformed JSON: %v", err)
+}
+
+// value reads one value of shape s at path p.
+func (w *keyWalker) value(s *shape, p string) error {
+	tok, err := w.dec.Token()
+	if err != nil {
+		return w.syntax(err)
+	}
+	got := ""
+	switch t := tok.(type) {
+	case nil:
+		return nil // null leaves the field at its zero value, as encoding/json does
+	case json.Delim:
+		got = map[json.Delim]string{'{': "object", '[': "array"}[t]
+	case string:
+		got = "string"
+	case bool:
+		got = "boolean"
+	case json.Number:
+		got = "number"
+		if s.kind == "integer" {
+			if _, err := t.Int64(); err != nil {
+				return w.fail(p, "want a whole number, got %s", truncate(t.String(), 40))
+			}
+			return nil
+		}
+	}
+	if got != s.kind && !(got == "number" && s.kind == "integer") {
+		return w.fail(p, "want a JSON %s, got %s", strings.Replace(s.kind, "integer", "number", 1), got)
+	}
+	join := func(k string) string {
+		if p == "" {
+			return k
+		}
+		return p + "." + k
+	}
+	switch got {
+	case "object":
+		seen := map[string]bool{}
+		for w.dec.More() {
+			kt, err := w.dec.Token()
+			if err != nil {
+				return w.syntax(err)
+			}
+			k, _ := kt.(string)
+			if seen[k] {
+				return w.fail(join(k), "duplicate key")
+			}
+			seen[k] = true
+			next := s.elem
+			if !s.isMap {
+				f, known := s.fields[k]
+				if !known {
+					return w.fail(join(k), "unknown field%s", w.suggest(s, k))
+				}
+				next = f
+			}
+			if err := w.value(next, join(k)); err != nil {
+				return err
+			}
+		}
+	case "array":
+		for i := 0; w.dec.More(); i++ {
+			if err := w.value(s.elem, fmt.Sprintf("%s[%d]", p, i)); err != nil {
+				return err
+			}
+		}
+	default:
+		return nil
+	}
+	if _, err := w.dec.Token(); err != nil { // the closing delimiter
+		return w.syntax(err)
+	}
+	return nil
+}
+
+// suggest names the field k was probably meant to be.
+func (w *keyWalker) suggest(s *shape, k string) string {
+	for f := range s.fields {
+		if strings.EqualFold(f, k) {
+			return fmt.Sprintf(" (did you mean %q? names are case-sensitive)", f)
+		}
+	}
+	known := make([]string, 0, len(s.fields))
+	for f := range s.fields {
+		known = append(known, f)
+	}
+	slices.Sort(known)
+	return "; known: " + strings.Join(known, ", ")
+}

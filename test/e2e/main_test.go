@@ -1,0 +1,138 @@
+// Package e2e runs admq-manager against real hosts made as network
+// namespaces on this machine: a real OpenSSH server for SSH bootstrap, the
+// real admq-agent installed as a service, nftables closing inbound ports.
+//
+// The tests need root, `ip netns`, sshd, nft, sudo and the user tools; they
+// skip, saying what is missing, where the machine cannot provide them, and
+// under -short. Everything they create carries the prefix "admqe2e" and is
+// removed by the test that made it, even on failure; leftovers of a crashed
+// run are removed when the next run starts.
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// prefix names everything the tests create on the machine.
+const prefix = "admqe2e"
+
+var (
+	// agentDir holds admq-agent-linux-amd64, built once for the run.
+	agentDir string
+	// skipReason, when set, is why every host test skips.
+	skipReason string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		skipReason = "end-to-end test: makes network namespaces, runs sshd and installs agents; skipped with -short"
+		os.Exit(m.Run())
+	}
+	if skipReason = checkMachine(); skipReason != "" {
+		os.Exit(m.Run())
+	}
+	// One run at a time: runs share /etc and the address range.
+	unlock, err := lockRun()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	removeStale()
+	dir, err := os.MkdirTemp("", prefix+"-agents-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	agentDir = dir
+	code := 1
+	if err := buildAgent(filepath.Join(dir, "admq-agent-linux-amd64")); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+	} else {
+		skipReason = checkAgentInstall(filepath.Join(dir, "admq-agent-linux-amd64"))
+		code = m.Run()
+	}
+	os.RemoveAll(dir)
+	unlock()
+	os.Exit(code)
+}
+
+// needHosts skips the test unless the machine can make hosts.
+func needHosts(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+// checkMachine says why namespace hosts cannot be made here, or "".
+func checkMachine() string {
+	if os.Geteuid() != 0 {
+		return "end-to-end test needs root (network namespaces, users, services)"
+	}
+	for _, bin := range []string{"ip", "nsenter", "nft", "ssh-keygen", "sudo", "useradd", "userdel", "chpasswd", "mount", "umount"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return fmt.Sprintf("end-to-end test needs %s (Debian packages: iproute2 util-linux nftables openssh-client sudo passwd mount)", bin)
+		}
+	}
+	if _, err := os.Stat(sshdPath); err != nil {
+		return fmt.Sprintf("end-to-end test needs %s (Debian package openssh-server): %v", sshdPath, err)
+	}
+	probe := fmt.Sprintf("%s-probe-%d", prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", probe).CombinedOutput(); err != nil {
+		return fmt.Sprintf("cannot make network namespaces here (ip netns add: %v: %s)", err, strings.TrimSpace(string(out)))
+	}
+	exec.Command("ip", "netns", "del", probe).Run()
+	return ""
+}
+
+// checkAgentInstall says why the agent cannot install itself as a
+// service, or "".
+func checkAgentInstall(bin string) string {
+	out, _ := exec.Command(bin, "install", "--help").CombinedOutput()
+	for _, flag := range []string{"-manager", "-token", "-state-dir", "-service-name"} {
+		if !strings.Contains(string(out), flag) {
+			return fmt.Sprintf("admq-agent install does not take %s yet (output: %.200s)", flag, out)
+		}
+	}
+	return ""
+}
+
+// lockRun takes an exclusive lock for this run.
+func lockRun() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), prefix+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// buildAgent compiles ./cmd/admq-agent from the module root to out.
+func buildAgent(out string) error {
+	gomod, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(gomod))
+	if mod == "" || mod == os.DevNull {
+		return fmt.Errorf("not inside a Go module (go env GOMOD = %q)", mod)
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/admq-agent")
+	cmd.Dir = filepath.Dir(mod)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build admq-agent: %w\n%s", err, b)
+	}
+	return nil
+}
