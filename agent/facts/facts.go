@@ -5,7 +5,9 @@ package facts
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
+	"sync"
 
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/host"
@@ -32,36 +34,58 @@ type Facts struct {
 	BootTime        int64
 }
 
-// Collect reads the host's facts; diskPath names the filesystem whose size
-// is reported (the agent's state dir: where nodes will be deployed).
-func Collect(ctx context.Context, diskPath string) (Facts, error) {
-	f := Facts{
-		OS:           runtime.GOOS,
-		Arch:         runtime.GOARCH,
-		CPUs:         runtime.NumCPU(),
-		AgentVersion: version.Version,
-		DiskPath:     diskPath,
+// Collector collects facts. What does not change while the agent runs
+// (platform, kernel, boot time) is read once: finding the platform can mean
+// running lsb_release, which is too dear for every heartbeat.
+type Collector struct {
+	// DiskPath names the filesystem whose size is reported (the agent's
+	// state dir: where nodes will be deployed).
+	DiskPath string
+
+	once   sync.Once
+	static Facts
+	err    error
+}
+
+// Collect reads the host's facts.
+func (c *Collector) Collect(ctx context.Context) (Facts, error) {
+	c.once.Do(func() {
+		hi, err := host.InfoWithContext(ctx)
+		if err != nil {
+			c.err = fmt.Errorf("host info: %w", err)
+			return
+		}
+		c.static = Facts{
+			Platform: hi.Platform, PlatformVersion: hi.PlatformVersion,
+			KernelVersion: hi.KernelVersion, BootTime: int64(hi.BootTime),
+		}
+	})
+	f := c.static
+	f.OS, f.Arch, f.CPUs = runtime.GOOS, runtime.GOARCH, runtime.NumCPU()
+	f.AgentVersion, f.DiskPath = version.Version, c.DiskPath
+	if c.err != nil {
+		return f, c.err
 	}
-	hi, err := host.InfoWithContext(ctx)
+	// The hostname can change while the agent runs; it is cheap to read.
+	h, err := os.Hostname()
 	if err != nil {
-		return f, fmt.Errorf("host info: %w", err)
+		return f, fmt.Errorf("hostname: %w", err)
 	}
-	f.Hostname = hi.Hostname
-	f.Platform = hi.Platform
-	f.PlatformVersion = hi.PlatformVersion
-	f.KernelVersion = hi.KernelVersion
-	f.BootTime = int64(hi.BootTime)
+	f.Hostname = h
 	vm, err := mem.VirtualMemoryWithContext(ctx)
 	if err != nil {
 		return f, fmt.Errorf("memory: %w", err)
 	}
-	f.MemoryTotal = vm.Total
-	f.MemoryAvailable = vm.Available
-	du, err := disk.UsageWithContext(ctx, diskPath)
+	f.MemoryTotal, f.MemoryAvailable = vm.Total, vm.Available
+	du, err := disk.UsageWithContext(ctx, c.DiskPath)
 	if err != nil {
-		return f, fmt.Errorf("disk usage of %s: %w", diskPath, err)
+		return f, fmt.Errorf("disk usage of %s: %w", c.DiskPath, err)
 	}
-	f.DiskTotal = du.Total
-	f.DiskFree = du.Free
+	f.DiskTotal, f.DiskFree = du.Total, du.Free
 	return f, nil
+}
+
+// Collect reads the host's facts once, with no caching.
+func Collect(ctx context.Context, diskPath string) (Facts, error) {
+	return (&Collector{DiskPath: diskPath}).Collect(ctx)
 }

@@ -107,7 +107,11 @@ func (p *PresenceTracker) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-t.C:
-			p.Flush(ctx)
+			// A flush under way when shutdown begins must finish, not fail:
+			// it carries updates the final flush below would otherwise redo.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			p.Flush(fctx)
+			cancel()
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -168,6 +170,25 @@ func (a *apiClient) ping(ctx context.Context, id string) (time.Duration, error) 
 	return time.Duration(out.RttMs * float64(time.Millisecond)), nil
 }
 
+// openAPI fetches and discards the API's OpenAPI document, which the
+// manager builds anew for each request (a few MB of garbage).
+func (a *apiClient) openAPI(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/admq-manager/openapi.json", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET /openapi.json: HTTP %d", resp.StatusCode)
+	}
+	return err
+}
+
 // metrics is one scrape of /metrics: series ("name" or "name{labels}") to
 // value.
 type metrics map[string]float64
@@ -237,19 +258,102 @@ func (m metrics) sum(name string, labelSubstrings ...string) float64 {
 	var total float64
 	for series, v := range m {
 		n, labels, _ := strings.Cut(series, "{")
-		if n != name {
-			continue
-		}
-		match := true
-		for _, s := range labelSubstrings {
-			if !strings.Contains(labels, s) {
-				match = false
-				break
-			}
-		}
-		if match {
+		if n == name && containsAll(labels, labelSubstrings) {
 			total += v
 		}
 	}
 	return total
+}
+
+// histogram is the merged buckets of the series of one Prometheus histogram
+// that match some label substrings.
+type histogram struct {
+	les    []float64 // upper bounds, ascending, +Inf last
+	counts []float64 // cumulative counts
+	sum    float64
+	count  float64
+}
+
+// histogram merges name's series (name_bucket, name_sum, name_count) whose
+// labels contain all the substrings.
+func (m metrics) histogram(name string, labelSubstrings ...string) histogram {
+	byLE := make(map[float64]float64)
+	for series, v := range m {
+		n, labels, _ := strings.Cut(series, "{")
+		if n != name+"_bucket" || !containsAll(labels, labelSubstrings) {
+			continue
+		}
+		_, rest, ok := strings.Cut(labels, `le="`)
+		if !ok {
+			continue
+		}
+		leStr, _, _ := strings.Cut(rest, `"`)
+		le, err := strconv.ParseFloat(leStr, 64)
+		if err != nil {
+			continue
+		}
+		byLE[le] += v
+	}
+	var h histogram
+	for le := range byLE {
+		h.les = append(h.les, le)
+	}
+	slices.Sort(h.les)
+	for _, le := range h.les {
+		h.counts = append(h.counts, byLE[le])
+	}
+	h.sum = m.sum(name+"_sum", labelSubstrings...)
+	h.count = m.sum(name+"_count", labelSubstrings...)
+	return h
+}
+
+// minus is h's observations since an earlier scrape.
+func (h histogram) minus(before histogram) histogram {
+	out := histogram{les: h.les, counts: slices.Clone(h.counts), sum: h.sum - before.sum, count: h.count - before.count}
+	for i, le := range h.les {
+		if j := slices.Index(before.les, le); j >= 0 {
+			out.counts[i] -= before.counts[j]
+		}
+	}
+	return out
+}
+
+// quantile estimates the q-quantile (0..1) by linear interpolation inside
+// the bucket, as Prometheus's histogram_quantile does; -1 when empty.
+func (h histogram) quantile(q float64) float64 {
+	if len(h.counts) == 0 || h.counts[len(h.counts)-1] == 0 {
+		return -1
+	}
+	rank := q * h.counts[len(h.counts)-1]
+	lower, prev := 0.0, 0.0
+	for i, c := range h.counts {
+		if c >= rank {
+			if math.IsInf(h.les[i], 1) {
+				return lower // above the highest finite bound
+			}
+			if c == prev {
+				return h.les[i]
+			}
+			return lower + (h.les[i]-lower)*(rank-prev)/(c-prev)
+		}
+		lower, prev = h.les[i], c
+	}
+	return lower
+}
+
+// mean is the average observation; -1 when empty.
+func (h histogram) mean() float64 {
+	if h.count <= 0 {
+		return -1
+	}
+	return h.sum / h.count
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

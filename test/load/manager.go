@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -129,11 +130,11 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 }
 
 // managerEnv is our environment without ADMQ_* settings, so that only the
-// flags we pass configure the manager.
+// flags we pass configure the manager, and without the agents' HOST_ETC.
 func managerEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ADMQ_") {
+		if !strings.HasPrefix(kv, "ADMQ_") && !strings.HasPrefix(kv, "HOST_ETC=") {
 			env = append(env, kv)
 		}
 	}
@@ -216,11 +217,12 @@ func (m *managerProc) logCounts() (*msgCounter, error) {
 			continue
 		}
 		msg, _ := rec["msg"].(string)
-		example := ""
+		key, example := level+" "+msg, ""
 		if e, ok := rec["err"]; ok {
 			example = fmt.Sprint("err=", e)
+			key += " [" + errClass(fmt.Sprint(e)) + "]"
 		}
-		c.add(level+" "+msg, example)
+		c.add(key, example)
 	}
 	return c, sc.Err()
 }
@@ -230,6 +232,7 @@ type managerSample struct {
 	at         time.Time
 	rss        float64 // bytes, from /proc/PID/status VmRSS
 	heap       float64 // go_memstats_heap_inuse_bytes
+	liveHeap   float64 // live heap at the last GC, estimated from the GC goal
 	goroutines float64 // go_goroutines
 	cpu        float64 // process_cpu_seconds_total
 	fds        float64 // process_open_fds
@@ -238,8 +241,71 @@ type managerSample struct {
 	mt         metrics
 }
 
+// settledSample samples the manager twice: RSS and CPU first, then heap
+// and goroutines after nudging its GC, since without a GC since the last
+// change, heap in use still holds the garbage of what came before (and the
+// nudge's own garbage would inflate RSS).
+func (m *managerProc) settledSample(ctx context.Context, api *apiClient) (managerSample, error) {
+	raw, err := m.sample(ctx, api)
+	if err != nil {
+		return raw, err
+	}
+	if err := m.nudgeGC(ctx, api); err != nil {
+		m.log.Warn("could not nudge the manager's GC; heap figures may include garbage", "err", err)
+		return raw, nil
+	}
+	s, err := m.sample(ctx, api)
+	if err != nil {
+		return raw, err
+	}
+	s.rss, s.cpu = raw.rss, raw.cpu
+	return s, nil
+}
+
+// nudgeGC makes the manager allocate through its API until two GC cycles
+// have completed, so that the next sample's heap is mostly live. The
+// manager offers no way to ask for a GC; this is the nearest thing.
+func (m *managerProc) nudgeGC(ctx context.Context, api *apiClient) error {
+	count := func() (float64, error) {
+		mt, err := api.metrics(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return mt.get("go_gc_duration_seconds_count"), nil
+	}
+	c0, err := count()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() { _ = api.openAPI(ctx) })
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c, err := count()
+		if err != nil {
+			return err
+		}
+		if c >= c0+2 {
+			return nil
+		}
+	}
+	return errors.New("no two GC cycles within 15s")
+}
+
+// sample reads the manager's figures. It first drops the client's idle
+// HTTP connections, whose server goroutines would count as the manager's.
 func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample, error) {
 	if err := m.alive(); err != nil {
+		return managerSample{}, err
+	}
+	api.close()
+	if err := sleep(ctx, 200*time.Millisecond); err != nil {
 		return managerSample{}, err
 	}
 	mt, err := api.metrics(ctx)
@@ -255,6 +321,7 @@ func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample
 		at:         time.Now(),
 		rss:        rss,
 		heap:       mt.get("go_memstats_heap_inuse_bytes"),
+		liveHeap:   liveHeapEstimate(mt),
 		goroutines: mt.get("go_goroutines"),
 		cpu:        mt.get("process_cpu_seconds_total"),
 		fds:        mt.get("process_open_fds"),
@@ -262,6 +329,18 @@ func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample
 		clients:    mt.get("admq_tunnel_agent_client_conns"),
 		mt:         mt,
 	}, nil
+}
+
+// liveHeapEstimate is the heap that survived the last GC, from the GC's
+// goal: next_gc = live * (1 + GOGC/100), ignoring the stacks and globals the
+// goal also counts. Unlike heap in use it holds no garbage, but it is only
+// as fresh as the last GC.
+func liveHeapEstimate(mt metrics) float64 {
+	next, gogc := mt.get("go_memstats_next_gc_bytes"), mt.get("go_gc_gogc_percent")
+	if next < 0 || gogc <= 0 {
+		return -1
+	}
+	return next / (1 + gogc/100)
 }
 
 func mb(bytes float64) string { return fmt.Sprintf("%.1f", bytes/(1<<20)) }

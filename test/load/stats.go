@@ -114,6 +114,16 @@ func (c *msgCounter) lines(limit int) []string {
 	return out
 }
 
+// errClass is the last part of an error chain's text ("connection
+// refused", "session closed"), to group log lines by cause.
+func errClass(err string) string {
+	err = strings.TrimRight(err, `"`)
+	if i := strings.LastIndex(err, ": "); i >= 0 {
+		err = err[i+2:]
+	}
+	return truncate(err, 60)
+}
+
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // setChildAttrs puts the manager in its own process group, so that a
@@ -72,4 +73,24 @@ func processFileLimit(pid int) string {
 		}
 	}
 	return "n/a"
+}
+
+// selfCPU is the CPU time (user+system) this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return -1
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// defaultAgentStateRoot is where the agents' state dirs go: tmpfs when the
+// machine has it. Each real agent syncs its identity to its own disk; a
+// thousand of them syncing to one shared disk would measure that disk, not
+// the manager.
+func defaultAgentStateRoot() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return "/dev/shm"
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"os/exec"
+	"time"
 )
 
 func setChildAttrs(*exec.Cmd) {}
@@ -16,3 +17,7 @@ func fileLimit() (soft, hard uint64, err error) {
 }
 
 func processFileLimit(int) string { return "n/a" }
+
+func selfCPU() time.Duration { return -1 }
+
+func defaultAgentStateRoot() string { return "" }
