@@ -66,6 +66,7 @@ type API struct {
 	echo     *echo.Echo
 	routes   []route
 	duration *prometheus.HistogramVec
+	logins   *loginThrottle
 	// streamed are the "METHOD /path" of routes that stream their body
 	// and limit it themselves.
 	streamed map[string]bool
@@ -81,6 +82,8 @@ func New(d Deps) *API {
 		d.BodyLimit = 1 << 20
 	}
 	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}}
+	// Five failed logins in a row, then one more every 12 s, per address.
+	a.logins = newLoginThrottle(12*time.Second, 5, d.Now)
 	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "admq", Subsystem: "http", Name: "request_duration_seconds",
 		Help:    "Console API request durations by route, method and HTTP status.",
@@ -90,6 +93,10 @@ func New(d Deps) *API {
 
 	e := a.echo
 	e.HideBanner, e.HidePort = true, true
+	// The client's address is the TCP peer's: X-Forwarded-For is not
+	// trusted, or anyone could dodge the login throttle and forge the
+	// audit log's addresses.
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = func(err error, c echo.Context) { a.handleError(err, c) }
 	e.Use(a.observe, a.recoverPanic, a.limitBody)
 	a.routes = a.routeTable()

@@ -569,3 +569,50 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("metrics lack the request by route and status:\n%s", body)
 	}
 }
+
+func TestLoginThrottle(t *testing.T) {
+	h := newHarness(t)
+	for i := range 5 {
+		r := h.call("POST", "/login", "", map[string]string{"username": "admin", "password": "guess-" + strconv.Itoa(i)})
+		want(t, r, 401, codeAuthorizeFailed)
+	}
+	// The sixth try is refused before the password is looked at, even the right one.
+	r := h.call("POST", "/login", "", map[string]string{"username": "admin", "password": adminPassword})
+	want(t, r, 429, codeTooManyAttempts)
+	if !strings.Contains(r.Message, "try again in") {
+		t.Fatalf("message %q does not say when to retry", r.Message)
+	}
+	// A forged X-Forwarded-For does not make a new client.
+	req, _ := http.NewRequest("POST", h.srv.URL+Prefix+"/login", strings.NewReader(`{"username":"admin","password":"`+adminPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("X-Forwarded-For dodged the throttle: HTTP %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestLoginThrottleRefills(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	th := newLoginThrottle(12*time.Second, 5, func() time.Time { return now })
+	for range 5 {
+		if th.retryAfter("a") != 0 {
+			t.Fatal("throttled before the burst was used")
+		}
+		th.failed("a")
+	}
+	if d := th.retryAfter("a"); d <= 0 || d > 12*time.Second {
+		t.Fatalf("after 5 failures: retry after %v", d)
+	}
+	if th.retryAfter("b") != 0 {
+		t.Fatal("another address is throttled")
+	}
+	now = now.Add(12 * time.Second)
+	if th.retryAfter("a") != 0 {
+		t.Fatal("not refilled after one interval")
+	}
+}

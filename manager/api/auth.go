@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -23,9 +24,16 @@ func (a *API) login(c echo.Context) error {
 	if r.Username == "" || r.Password == "" {
 		return invalid.Field("username", "username and password are required")
 	}
+	addr := c.RealIP()
+	if wait := a.logins.retryAfter(addr); wait > 0 {
+		secs := int(wait.Seconds() + 0.999)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		return newError(codeTooManyAttempts, "too many failed logins from %s; try again in %d s", addr, secs)
+	}
 	token, exp, u, err := a.d.Auth.Login(c.Request().Context(), r.Username, r.Password)
 	if err != nil {
 		if errors.Is(err, auth.ErrBadCredentials) {
+			a.logins.failed(addr)
 			return newError(codeAuthorizeFailed, "wrong username or password")
 		}
 		return err

@@ -26,6 +26,7 @@ const (
 	codeMethodNotAllowed    = 4 // new
 	codeRequestTooLarge     = 5 // new
 	codeAuthorizeFailed     = 6
+	codeTooManyAttempts     = 8 // new
 	codePermissionDeny      = 7
 	codeSSHCommandFailed    = 15
 	codeTokenInvalid        = 202
@@ -62,6 +63,7 @@ var codeInfo = map[int]struct {
 	codeMethodNotAllowed:    {"METHOD_NOT_ALLOWED", http.StatusMethodNotAllowed},
 	codeRequestTooLarge:     {"REQUEST_TOO_LARGE", http.StatusRequestEntityTooLarge},
 	codeAuthorizeFailed:     {"AUTHORIZE_FAILED", http.StatusUnauthorized},
+	codeTooManyAttempts:     {"TOO_MANY_ATTEMPTS", http.StatusTooManyRequests},
 	codePermissionDeny:      {"PERMISSION_DENY", http.StatusForbidden},
 	codeSSHCommandFailed:    {"SSH_COMMAND_EXEC_FAILED", http.StatusBadGateway},
 	codeTokenInvalid:        {"TOKEN_INVALID", http.StatusUnauthorized},
