@@ -6,9 +6,15 @@
 //	admq-agent_<version>_<arch>.deb, admq-agent-<version>-1.<arch>.rpm
 //
 // The packages are built with nfpm as a library: nothing is fetched but Go
-// modules. `make dist` and `make packages` run it from the repository root:
+// modules. This dir is a module of its own, so that nfpm and its many
+// dependencies stay out of admq-manager's go.mod (and so that go mod tidy
+// keeps working there: nfpm's own tests import a module the proxy does not
+// serve). It imports nothing from admq-manager and reads what it packs from
+// the repository: the units in packaging/systemd, the settings in
+// packaging/etc/default and the scripts in packaging/scripts. `make dist` and
+// `make packages` run it:
 //
-//	go run ./packaging/dist -dist dist -version v1.2.3 -arches 'amd64 arm64'
+//	cd packaging/dist && go run . -root ../.. -dist ../../dist -version v1.2.3
 package main
 
 import (
@@ -29,9 +35,6 @@ import (
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers "deb"
 	"github.com/goreleaser/nfpm/v2/files"
 	_ "github.com/goreleaser/nfpm/v2/rpm" // registers "rpm"
-
-	"github.com/admq/admq-manager/agent/service"
-	"github.com/admq/admq-manager/packaging/systemd"
 )
 
 func main() {
@@ -60,7 +63,7 @@ type release struct {
 func run(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dist", flag.ContinueOnError)
 	dist := fs.String("dist", "dist", "dir with the binaries <cmd>-linux-<arch>; the release files go there too")
-	root := fs.String("root", ".", "repository root")
+	root := fs.String("root", "../..", "repository root")
 	version := fs.String("version", "dev", "version, as git describe prints it")
 	arches := fs.String("arches", "amd64 arm64", "architectures to pack, space-separated")
 	agentArches := fs.String("agent-arches", "amd64 arm64", "agent binaries every manager package and tarball carries")
@@ -69,6 +72,9 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	r := release{Dist: *dist, Root: *root, Version: *version, AgentArches: strings.Fields(*agentArches), MTime: mtime()}
+	if _, err := os.Stat(r.unit("admq-agent.service")); err != nil {
+		return fmt.Errorf("-root %s: not the repository root: %w", r.Root, err)
+	}
 	for _, arch := range strings.Fields(*arches) {
 		for _, format := range strings.Fields(*formats) {
 			var outs []string
@@ -130,8 +136,7 @@ func (r release) tarball(arch string) (string, error) {
 	type entry struct {
 		name string
 		mode int64
-		src  string // a file to copy, or
-		data string // the content itself
+		src  string
 	}
 	entries := []entry{{name: "admq-manager", mode: 0o755, src: r.bin("admq-manager", arch)}}
 	for _, a := range r.AgentArches {
@@ -139,7 +144,7 @@ func (r release) tarball(arch string) (string, error) {
 	}
 	entries = append(entries,
 		entry{name: "README.md", mode: 0o644, src: filepath.Join(r.Root, "README.md")},
-		entry{name: "admq-manager.service", mode: 0o644, data: systemd.ManagerUnit})
+		entry{name: "admq-manager.service", mode: 0o644, src: r.unit("admq-manager.service")})
 
 	f, err := os.Create(out + ".tmp")
 	if err != nil {
@@ -159,24 +164,19 @@ func (r release) tarball(arch string) (string, error) {
 		}
 	}
 	for _, e := range entries {
-		var rd io.Reader = strings.NewReader(e.data)
-		size := int64(len(e.data))
-		if e.src != "" {
-			src, err := os.Open(e.src)
-			if err != nil {
-				return "", err
-			}
-			defer src.Close()
-			fi, err := src.Stat()
-			if err != nil {
-				return "", err
-			}
-			rd, size = src, fi.Size()
-		}
-		if err := tw.WriteHeader(hdr(e.name, e.mode, size, tar.TypeReg)); err != nil {
+		src, err := os.Open(e.src)
+		if err != nil {
 			return "", err
 		}
-		if _, err := io.Copy(tw, rd); err != nil {
+		defer src.Close()
+		fi, err := src.Stat()
+		if err != nil {
+			return "", err
+		}
+		if err := tw.WriteHeader(hdr(e.name, e.mode, fi.Size(), tar.TypeReg)); err != nil {
+			return "", err
+		}
+		if _, err := io.Copy(tw, src); err != nil {
 			return "", fmt.Errorf("%s: %w", e.name, err)
 		}
 	}
@@ -233,17 +233,17 @@ func (r release) script(name string) string {
 	return filepath.Join(r.Root, "packaging", "scripts", name)
 }
 
+func (r release) unit(name string) string {
+	return filepath.Join(r.Root, "packaging", "systemd", name)
+}
+
 // managerPackage is admq-manager: the manager, the agents it installs on
 // servers, its unit and its settings; it runs as user admq, which the
 // postinstall script creates.
 func (r release) managerPackage(arch, format string) (*nfpm.Info, error) {
-	unit, err := r.stage("admq-manager.service", systemd.ManagerUnit)
-	if err != nil {
-		return nil, err
-	}
 	contents := files.Contents{
 		file(r.bin("admq-manager", arch), "/usr/bin/admq-manager", 0o755),
-		file(unit, unitDir(format)+"/admq-manager.service", 0o644),
+		file(r.unit("admq-manager.service"), unitDir(format)+"/admq-manager.service", 0o644),
 		{
 			Source: filepath.Join(r.Root, "packaging", "etc", "default", "admq-manager"), Destination: "/etc/default/admq-manager",
 			Type: files.TypeConfigNoReplace, FileInfo: &files.ContentFileInfo{Mode: 0o600},
@@ -261,26 +261,16 @@ func (r release) managerPackage(arch, format string) (*nfpm.Info, error) {
 		}), nil
 }
 
-// agentPackage is admq-agent: the agent and the unit `admq-agent install`
-// would write, configured by /etc/default/admq-agent instead of flags.
+// agentPackage is admq-agent: the agent and its unit, which is the unit
+// `admq-agent install` writes (packaging/systemd/admq-agent.service is
+// rendered from the same template, and a test keeps it so), configured by
+// /etc/default/admq-agent instead of flags.
 func (r release) agentPackage(arch, format string) (*nfpm.Info, error) {
-	text, err := service.SystemdUnit(service.Unit{
-		Name:       service.DefaultName,
-		Executable: "/usr/bin/admq-agent",
-		Arguments:  []string{"run", "--log-format", "json"},
-	})
-	if err != nil {
-		return nil, err
-	}
-	unit, err := r.stage("admq-agent.service", text)
-	if err != nil {
-		return nil, err
-	}
 	return r.info("admq-agent", arch,
 		"ADMQ agent\nHolds one outbound connection from a managed server to admq-manager\nand runs what the manager deploys there.",
 		files.Contents{
 			file(r.bin("admq-agent", arch), "/usr/bin/admq-agent", 0o755),
-			file(unit, unitDir(format)+"/admq-agent.service", 0o644),
+			file(r.unit("admq-agent.service"), unitDir(format)+"/admq-agent.service", 0o644),
 			{
 				Source: filepath.Join(r.Root, "packaging", "etc", "default", "admq-agent"), Destination: "/etc/default/admq-agent",
 				Type: files.TypeConfigNoReplace, FileInfo: &files.ContentFileInfo{Mode: 0o644},
@@ -291,16 +281,6 @@ func (r release) agentPackage(arch, format string) (*nfpm.Info, error) {
 			PreRemove:   r.script("admq-agent-preremove.sh"),
 			PostRemove:  r.script("systemd-reload.sh"),
 		}), nil
-}
-
-// stage writes a generated file for nfpm, which packs files by path.
-func (r release) stage(name, text string) (string, error) {
-	dir := filepath.Join(r.Dist, ".stage")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, name)
-	return path, os.WriteFile(path, []byte(text), 0o644)
 }
 
 func (r release) writePackage(info *nfpm.Info, format string) (string, error) {
