@@ -67,3 +67,34 @@ load: build
 
 clean:
 	rm -rf $(BIN) dist
+
+# Release files. ARCHES=amd64 packs one architecture; AGENT_ARCHES are the
+# agent binaries every manager tarball and package carries (for SSH bootstrap).
+ARCHES       ?= amd64 arm64
+AGENT_ARCHES ?= amd64 arm64
+DIST         ?= $(CURDIR)/dist
+DIST_ABS      = $(abspath $(DIST))
+DIST_PACK     = cd packaging/dist && $(GO) run . -root '$(CURDIR)' -dist '$(DIST_ABS)' -version '$(VERSION)' \
+	-arches '$(ARCHES)' -agent-arches '$(AGENT_ARCHES)'
+
+.PHONY: dist dist-bin packages
+
+## dist: dist/ gets linux binaries, admq-manager-<version>-linux-<arch>.tar.gz, .deb and .rpm of both
+dist: dist-bin
+	$(DIST_PACK) -formats 'tar deb rpm'
+
+## packages: only the .deb and .rpm files of dist
+packages: dist-bin
+	$(DIST_PACK) -formats 'deb rpm'
+
+## dist-bin: static, trimmed admq-manager-linux-<arch> and admq-agent-linux-<arch> in dist/
+dist-bin:
+	@mkdir -p '$(DIST_ABS)'
+	@set -e; for a in $(ARCHES); do \
+		echo "build $(DIST_ABS)/admq-manager-linux-$$a"; \
+		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o '$(DIST_ABS)'/admq-manager-linux-$$a ./cmd/admq-manager; \
+	done; \
+	for a in $(sort $(ARCHES) $(AGENT_ARCHES)); do \
+		echo "build $(DIST_ABS)/admq-agent-linux-$$a"; \
+		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o '$(DIST_ABS)'/admq-agent-linux-$$a ./cmd/admq-agent; \
+	done

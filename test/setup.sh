@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 go mod download
+(cd packaging/dist && go mod download)
 
-need=(protobuf-compiler iproute2 nftables openssh-server sudo)
+need=(protobuf-compiler iproute2 nftables openssh-server sudo systemd rpm)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,17 +11,17 @@ import (
 	kservice "github.com/kardianos/service"
 )
 
-// ErrStopTimeout means the agent did not return within StopTimeout of
-// being told to stop.
+// ErrStopTimeout means the agent did not return within 20s of being told
+// to stop.
 var ErrStopTimeout = errors.New("the agent did not stop in time")
 
-// StopTimeout bounds how long Run waits for the agent after a stop signal;
+// stopTimeout bounds how long Run waits for the agent after a stop signal;
 // it is shorter than the unit's TimeoutStopSec (30s), so that the agent
 // reports the overrun itself before systemd kills it.
-var StopTimeout = 20 * time.Second
+var stopTimeout = 20 * time.Second
 
 // Run runs fn until fn returns or the process is told to stop (SIGINT,
-// SIGTERM), then cancels fn's context and waits for it up to StopTimeout.
+// SIGTERM), then cancels fn's context and waits for it up to 20s.
 // It returns fn's error, or ErrStopTimeout.
 //
 // Started by a service manager (kardianos/service reports a non-interactive
@@ -33,7 +33,7 @@ func Run(name string, fn func(ctx context.Context) error) error {
 }
 
 func run(name string, fn func(ctx context.Context) error, interactive bool) error {
-	p := &program{fn: fn, stopTimeout: StopTimeout}
+	p := &program{fn: fn, stopTimeout: stopTimeout}
 	if interactive {
 		if err := p.Start(nil); err != nil {
 			return err

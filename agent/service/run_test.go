@@ -36,9 +36,9 @@ func TestRun(t *testing.T) {
 			}
 		})
 		t.Run(mode+"/stop is bounded", func(t *testing.T) {
-			old := StopTimeout
-			StopTimeout = 20 * time.Millisecond
-			defer func() { StopTimeout = old }()
+			old := stopTimeout
+			stopTimeout = 20 * time.Millisecond
+			defer func() { stopTimeout = old }()
 			started, release := make(chan struct{}), make(chan struct{})
 			defer close(release)
 			go func() {

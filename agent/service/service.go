@@ -140,19 +140,27 @@ func Install(c Config) (Installed, error) {
 		}
 	}
 
+	_, statErr := os.Stat(c.Agent.StateDir)
 	if err := os.MkdirAll(c.Agent.StateDir, 0o700); err != nil {
 		return Installed{}, fmt.Errorf("state dir: %w", err)
 	}
+	undo := func() {
+		if in.TokenFile != "" {
+			os.Remove(in.TokenFile)
+		}
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.Remove(c.Agent.StateDir) // ours, and empty again
+		}
+	}
 	if !enrolled {
 		if err := WriteJoinToken(c.Agent.StateDir, token+"::"+pin); err != nil {
+			undo()
 			return Installed{}, err
 		}
 		in.TokenFile = TokenPath(c.Agent.StateDir)
 	}
 	if err := s.Install(); err != nil {
-		if in.TokenFile != "" {
-			os.Remove(in.TokenFile)
-		}
+		undo()
 		removeDefinition(s, c.Name) // kardianos may have written its file before failing
 		return Installed{}, fmt.Errorf("install service %s: %w", c.Name, err)
 	}

@@ -78,9 +78,9 @@ func Enrolled(stateDir string) (bool, error) {
 	return false, err
 }
 
-// EnrollPoll is how often RunAgent looks for a completed enrollment while a
+// enrollPoll is how often RunAgent looks for a completed enrollment while a
 // join-token file waits to be removed.
-var EnrollPoll = 2 * time.Second
+var enrollPoll = 2 * time.Second
 
 // RunAgent runs the agent as `admq-agent run` does. Before connecting it
 // settles the join-token file: an enrolled agent removes a leftover one; an
@@ -121,7 +121,7 @@ func RunAgent(ctx context.Context, cfg agent.Config, log *slog.Logger) error {
 }
 
 func removeTokenWhenEnrolled(ctx context.Context, stateDir string, log *slog.Logger) {
-	t := time.NewTicker(EnrollPoll)
+	t := time.NewTicker(enrollPoll)
 	defer t.Stop()
 	for {
 		select {

@@ -82,9 +82,9 @@ func runAgentFor(t *testing.T, cfg agent.Config, stop <-chan struct{}) error {
 }
 
 func TestRunAgentJoinToken(t *testing.T) {
-	old := EnrollPoll
-	EnrollPoll = 5 * time.Millisecond
-	t.Cleanup(func() { EnrollPoll = old })
+	old := enrollPoll
+	enrollPoll = 5 * time.Millisecond
+	t.Cleanup(func() { enrollPoll = old })
 	manager := "127.0.0.1:1" // nothing listens: every dial fails at once
 
 	t.Run("no token anywhere", func(t *testing.T) {

@@ -77,16 +77,21 @@ func execWord(s string) (string, error) {
 }
 
 // validName accepts names that are safe as a unit name, an init script's
-// file name and a syslog tag alike.
+// file name and a syslog tag alike; the manager's SSH bootstrap picks them
+// from the same set. A final '@' would make a systemd template unit.
 func validName(name string) error {
-	ok := name != "" && len(name) <= 64 && name[0] != '-' && name[0] != '.'
+	ok := name != "" && len(name) <= 64 && isAlnum(rune(name[0])) && !strings.HasSuffix(name, "@")
 	for _, r := range name {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.') {
+		if !isAlnum(r) && r != '-' && r != '_' && r != '.' && r != '@' {
 			ok = false
 		}
 	}
 	if !ok {
-		return fmt.Errorf("service name %q: want 1-64 letters, digits, '-', '_' or '.', not starting with '-' or '.'", name)
+		return fmt.Errorf("service name %q: want 1-64 letters, digits, '-', '_', '.' or '@', starting with a letter or digit and not ending in '@'", name)
 	}
 	return nil
+}
+
+func isAlnum(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 }

@@ -3,11 +3,14 @@ package service
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	kservice "github.com/kardianos/service"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -47,6 +50,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}{
 		{"admq-agent", "admq-agent", []string{"run", "--log-format", "json"}},
 		{"admq-agent-test", "admq-agent", Config{Name: "admq-agent-test", Agent: agentConfig("10.0.0.1:12306", "/var/lib/admq-agent")}.Arguments()},
+		{"admq-agent@10-0-0-1", "admq-agent", []string{"run"}},
 		{"odd_name.2", "dir with space/admq agent", []string{"run", "--state-dir", `/srv/a "b" 100% $HOME\x`, "--manager", "[::1]:12306"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -123,6 +127,9 @@ func TestSystemdUnitRejects(t *testing.T) {
 		{"empty name", Unit{Executable: "/x"}, "service name"},
 		{"slash in name", Unit{Name: "../x", Executable: "/x"}, "service name"},
 		{"leading dash", Unit{Name: "-x", Executable: "/x"}, "service name"},
+		{"leading dot", Unit{Name: ".x", Executable: "/x"}, "service name"},
+		{"template unit", Unit{Name: "x@", Executable: "/x"}, "service name"},
+		{"too long", Unit{Name: strings.Repeat("x", 65), Executable: "/x"}, "service name"},
 		{"newline", Unit{Name: "a", Executable: "/x", Arguments: []string{"a\nb"}}, "control characters"},
 		{"template braces", Unit{Name: "a", Executable: "/x", Arguments: []string{"{{.Name}}"}}, `"{{"`},
 	} {
@@ -132,5 +139,57 @@ func TestSystemdUnitRejects(t *testing.T) {
 				t.Errorf("err = %v; want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestKardianosWritesUnitVerbatim installs through kardianos/service's
+// systemd backend, whatever init this machine runs, and checks that the
+// unit file it writes is SystemdUnit's text unchanged: kardianos reads a
+// custom SystemdScript as a template of its own. Where systemd is not
+// running, its systemctl calls fail after the file is written.
+func TestKardianosWritesUnitVerbatim(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("writes to /etc/systemd/system: needs root")
+	}
+	if _, err := os.Stat("/etc/systemd/system"); err != nil {
+		t.Skip("no /etc/systemd/system")
+	}
+	var sys kservice.System
+	for _, s := range kservice.AvailableSystems() {
+		if s.String() == "linux-systemd" {
+			sys = s
+		}
+	}
+	if sys == nil {
+		t.Skip("kardianos/service has no systemd backend here")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("admq-agent-test-%d", os.Getpid())
+	c := Config{Name: name, Agent: agentConfig("10.0.0.1:12306", "/var/lib/"+name)}
+	unit, err := SystemdUnit(Unit{Name: name, Executable: exe, Arguments: c.Arguments()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sys.New(nopProgram{}, &kservice.Config{Name: name, Executable: exe, Arguments: c.Arguments(),
+		Option: kservice.KeyValue{"SystemdScript": unit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/etc/systemd/system/" + name + ".service"
+	t.Cleanup(func() {
+		removeDefinition(s, name)
+		os.Remove(path)
+	})
+	err = s.Install()
+	t.Logf("kardianos Install: %v", err)
+	got, rerr := os.ReadFile(path)
+	if rerr != nil {
+		t.Fatalf("no unit written: %v (Install: %v)", rerr, err)
+	}
+	if string(got) != unit {
+		t.Errorf("kardianos wrote\n%s\nwant\n%s", got, unit)
 	}
 }

@@ -1,9 +1,10 @@
-// Package systemd holds the systemd units of admq-agent and admq-manager, so
-// that `admq-agent install` and the release packages use the same text.
+// Package systemd holds the systemd units of admq-agent and admq-manager.
 //
-// The agent's unit is a text/template that agent/service renders (with the
-// executable, arguments and service name of each install); the manager's is
-// a plain unit shipped as is.
+// admq-agent.service.tmpl is a text/template that agent/service renders for
+// each `admq-agent install`; admq-agent.service is the same template
+// rendered for the admq-agent package (/usr/bin/admq-agent, settings from
+// /etc/default/admq-agent), kept equal to it by a test. admq-manager.service
+// is shipped as is. packaging/dist packs both units by path.
 package systemd
 
 import _ "embed"
@@ -13,8 +14,3 @@ import _ "embed"
 //
 //go:embed admq-agent.service.tmpl
 var AgentUnitTemplate string
-
-// ManagerUnit is admq-manager's unit as the admq-manager package installs it.
-//
-//go:embed admq-manager.service
-var ManagerUnit string
