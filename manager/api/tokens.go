@@ -59,7 +59,7 @@ func (a *API) createToken(c echo.Context) error {
 		tokenView:   toTokenView(t.JoinToken, a.d.Now()),
 		Token:       t.JoinString,
 		CACertHash:  t.CAPin,
-		JoinCommand: "admq-agent run --manager " + manager + " --token " + t.JoinString,
+		JoinCommand: "admq-agent install --manager " + manager + " --token " + t.JoinString,
 	})
 }
 
