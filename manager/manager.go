@@ -29,6 +29,7 @@ import (
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetmetrics"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/pki"
 	"github.com/admq/admq-manager/manager/sealed"
@@ -62,7 +63,10 @@ type Config struct {
 	PresenceFlush time.Duration
 	// ShutdownGrace bounds the drain of HTTP requests on shutdown (default 10s).
 	ShutdownGrace time.Duration
-	// Tunnel tunes the agent tunnel; zero fields take its defaults.
+	// Tunnel tunes the agent tunnel; zero fields take its defaults. Its
+	// MetricsInterval (default 15s, at least 1s) is how often agents report
+	// host metrics; a server's admq_node_up and serverExporterStatus drop to
+	// 0 when three intervals pass without one.
 	Tunnel tunnel.Config
 
 	// AgentDir holds the agent binaries SSH bootstrap uploads, named
@@ -122,6 +126,8 @@ func (c Config) Validate() error {
 		return errors.New("presence flush and shutdown grace must be positive")
 	case c.MaxPackageSize <= 0:
 		return errors.New("max package size must be positive")
+	case c.Tunnel.MetricsInterval < 0 || (c.Tunnel.MetricsInterval > 0 && c.Tunnel.MetricsInterval < time.Second):
+		return fmt.Errorf("metrics interval %v: want at least 1s", c.Tunnel.MetricsInterval)
 	}
 	if c.SSHDialTimeout < 0 || c.AgentOnlineTimeout < 0 {
 		return errors.New("SSH dial timeout and agent online timeout must not be negative")
@@ -231,6 +237,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 			return nil, err
 		}
 	}
+	// Every server's host metrics, served at /metrics/fleet from a registry
+	// of their own so that the manager's /metrics stays small.
+	fleetReg := prometheus.NewRegistry()
+	metricsInterval := cfg.Tunnel.MetricsInterval
+	if metricsInterval <= 0 {
+		metricsInterval = tunnel.DefaultConfig().MetricsInterval
+	}
+	fleetMetrics := fleetmetrics.New(fleetmetrics.Config{Interval: metricsInterval}, fleetService, fleetReg)
+	fleetService.ForgetOnDelete(fleetMetrics)
 	enrollSvc := enroll.NewService(m.db, fleetService, ca, gen, time.Now, cfg.AgentCertValidity, log.With("component", "enroll"))
 	pkgSvc := pkg.NewService(m.db, filepath.Join(cfg.DataDir, "packages"), cfg.MaxPackageSize, gen, time.Now)
 	if err := pkgSvc.RemoveStaleUploads(); err != nil {
@@ -246,6 +261,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		Enroller: enrollSvc,
 		Presence: m.presence,
 		Certs:    fleetService,
+		Metrics:  fleetMetrics,
 		AgentID:  pki.AgentID,
 	}, log.With("component", "tunnel"), reg)
 	agents.Agents = m.hub
@@ -273,6 +289,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		Registerer: reg, Gatherer: reg,
 		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,
 		AgentsConnected: m.hub.Connected,
+		Exporters:       fleetMetrics,
+		FleetGatherer:   fleetReg,
 	})
 	return m, nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/admq/admq-manager/agent/facts"
 	"github.com/admq/admq-manager/agent/identity"
+	"github.com/admq/admq-manager/agent/metrics"
 	"github.com/admq/admq-manager/agent/rpc"
 	"github.com/admq/admq-manager/internal/backoff"
 	"github.com/admq/admq-manager/internal/tlsutil"
@@ -57,6 +58,12 @@ type Config struct {
 	KeepAliveInterval, WriteTimeout time.Duration
 	// HeartbeatInterval is used until the manager says otherwise (default 30s).
 	HeartbeatInterval time.Duration
+	// MetricsInterval is how often host metrics are reported until the
+	// manager says otherwise (default 15s); negative: never report them.
+	MetricsInterval time.Duration
+	// Processes lists the node processes whose CPU and memory the metrics
+	// reports carry; nil: none.
+	Processes metrics.ProcessSource
 	// Dial opens the TCP connection (default: a net.Dialer); load tests use
 	// it to simulate many hosts and lost links.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -80,6 +87,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 30 * time.Second
+	}
+	if c.MetricsInterval == 0 {
+		c.MetricsInterval = 15 * time.Second
 	}
 	if c.Dial == nil {
 		d := &net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}
@@ -106,6 +116,9 @@ func (e *verifyError) Unwrap() error { return e.err }
 type Client struct {
 	cfg Config
 	log *slog.Logger
+	// collector samples host metrics; it outlives sessions so that CPU
+	// usage is measured between reports across a reconnect.
+	collector *metrics.Collector
 	// Connected, if set, is called with each new authenticated session; for
 	// tests and status reporting.
 	Connected func(agentID string)
@@ -113,7 +126,12 @@ type Client struct {
 
 // New returns a Client.
 func New(cfg Config, log *slog.Logger) *Client {
-	return &Client{cfg: cfg.withDefaults(), log: log}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, log: log}
+	if cfg.MetricsInterval > 0 {
+		c.collector = metrics.NewCollector(cfg.StateDir, cfg.Processes)
+	}
+	return c
 }
 
 // Run connects, enrolls if needed, and keeps the session up until ctx is
@@ -363,13 +381,14 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 	if c.Connected != nil {
 		c.Connected(id.AgentID)
 	}
-	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		c.heartbeat(ctx, mux, agentv1.NewManagerServiceClient(cc))
-	}()
+	mc := agentv1.NewManagerServiceClient(cc)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.heartbeat(ctx, mux, mc) })
+	if c.collector != nil {
+		wg.Go(func() { c.reportMetrics(ctx, mux, mc) })
+	}
 	<-mux.CloseChan()
-	<-hbDone
+	wg.Wait()
 	return time.Since(start), errors.New("session closed")
 }
 

@@ -30,6 +30,12 @@ import (
 // Prefix is the context path of the console API.
 const Prefix = "/admq-manager"
 
+// FleetMetricsPath serves, without login like /metrics, the host metrics
+// of every server whose agent reports them (admq_node_*), labelled by
+// server id, manager_ip, hostname and area: point Prometheus here to watch
+// servers it cannot reach.
+const FleetMetricsPath = "/metrics/fleet"
+
 // Context keys.
 const (
 	ctxUser   = "admq.user"
@@ -58,6 +64,18 @@ type Deps struct {
 	AgentsConnected func() int
 	// Packages keeps software packages; its MaxSize caps uploads.
 	Packages *pkg.Service
+	// Exporters says which servers' agents report host metrics, for a
+	// server's serverExporterStatus.
+	Exporters Exporters
+	// FleetGatherer is served at /metrics/fleet: the host metrics of every
+	// server, kept apart from /metrics so that the manager's own stay small.
+	FleetGatherer prometheus.Gatherer
+}
+
+// Exporters tells whether a server's metrics collector, its agent, is
+// reporting; fleetmetrics.Store implements it.
+type Exporters interface {
+	Reporting(id ids.ID) bool
 }
 
 // API is the console's HTTP handler.
@@ -111,6 +129,15 @@ func New(d Deps) *API {
 		e.Add(r.method, Prefix+r.path, h)
 	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
+	if d.FleetGatherer != nil {
+		// One scrape of every server is large: serve a few at a time, and a
+		// series that fails does not lose the others.
+		e.GET(FleetMetricsPath, echo.WrapHandler(promhttp.HandlerFor(d.FleetGatherer, promhttp.HandlerOpts{
+			ErrorHandling:       promhttp.ContinueOnError,
+			ErrorLog:            slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn),
+			MaxRequestsInFlight: 4,
+		})))
+	}
 	return a
 }
 

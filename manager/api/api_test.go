@@ -23,6 +23,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetmetrics"
 	"github.com/admq/admq-manager/manager/pki"
 	"github.com/admq/admq-manager/manager/store"
 )
@@ -44,6 +45,8 @@ type harness struct {
 	db     *store.DB
 	secret []byte
 	deps   func(*testing.T) Deps
+	// metrics keeps the servers' host metrics; tests report to it directly.
+	metrics *fleetmetrics.Store
 }
 
 func newHarness(t *testing.T) *harness {
@@ -75,12 +78,16 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	enrollSvc := enroll.NewService(db, fleetSvc, ca, gen, time.Now, time.Hour, log)
-	h := &harness{t: t, db: db, secret: secret}
+	fleetReg := prometheus.NewRegistry()
+	metrics := fleetmetrics.New(fleetmetrics.Config{}, fleetSvc, fleetReg)
+	fleetSvc.ForgetOnDelete(metrics)
+	h := &harness{t: t, db: db, secret: secret, metrics: metrics}
 	h.deps = func(t *testing.T) Deps {
 		reg := prometheus.NewRegistry()
 		return Deps{
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
 			Log: log, Registerer: reg, Gatherer: reg, BodyLimit: 4096, TunnelPort: 12306,
+			Exporters: metrics, FleetGatherer: fleetReg,
 		}
 	}
 	h.srv = httptest.NewServer(New(h.deps(t)))

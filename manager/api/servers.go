@@ -55,7 +55,7 @@ func (a *API) createServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, toServerView(srv))
+	return ok(c, a.serverView(srv))
 }
 
 func (a *API) listServers(c echo.Context) error {
@@ -76,7 +76,7 @@ func (a *API) listServers(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return ok(c, newPage(p, 1, []serverView{toServerView(srv)}))
+		return ok(c, newPage(p, 1, []serverView{a.serverView(srv)}))
 	}
 	var f fleet.ServerFilter
 	if f.AreaID, err = queryID(c, "areaId"); err != nil {
@@ -94,7 +94,7 @@ func (a *API) listServers(c echo.Context) error {
 	}
 	views := make([]serverView, len(list))
 	for i, s := range list {
-		views[i] = toServerView(s)
+		views[i] = a.serverView(s)
 	}
 	return ok(c, newPage(p, total, views))
 }

@@ -42,7 +42,7 @@ type serverView struct {
 	DataDir              string      `json:"dataDir"`
 	CPUInfo              string      `json:"cpuInfo"`
 	CPUType              int         `json:"cpuType"`
-	ServerExporterStatus int         `json:"serverExporterStatus"`
+	ServerExporterStatus int         `json:"serverExporterStatus"` // 1 while the agent reports host metrics (seed: 采集器部署状态), else 0
 	DeployClusters       string      `json:"deployClusters"`
 	AgentStatus          string      `json:"agentStatus"`
 	LastSeen             apiTime     `json:"lastSeen"`
@@ -56,6 +56,16 @@ type serverView struct {
 	DiskTotal            uint64      `json:"diskTotal"`
 	DiskFree             uint64      `json:"diskFree"`
 	Facts                fleet.Facts `json:"facts"`
+}
+
+// serverView is toServerView with the live state of the server's metrics
+// collector: serverExporterStatus 1 while its agent reports, else 0.
+func (a *API) serverView(s fleet.Server) serverView {
+	v := toServerView(s)
+	if a.d.Exporters.Reporting(s.ID) {
+		v.ServerExporterStatus = 1
+	}
+	return v
 }
 
 func toServerView(s fleet.Server) serverView {

@@ -38,6 +38,20 @@ type Service struct {
 	// by hand.
 	bootstrap Bootstrapper
 	sealer    Sealer
+	// forgetters are told of deleted servers; set by ForgetOnDelete.
+	forgetters []Forgetter
+}
+
+// Forgetter drops what another part of the manager keeps about a server,
+// once the server is deleted.
+type Forgetter interface {
+	Forget(id ids.ID)
+}
+
+// ForgetOnDelete has DeleteServer tell f about every server it deletes.
+// Call it before serving.
+func (s *Service) ForgetOnDelete(f Forgetter) {
+	s.forgetters = append(s.forgetters, f)
 }
 
 // NewService returns a Service.
@@ -403,6 +417,9 @@ func (s *Service) DeleteServer(ctx context.Context, id ids.ID) error {
 	}
 	s.agents.Disconnect(id)
 	s.presence.Forget(id)
+	for _, f := range s.forgetters {
+		f.Forget(id)
+	}
 	return nil
 }
 

@@ -1,8 +1,11 @@
 package tunnel
 
 import (
+	"time"
+
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetmetrics"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
@@ -48,4 +51,60 @@ func factsFromProtoChecked(p *agentv1.Facts) (fleet.Facts, error) {
 		return fleet.Facts{}, invalid.Field("facts", "free exceeds total")
 	}
 	return f, nil
+}
+
+// metricsFromProto converts a metrics report an agent sent. It refuses
+// oversized lists before copying them; fleetmetrics validates the rest.
+func metricsFromProto(p *agentv1.MetricsReport) (fleetmetrics.Report, error) {
+	switch {
+	case len(p.GetFilesystems()) > fleetmetrics.MaxFilesystems:
+		return fleetmetrics.Report{}, invalid.Field("filesystems", "%d filesystems, at most %d", len(p.GetFilesystems()), fleetmetrics.MaxFilesystems)
+	case len(p.GetNetwork()) > fleetmetrics.MaxInterfaces:
+		return fleetmetrics.Report{}, invalid.Field("network", "%d interfaces, at most %d", len(p.GetNetwork()), fleetmetrics.MaxInterfaces)
+	case len(p.GetProcesses()) > fleetmetrics.MaxProcesses:
+		return fleetmetrics.Report{}, invalid.Field("processes", "%d processes, at most %d", len(p.GetProcesses()), fleetmetrics.MaxProcesses)
+	}
+	r := fleetmetrics.Report{
+		CollectedAt:     time.UnixMilli(p.GetCollectedAtUnixMs()),
+		Hostname:        p.GetHostname(),
+		CPUUsage:        p.GetCpuUsageRatio(),
+		CPUCount:        int(p.GetCpuCount()),
+		Load1:           p.GetLoad1(),
+		Load5:           p.GetLoad5(),
+		Load15:          p.GetLoad15(),
+		MemoryTotal:     p.GetMemoryTotalBytes(),
+		MemoryAvailable: p.GetMemoryAvailableBytes(),
+		MemoryUsed:      p.GetMemoryUsedBytes(),
+		SwapTotal:       p.GetSwapTotalBytes(),
+		SwapUsed:        p.GetSwapUsedBytes(),
+	}
+	if n := len(p.GetFilesystems()); n > 0 {
+		r.Filesystems = make([]fleetmetrics.Filesystem, n)
+		for i, f := range p.GetFilesystems() {
+			r.Filesystems[i] = fleetmetrics.Filesystem{
+				Path: f.GetPath(), Device: f.GetDevice(), FSType: f.GetFstype(),
+				Total: f.GetTotalBytes(), Free: f.GetFreeBytes(), Used: f.GetUsedBytes(),
+			}
+		}
+	}
+	if n := len(p.GetNetwork()); n > 0 {
+		r.Network = make([]fleetmetrics.Interface, n)
+		for i, nic := range p.GetNetwork() {
+			r.Network[i] = fleetmetrics.Interface{
+				Device: nic.GetDevice(), RxBytes: nic.GetRxBytes(), TxBytes: nic.GetTxBytes(),
+				RxPackets: nic.GetRxPackets(), TxPackets: nic.GetTxPackets(),
+				RxErrors: nic.GetRxErrors(), TxErrors: nic.GetTxErrors(),
+			}
+		}
+	}
+	if n := len(p.GetProcesses()); n > 0 {
+		r.Processes = make([]fleetmetrics.Process, n)
+		for i, pr := range p.GetProcesses() {
+			r.Processes[i] = fleetmetrics.Process{
+				Name: pr.GetName(), PID: pr.GetPid(), CPUSeconds: pr.GetCpuSecondsTotal(),
+				RSS: pr.GetRssBytes(), Running: pr.GetRunning(),
+			}
+		}
+	}
+	return r, nil
 }

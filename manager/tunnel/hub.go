@@ -25,6 +25,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetmetrics"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	ClientIdleTimeout time.Duration
 	// HeartbeatInterval is what agents are told to use (default 30s).
 	HeartbeatInterval time.Duration
+	// MetricsInterval is how often agents are told to report host metrics
+	// (default 15s, at least 1s).
+	MetricsInterval time.Duration
 }
 
 // DefaultConfig returns the production defaults.
@@ -60,6 +64,7 @@ func DefaultConfig() Config {
 		EnrollTimeout:     30 * time.Second,
 		ClientIdleTimeout: 30 * time.Second,
 		HeartbeatInterval: 30 * time.Second,
+		MetricsInterval:   fleetmetrics.DefaultInterval,
 	}
 }
 
@@ -86,6 +91,10 @@ func (c Config) withDefaults() Config {
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
 	}
+	if c.MetricsInterval <= 0 {
+		c.MetricsInterval = d.MetricsInterval
+	}
+	c.MetricsInterval = max(c.MetricsInterval, time.Second)
 	return c
 }
 
@@ -101,6 +110,13 @@ type Presence interface {
 	Heartbeat(id ids.ID, f fleet.Facts)
 }
 
+// Metrics keeps the host metrics agents report; fleetmetrics.Store
+// implements it. Report returns an *invalid.Error for a report no real host
+// sends.
+type Metrics interface {
+	Report(ctx context.Context, id ids.ID, r fleetmetrics.Report) error
+}
+
 // CertChecker decides whether an agent certificate may still be used: the
 // server must exist and the serial must be its current one.
 type CertChecker interface {
@@ -112,6 +128,7 @@ type Deps struct {
 	Enroller Enroller
 	Presence Presence
 	Certs    CertChecker
+	Metrics  Metrics
 	// AgentID extracts the agent id and certificate serial from a verified
 	// handshake; ok is false when the agent presented no certificate.
 	AgentID func(tls.ConnectionState) (id, serial string, ok bool)

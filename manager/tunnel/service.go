@@ -10,6 +10,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/enroll"
+	"github.com/admq/admq-manager/manager/fleet"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
@@ -67,6 +68,20 @@ func (m *managerService) Heartbeat(ctx context.Context, req *agentv1.HeartbeatRe
 	return &agentv1.HeartbeatResponse{IntervalMs: m.hub.cfg.HeartbeatInterval.Milliseconds()}, nil
 }
 
+// ReportMetrics takes an agent's host metrics and tells it when to send
+// the next ones.
+func (m *managerService) ReportMetrics(ctx context.Context, req *agentv1.MetricsReport) (*agentv1.MetricsAck, error) {
+	p, _ := PeerFrom(ctx)
+	r, err := metricsFromProto(req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	if err := m.hub.deps.Metrics.Report(ctx, p.AgentID, r); err != nil {
+		return nil, grpcError(err)
+	}
+	return &agentv1.MetricsAck{IntervalMs: m.hub.cfg.MetricsInterval.Milliseconds()}, nil
+}
+
 func enrollResult(err error) string {
 	switch {
 	case errors.Is(err, enroll.ErrTokenRefused):
@@ -87,6 +102,8 @@ func grpcError(err error) error {
 		return status.Error(codes.PermissionDenied, "join token refused: unknown, expired, revoked or used up")
 	case errors.Is(err, enroll.ErrAlreadyEnrolled):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, fleet.ErrServerNotFound):
+		return status.Error(codes.NotFound, "server does not exist")
 	}
 	if e, ok := invalid.As(err); ok {
 		return status.Error(codes.InvalidArgument, e.Error())

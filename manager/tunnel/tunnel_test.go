@@ -25,6 +25,7 @@ import (
 	"github.com/admq/admq-manager/internal/tlsutil"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetmetrics"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pki"
 	"github.com/admq/admq-manager/manager/store"
@@ -49,6 +50,8 @@ type env struct {
 	presence *fleet.PresenceTracker
 	enroll   *enroll.Service
 	reg      *prometheus.Registry
+	metrics  *fleetmetrics.Store
+	fleetReg *prometheus.Registry
 }
 
 func newEnv(t *testing.T, cfg tunnel.Config) *env {
@@ -77,7 +80,10 @@ func newEnv(t *testing.T, cfg tunnel.Config) *env {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	hub := tunnel.New(cfg, tc, tunnel.Deps{Enroller: en, Presence: presence, Certs: fl, AgentID: pki.AgentID}, log, reg)
+	fleetReg := prometheus.NewRegistry()
+	fm := fleetmetrics.New(fleetmetrics.Config{Interval: cfg.MetricsInterval}, fl, fleetReg)
+	fl.ForgetOnDelete(fm)
+	hub := tunnel.New(cfg, tc, tunnel.Deps{Enroller: en, Presence: presence, Certs: fl, Metrics: fm, AgentID: pki.AgentID}, log, reg)
 	agents.Agents = hub
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,7 +98,7 @@ func newEnv(t *testing.T, cfg tunnel.Config) *env {
 		}
 		db.Close()
 	})
-	return &env{hub: hub, addr: ln.Addr().String(), db: db, ca: ca, fleet: fl, presence: presence, enroll: en, reg: reg}
+	return &env{hub: hub, addr: ln.Addr().String(), db: db, ca: ca, fleet: fl, presence: presence, enroll: en, reg: reg, metrics: fm, fleetReg: fleetReg}
 }
 
 type lateAgents struct{ fleet.Agents }

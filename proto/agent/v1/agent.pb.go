@@ -528,6 +528,492 @@ func (*GetFactsRequest) Descriptor() ([]byte, []int) {
 	return file_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
+// MetricsReport is one sample of the host's metrics. Gauges are values at
+// collected_at; fields named *_total and the network counters are counters
+// since boot (or since the process started) that only grow, except across a
+// reboot or a process restart.
+type MetricsReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the sample was taken, by the agent's clock, in Unix milliseconds.
+	CollectedAtUnixMs int64 `protobuf:"varint,1,opt,name=collected_at_unix_ms,json=collectedAtUnixMs,proto3" json:"collected_at_unix_ms,omitempty"`
+	// The host's name, as in Facts; it labels the host's series.
+	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Share of all CPUs' time spent busy (not idle or waiting for I/O), 0 to
+	// 1, over the time since the previous sample (the first sample: since the
+	// agent's collector started).
+	CpuUsageRatio float64 `protobuf:"fixed64,3,opt,name=cpu_usage_ratio,json=cpuUsageRatio,proto3" json:"cpu_usage_ratio,omitempty"`
+	// Logical CPUs.
+	CpuCount int32 `protobuf:"varint,4,opt,name=cpu_count,json=cpuCount,proto3" json:"cpu_count,omitempty"`
+	// Load averages over 1, 5 and 15 minutes.
+	Load1  float64 `protobuf:"fixed64,5,opt,name=load1,proto3" json:"load1,omitempty"`
+	Load5  float64 `protobuf:"fixed64,6,opt,name=load5,proto3" json:"load5,omitempty"`
+	Load15 float64 `protobuf:"fixed64,7,opt,name=load15,proto3" json:"load15,omitempty"`
+	// Physical memory in bytes: total, available for new work without
+	// swapping (MemAvailable on Linux), and used (total less free, buffers
+	// and page cache).
+	MemoryTotalBytes     uint64 `protobuf:"varint,8,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	MemoryAvailableBytes uint64 `protobuf:"varint,9,opt,name=memory_available_bytes,json=memoryAvailableBytes,proto3" json:"memory_available_bytes,omitempty"`
+	MemoryUsedBytes      uint64 `protobuf:"varint,10,opt,name=memory_used_bytes,json=memoryUsedBytes,proto3" json:"memory_used_bytes,omitempty"`
+	// Swap space in bytes.
+	SwapTotalBytes uint64 `protobuf:"varint,11,opt,name=swap_total_bytes,json=swapTotalBytes,proto3" json:"swap_total_bytes,omitempty"`
+	SwapUsedBytes  uint64 `protobuf:"varint,12,opt,name=swap_used_bytes,json=swapUsedBytes,proto3" json:"swap_used_bytes,omitempty"`
+	// Mounted filesystems on real devices, plus the one holding the agent's
+	// state dir; at most 64.
+	Filesystems []*FilesystemMetrics `protobuf:"bytes,13,rep,name=filesystems,proto3" json:"filesystems,omitempty"`
+	// Network interfaces other than loopback; at most 64.
+	Network []*NetworkMetrics `protobuf:"bytes,14,rep,name=network,proto3" json:"network,omitempty"`
+	// Node processes the agent supervises; at most 1024.
+	Processes     []*ProcessMetrics `protobuf:"bytes,15,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsReport) Reset() {
+	*x = MetricsReport{}
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsReport) ProtoMessage() {}
+
+func (x *MetricsReport) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsReport.ProtoReflect.Descriptor instead.
+func (*MetricsReport) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MetricsReport) GetCollectedAtUnixMs() int64 {
+	if x != nil {
+		return x.CollectedAtUnixMs
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *MetricsReport) GetCpuUsageRatio() float64 {
+	if x != nil {
+		return x.CpuUsageRatio
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetCpuCount() int32 {
+	if x != nil {
+		return x.CpuCount
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetLoad1() float64 {
+	if x != nil {
+		return x.Load1
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetLoad5() float64 {
+	if x != nil {
+		return x.Load5
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetLoad15() float64 {
+	if x != nil {
+		return x.Load15
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryTotalBytes() uint64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryAvailableBytes() uint64 {
+	if x != nil {
+		return x.MemoryAvailableBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetMemoryUsedBytes() uint64 {
+	if x != nil {
+		return x.MemoryUsedBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetSwapTotalBytes() uint64 {
+	if x != nil {
+		return x.SwapTotalBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetSwapUsedBytes() uint64 {
+	if x != nil {
+		return x.SwapUsedBytes
+	}
+	return 0
+}
+
+func (x *MetricsReport) GetFilesystems() []*FilesystemMetrics {
+	if x != nil {
+		return x.Filesystems
+	}
+	return nil
+}
+
+func (x *MetricsReport) GetNetwork() []*NetworkMetrics {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *MetricsReport) GetProcesses() []*ProcessMetrics {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+// FilesystemMetrics is the usage of one mounted filesystem, in bytes.
+type FilesystemMetrics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the filesystem is mounted.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The mounted device ("/dev/vda1").
+	Device string `protobuf:"bytes,2,opt,name=device,proto3" json:"device,omitempty"`
+	// The filesystem type ("ext4").
+	Fstype string `protobuf:"bytes,3,opt,name=fstype,proto3" json:"fstype,omitempty"`
+	// Size, space free to unprivileged users, and space used; used + free may
+	// be less than total (blocks reserved for root).
+	TotalBytes    uint64 `protobuf:"varint,4,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	FreeBytes     uint64 `protobuf:"varint,5,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	UsedBytes     uint64 `protobuf:"varint,6,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilesystemMetrics) Reset() {
+	*x = FilesystemMetrics{}
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilesystemMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilesystemMetrics) ProtoMessage() {}
+
+func (x *FilesystemMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilesystemMetrics.ProtoReflect.Descriptor instead.
+func (*FilesystemMetrics) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *FilesystemMetrics) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *FilesystemMetrics) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *FilesystemMetrics) GetFstype() string {
+	if x != nil {
+		return x.Fstype
+	}
+	return ""
+}
+
+func (x *FilesystemMetrics) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *FilesystemMetrics) GetFreeBytes() uint64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *FilesystemMetrics) GetUsedBytes() uint64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+// NetworkMetrics are one interface's counters since boot.
+type NetworkMetrics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The interface name ("eth0").
+	Device        string `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	RxBytes       uint64 `protobuf:"varint,2,opt,name=rx_bytes,json=rxBytes,proto3" json:"rx_bytes,omitempty"`
+	TxBytes       uint64 `protobuf:"varint,3,opt,name=tx_bytes,json=txBytes,proto3" json:"tx_bytes,omitempty"`
+	RxPackets     uint64 `protobuf:"varint,4,opt,name=rx_packets,json=rxPackets,proto3" json:"rx_packets,omitempty"`
+	TxPackets     uint64 `protobuf:"varint,5,opt,name=tx_packets,json=txPackets,proto3" json:"tx_packets,omitempty"`
+	RxErrors      uint64 `protobuf:"varint,6,opt,name=rx_errors,json=rxErrors,proto3" json:"rx_errors,omitempty"`
+	TxErrors      uint64 `protobuf:"varint,7,opt,name=tx_errors,json=txErrors,proto3" json:"tx_errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkMetrics) Reset() {
+	*x = NetworkMetrics{}
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkMetrics) ProtoMessage() {}
+
+func (x *NetworkMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkMetrics.ProtoReflect.Descriptor instead.
+func (*NetworkMetrics) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *NetworkMetrics) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *NetworkMetrics) GetRxBytes() uint64 {
+	if x != nil {
+		return x.RxBytes
+	}
+	return 0
+}
+
+func (x *NetworkMetrics) GetTxBytes() uint64 {
+	if x != nil {
+		return x.TxBytes
+	}
+	return 0
+}
+
+func (x *NetworkMetrics) GetRxPackets() uint64 {
+	if x != nil {
+		return x.RxPackets
+	}
+	return 0
+}
+
+func (x *NetworkMetrics) GetTxPackets() uint64 {
+	if x != nil {
+		return x.TxPackets
+	}
+	return 0
+}
+
+func (x *NetworkMetrics) GetRxErrors() uint64 {
+	if x != nil {
+		return x.RxErrors
+	}
+	return 0
+}
+
+func (x *NetworkMetrics) GetTxErrors() uint64 {
+	if x != nil {
+		return x.TxErrors
+	}
+	return 0
+}
+
+// ProcessMetrics describe one supervised node process.
+type ProcessMetrics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node's name: what the process runs, as the operator knows it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The process id; 0 when the process is not running.
+	Pid int32 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// CPU time, user plus system, the process has used since it started.
+	CpuSecondsTotal float64 `protobuf:"fixed64,3,opt,name=cpu_seconds_total,json=cpuSecondsTotal,proto3" json:"cpu_seconds_total,omitempty"`
+	// Resident set size in bytes.
+	RssBytes uint64 `protobuf:"varint,4,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	// Whether the process exists and is not a zombie.
+	Running       bool `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessMetrics) Reset() {
+	*x = ProcessMetrics{}
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessMetrics) ProtoMessage() {}
+
+func (x *ProcessMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessMetrics.ProtoReflect.Descriptor instead.
+func (*ProcessMetrics) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ProcessMetrics) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProcessMetrics) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessMetrics) GetCpuSecondsTotal() float64 {
+	if x != nil {
+		return x.CpuSecondsTotal
+	}
+	return 0
+}
+
+func (x *ProcessMetrics) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *ProcessMetrics) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+type MetricsAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the agent should wait before its next report; at least 1000.
+	IntervalMs    int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsAck) Reset() {
+	*x = MetricsAck{}
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsAck) ProtoMessage() {}
+
+func (x *MetricsAck) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsAck.ProtoReflect.Descriptor instead.
+func (*MetricsAck) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MetricsAck) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -569,10 +1055,58 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12/\n" +
 	"\x14agent_time_unix_nano\x18\x01 \x01(\x03R\x11agentTimeUnixNano\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\"\x11\n" +
-	"\x0fGetFactsRequest2\xa7\x01\n" +
+	"\x0fGetFactsRequest\"\x81\x05\n" +
+	"\rMetricsReport\x12/\n" +
+	"\x14collected_at_unix_ms\x18\x01 \x01(\x03R\x11collectedAtUnixMs\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12&\n" +
+	"\x0fcpu_usage_ratio\x18\x03 \x01(\x01R\rcpuUsageRatio\x12\x1b\n" +
+	"\tcpu_count\x18\x04 \x01(\x05R\bcpuCount\x12\x14\n" +
+	"\x05load1\x18\x05 \x01(\x01R\x05load1\x12\x14\n" +
+	"\x05load5\x18\x06 \x01(\x01R\x05load5\x12\x16\n" +
+	"\x06load15\x18\a \x01(\x01R\x06load15\x12,\n" +
+	"\x12memory_total_bytes\x18\b \x01(\x04R\x10memoryTotalBytes\x124\n" +
+	"\x16memory_available_bytes\x18\t \x01(\x04R\x14memoryAvailableBytes\x12*\n" +
+	"\x11memory_used_bytes\x18\n" +
+	" \x01(\x04R\x0fmemoryUsedBytes\x12(\n" +
+	"\x10swap_total_bytes\x18\v \x01(\x04R\x0eswapTotalBytes\x12&\n" +
+	"\x0fswap_used_bytes\x18\f \x01(\x04R\rswapUsedBytes\x12B\n" +
+	"\vfilesystems\x18\r \x03(\v2 .admq.agent.v1.FilesystemMetricsR\vfilesystems\x127\n" +
+	"\anetwork\x18\x0e \x03(\v2\x1d.admq.agent.v1.NetworkMetricsR\anetwork\x12;\n" +
+	"\tprocesses\x18\x0f \x03(\v2\x1d.admq.agent.v1.ProcessMetricsR\tprocesses\"\xb6\x01\n" +
+	"\x11FilesystemMetrics\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
+	"\x06fstype\x18\x03 \x01(\tR\x06fstype\x12\x1f\n" +
+	"\vtotal_bytes\x18\x04 \x01(\x04R\n" +
+	"totalBytes\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x05 \x01(\x04R\tfreeBytes\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\x06 \x01(\x04R\tusedBytes\"\xd6\x01\n" +
+	"\x0eNetworkMetrics\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x19\n" +
+	"\brx_bytes\x18\x02 \x01(\x04R\arxBytes\x12\x19\n" +
+	"\btx_bytes\x18\x03 \x01(\x04R\atxBytes\x12\x1d\n" +
+	"\n" +
+	"rx_packets\x18\x04 \x01(\x04R\trxPackets\x12\x1d\n" +
+	"\n" +
+	"tx_packets\x18\x05 \x01(\x04R\ttxPackets\x12\x1b\n" +
+	"\trx_errors\x18\x06 \x01(\x04R\brxErrors\x12\x1b\n" +
+	"\ttx_errors\x18\a \x01(\x04R\btxErrors\"\x99\x01\n" +
+	"\x0eProcessMetrics\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12*\n" +
+	"\x11cpu_seconds_total\x18\x03 \x01(\x01R\x0fcpuSecondsTotal\x12\x1b\n" +
+	"\trss_bytes\x18\x04 \x01(\x04R\brssBytes\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\bR\arunning\"-\n" +
+	"\n" +
+	"MetricsAck\x12\x1f\n" +
+	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
+	"intervalMs2\xf1\x01\n" +
 	"\x0eManagerService\x12E\n" +
 	"\x06Enroll\x12\x1c.admq.agent.v1.EnrollRequest\x1a\x1d.admq.agent.v1.EnrollResponse\x12N\n" +
-	"\tHeartbeat\x12\x1f.admq.agent.v1.HeartbeatRequest\x1a .admq.agent.v1.HeartbeatResponse2\x91\x01\n" +
+	"\tHeartbeat\x12\x1f.admq.agent.v1.HeartbeatRequest\x1a .admq.agent.v1.HeartbeatResponse\x12H\n" +
+	"\rReportMetrics\x12\x1c.admq.agent.v1.MetricsReport\x1a\x19.admq.agent.v1.MetricsAck2\x91\x01\n" +
 	"\fAgentService\x12?\n" +
 	"\x04Ping\x12\x1a.admq.agent.v1.PingRequest\x1a\x1b.admq.agent.v1.PingResponse\x12@\n" +
 	"\bGetFacts\x12\x1e.admq.agent.v1.GetFactsRequest\x1a\x14.admq.agent.v1.FactsB5Z3github.com/admq/admq-manager/proto/agent/v1;agentv1b\x06proto3"
@@ -589,7 +1123,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(*EnrollRequest)(nil),     // 0: admq.agent.v1.EnrollRequest
 	(*EnrollResponse)(nil),    // 1: admq.agent.v1.EnrollResponse
@@ -599,22 +1133,32 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),       // 5: admq.agent.v1.PingRequest
 	(*PingResponse)(nil),      // 6: admq.agent.v1.PingResponse
 	(*GetFactsRequest)(nil),   // 7: admq.agent.v1.GetFactsRequest
+	(*MetricsReport)(nil),     // 8: admq.agent.v1.MetricsReport
+	(*FilesystemMetrics)(nil), // 9: admq.agent.v1.FilesystemMetrics
+	(*NetworkMetrics)(nil),    // 10: admq.agent.v1.NetworkMetrics
+	(*ProcessMetrics)(nil),    // 11: admq.agent.v1.ProcessMetrics
+	(*MetricsAck)(nil),        // 12: admq.agent.v1.MetricsAck
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	2, // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
-	0, // 1: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
-	3, // 2: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
-	5, // 3: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
-	7, // 4: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
-	1, // 5: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
-	4, // 6: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
-	6, // 7: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
-	2, // 8: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
+	9,  // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
+	10, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
+	11, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
+	0,  // 4: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
+	3,  // 5: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
+	8,  // 6: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
+	5,  // 7: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
+	7,  // 8: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
+	1,  // 9: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
+	4,  // 10: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
+	12, // 11: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
+	6,  // 12: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
+	2,  // 13: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
+	9,  // [9:14] is the sub-list for method output_type
+	4,  // [4:9] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -628,7 +1172,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,8 +24,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ManagerService_Enroll_FullMethodName    = "/admq.agent.v1.ManagerService/Enroll"
-	ManagerService_Heartbeat_FullMethodName = "/admq.agent.v1.ManagerService/Heartbeat"
+	ManagerService_Enroll_FullMethodName        = "/admq.agent.v1.ManagerService/Enroll"
+	ManagerService_Heartbeat_FullMethodName     = "/admq.agent.v1.ManagerService/Heartbeat"
+	ManagerService_ReportMetrics_FullMethodName = "/admq.agent.v1.ManagerService/ReportMetrics"
 )
 
 // ManagerServiceClient is the client API for ManagerService service.
@@ -40,6 +41,9 @@ type ManagerServiceClient interface {
 	// Heartbeat reports the agent's host facts. Liveness itself is carried by
 	// the session's keepalive; heartbeats are small and infrequent.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// ReportMetrics sends one sample of the host's metrics, for the manager
+	// to expose to Prometheus. The answer says when the next one is due.
+	ReportMetrics(ctx context.Context, in *MetricsReport, opts ...grpc.CallOption) (*MetricsAck, error)
 }
 
 type managerServiceClient struct {
@@ -70,6 +74,16 @@ func (c *managerServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReque
 	return out, nil
 }
 
+func (c *managerServiceClient) ReportMetrics(ctx context.Context, in *MetricsReport, opts ...grpc.CallOption) (*MetricsAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricsAck)
+	err := c.cc.Invoke(ctx, ManagerService_ReportMetrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ManagerServiceServer is the server API for ManagerService service.
 // All implementations must embed UnimplementedManagerServiceServer
 // for forward compatibility.
@@ -82,6 +96,9 @@ type ManagerServiceServer interface {
 	// Heartbeat reports the agent's host facts. Liveness itself is carried by
 	// the session's keepalive; heartbeats are small and infrequent.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// ReportMetrics sends one sample of the host's metrics, for the manager
+	// to expose to Prometheus. The answer says when the next one is due.
+	ReportMetrics(context.Context, *MetricsReport) (*MetricsAck, error)
 	mustEmbedUnimplementedManagerServiceServer()
 }
 
@@ -97,6 +114,9 @@ func (UnimplementedManagerServiceServer) Enroll(context.Context, *EnrollRequest)
 }
 func (UnimplementedManagerServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedManagerServiceServer) ReportMetrics(context.Context, *MetricsReport) (*MetricsAck, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportMetrics not implemented")
 }
 func (UnimplementedManagerServiceServer) mustEmbedUnimplementedManagerServiceServer() {}
 func (UnimplementedManagerServiceServer) testEmbeddedByValue()                        {}
@@ -155,6 +175,24 @@ func _ManagerService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ManagerService_ReportMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MetricsReport)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServiceServer).ReportMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ManagerService_ReportMetrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServiceServer).ReportMetrics(ctx, req.(*MetricsReport))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ManagerService_ServiceDesc is the grpc.ServiceDesc for ManagerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -169,6 +207,10 @@ var ManagerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Heartbeat",
 			Handler:    _ManagerService_Heartbeat_Handler,
+		},
+		{
+			MethodName: "ReportMetrics",
+			Handler:    _ManagerService_ReportMetrics_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,115 @@
+package tunnel
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/admq/admq-manager/agent/metrics"
+	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
+)
+
+// firstReportDelay is how long after connecting the first metrics report
+// goes out: soon, so a new server shows up in the fleet scrape at once,
+// but late enough for its CPU usage to cover a moment.
+const firstReportDelay = time.Second
+
+// minMetricsInterval is the shortest interval the manager may ask for.
+const minMetricsInterval = time.Second
+
+// reportMetrics sends a metrics report shortly after the session comes up
+// and then at the interval the manager asks for, until the session ends.
+// A failing report is logged once at warn, then at debug until one works.
+func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient) {
+	log := c.log.With("component", "metrics")
+	interval := c.cfg.MetricsInterval
+	delay := firstReportDelay
+	var failing bool
+	var lastCollectErr string
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-mux.CloseChan():
+			t.Stop()
+			return
+		}
+		delay = interval
+		r, err := c.collector.Collect(ctx)
+		if err != nil {
+			// A part of the host could not be read; the rest still goes out.
+			if msg := err.Error(); msg != lastCollectErr {
+				lastCollectErr = msg
+				log.Warn("some host metrics could not be read", "err", err)
+			} else {
+				log.Debug("some host metrics could not be read", "err", err)
+			}
+		} else {
+			lastCollectErr = ""
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+		ack, err := mc.ReportMetrics(rctx, metricsToProto(r))
+		cancel()
+		switch {
+		case status.Code(err) == codes.Unimplemented:
+			log.Info("manager does not take metrics reports; not sending them on this session")
+			return
+		case err != nil && !failing:
+			failing = true
+			log.Warn("metrics report failed; will keep trying", "err", err)
+		case err != nil:
+			log.Debug("metrics report failed", "err", err)
+		default:
+			if failing {
+				failing = false
+				log.Info("metrics reports go through again")
+			}
+			if ms := ack.GetIntervalMs(); ms > 0 {
+				interval = max(time.Duration(ms)*time.Millisecond, minMetricsInterval)
+				delay = interval
+			}
+		}
+	}
+}
+
+// metricsToProto converts a metrics sample to its wire form.
+func metricsToProto(r metrics.Report) *agentv1.MetricsReport {
+	p := &agentv1.MetricsReport{
+		CollectedAtUnixMs:    r.CollectedAt.UnixMilli(),
+		Hostname:             r.Hostname,
+		CpuUsageRatio:        r.CPUUsage,
+		CpuCount:             int32(r.CPUCount),
+		Load1:                r.Load1,
+		Load5:                r.Load5,
+		Load15:               r.Load15,
+		MemoryTotalBytes:     r.MemoryTotal,
+		MemoryAvailableBytes: r.MemoryAvailable,
+		MemoryUsedBytes:      r.MemoryUsed,
+		SwapTotalBytes:       r.SwapTotal,
+		SwapUsedBytes:        r.SwapUsed,
+		Filesystems:          make([]*agentv1.FilesystemMetrics, len(r.Filesystems)),
+		Network:              make([]*agentv1.NetworkMetrics, len(r.Network)),
+		Processes:            make([]*agentv1.ProcessMetrics, len(r.Processes)),
+	}
+	for i, f := range r.Filesystems {
+		p.Filesystems[i] = &agentv1.FilesystemMetrics{
+			Path: f.Path, Device: f.Device, Fstype: f.FSType,
+			TotalBytes: f.Total, FreeBytes: f.Free, UsedBytes: f.Used,
+		}
+	}
+	for i, n := range r.Network {
+		p.Network[i] = &agentv1.NetworkMetrics{
+			Device: n.Device, RxBytes: n.RxBytes, TxBytes: n.TxBytes,
+			RxPackets: n.RxPackets, TxPackets: n.TxPackets, RxErrors: n.RxErrors, TxErrors: n.TxErrors,
+		}
+	}
+	for i, pr := range r.Processes {
+		p.Processes[i] = &agentv1.ProcessMetrics{
+			Name: pr.Name, Pid: pr.PID, CpuSecondsTotal: pr.CPUSeconds, RssBytes: pr.RSS, Running: pr.Running,
+		}
+	}
+	return p
+}

@@ -1,0 +1,166 @@
+// Package fleetmetrics keeps the latest metrics report of every server and
+// exposes them all in one Prometheus scrape, labelled by server, address,
+// hostname and area, so that Prometheus watches servers it cannot reach:
+// their agents send the reports over the tunnel.
+package fleetmetrics
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/fleet"
+)
+
+// Servers looks servers up for their labels; fleet.Service implements it.
+type Servers interface {
+	Server(ctx context.Context, id ids.ID) (fleet.Server, error)
+}
+
+// Config tunes the store. Zero fields take the defaults.
+type Config struct {
+	// Interval is how often agents are told to report (default 15s). A
+	// server is up while its last report is at most StaleAfter intervals old.
+	Interval time.Duration
+	// StaleAfter is how many intervals a report counts (default 3).
+	StaleAfter int
+	// LabelTTL is how long a server's looked-up labels are reused before the
+	// next report looks them up again (default 1m).
+	LabelTTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultInterval is the report interval agents are told by default.
+const DefaultInterval = 15 * time.Second
+
+func (c Config) withDefaults() Config {
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.StaleAfter <= 0 {
+		c.StaleAfter = 3
+	}
+	if c.LabelTTL <= 0 {
+		c.LabelTTL = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Store holds the latest report of each server, in memory: one entry per
+// server that has reported since the manager started, dropped when the
+// server is deleted. It is a prometheus.Collector.
+type Store struct {
+	cfg     Config
+	servers Servers
+
+	mu      sync.Mutex
+	entries map[ids.ID]*entry
+	// forgets counts Forget calls, so that a report whose labels were
+	// looked up while its server was being deleted is not stored after.
+	forgets uint64
+}
+
+// entry is one server's latest report; it is never changed once stored, so
+// a scrape may read it without the lock.
+type entry struct {
+	report   Report
+	received time.Time // by the manager's clock
+	// labels are the values of serverLabels, in order.
+	labels   []string
+	labelsAt time.Time
+	// managerIP and area are kept to rebuild labels when only the hostname
+	// changes.
+	managerIP, area string
+}
+
+// New returns a Store and registers it with reg, the registry served at
+// the fleet scrape endpoint.
+func New(cfg Config, servers Servers, reg prometheus.Registerer) *Store {
+	s := &Store{cfg: cfg.withDefaults(), servers: servers, entries: make(map[ids.ID]*entry)}
+	reg.MustRegister(s)
+	return s
+}
+
+// Report validates r and keeps it as the server's latest. It returns an
+// *invalid.Error for a report no real host sends and fleet.ErrServerNotFound
+// for a server that does not exist (any more).
+func (s *Store) Report(ctx context.Context, id ids.ID, r Report) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	old, gen := s.entries[id], s.forgets
+	s.mu.Unlock()
+
+	e := &entry{report: r, received: now}
+	if old != nil && now.Sub(old.labelsAt) < s.cfg.LabelTTL {
+		e.managerIP, e.area, e.labelsAt = old.managerIP, old.area, old.labelsAt
+		if old.report.Hostname == r.Hostname {
+			e.labels = old.labels
+		}
+	} else {
+		srv, err := s.servers.Server(ctx, id)
+		if err != nil {
+			return fmt.Errorf("labels of server %s: %w", id, err)
+		}
+		e.managerIP, e.area, e.labelsAt = srv.ManagerIP, srv.AreaName, now
+	}
+	if e.labels == nil {
+		e.labels = []string{id.String(), e.managerIP, r.Hostname, e.area}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.forgets != gen && s.entries[id] == nil {
+		// A server was deleted while we looked, maybe this one: drop the
+		// report rather than keep a deleted server's series. If it was
+		// another server, the next report gets in.
+		return nil
+	}
+	s.entries[id] = e
+	return nil
+}
+
+// Forget drops what the store holds for a deleted server.
+func (s *Store) Forget(id ids.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.entries, id)
+	s.forgets++
+}
+
+// Reporting reports whether the server's agent has sent a report recently
+// enough to count it up.
+func (s *Store) Reporting(id ids.ID) bool {
+	s.mu.Lock()
+	e := s.entries[id]
+	s.mu.Unlock()
+	return e != nil && s.fresh(e, s.cfg.Now())
+}
+
+// Interval is how often agents are told to report.
+func (s *Store) Interval() time.Duration { return s.cfg.Interval }
+
+func (s *Store) fresh(e *entry, now time.Time) bool {
+	return now.Sub(e.received) <= time.Duration(s.cfg.StaleAfter)*s.cfg.Interval
+}
+
+// snapshot returns the current entries.
+func (s *Store) snapshot() []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*entry, 0, len(s.entries))
+	for _, e := range s.entries {
+		out = append(out, e)
+	}
+	return out
+}
