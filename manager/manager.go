@@ -181,6 +181,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Paths the manager reports (package files, logs) are absolute.
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	cfg.DataDir = dataDir
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

@@ -16,8 +16,8 @@ import (
 // Service implements agentv1.AgentServiceServer.
 type Service struct {
 	agentv1.UnimplementedAgentServiceServer
-	// DiskPath is the filesystem whose usage facts report.
-	DiskPath string
+	// Facts collects the host's facts.
+	Facts *facts.Collector
 }
 
 // Ping answers at once with the agent's clock and version.
@@ -27,7 +27,7 @@ func (s *Service) Ping(context.Context, *agentv1.PingRequest) (*agentv1.PingResp
 
 // GetFacts collects the host's facts now.
 func (s *Service) GetFacts(ctx context.Context, _ *agentv1.GetFactsRequest) (*agentv1.Facts, error) {
-	f, err := facts.Collect(ctx, s.DiskPath)
+	f, err := s.Facts.Collect(ctx)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "collect facts: %v", err)
 	}

@@ -119,6 +119,9 @@ type Client struct {
 	// collector samples host metrics; it outlives sessions so that CPU
 	// usage is measured between reports across a reconnect.
 	collector *metrics.Collector
+	// facts reads the host facts for heartbeats and GetFacts; it reads what
+	// never changes only once.
+	facts *facts.Collector
 	// Connected, if set, is called with each new authenticated session; for
 	// tests and status reporting.
 	Connected func(agentID string)
@@ -127,7 +130,7 @@ type Client struct {
 // New returns a Client.
 func New(cfg Config, log *slog.Logger) *Client {
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, log: log}
+	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir}}
 	if cfg.MetricsInterval > 0 {
 		c.collector = metrics.NewCollector(cfg.StateDir, cfg.Processes)
 	}
@@ -368,7 +371,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 	// Serve the manager's calls on the streams it opens. The session is our
 	// only "listener": no socket is bound on this host.
 	srv := grpc.NewServer(grpc.Creds(insecure.NewCredentials()), grpc.MaxRecvMsgSize(16<<20))
-	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{DiskPath: c.cfg.StateDir})
+	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{Facts: c.facts})
 	go srv.Serve(mux)
 	defer srv.Stop()
 
@@ -397,7 +400,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 func (c *Client) heartbeat(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient) {
 	interval := c.cfg.HeartbeatInterval
 	for {
-		f, err := facts.Collect(ctx, c.cfg.StateDir)
+		f, err := c.facts.Collect(ctx)
 		if err != nil {
 			c.log.Warn("collect facts", "err", err)
 		}

@@ -42,6 +42,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.AgentDir, "agent-dir", envOr("ADMQ_AGENT_DIR", cfg.AgentDir), "directory of the agent binaries SSH bootstrap uploads: admq-agent-linux-amd64, admq-agent-linux-arm64 (env ADMQ_AGENT_DIR)")
 	fs.StringVar(&cfg.AgentServiceName, "agent-service-name", envOr("ADMQ_AGENT_SERVICE_NAME", cfg.AgentServiceName), "agent service name on bootstrapped servers; {managerIp} is replaced by the server's address (env ADMQ_AGENT_SERVICE_NAME)")
 	fs.StringVar(&cfg.AdvertiseTunnelAddr, "advertise-tunnel-addr", envOr("ADMQ_ADVERTISE_TUNNEL_ADDR", ""), "host:port bootstrapped agents dial; empty: the address the manager reached the server from, with the tunnel port (env ADMQ_ADVERTISE_TUNNEL_ADDR)")
+	metricsInterval := fs.String("metrics-interval", envOr("ADMQ_METRICS_INTERVAL", cfg.Tunnel.MetricsInterval.String()), "how often agents report host metrics for /metrics/fleet (env ADMQ_METRICS_INTERVAL)")
 	sshDialTimeout := fs.String("ssh-dial-timeout", envOr("ADMQ_SSH_DIAL_TIMEOUT", cfg.SSHDialTimeout.String()), "bound on connecting to a server's SSH port (env ADMQ_SSH_DIAL_TIMEOUT)")
 	onlineTimeout := fs.String("agent-online-timeout", envOr("ADMQ_AGENT_ONLINE_TIMEOUT", cfg.AgentOnlineTimeout.String()), "how long a bootstrapped agent has to come online (env ADMQ_AGENT_ONLINE_TIMEOUT)")
 	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
@@ -76,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}{
 		{"--ssh-dial-timeout", *sshDialTimeout, &cfg.SSHDialTimeout},
 		{"--agent-online-timeout", *onlineTimeout, &cfg.AgentOnlineTimeout},
+		{"--metrics-interval", *metricsInterval, &cfg.Tunnel.MetricsInterval},
 	} {
 		if *d.dst, err = time.ParseDuration(d.v); err != nil || *d.dst <= 0 {
 			return fmt.Errorf("%s %q: want a positive duration such as 30s", d.flag, d.v)
