@@ -1,0 +1,207 @@
+package configfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func mustRead(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustWrite(t testing.TB, path, data string, keep int) Version {
+	t.Helper()
+	v, err := Write(path, []byte(data), 0o644, keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestWriteReplaceRestore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "conf", "zoo.cfg") // parent is created
+	v := mustWrite(t, path, "v1", 3)
+	if v.Previous || v.Size != 2 || len(v.SHA256) != 64 {
+		t.Fatalf("first Write = %+v", v)
+	}
+	if _, err := Previous(path); !errors.Is(err, ErrNoPrevious) {
+		t.Fatalf("Previous after first write: %v", err)
+	}
+	if err := Restore(path); !errors.Is(err, ErrNoPrevious) {
+		t.Fatalf("Restore with no history: %v", err)
+	}
+	if v := mustWrite(t, path, "v2", 3); !v.Previous {
+		t.Fatalf("second Write = %+v", v)
+	}
+	mustWrite(t, path, "v3", 3)
+	if got := mustRead(t, path); got != "v3" {
+		t.Fatalf("current = %q", got)
+	}
+	if b, err := Previous(path); err != nil || string(b) != "v2" {
+		t.Fatalf("Previous = %q, %v", b, err)
+	}
+	if err := Restore(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, path); got != "v2" {
+		t.Fatalf("after Restore current = %q", got)
+	}
+	if b, err := Previous(path); err != nil || string(b) != "v1" {
+		t.Fatalf("after Restore Previous = %q, %v", b, err)
+	}
+	if err := Restore(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, path); got != "v1" {
+		t.Fatalf("after second Restore current = %q", got)
+	}
+	if err := Restore(path); !errors.Is(err, ErrNoPrevious) {
+		t.Fatalf("third Restore: %v", err)
+	}
+	assertNoTemps(t, filepath.Dir(path))
+}
+
+func TestKeepLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		keep   int
+		writes int
+		want   map[string]string // suffix → content; others must not exist
+	}{
+		{"keep 0 means 1", 0, 4, map[string]string{"": "w3", ".prev": "w2"}},
+		{"keep 1", 1, 4, map[string]string{"": "w3", ".prev": "w2"}},
+		{"keep 3", 3, 6, map[string]string{"": "w5", ".prev": "w4", ".prev.1": "w3", ".prev.2": "w2"}},
+		{"fewer writes than keep", 5, 2, map[string]string{"": "w1", ".prev": "w0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "f")
+			for i := range tc.writes {
+				mustWrite(t, path, "w"+string(rune('0'+i)), tc.keep)
+			}
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) != len(tc.want) {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Fatalf("files = %v; want %d", names, len(tc.want))
+			}
+			for suf, want := range tc.want {
+				if got := mustRead(t, path+suf); got != want {
+					t.Errorf("%s = %q; want %q", "f"+suf, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCrashBeforeCommit simulates the agent dying after the temp file was
+// written but before the rename: the file must still hold the complete old
+// content, and no partial file may be visible under its name.
+func TestCrashBeforeCommit(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "zoo.cfg")
+	old := strings.Repeat("old\n", 1000)
+	mustWrite(t, path, old, 2)
+
+	crash := errors.New("simulated crash")
+	var sawTemp string
+	beforeCommit = func(tmp string) error {
+		sawTemp = tmp
+		if got := mustRead(t, tmp); got != strings.Repeat("new\n", 2000) {
+			t.Errorf("temp file incomplete before commit: %d bytes", len(got))
+		}
+		if got := mustRead(t, path); got != old {
+			t.Errorf("file changed before commit")
+		}
+		return crash
+	}
+	t.Cleanup(func() { beforeCommit = func(string) error { return nil } })
+
+	if _, err := Write(path, []byte(strings.Repeat("new\n", 2000)), 0o644, 2); !errors.Is(err, crash) {
+		t.Fatalf("Write = %v; want the simulated crash", err)
+	}
+	if sawTemp == "" || filepath.Dir(sawTemp) != dir {
+		t.Fatalf("temp file %q not in the target dir", sawTemp)
+	}
+	if got := mustRead(t, path); got != old {
+		t.Fatalf("file after failed Write has %d bytes; want the old content", len(got))
+	}
+	assertNoTemps(t, dir)
+}
+
+func TestPermissions(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		mode os.FileMode
+	}{
+		{"private", 0o600},
+		{"world readable", 0o644},
+		{"group write ignores umask", 0o664},
+		{"executable", 0o755},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			if _, err := Write(path, []byte("x"), tc.mode, 1); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != tc.mode {
+				t.Errorf("mode = %v; want %v", fi.Mode().Perm(), tc.mode)
+			}
+			// A replacement gets the new mode; the kept version keeps the old.
+			if _, err := Write(path, []byte("y"), 0o640, 1); err != nil {
+				t.Fatal(err)
+			}
+			if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o640 {
+				t.Errorf("replaced mode = %v; want 0640", fi.Mode().Perm())
+			}
+			if fi, _ := os.Stat(path + PrevSuffix); fi.Mode().Perm() != tc.mode {
+				t.Errorf("previous mode = %v; want %v", fi.Mode().Perm(), tc.mode)
+			}
+		})
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatal(err)
+	}
+}
+
+func TestRefusesNonRegular(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d")
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(path, []byte("x"), 0o644, 1); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("Write over a directory = %v", err)
+	}
+	assertNoTemps(t, filepath.Dir(path))
+}
+
+func assertNoTemps(t testing.TB, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temp file left behind: %s", e.Name())
+		}
+	}
+}
