@@ -27,6 +27,7 @@ import (
 	"github.com/admq/admq-manager/manager/api"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
+	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
@@ -257,6 +258,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err := pkgSvc.RemoveStaleUploads(); err != nil {
 		return nil, err
 	}
+	clusterSvc := cluster.NewService(m.db, pkgSvc, gen, time.Now)
 
 	hosts := append(localHosts(), cfg.TLSHosts...)
 	tlsCfg, err := ca.ServerTLSConfig(hosts)
@@ -290,7 +292,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		bootLog.Warn("agent directory lacks binaries; SSH bootstrap of such servers will fail", "agentDir", cfg.AgentDir, "missing", missing)
 	}
 	m.api = api.New(api.Deps{
-		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc,
+		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc,
 		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
 		Registerer: reg, Gatherer: reg,
 		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,

@@ -22,6 +22,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/audit"
 	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -64,6 +65,8 @@ type Deps struct {
 	AgentsConnected func() int
 	// Packages keeps software packages; its MaxSize caps uploads.
 	Packages *pkg.Service
+	// Clusters keeps clusters, their nodes and the nodes' config.
+	Clusters *cluster.Service
 	// Exporters says which servers' agents report host metrics, for a
 	// server's serverExporterStatus.
 	Exporters Exporters

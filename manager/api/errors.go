@@ -11,6 +11,7 @@ import (
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
+	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -35,6 +36,8 @@ const (
 	codePackageExist        = 1205 // new
 	codePackageIllegal      = 1206 // new
 	codePackageNotExist     = 1207 // new
+	codePackageInUse        = 1208 // new
+	codeServerInUse         = 1266 // new
 	codeServerDirIllegal    = 1250
 	codeServerExist         = 1251
 	codeServerCannotConnect = 1253
@@ -49,6 +52,18 @@ const (
 	codeUserExist           = 1280 // new
 	codeUserNotExist        = 1281 // new
 	codeLastAdmin           = 1282 // new
+	// Clusters.
+	codeClusterNameExist      = 1000
+	codeClusterNotExist       = 1001 // new
+	codeNodeNotExist          = 1002 // new
+	codeConfigFileNotExist    = 1003 // new
+	codeConfigItemNotExist    = 1004 // new
+	codeConfigItemExist       = 1005 // new
+	codeComponentNotInPackage = 1401 // new
+	codeNodeServerRepeated    = 1402 // new
+	codePackageDisabled       = 1403 // new
+	codeTooManyNodes          = 1404 // new
+	codeConfigRenderFailed    = 1405 // new
 )
 
 // codeInfo gives each code its constant name and HTTP status.
@@ -72,6 +87,8 @@ var codeInfo = map[int]struct {
 	codePackageExist:        {"PACKAGE_EXIST", http.StatusConflict},
 	codePackageIllegal:      {"PACKAGE_ILLEGAL", http.StatusBadRequest},
 	codePackageNotExist:     {"PACKAGE_NOT_EXIST", http.StatusNotFound},
+	codePackageInUse:        {"PACKAGE_IN_USE", http.StatusConflict},
+	codeServerInUse:         {"SERVER_IN_USE", http.StatusConflict},
 	codeServerDirIllegal:    {"SERVER_DIR_ILLEGAL", http.StatusBadRequest},
 	codeServerExist:         {"SERVER_EXIST", http.StatusConflict},
 	codeServerCannotConnect: {"SERVER_CANNOT_CONNECT", http.StatusBadGateway},
@@ -86,6 +103,19 @@ var codeInfo = map[int]struct {
 	codeUserExist:           {"USER_EXIST", http.StatusConflict},
 	codeUserNotExist:        {"USER_NOT_EXIST", http.StatusNotFound},
 	codeLastAdmin:           {"LAST_ADMIN", http.StatusConflict},
+
+	// Clusters.
+	codeClusterNameExist:      {"CLUSTER_NAME_EXIST", http.StatusConflict},
+	codeClusterNotExist:       {"CLUSTER_NOT_EXIST", http.StatusNotFound},
+	codeNodeNotExist:          {"NODE_NOT_EXIST", http.StatusNotFound},
+	codeConfigFileNotExist:    {"CONFIG_FILE_NOT_EXIST", http.StatusNotFound},
+	codeConfigItemNotExist:    {"CONFIG_ITEM_NOT_EXIST", http.StatusNotFound},
+	codeConfigItemExist:       {"CONFIG_ITEM_EXIST", http.StatusConflict},
+	codeComponentNotInPackage: {"COMPONENT_NOT_IN_PACKAGE", http.StatusBadRequest},
+	codeNodeServerRepeated:    {"NODE_SERVER_REPEATED", http.StatusBadRequest},
+	codePackageDisabled:       {"PACKAGE_DISABLED", http.StatusBadRequest},
+	codeTooManyNodes:          {"TOO_MANY_NODES", http.StatusBadRequest},
+	codeConfigRenderFailed:    {"CONFIG_RENDER_FAILED", http.StatusBadRequest},
 }
 
 // apiError is an error with its envelope code and details.
@@ -111,6 +141,7 @@ var domainCodes = []struct {
 	{fleet.ErrAreaInUse, codeAreaInUse},
 	{fleet.ErrServerExists, codeServerExist},
 	{fleet.ErrServerNotFound, codeServerNotExist},
+	{fleet.ErrServerInUse, codeServerInUse},
 	{fleet.ErrDirsNested, codeServerDirIllegal},
 	{fleet.ErrAgentNotOnline, codeServerCannotConnect},
 	{auth.ErrBadCredentials, codeAuthorizeFailed},
@@ -132,11 +163,23 @@ var domainCodes = []struct {
 	{pkg.ErrNameIllegal, codePackageNameIllegal},
 	{pkg.ErrPackageExists, codePackageExist},
 	{pkg.ErrPackageNotFound, codePackageNotExist},
+	{pkg.ErrPackageInUse, codePackageInUse},
 	{pkg.ErrManifest, codePackageIllegal},
 	{pkg.ErrArchiveUnsafe, codePackageIllegal},
 	{pkg.ErrArchiveInvalid, codePackageIllegal},
 	{pkg.ErrTooLarge, codeRequestTooLarge},
 	{pkg.ErrUploadInterrupted, codeParamInvalid},
+	{cluster.ErrClusterExists, codeClusterNameExist},
+	{cluster.ErrClusterNotFound, codeClusterNotExist},
+	{cluster.ErrNodeNotFound, codeNodeNotExist},
+	{cluster.ErrConfigFileNotFound, codeConfigFileNotExist},
+	{cluster.ErrConfigItemNotFound, codeConfigItemNotExist},
+	{cluster.ErrConfigItemExists, codeConfigItemExist},
+	{cluster.ErrComponentNotInPackage, codeComponentNotInPackage},
+	{cluster.ErrServerRepeated, codeNodeServerRepeated},
+	{cluster.ErrPackageDisabled, codePackageDisabled},
+	{cluster.ErrTooManyNodes, codeTooManyNodes},
+	{cluster.ErrRender, codeConfigRenderFailed},
 }
 
 // classify turns any handler error into an apiError; internal errors lose

@@ -102,5 +102,34 @@ func (a *API) routeTable() []route {
 			body: packageStatusRequest{}, data: packageView{}, handler: a.setPackageStatus},
 		{method: http.MethodDelete, path: "/package", role: auth.RoleOperator, summary: "Delete a package and its file",
 			query: idQuery, body: idRequest{}, handler: a.deletePackage},
+
+		{method: http.MethodPost, path: "/admq/cluster", role: auth.RoleOperator, summary: "Create a cluster (seed 2.3.0.1): nodes from zkList (coordinator), storageList (storage) and brokerList (broker), " +
+			"each {managerIp of a registered server, programDir, dataDir, serverPort?}; dirs may use {cluster} (the name) and {nodeDir} (\"<component>-<ordinal>\", e.g. coordinator-1). " +
+			"packageId provides every component, or packages gives one per component. Each node's config files are imported from its package as config items. " +
+			"All or nothing; codes 1000, 1262, 1250, 1207, 1401 (component not in package), 1402 (server twice), 1403 (package disabled)",
+			body: clusterRequest{}, data: clusterView{}, handler: a.createCluster},
+		{method: http.MethodPost, path: "/admq/cluster/node", role: auth.RoleOperator, summary: "Add nodes of one component (coordinator, storage, broker or another the package provides) to a cluster, " +
+			"from a package of its own; same rules as creating a cluster. Ordinals (a coordinator's myid) continue after the highest ever given",
+			body: addNodesRequest{}, data: []nodeView{}, handler: a.addClusterNodes},
+		{method: http.MethodGet, path: "/admq/cluster", role: auth.RoleViewer, summary: "List clusters, newest first, with their node count and components",
+			query: pageQuery, data: pageView[clusterView]{}, handler: a.listClusters},
+		{method: http.MethodGet, path: "/cluster/node", role: auth.RoleViewer, summary: "List a cluster's nodes with their config files (seed 2.3.0.4), by component then ordinal",
+			query: append([]queryParam{{"clusterId", "string", "the cluster"}}, pageQuery...),
+			data:  pageView[nodeView]{}, handler: a.listClusterNodes},
+		{method: http.MethodGet, path: "/cluster/node/config/file", role: auth.RoleViewer, summary: "List a node's config files",
+			query: []queryParam{{"nodeId", "string", "the node"}}, data: []configFileView{}, handler: a.listNodeConfigFiles},
+		{method: http.MethodGet, path: "/cluster/node/config", role: auth.RoleViewer, summary: "List a config file's items, newest first (seed 2.3.0.5)",
+			query: append([]queryParam{{"configFileId", "string", "the config file"}}, pageQuery...),
+			data:  pageView[configItemView]{}, handler: a.listConfigItems},
+		{method: http.MethodPost, path: "/cluster/node/config", role: auth.RoleOperator, summary: "Add an item to a node's config file (seed 2.3.0.6); takes effect at the next flush. " +
+			"A key the file has is code 1005; a value may use the {variables} of the package manifest. fileMap and total are accepted and ignored; cid, when given, must be the file's cluster",
+			body: configItemRequest{}, data: configItemView{}, handler: a.addConfigItem},
+		{method: http.MethodPut, path: "/cluster/node/config/status", role: auth.RoleOperator, summary: "Enable (effective 1) or disable (effective 0) a config item (seed 2.3.0.7)",
+			body: itemStatusRequest{}, handler: a.setConfigItemStatus},
+		{method: http.MethodPut, path: "/cluster/node/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable config items at once (seed 2.3.0.8): all of them, or none if one does not exist (code 1004)",
+			body: itemsStatusRequest{}, handler: a.setConfigItemsStatus},
+		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
+			"For now only the manager's records go: nodes are not stopped and hosts are not cleaned",
+			query: idQuery, body: idRequest{}, handler: a.deleteCluster},
 	}
 }

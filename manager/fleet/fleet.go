@@ -19,6 +19,7 @@ var (
 	ErrAreaInUse      = errors.New("area is still used by servers or join tokens")
 	ErrServerExists   = errors.New("server already exists")
 	ErrServerNotFound = errors.New("server does not exist")
+	ErrServerInUse    = errors.New("server still runs cluster nodes; delete those clusters or nodes first")
 	ErrDirsNested     = errors.New("program dir and data dir must not contain each other")
 	ErrAgentNotOnline = errors.New("server's agent is not connected")
 )

@@ -22,6 +22,7 @@ var (
 	ErrNameIllegal     = errors.New("illegal package file name")
 	ErrPackageExists   = errors.New("package already exists")
 	ErrPackageNotFound = errors.New("package does not exist")
+	ErrPackageInUse    = errors.New("package is used by cluster nodes; delete those first")
 	ErrManifest        = errors.New("invalid package manifest")
 	ErrArchiveUnsafe   = errors.New("unsafe package archive")
 	ErrArchiveInvalid  = errors.New("package is not a readable archive")

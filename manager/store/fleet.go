@@ -223,13 +223,20 @@ func (db *DB) DeleteServer(ctx context.Context, id ids.ID, now time.Time) error 
 		if err != nil {
 			return err
 		}
+		var inUse bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM cluster_nodes WHERE server_id = ?)`, int64(id)).Scan(&inUse); err != nil {
+			return err
+		}
+		if inUse {
+			return fleet.ErrServerInUse
+		}
 		if err := revokeSerial(ctx, tx, serial, id, now); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM servers WHERE id = ?`, int64(id))
 		return err
 	})
-	if errors.Is(err, fleet.ErrServerNotFound) {
+	if errors.Is(err, fleet.ErrServerNotFound) || errors.Is(err, fleet.ErrServerInUse) {
 		return err
 	}
 	if err != nil {

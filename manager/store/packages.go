@@ -111,6 +111,9 @@ func (db *DB) SetPackageEffective(ctx context.Context, id ids.ID, effective bool
 // pkg.ErrPackageNotFound.
 func (db *DB) DeletePackage(ctx context.Context, id ids.ID) error {
 	res, err := db.w.ExecContext(ctx, `DELETE FROM packages WHERE id = ?`, int64(id))
+	if isForeignKey(err) {
+		return pkg.ErrPackageInUse
+	}
 	if err == nil {
 		err = mustAffect(res, pkg.ErrPackageNotFound)
 	}

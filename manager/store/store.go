@@ -196,9 +196,16 @@ func isUnique(err error, column string) bool {
 
 // isForeignKey reports whether err is a FOREIGN KEY constraint violation.
 // SQLite does not say which key failed; callers know which keys a statement
-// can violate.
+// can violate. A parent row deleted under ON DELETE RESTRICT is reported
+// with the trigger code, not the foreign-key one.
 func isForeignKey(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return true
+	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
+		return strings.Contains(err.Error(), "FOREIGN KEY")
+	}
+	return false
 }
 
 // millis converts t to its stored form: unix milliseconds, NULL for zero.

@@ -1,0 +1,485 @@
+package api
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/cluster"
+)
+
+func (a *API) clusters() (*cluster.Service, error) {
+	if a.d.Clusters == nil {
+		return nil, errors.New("api: no cluster service configured")
+	}
+	return a.d.Clusters, nil
+}
+
+// clusterNodeRequest places one node (seed 2.3.0.1 zkList[] and the like).
+type clusterNodeRequest struct {
+	ManagerIP string `json:"managerIp"`
+	// DataDir and ProgramDir are absolute; {cluster} is the cluster's name
+	// and {nodeDir} "<component>-<ordinal>", e.g. coordinator-1.
+	DataDir    string `json:"dataDir"`
+	ProgramDir string `json:"programDir"`
+	// ServerPort overrides the component's port from the package manifest.
+	ServerPort int `json:"serverPort,omitempty"`
+}
+
+// clusterRequest creates a cluster (seed 2.3.0.1).
+type clusterRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// PackageID provides every component that Packages does not name.
+	PackageID ids.ID `json:"packageId,omitempty"`
+	// Packages gives a package per component: coordinator, storage, broker.
+	Packages    map[string]ids.ID    `json:"packages,omitempty"`
+	ZkList      []clusterNodeRequest `json:"zkList"`
+	StorageList []clusterNodeRequest `json:"storageList"`
+	BrokerList  []clusterNodeRequest `json:"brokerList"`
+}
+
+// addNodesRequest adds nodes of one component to a cluster.
+type addNodesRequest struct {
+	ClusterID ids.ID `json:"clusterId"`
+	// Component is coordinator, storage, broker or another component the
+	// package provides.
+	Component string               `json:"component"`
+	PackageID ids.ID               `json:"packageId"`
+	Nodes     []clusterNodeRequest `json:"nodes"`
+}
+
+type clusterView struct {
+	ID          ids.ID   `json:"id"`
+	CreateTime  apiTime  `json:"createTime"`
+	UpdateTime  apiTime  `json:"updateTime"`
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	NodeCount   int      `json:"nodeCount"`
+	Components  []string `json:"components"`
+	// Nodes are given when the cluster is created.
+	Nodes []nodeView `json:"nodes,omitempty"`
+}
+
+func toClusterView(c cluster.Cluster) clusterView {
+	comps := c.Components
+	if comps == nil {
+		comps = []string{}
+	}
+	return clusterView{ID: c.ID, CreateTime: apiTime(c.CreatedAt), UpdateTime: apiTime(c.UpdatedAt), Name: c.Name,
+		Description: c.Description, NodeCount: c.NodeCount, Components: comps}
+}
+
+// nodeView has the seed's node fields (2.3.0.4) plus where the node lives.
+type nodeView struct {
+	ID            ids.ID  `json:"id"`
+	CreateTime    apiTime `json:"createTime"`
+	UpdateTime    apiTime `json:"updateTime"`
+	ClusterID     ids.ID  `json:"clusterId"`
+	ServerID      ids.ID  `json:"serverId"`
+	ManagerIP     string  `json:"managerIp"`
+	DataIP        string  `json:"dataIp"`
+	Component     string  `json:"component"`
+	ComponentType int     `json:"componentType"` // 1 coordinator, 2 storage, 3 broker, 0 other
+	// ComponentTypeStr is "admq协调器", "admq存储", "admq代理", or the name.
+	ComponentTypeStr     string `json:"componentTypeStr"`
+	ServerPort           int    `json:"serverPort"`
+	DeployStatus         string `json:"deployStatus"` // undeployed, deploying, deployed, failed
+	RunStatus            string `json:"runStatus"`    // unknown, running, stopped, failed
+	SyncNodeConfigStatus int    `json:"syncNodeConfigStatus"`
+	Mode                 int    `json:"mode"`
+	ProgramDir           string `json:"programDir"`
+	DataDir              string `json:"dataDir"`
+	NodeDir              string `json:"nodeDir"`
+	// Myid is the node's ordinal in its component; a coordinator's
+	// ZooKeeper myid.
+	Myid        int             `json:"myid"`
+	PackageID   ids.ID          `json:"packageId"`
+	ConfigFiles []configFileRef `json:"configFiles"`
+}
+
+type configFileRef struct {
+	ID   ids.ID `json:"id"`
+	Name string `json:"name"`
+}
+
+func componentTypeStr(n cluster.Node) string {
+	switch n.ComponentType {
+	case cluster.TypeCoordinator:
+		return "admq协调器"
+	case cluster.TypeStorage:
+		return "admq存储"
+	case cluster.TypeBroker:
+		return "admq代理"
+	}
+	return n.Component
+}
+
+func toNodeView(n cluster.Node, files []cluster.ConfigFile) nodeView {
+	refs := make([]configFileRef, len(files))
+	for i, f := range files {
+		refs[i] = configFileRef{ID: f.ID, Name: f.Name}
+	}
+	return nodeView{
+		ID: n.ID, CreateTime: apiTime(n.CreatedAt), UpdateTime: apiTime(n.UpdatedAt), ClusterID: n.ClusterID,
+		ServerID: n.ServerID, ManagerIP: n.ManagerIP, DataIP: n.DataIP, Component: n.Component,
+		ComponentType: n.ComponentType, ComponentTypeStr: componentTypeStr(n), ServerPort: n.ServerPort,
+		DeployStatus: n.DeployState, RunStatus: n.RunState, SyncNodeConfigStatus: n.SyncNodeConfigStatus, Mode: 1,
+		ProgramDir: n.ProgramDir, DataDir: n.DataDir, NodeDir: n.NodeDir, Myid: n.Ordinal, PackageID: n.PackageID,
+		ConfigFiles: refs,
+	}
+}
+
+type configFileView struct {
+	ID         ids.ID  `json:"id"`
+	CreateTime apiTime `json:"createTime"`
+	UpdateTime apiTime `json:"updateTime"`
+	NodeID     ids.ID  `json:"nodeId"`
+	Name       string  `json:"name"`
+	Path       string  `json:"path"`   // in the package
+	Format     string  `json:"format"` // properties or raw
+}
+
+// configItemView is a config item as the seed shows it (2.3.0.5).
+type configItemView struct {
+	ID          ids.ID  `json:"id"`
+	CreateTime  apiTime `json:"createTime"`
+	UpdateTime  apiTime `json:"updateTime"`
+	ConfigKey   string  `json:"configKey"`
+	ConfigValue string  `json:"configValue"`
+	Effective   int     `json:"effective"` // 1 enabled, 0 disabled
+	Describes   string  `json:"describes"`
+}
+
+func toItemView(it cluster.ConfigItem) configItemView {
+	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
+		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func toSpecs(list []clusterNodeRequest) []cluster.NodeSpec {
+	out := make([]cluster.NodeSpec, len(list))
+	for i, n := range list {
+		out[i] = cluster.NodeSpec{ManagerIP: n.ManagerIP, ProgramDir: n.ProgramDir, DataDir: n.DataDir, ServerPort: n.ServerPort}
+	}
+	return out
+}
+
+func ipsOf(list []clusterNodeRequest) string {
+	s := make([]string, len(list))
+	for i, n := range list {
+		s[i] = n.ManagerIP
+	}
+	return strings.Join(s, ",")
+}
+
+func (a *API) createCluster(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	var r clusterRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	detail(c, "cluster=%q zk=%s storage=%s broker=%s", truncate(r.Name, 64), ipsOf(r.ZkList), ipsOf(r.StorageList), ipsOf(r.BrokerList))
+	cl, nodes, err := svc.Create(c.Request().Context(), cluster.NewCluster{
+		Name: r.Name, Description: r.Description, PackageID: r.PackageID, Packages: r.Packages,
+		Coordinators: toSpecs(r.ZkList), Storage: toSpecs(r.StorageList), Brokers: toSpecs(r.BrokerList),
+	})
+	if err != nil {
+		return err
+	}
+	detail(c, "cluster=%s (%s) nodes=%d", cl.Name, cl.ID, len(nodes))
+	v := toClusterView(cl)
+	if v.Nodes, err = a.nodeViews(c, svc, nodes); err != nil {
+		return err
+	}
+	return ok(c, v)
+}
+
+func (a *API) nodeViews(c echo.Context, svc *cluster.Service, nodes []cluster.Node) ([]nodeView, error) {
+	views := make([]nodeView, len(nodes))
+	for i, n := range nodes {
+		files, err := svc.ConfigFiles(c.Request().Context(), n.ID)
+		if err != nil {
+			return nil, err
+		}
+		views[i] = toNodeView(n, files)
+	}
+	return views, nil
+}
+
+func (a *API) addClusterNodes(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	var r addNodesRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	if r.ClusterID.IsZero() {
+		return invalid.Field("clusterId", "is required")
+	}
+	detail(c, "cluster=%s component=%q package=%s nodes=%s", r.ClusterID, truncate(r.Component, 32), r.PackageID, ipsOf(r.Nodes))
+	nodes, err := svc.AddNodes(c.Request().Context(), r.ClusterID, r.Component, r.PackageID, toSpecs(r.Nodes))
+	if err != nil {
+		return err
+	}
+	views, err := a.nodeViews(c, svc, nodes)
+	if err != nil {
+		return err
+	}
+	return ok(c, views)
+}
+
+func (a *API) listClusters(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := svc.Clusters(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	views := make([]clusterView, len(list))
+	for i, cl := range list {
+		views[i] = toClusterView(cl)
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+// requiredID reads a required id query parameter.
+func requiredID(c echo.Context, name string) (ids.ID, error) {
+	id, err := queryID(c, name)
+	if err != nil {
+		return 0, err
+	}
+	if id.IsZero() {
+		return 0, invalid.Field(name, "is required")
+	}
+	return id, nil
+}
+
+func (a *API) listClusterNodes(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	cid, err := requiredID(c, "clusterId")
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := svc.Nodes(c.Request().Context(), cid, p)
+	if err != nil {
+		return err
+	}
+	views, err := a.nodeViews(c, svc, list)
+	if err != nil {
+		return err
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+func (a *API) listNodeConfigFiles(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	nid, err := requiredID(c, "nodeId")
+	if err != nil {
+		return err
+	}
+	files, err := svc.ConfigFiles(c.Request().Context(), nid)
+	if err != nil {
+		return err
+	}
+	views := make([]configFileView, len(files))
+	for i, f := range files {
+		views[i] = configFileView{ID: f.ID, CreateTime: apiTime(f.CreatedAt), UpdateTime: apiTime(f.UpdatedAt),
+			NodeID: f.NodeID, Name: f.Name, Path: f.Path, Format: f.Format}
+	}
+	return ok(c, views)
+}
+
+func (a *API) listConfigItems(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	fid, err := requiredID(c, "configFileId")
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := svc.ConfigItems(c.Request().Context(), fid, p)
+	if err != nil {
+		return err
+	}
+	views := make([]configItemView, len(list))
+	for i, it := range list {
+		views[i] = toItemView(it)
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+// configItemRequest adds an item to a node's config file (seed 2.3.0.6).
+// fileMap and total are accepted as the console sends them and not used.
+type configItemRequest struct {
+	FileMap      map[string]string `json:"fileMap,omitempty"`
+	ConfigFileID ids.ID            `json:"configFileId"`
+	// Cid, when given, is the cluster the file's node must belong to.
+	Cid         ids.ID  `json:"cid,omitempty"`
+	Total       int     `json:"total,omitempty"`
+	ConfigKey   string  `json:"configKey"`
+	ConfigValue *string `json:"configValue"`
+	Describes   string  `json:"describes,omitempty"`
+}
+
+func (a *API) addConfigItem(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	var r configItemRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	switch {
+	case r.ConfigFileID.IsZero():
+		return invalid.Field("configFileId", "is required")
+	case r.ConfigValue == nil:
+		return invalid.Field("configValue", "is required (may be empty)")
+	}
+	ctx := c.Request().Context()
+	detail(c, "configFile=%s key=%q", r.ConfigFileID, truncate(r.ConfigKey, 128))
+	if !r.Cid.IsZero() {
+		f, err := svc.ConfigFile(ctx, r.ConfigFileID)
+		if err != nil {
+			return err
+		}
+		n, err := svc.Node(ctx, f.NodeID)
+		if err != nil {
+			return err
+		}
+		if n.ClusterID != r.Cid {
+			return invalid.Field("cid", "config file %s belongs to cluster %s, not %s", f.ID, n.ClusterID, r.Cid)
+		}
+	}
+	it, err := svc.AddConfigItem(ctx, r.ConfigFileID, r.ConfigKey, *r.ConfigValue, r.Describes)
+	if err != nil {
+		return err
+	}
+	detail(c, "configFile=%s key=%q item=%s", r.ConfigFileID, truncate(it.Key, 128), it.ID)
+	return ok(c, toItemView(it))
+}
+
+// itemStatusRequest enables or disables one item (seed 2.3.0.7).
+type itemStatusRequest struct {
+	ID ids.ID `json:"id"`
+	// Effective is 1 to enable the item, 0 to disable it.
+	Effective *int `json:"effective"`
+}
+
+// itemsStatusRequest enables or disables items at once (seed 2.3.0.8).
+type itemsStatusRequest struct {
+	IDs       []ids.ID `json:"ids"`
+	Effective *int     `json:"effective"`
+}
+
+func effectiveOf(e *int) (bool, error) {
+	switch {
+	case e == nil:
+		return false, invalid.Field("effective", "is required: 1 to enable, 0 to disable")
+	case *e != 0 && *e != 1:
+		return false, invalid.Field("effective", "must be 1 (enabled) or 0 (disabled)")
+	}
+	return *e == 1, nil
+}
+
+func (a *API) setConfigItemStatus(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	var r itemStatusRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	if r.ID.IsZero() {
+		return invalid.Field("id", "is required")
+	}
+	eff, err := effectiveOf(r.Effective)
+	if err != nil {
+		return err
+	}
+	detail(c, "item=%s effective=%d", r.ID, boolInt(eff))
+	if err := svc.SetItemEffective(c.Request().Context(), []ids.ID{r.ID}, eff); err != nil {
+		return err
+	}
+	return ok(c, nil)
+}
+
+func (a *API) setConfigItemsStatus(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	var r itemsStatusRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	for i, id := range r.IDs {
+		if id.IsZero() {
+			return invalid.Field("ids", "entry %d is empty", i)
+		}
+	}
+	eff, err := effectiveOf(r.Effective)
+	if err != nil {
+		return err
+	}
+	detail(c, "items=%d effective=%d", len(r.IDs), boolInt(eff))
+	if err := svc.SetItemEffective(c.Request().Context(), r.IDs, eff); err != nil {
+		return err
+	}
+	return ok(c, nil)
+}
+
+func (a *API) deleteCluster(c echo.Context) error {
+	svc, err := a.clusters()
+	if err != nil {
+		return err
+	}
+	id, err := idOf(c)
+	if err != nil {
+		return err
+	}
+	detail(c, "cluster=%s", id)
+	cl, err := svc.Delete(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	detail(c, "cluster=%s (%s) nodes=%d", cl.Name, cl.ID, cl.NodeCount)
+	return ok(c, nil)
+}

@@ -1,0 +1,460 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	at "github.com/admq/admq-manager/internal/archive/archivetest"
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/properties"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/pkg"
+	"github.com/admq/admq-manager/manager/store"
+)
+
+// ZooCfg is the coordinator's config file in the test package: 10 keys,
+// comments, a {variable} and a literal brace.
+const ZooCfg = `# The number of milliseconds of each tick
+tickTime=2000
+# The number of ticks that the initial
+# synchronization phase can take
+initLimit=10
+syncLimit=5
+# the directory where the snapshot is stored.
+dataDir={dataDir}/zookeeper
+clientPort=2181
+maxClientCnxns=60
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+admin.enableServer=false
+log.pattern=%d{ISO8601} %m
+# the ensemble
+{zkEnsemble}
+`
+
+func zkManifest(version string) string {
+	return `{"name": "zookeeper", "version": "` + version + `", "mqType": 1, "components": {"coordinator": {
+  "start": ["{programDir}/bin/zkServer.sh", "start-foreground"],
+  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg", "format": "properties"},
+                  {"name": "myid", "path": "conf/myid.tpl", "format": "raw"}],
+  "serverPort": 2181, "portKey": "clientPort",
+  "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
+}
+
+const natsManifest = `{"name": "nats", "version": "2.10.0", "mqType": 2, "components": {"broker": {
+  "start": ["{programDir}/nats-server", "-c", "{programDir}/nats.conf"],
+  "configFiles": [{"name": "nats.conf", "path": "nats.conf", "format": "raw"}],
+  "serverPort": 4222,
+  "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
+
+type fixture struct {
+	db   *store.DB
+	pkgs *pkg.Service
+	svc  *cluster.Service
+	zk   pkg.Package
+	nats pkg.Package
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	gen, _ := ids.NewGenerator(3)
+	f := &fixture{db: db, pkgs: pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)}
+	f.svc = cluster.NewService(db, f.pkgs, gen, time.Now)
+	f.zk = f.upload(t, "zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
+		at.File("admq-package.json", zkManifest("3.8.4")),
+		at.Dir("conf/"),
+		at.File("conf/zoo.cfg", ZooCfg),
+		at.File("conf/myid.tpl", "{myid}\n"),
+		at.File("bin/zkServer.sh", "#!/bin/sh\n"),
+	))
+	f.nats = f.upload(t, "nats-V2.10.0-x86.tar.gz", at.TarGz(t,
+		at.File("admq-package.json", natsManifest),
+		at.File("nats-server", "bin"),
+		at.File("nats.conf", "port: {serverPort}\ncluster { name: {cluster} }\nzk: \"{zkServers}\"\n"),
+	))
+	for i := 1; i <= 4; i++ {
+		err := db.CreateServer(ctx, &fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i), DataIP: fmt.Sprintf("192.168.0.%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func (f *fixture) upload(t *testing.T, name string, data []byte) pkg.Package {
+	t.Helper()
+	p, err := f.pkgs.Upload(t.Context(), name, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func zkSpecs(ips ...string) []cluster.NodeSpec {
+	var out []cluster.NodeSpec
+	for _, ip := range ips {
+		out = append(out, cluster.NodeSpec{ManagerIP: ip, ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"})
+	}
+	return out
+}
+
+type counts struct{ clusters, nodes, items int }
+
+func (f *fixture) counts(t *testing.T) counts {
+	t.Helper()
+	c, n, i, err := f.db.ClusterCounts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts{c, n, i}
+}
+
+func TestCreateZooKeeperEnsemble(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "c1" || c.NodeCount != 3 || len(c.Components) != 1 || c.Components[0] != "coordinator" {
+		t.Fatalf("cluster %+v", c)
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("%d nodes", len(nodes))
+	}
+	wantEntries, _ := properties.Parse([]byte(ZooCfg))
+	var rendered [][]byte
+	for i, n := range nodes {
+		if n.Ordinal != i+1 || n.ComponentType != cluster.TypeCoordinator || n.ServerPort != 2181 {
+			t.Errorf("node %d: %+v", i, n)
+		}
+		if want := fmt.Sprintf("/data/admq/c1/coordinator-%d", i+1); n.DataDir != want || n.ProgramDir != fmt.Sprintf("/opt/admq/c1/coordinator-%d", i+1) {
+			t.Errorf("node %d dirs %s %s", i, n.ProgramDir, n.DataDir)
+		}
+		if n.DeployState != cluster.DeployUndeployed || n.RunState != cluster.RunUnknown {
+			t.Errorf("node %d states %s %s", i, n.DeployState, n.RunState)
+		}
+		files, err := f.svc.ConfigFiles(ctx, n.ID)
+		if err != nil || len(files) != 2 || files[0].Name != "zoo.cfg" || files[1].Name != "myid" {
+			t.Fatalf("files %+v %v", files, err)
+		}
+		items, err := f.svc.AllConfigItems(ctx, files[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != len(wantEntries) {
+			t.Fatalf("%d items, want %d", len(items), len(wantEntries))
+		}
+		for j, e := range wantEntries {
+			it := items[j]
+			wantValue := e.Value
+			if e.Key == "log.pattern" {
+				wantValue = "%d{{ISO8601}} %m" // a literal brace, escaped at import
+			}
+			if it.Key != e.Key || it.Value != wantValue || it.Comment != e.Comment || !it.Effective {
+				t.Errorf("item %d: %+v, want %+v", j, it, e)
+			}
+		}
+		if items[1].Comment != "The number of ticks that the initial\nsynchronization phase can take" {
+			t.Errorf("comment %q", items[1].Comment)
+		}
+		page, total, err := f.svc.ConfigItems(ctx, files[0].ID, paging.Page{Num: 1, Size: 5})
+		if err != nil || total != len(wantEntries) || len(page) != 5 || page[0].Key != "{zkEnsemble}" {
+			t.Fatalf("page %+v total %d %v", page, total, err)
+		}
+
+		vars, err := cluster.VarsFor(c, n, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := cluster.Render(files[0], items, vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rendered = append(rendered, out)
+		s := string(out)
+		for _, want := range []string{
+			"# The number of milliseconds of each tick\ntickTime=2000\n",
+			fmt.Sprintf("dataDir=/data/admq/c1/coordinator-%d/zookeeper\n", i+1),
+			"log.pattern=%d{ISO8601} %m\n",
+			"# the ensemble\nserver.1=192.168.0.1:2888:3888\nserver.2=192.168.0.2:2888:3888\nserver.3=192.168.0.3:2888:3888\n",
+		} {
+			if !strings.Contains(s, want) {
+				t.Errorf("node %d zoo.cfg lacks %q:\n%s", i, want, s)
+			}
+		}
+		myidItems, _ := f.svc.AllConfigItems(ctx, files[1].ID)
+		myid, err := cluster.Render(files[1], myidItems, vars)
+		if err != nil || string(myid) != fmt.Sprintf("%d\n", i+1) {
+			t.Errorf("myid %q %v", myid, err)
+		}
+	}
+	// Everything but dataDir is the same on every node.
+	strip := func(b []byte) string {
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "dataDir=") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	if strip(rendered[0]) != strip(rendered[1]) || strip(rendered[1]) != strip(rendered[2]) {
+		t.Errorf("zoo.cfg differs between nodes beyond dataDir")
+	}
+
+	// Disabled items are left out; unknown variables are named.
+	files, _ := f.svc.ConfigFiles(ctx, nodes[0].ID)
+	it, err := f.svc.AddConfigItem(ctx, files[0].ID, "extra", "{nosuch}", "added")
+	if err == nil {
+		t.Fatalf("unknown variable accepted: %+v", it)
+	}
+	if _, ok := invalid.As(err); !ok {
+		t.Fatalf("unknown variable: %v", err)
+	}
+	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
+	items = append(items, cluster.ConfigItem{Key: "bad", Value: "{nosuch} {other}", Effective: true})
+	vars, _ := cluster.VarsFor(c, nodes[0], nodes)
+	if _, err := cluster.Render(files[0], items, vars); !errors.Is(err, cluster.ErrRender) || !strings.Contains(err.Error(), "nosuch") {
+		t.Fatalf("render unknown: %v", err)
+	}
+	items[len(items)-1].Effective = false
+	items[0].Effective = false
+	out, err := cluster.Render(files[0], items, vars)
+	if err != nil || strings.Contains(string(out), "tickTime") {
+		t.Fatalf("disabled item rendered: %v\n%s", err, out)
+	}
+}
+
+func TestAddBrokersWithAnotherPackage(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, zk, err := f.svc.Create(ctx, cluster.NewCluster{Name: "mixed", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers, err := f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{
+		{ManagerIP: "10.0.0.1", ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"},
+		{ManagerIP: "10.0.0.4", ProgramDir: "/opt/nats", DataDir: "/data/nats", ServerPort: 4333},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(brokers) != 2 || brokers[0].Ordinal != 1 || brokers[1].Ordinal != 2 || brokers[0].NodeDir != "broker-1" ||
+		brokers[0].ServerPort != 4222 || brokers[1].ServerPort != 4333 || brokers[0].PackageID != f.nats.ID || brokers[0].ComponentType != cluster.TypeBroker {
+		t.Fatalf("brokers %+v", brokers)
+	}
+	all, _ := f.svc.AllNodes(ctx, c.ID)
+	if len(all) != 5 || all[0].Component != cluster.Coordinator || all[4].Component != cluster.Broker {
+		t.Fatalf("all nodes %+v", all)
+	}
+	c, _ = f.svc.Cluster(ctx, c.ID)
+	if c.NodeCount != 5 || strings.Join(c.Components, ",") != "broker,coordinator" {
+		t.Fatalf("cluster %+v", c)
+	}
+	files, _ := f.svc.ConfigFiles(ctx, brokers[1].ID)
+	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
+	vars, err := cluster.VarsFor(c, brokers[1], all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cluster.Render(files[0], items, vars)
+	want := "port: 4333\ncluster {{ name: mixed }}\nzk: \"192.168.0.1:2181,192.168.0.2:2181,192.168.0.3:2181\"\n"
+	want = strings.NewReplacer("{{", "{", "}}", "}").Replace(want)
+	if err != nil || string(out) != want {
+		t.Fatalf("nats.conf: %v\n%s", err, out)
+	}
+
+	// The same server twice for brokers, and again for a component it has.
+	_, err = f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{{ManagerIP: "10.0.0.1", ProgramDir: "/opt/x", DataDir: "/data/x"}})
+	if !errors.Is(err, cluster.ErrServerRepeated) {
+		t.Fatalf("repeat: %v", err)
+	}
+	// The coordinator count goes on: 10.0.0.4 becomes myid 4.
+	more, err := f.svc.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, zkSpecs("10.0.0.4"))
+	if err != nil || more[0].Ordinal != 4 || more[0].NodeDir != "coordinator-4" {
+		t.Fatalf("4th coordinator %+v %v", more, err)
+	}
+	_ = zk
+}
+
+func TestValidationLeavesNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	if _, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	disabled := f.upload(t, "zookeeper-V3.9.0-x86.tar.gz", at.TarGz(t,
+		at.File("admq-package.json", zkManifest("3.9.0")), at.File("conf/zoo.cfg", ZooCfg), at.File("conf/myid.tpl", "{myid}"), at.File("bin/zkServer.sh", "x")))
+	if _, err := f.pkgs.SetEffective(ctx, disabled.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	before := f.counts(t)
+	spec := func(ip, prog, data string) []cluster.NodeSpec {
+		return []cluster.NodeSpec{{ManagerIP: ip, ProgramDir: prog, DataDir: data}}
+	}
+	for _, tc := range []struct {
+		name  string
+		n     cluster.NewCluster
+		check func(error) bool
+	}{
+		{"unknown server", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.9.9.9")},
+			func(err error) bool { return errors.Is(err, fleet.ErrServerNotFound) }},
+		{"duplicate name", cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2")},
+			func(err error) bool { return errors.Is(err, cluster.ErrClusterExists) }},
+		{"nested dirs", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/opt/{cluster}/data")},
+			func(err error) bool { return errors.Is(err, fleet.ErrDirsNested) }},
+		{"dirs collide with another cluster's node", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.1", "/opt/admq/taken", "/data/x")},
+			func(err error) bool { return errors.Is(err, fleet.ErrDirsNested) }},
+		{"port taken on the server", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.1", "/opt/y", "/data/y")},
+			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "serverPort" }},
+		{"component not in package", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2"), Brokers: zkSpecs("10.0.0.3")},
+			func(err error) bool { return errors.Is(err, cluster.ErrComponentNotInPackage) }},
+		{"same server twice", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2", "10.0.0.3", "10.0.0.2")},
+			func(err error) bool { return errors.Is(err, cluster.ErrServerRepeated) }},
+		{"disabled package", cluster.NewCluster{Name: "x", PackageID: disabled.ID, Coordinators: zkSpecs("10.0.0.2")},
+			func(err error) bool { return errors.Is(err, cluster.ErrPackageDisabled) }},
+		{"unknown package", cluster.NewCluster{Name: "x", PackageID: 12345, Coordinators: zkSpecs("10.0.0.2")},
+			func(err error) bool { return errors.Is(err, pkg.ErrPackageNotFound) }},
+		{"bad name", cluster.NewCluster{Name: "-x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2")},
+			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "name" }},
+		{"no nodes", cluster.NewCluster{Name: "x", PackageID: f.zk.ID},
+			func(err error) bool { _, ok := invalid.As(err); return ok }},
+		{"relative dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "opt", "/data")},
+			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "zkList[0].programDir" }},
+		{"root dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt", "/")},
+			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "zkList[0].dataDir" }},
+		{"dotdot", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/../etc", "/data")},
+			func(err error) bool { _, ok := invalid.As(err); return ok }},
+		{"unknown placeholder", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{myid}", "/data")},
+			func(err error) bool { _, ok := invalid.As(err); return ok }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := f.svc.Create(ctx, tc.n)
+			if err == nil || !tc.check(err) {
+				t.Fatalf("got %v", err)
+			}
+			if after := f.counts(t); after != before {
+				t.Fatalf("counts %+v, before %+v", after, before)
+			}
+		})
+	}
+}
+
+// failingStore fails the create transaction after the checks, as a crash
+// mid-write would: nothing may be left.
+type failingStore struct {
+	*store.DB
+}
+
+func (failingStore) CreateCluster(context.Context, *cluster.Cluster, []cluster.NewNode) error {
+	return errors.New("boom")
+}
+
+func TestSetItemEffectiveAndDelete(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := f.svc.ConfigFiles(ctx, nodes[0].ID)
+	it, err := f.svc.AddConfigItem(ctx, files[0].ID, "test", "test", "111")
+	if err != nil || it.Comment != "111" || !it.Effective {
+		t.Fatalf("add %+v %v", it, err)
+	}
+	if _, err := f.svc.AddConfigItem(ctx, files[0].ID, "tickTime", "1", ""); !errors.Is(err, cluster.ErrConfigItemExists) {
+		t.Fatalf("duplicate key: %v", err)
+	}
+	if _, err := f.svc.AddConfigItem(ctx, 999, "k", "v", ""); !errors.Is(err, cluster.ErrConfigFileNotFound) {
+		t.Fatalf("unknown file: %v", err)
+	}
+	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
+	idList := []ids.ID{items[0].ID, items[1].ID}
+	if err := f.svc.SetItemEffective(ctx, append(idList, 42), false); !errors.Is(err, cluster.ErrConfigItemNotFound) {
+		t.Fatalf("unknown id: %v", err)
+	}
+	items, _ = f.svc.AllConfigItems(ctx, files[0].ID)
+	if !items[0].Effective || !items[1].Effective {
+		t.Fatal("a failed batch changed items")
+	}
+	if err := f.svc.SetItemEffective(ctx, idList, false); err != nil {
+		t.Fatal(err)
+	}
+	items, _ = f.svc.AllConfigItems(ctx, files[0].ID)
+	if items[0].Effective || items[1].Effective || !items[2].Effective {
+		t.Fatal("batch not applied")
+	}
+
+	// A server or package in use cannot be deleted.
+	if err := f.db.DeleteServer(ctx, nodes[0].ServerID, time.Now()); !errors.Is(err, fleet.ErrServerInUse) {
+		t.Fatalf("delete a server with nodes: %v, want ErrServerInUse", err)
+	}
+	if err := f.db.DeletePackage(ctx, f.zk.ID); !errors.Is(err, pkg.ErrPackageInUse) {
+		t.Fatalf("delete a package in use: %v, want ErrPackageInUse", err)
+	}
+
+	// A failing write leaves nothing.
+	before := f.counts(t)
+	gen, _ := ids.NewGenerator(9)
+	bad := cluster.NewService(failingStore{f.db}, f.pkgs, gen, time.Now)
+	if _, _, err := bad.Create(ctx, cluster.NewCluster{Name: "c2", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.3")}); err == nil {
+		t.Fatal("no error")
+	}
+	if f.counts(t) != before {
+		t.Fatal("failed create left rows")
+	}
+
+	if _, err := f.svc.Delete(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.counts(t); got != (counts{}) {
+		t.Fatalf("after delete: %+v", got)
+	}
+	if _, err := f.svc.Delete(ctx, c.ID); !errors.Is(err, cluster.ErrClusterNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := f.svc.Node(ctx, nodes[0].ID); !errors.Is(err, cluster.ErrNodeNotFound) {
+		t.Fatalf("node after delete: %v", err)
+	}
+	// Now the server and the package are free.
+	if err := f.db.DeleteServer(ctx, nodes[0].ServerID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pkgs.Delete(ctx, f.zk.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOrdinalsAreKeptPerServer(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2", "10.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ords, err := f.db.Ordinals(ctx, c.ID, cluster.Coordinator)
+	if err != nil || len(ords) != 2 {
+		t.Fatalf("%v %v", ords, err)
+	}
+	nodes, _ := f.svc.AllNodes(ctx, c.ID)
+	if nodes[0].ManagerIP != "10.0.0.2" || nodes[0].Ordinal != 1 || nodes[1].ManagerIP != "10.0.0.1" || nodes[1].Ordinal != 2 {
+		t.Fatalf("ordinals follow the order given: %+v", nodes)
+	}
+}

@@ -1,0 +1,543 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/pkg"
+)
+
+// Packages is what the service needs of the package store; *pkg.Service
+// implements it.
+type Packages interface {
+	Package(ctx context.Context, id ids.ID) (pkg.Package, error)
+	// Path is where the package's file is stored.
+	Path(p pkg.Package) string
+}
+
+// Teardown stops a cluster's nodes and cleans their hosts before the
+// cluster's records are deleted. The deploy engine will implement it;
+// until then Delete removes the records only.
+type Teardown interface {
+	Teardown(ctx context.Context, c Cluster, nodes []Node) error
+}
+
+// Service manages clusters, nodes and their config.
+type Service struct {
+	store    Store
+	packages Packages
+	gen      *ids.Generator
+	now      func() time.Time
+	teardown Teardown
+
+	// mu serialises the changes that place nodes (ordinals, directory and
+	// port checks read what is there, then write); the store's unique
+	// keys are the backstop.
+	mu sync.Mutex
+}
+
+// NewService returns the service.
+func NewService(store Store, packages Packages, gen *ids.Generator, now func() time.Time) *Service {
+	return &Service{store: store, packages: packages, gen: gen, now: now}
+}
+
+// UseTeardown sets what Delete calls before it removes a cluster's records.
+func (s *Service) UseTeardown(t Teardown) { s.teardown = t }
+
+// NodeSpec places one node.
+type NodeSpec struct {
+	// ManagerIP names a registered server.
+	ManagerIP string
+	// ProgramDir and DataDir are absolute; {cluster} and {nodeDir} are
+	// expanded.
+	ProgramDir string
+	DataDir    string
+	// ServerPort overrides the component's port from the manifest (0: keep).
+	ServerPort int
+}
+
+// NewCluster is what Create needs.
+type NewCluster struct {
+	Name        string
+	Description string
+	// PackageID provides every component that Packages does not name.
+	PackageID ids.ID
+	// Packages gives a package per component ("coordinator", ...).
+	Packages     map[string]ids.ID
+	Coordinators []NodeSpec
+	Storage      []NodeSpec
+	Brokers      []NodeSpec
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// maxNodes caps the nodes of one request.
+const maxNodes = 512
+
+// group is the nodes of one component in a request.
+type group struct {
+	field     string // the request's field, for errors: "zkList", "nodes"
+	component string
+	packageID ids.ID
+	specs     []NodeSpec
+}
+
+// Create validates and stores a new cluster with its nodes and their
+// imported config in one transaction: on any error nothing is stored.
+func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, error) {
+	if !nameRE.MatchString(n.Name) {
+		return Cluster{}, nil, invalid.Field("name", "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+	}
+	if err := checkText("description", n.Description, 512); err != nil {
+		return Cluster{}, nil, err
+	}
+	pkgFor := func(component, field string) (ids.ID, error) {
+		if id, ok := n.Packages[component]; ok && !id.IsZero() {
+			return id, nil
+		}
+		if n.PackageID.IsZero() {
+			return 0, invalid.Field("packageId", "is required (or packages.%s) for the nodes in %s", component, field)
+		}
+		return n.PackageID, nil
+	}
+	var groups []group
+	for _, g := range []struct {
+		field, component string
+		specs            []NodeSpec
+	}{{"zkList", Coordinator, n.Coordinators}, {"storageList", Storage, n.Storage}, {"brokerList", Broker, n.Brokers}} {
+		if len(g.specs) == 0 {
+			continue
+		}
+		id, err := pkgFor(g.component, g.field)
+		if err != nil {
+			return Cluster{}, nil, err
+		}
+		groups = append(groups, group{field: g.field, component: g.component, packageID: id, specs: g.specs})
+	}
+	if len(groups) == 0 {
+		return Cluster{}, nil, invalid.Field("zkList", "a cluster needs at least one node (zkList, storageList or brokerList)")
+	}
+	for c := range n.Packages {
+		if c != Coordinator && c != Storage && c != Broker {
+			return Cluster{}, nil, invalid.Field("packages", "%q: only coordinator, storage and broker nodes are created with the cluster; add others with POST /admq/cluster/node", c)
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Checked first for a clear answer; the store's unique key is the
+	// backstop.
+	switch old, err := s.store.ClusterByName(ctx, n.Name); {
+	case err == nil:
+		return Cluster{}, nil, fmt.Errorf("%w: %s (id %s)", ErrClusterExists, n.Name, old.ID)
+	case !errors.Is(err, ErrClusterNotFound):
+		return Cluster{}, nil, err
+	}
+	now := s.now()
+	c := Cluster{ID: s.gen.Next(), Name: n.Name, Description: n.Description, CreatedAt: now, UpdatedAt: now}
+	nodes, err := s.plan(ctx, c, nil, groups, now)
+	if err != nil {
+		return Cluster{}, nil, err
+	}
+	if err := s.store.CreateCluster(ctx, &c, nodes); err != nil {
+		return Cluster{}, nil, err
+	}
+	return s.result(ctx, c.ID, nodes)
+}
+
+// AddNodes places more nodes of one component in a cluster, with their
+// imported config, in one transaction.
+func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component string, packageID ids.ID, specs []NodeSpec) ([]Node, error) {
+	if !componentRE.MatchString(component) {
+		return nil, invalid.Field("component", "must be a component name such as coordinator, storage or broker")
+	}
+	if packageID.IsZero() {
+		return nil, invalid.Field("packageId", "is required")
+	}
+	if len(specs) == 0 {
+		return nil, invalid.Field("nodes", "give at least one node")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.store.Cluster(ctx, clusterID)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := s.store.AllNodes(ctx, clusterID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	nodes, err := s.plan(ctx, c, existing, []group{{field: "nodes", component: component, packageID: packageID, specs: specs}}, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.store.AddNodes(ctx, clusterID, nodes, now); err != nil {
+		return nil, err
+	}
+	_, out, err := s.result(ctx, clusterID, nodes)
+	return out, err
+}
+
+var componentRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+func (s *Service) result(ctx context.Context, clusterID ids.ID, nodes []NewNode) (Cluster, []Node, error) {
+	c, err := s.store.Cluster(ctx, clusterID)
+	if err != nil {
+		return Cluster{}, nil, err
+	}
+	out := make([]Node, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Node
+	}
+	return c, out, nil
+}
+
+// plan checks the groups and builds their nodes, files and items.
+func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups []group, now time.Time) ([]NewNode, error) {
+	total := 0
+	for _, g := range groups {
+		total += len(g.specs)
+	}
+	if total > maxNodes {
+		return nil, fmt.Errorf("%w: %d nodes in one request; at most %d", ErrTooManyNodes, total, maxNodes)
+	}
+	var (
+		out      []NewNode
+		servers  = map[string]ServerRef{}
+		imported = map[string][]NewFile{} // by package id and component
+	)
+	for _, g := range groups {
+		p, err := s.packages.Package(ctx, g.packageID)
+		if err != nil {
+			if errors.Is(err, pkg.ErrPackageNotFound) {
+				return nil, fmt.Errorf("%w: %s: package %s", pkg.ErrPackageNotFound, g.field, g.packageID)
+			}
+			return nil, err
+		}
+		comp, ok := p.Manifest.Components[g.component]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: package %s (%s) provides %s, not %s", ErrComponentNotInPackage,
+				g.field, p.FileName, p.ID, strings.Join(p.Manifest.ComponentNames(), ", "), g.component)
+		}
+		if !p.Effective {
+			return nil, fmt.Errorf("%w: %s: package %s (%s) is disabled; enable it first", ErrPackageDisabled, g.field, p.FileName, p.ID)
+		}
+		key := p.ID.String() + "/" + g.component
+		files, ok := imported[key]
+		if !ok {
+			if files, err = importConfig(s.packages.Path(p), p, comp.ConfigFiles); err != nil {
+				return nil, err
+			}
+			imported[key] = files
+		}
+
+		ordinals, err := s.store.Ordinals(ctx, c.ID, g.component)
+		if err != nil {
+			return nil, err
+		}
+		next := 0
+		for _, o := range ordinals {
+			next = max(next, o)
+		}
+		used := map[ids.ID]bool{}
+		for _, e := range existing {
+			if e.Component == g.component {
+				used[e.ServerID] = true
+			}
+		}
+		for i, spec := range g.specs {
+			field := fmt.Sprintf("%s[%d]", g.field, i)
+			ip := strings.TrimSpace(spec.ManagerIP)
+			if ip == "" {
+				return nil, invalid.Field(field+".managerIp", "is required")
+			}
+			srv, ok := servers[ip]
+			if !ok {
+				srv, err = s.store.ServerByManagerIP(ctx, ip)
+				if errors.Is(err, fleet.ErrServerNotFound) {
+					return nil, fmt.Errorf("%w: %s.managerIp: no server is registered with manager IP %s", fleet.ErrServerNotFound, field, ip)
+				}
+				if err != nil {
+					return nil, err
+				}
+				servers[ip] = srv
+			}
+			if used[srv.ID] {
+				return nil, fmt.Errorf("%w: %s.managerIp: %s already has a %s node in cluster %s", ErrServerRepeated, field, ip, g.component, c.Name)
+			}
+			used[srv.ID] = true
+			ord, ok := ordinals[srv.ID]
+			if !ok {
+				next++
+				ord = next
+			}
+			if g.component == Coordinator && ord > MaxCoordinatorOrdinal {
+				return nil, fmt.Errorf("%w: a cluster's coordinators take ZooKeeper ids 1 to %d, and they are used up", ErrTooManyNodes, MaxCoordinatorOrdinal)
+			}
+			port := comp.ServerPort
+			if spec.ServerPort != 0 {
+				port = spec.ServerPort
+			}
+			if port < 1 || port > 65535 {
+				return nil, invalid.Field(field+".serverPort", "%d is not a TCP port", spec.ServerPort)
+			}
+			nodeDir := fmt.Sprintf("%s-%d", g.component, ord)
+			prog, err := expandDir(field+".programDir", spec.ProgramDir, c.Name, nodeDir)
+			if err != nil {
+				return nil, err
+			}
+			data, err := expandDir(field+".dataDir", spec.DataDir, c.Name, nodeDir)
+			if err != nil {
+				return nil, err
+			}
+			if within(prog, data) || within(data, prog) {
+				return nil, fmt.Errorf("%w: %s: programDir %s and dataDir %s", fleet.ErrDirsNested, field, prog, data)
+			}
+			n := Node{
+				ID: s.gen.Next(), ClusterID: c.ID, ServerID: srv.ID, Component: g.component, ComponentType: TypeOf(g.component),
+				PackageID: p.ID, ManagerIP: srv.ManagerIP, DataIP: srv.DataIP, ProgramDir: prog, DataDir: data,
+				NodeDir: nodeDir, ServerPort: port, Ordinal: ord, DeployState: DeployUndeployed, RunState: RunUnknown,
+				CreatedAt: now, UpdatedAt: now,
+			}
+			nn := NewNode{Node: n}
+			for _, f := range files {
+				nf := NewFile{File: f.File, Items: make([]ConfigItem, len(f.Items))}
+				nf.File.ID, nf.File.NodeID, nf.File.CreatedAt, nf.File.UpdatedAt = s.gen.Next(), n.ID, now, now
+				for j, it := range f.Items {
+					it.ID, it.FileID, it.CreatedAt, it.UpdatedAt = s.gen.Next(), nf.File.ID, now, now
+					nf.Items[j] = it
+				}
+				nn.Files = append(nn.Files, nf)
+			}
+			out = append(out, nn)
+		}
+	}
+	if err := s.checkPlacement(ctx, c, existing, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// checkPlacement refuses nodes whose directories nest in, or whose port is
+// the port of, another node on the same server, of any cluster.
+func (s *Service) checkPlacement(ctx context.Context, c Cluster, existing []Node, planned []NewNode) error {
+	var serverIDs []ids.ID
+	for _, n := range planned {
+		if !slices.Contains(serverIDs, n.Node.ServerID) {
+			serverIDs = append(serverIDs, n.Node.ServerID)
+		}
+	}
+	others, err := s.store.NodesOnServers(ctx, serverIDs)
+	if err != nil {
+		return err
+	}
+	all := others
+	for _, n := range planned {
+		all = append(all, n.Node)
+	}
+	label := func(n Node) string {
+		name := c.Name
+		if n.ClusterID != c.ID {
+			name = "cluster " + n.ClusterID.String()
+		}
+		return fmt.Sprintf("%s node %s of %s", n.ManagerIP, n.NodeDir, name)
+	}
+	for i, a := range planned {
+		for j, b := range all {
+			if j >= len(others) && j-len(others) <= i { // each planned pair once
+				continue
+			}
+			if a.Node.ServerID != b.ServerID {
+				continue
+			}
+			for _, da := range []string{a.Node.ProgramDir, a.Node.DataDir} {
+				for _, db := range []string{b.ProgramDir, b.DataDir} {
+					if within(da, db) || within(db, da) {
+						return fmt.Errorf("%w: %s uses %s and %s uses %s", fleet.ErrDirsNested, label(a.Node), da, label(b), db)
+					}
+				}
+			}
+			if a.Node.ServerPort == b.ServerPort {
+				return invalid.Field("serverPort", "%s and %s would both serve port %d", label(a.Node), label(b), b.ServerPort)
+			}
+		}
+	}
+	return nil
+}
+
+// expandDir fills {cluster} and {nodeDir} in v and checks the result.
+func expandDir(field, v, cluster, nodeDir string) (string, error) {
+	if v == "" {
+		return "", invalid.Field(field, "is required")
+	}
+	out := strings.NewReplacer("{cluster}", cluster, "{nodeDir}", nodeDir).Replace(v)
+	if strings.ContainsAny(out, "{}") {
+		return "", invalid.Field(field, "%q: only the placeholders {cluster} and {nodeDir} may be used", v)
+	}
+	if len(out) > 1024 || !filepath.IsAbs(out) || strings.ContainsAny(out, "\x00\n\r") {
+		return "", invalid.Field(field, "%q must be an absolute path", v)
+	}
+	for _, part := range strings.Split(out, "/") {
+		if part == ".." {
+			return "", invalid.Field(field, "%q must not contain '..'", v)
+		}
+	}
+	clean := filepath.Clean(out)
+	if clean == "/" {
+		return "", invalid.Field(field, "must not be the root directory")
+	}
+	return clean, nil
+}
+
+// within reports whether path is dir or inside it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+func checkText(field, v string, max int) error {
+	if len([]rune(v)) > max {
+		return invalid.Field(field, "must be at most %d characters", max)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return invalid.Field(field, "must not contain control characters")
+		}
+	}
+	return nil
+}
+
+// Clusters returns one page of clusters, newest first, and the total.
+func (s *Service) Clusters(ctx context.Context, p paging.Page) ([]Cluster, int, error) {
+	return s.store.Clusters(ctx, p)
+}
+
+// Cluster returns the cluster with id, or ErrClusterNotFound.
+func (s *Service) Cluster(ctx context.Context, id ids.ID) (Cluster, error) {
+	return s.store.Cluster(ctx, id)
+}
+
+// Nodes returns one page of the cluster's nodes and the total, or
+// ErrClusterNotFound.
+func (s *Service) Nodes(ctx context.Context, clusterID ids.ID, p paging.Page) ([]Node, int, error) {
+	if _, err := s.store.Cluster(ctx, clusterID); err != nil {
+		return nil, 0, err
+	}
+	return s.store.Nodes(ctx, clusterID, p)
+}
+
+// AllNodes returns every node of the cluster.
+func (s *Service) AllNodes(ctx context.Context, clusterID ids.ID) ([]Node, error) {
+	return s.store.AllNodes(ctx, clusterID)
+}
+
+// Node returns the node with id, or ErrNodeNotFound.
+func (s *Service) Node(ctx context.Context, id ids.ID) (Node, error) { return s.store.Node(ctx, id) }
+
+// ConfigFiles returns the node's config files, or ErrNodeNotFound.
+func (s *Service) ConfigFiles(ctx context.Context, nodeID ids.ID) ([]ConfigFile, error) {
+	if _, err := s.store.Node(ctx, nodeID); err != nil {
+		return nil, err
+	}
+	return s.store.ConfigFiles(ctx, nodeID)
+}
+
+// ConfigFile returns the config file with id, or ErrConfigFileNotFound.
+func (s *Service) ConfigFile(ctx context.Context, id ids.ID) (ConfigFile, error) {
+	return s.store.ConfigFile(ctx, id)
+}
+
+// ConfigItems returns one page of the file's items, newest first, and the
+// total, or ErrConfigFileNotFound.
+func (s *Service) ConfigItems(ctx context.Context, fileID ids.ID, p paging.Page) ([]ConfigItem, int, error) {
+	if _, err := s.store.ConfigFile(ctx, fileID); err != nil {
+		return nil, 0, err
+	}
+	return s.store.ConfigItems(ctx, fileID, p)
+}
+
+// AllConfigItems returns every item of the file, in import order.
+func (s *Service) AllConfigItems(ctx context.Context, fileID ids.ID) ([]ConfigItem, error) {
+	return s.store.AllConfigItems(ctx, fileID)
+}
+
+// AddConfigItem adds an effective item to a file: ErrConfigFileNotFound,
+// or ErrConfigItemExists when the file has the key.
+func (s *Service) AddConfigItem(ctx context.Context, fileID ids.ID, key, value, comment string) (ConfigItem, error) {
+	key = strings.TrimSpace(key)
+	switch {
+	case key == "":
+		return ConfigItem{}, invalid.Field("configKey", "is required")
+	case len(key) > 256 || strings.ContainsAny(key, "\x00\r\n"):
+		return ConfigItem{}, invalid.Field("configKey", "must be at most 256 characters on one line")
+	case len(value) > 64<<10 || strings.ContainsRune(value, 0):
+		return ConfigItem{}, invalid.Field("configValue", "must be at most 64 KiB of text")
+	case len(comment) > 4096 || strings.ContainsRune(comment, 0):
+		return ConfigItem{}, invalid.Field("describes", "must be at most 4096 characters")
+	}
+	f, err := s.store.ConfigFile(ctx, fileID)
+	if err != nil {
+		return ConfigItem{}, err
+	}
+	if f.Format == formatRaw {
+		return ConfigItem{}, invalid.Field("configKey", "%s is a raw file: edit its %q item instead", f.Name, RawKey)
+	}
+	if err := checkTemplate(value); err != nil {
+		return ConfigItem{}, invalid.Field("configValue", "%v", err)
+	}
+	now := s.now()
+	it := ConfigItem{ID: s.gen.Next(), FileID: fileID, Key: key, Value: value, Comment: comment, Effective: true, CreatedAt: now, UpdatedAt: now}
+	if err := s.store.CreateConfigItem(ctx, &it); err != nil {
+		return ConfigItem{}, err
+	}
+	return it, nil
+}
+
+// SetItemEffective enables or disables the items: all of them, or none if
+// one does not exist (ErrConfigItemNotFound).
+func (s *Service) SetItemEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error {
+	if len(itemIDs) == 0 {
+		return invalid.Field("ids", "give at least one item id")
+	}
+	if len(itemIDs) > 10000 {
+		return invalid.Field("ids", "at most 10000 ids at once")
+	}
+	return s.store.SetConfigItemsEffective(ctx, itemIDs, effective, s.now())
+}
+
+// Delete removes the cluster and everything it holds, and returns it. The
+// Teardown, when set, first stops the nodes and cleans their hosts; without
+// one only the records go (the deploy engine will set it).
+func (s *Service) Delete(ctx context.Context, id ids.ID) (Cluster, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.store.Cluster(ctx, id)
+	if err != nil {
+		return Cluster{}, err
+	}
+	if s.teardown != nil {
+		nodes, err := s.store.AllNodes(ctx, id)
+		if err != nil {
+			return Cluster{}, err
+		}
+		if err := s.teardown.Teardown(ctx, c, nodes); err != nil {
+			return Cluster{}, err
+		}
+	}
+	if err := s.store.DeleteCluster(ctx, id); err != nil {
+		return Cluster{}, err
+	}
+	return c, nil
+}

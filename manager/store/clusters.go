@@ -1,0 +1,420 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/pkg"
+)
+
+var _ cluster.Store = (*DB)(nil)
+
+// ServerByManagerIP returns the server whose manager IP is ip, or
+// fleet.ErrServerNotFound.
+func (db *DB) ServerByManagerIP(ctx context.Context, ip string) (cluster.ServerRef, error) {
+	return getOne(ctx, db, fleet.ErrServerNotFound, "get server by manager ip", func(sc scanner) (cluster.ServerRef, error) {
+		var (
+			s  cluster.ServerRef
+			id int64
+		)
+		err := sc.Scan(&id, &s.ManagerIP, &s.DataIP)
+		s.ID = ids.ID(id)
+		return s, err
+	}, `SELECT id, manager_ip, data_ip FROM servers WHERE manager_ip = ?`, ip)
+}
+
+// clusterErrors are the domain errors the cluster writes return as they are.
+var clusterErrors = []error{
+	cluster.ErrClusterExists, cluster.ErrClusterNotFound, fleet.ErrServerNotFound, pkg.ErrPackageNotFound,
+	cluster.ErrConfigFileNotFound, cluster.ErrConfigItemExists, cluster.ErrConfigItemNotFound, cluster.ErrServerRepeated,
+}
+
+func clusterErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, e := range clusterErrors {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	return fmt.Errorf("store: %s: %w", what, err)
+}
+
+// CreateCluster inserts c with its nodes, their config files and items and
+// their ordinals, in one transaction. A taken name is
+// cluster.ErrClusterExists.
+func (db *DB) CreateCluster(ctx context.Context, c *cluster.Cluster, nodes []cluster.NewNode) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO clusters (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+			int64(c.ID), c.Name, c.Description, millis(c.CreatedAt), millis(c.UpdatedAt))
+		if isUnique(err, "clusters.name") {
+			return fmt.Errorf("%w: %s", cluster.ErrClusterExists, c.Name)
+		}
+		if err != nil {
+			return err
+		}
+		return insertNodes(ctx, tx, nodes)
+	})
+	return clusterErr("create cluster", err)
+}
+
+// AddNodes inserts nodes, their files, items and ordinals into the cluster
+// in one transaction and sets the cluster's update time.
+func (db *DB) AddNodes(ctx context.Context, clusterID ids.ID, nodes []cluster.NewNode, now time.Time) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE clusters SET updated_at = ? WHERE id = ?`, millis(now), int64(clusterID))
+		if err == nil {
+			err = mustAffect(res, cluster.ErrClusterNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return insertNodes(ctx, tx, nodes)
+	})
+	return clusterErr("add cluster nodes", err)
+}
+
+func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode) error {
+	nodeStmt, err := tx.PrepareContext(ctx, `INSERT INTO cluster_nodes (
+			id, cluster_id, server_id, package_id, component, component_type, manager_ip, data_ip,
+			program_dir, data_dir, node_dir, server_port, ordinal, deploy_state, run_state,
+			sync_node_config_status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer nodeStmt.Close()
+	fileStmt, err := tx.PrepareContext(ctx, `INSERT INTO node_config_files (id, node_id, name, path, format, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer fileStmt.Close()
+	itemStmt, err := tx.PrepareContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer itemStmt.Close()
+
+	for _, nn := range nodes {
+		n := nn.Node
+		var serverOK, packageOK bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM servers WHERE id = ?), EXISTS (SELECT 1 FROM packages WHERE id = ?)`,
+			int64(n.ServerID), int64(n.PackageID)).Scan(&serverOK, &packageOK); err != nil {
+			return err
+		}
+		switch {
+		case !serverOK:
+			return fmt.Errorf("%w: server %s (%s) was deleted meanwhile", fleet.ErrServerNotFound, n.ServerID, n.ManagerIP)
+		case !packageOK:
+			return fmt.Errorf("%w: package %s was deleted meanwhile", pkg.ErrPackageNotFound, n.PackageID)
+		}
+		_, err := nodeStmt.ExecContext(ctx, int64(n.ID), int64(n.ClusterID), int64(n.ServerID), int64(n.PackageID), n.Component,
+			n.ComponentType, n.ManagerIP, n.DataIP, n.ProgramDir, n.DataDir, n.NodeDir, n.ServerPort, n.Ordinal,
+			n.DeployState, n.RunState, n.SyncNodeConfigStatus, millis(n.CreatedAt), millis(n.UpdatedAt))
+		switch {
+		case isUnique(err, "cluster_nodes.cluster_id"):
+			return fmt.Errorf("%w: %s already has a %s node in the cluster, or its ordinal %d is taken", cluster.ErrServerRepeated, n.ManagerIP, n.Component, n.Ordinal)
+		case isForeignKey(err):
+			return fmt.Errorf("%w: cluster %s", cluster.ErrClusterNotFound, n.ClusterID)
+		case err != nil:
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO cluster_ordinals (cluster_id, component, server_id, ordinal) VALUES (?, ?, ?, ?)
+			ON CONFLICT (cluster_id, component, server_id) DO NOTHING`,
+			int64(n.ClusterID), n.Component, int64(n.ServerID), n.Ordinal); err != nil {
+			if isUnique(err, "cluster_ordinals.cluster_id") {
+				return fmt.Errorf("%w: ordinal %d of %s is taken in the cluster", cluster.ErrServerRepeated, n.Ordinal, n.Component)
+			}
+			return err
+		}
+		for _, nf := range nn.Files {
+			f := nf.File
+			if _, err := fileStmt.ExecContext(ctx, int64(f.ID), int64(n.ID), f.Name, f.Path, f.Format, millis(f.CreatedAt), millis(f.UpdatedAt)); err != nil {
+				return err
+			}
+			for _, it := range nf.Items {
+				if _, err := itemStmt.ExecContext(ctx, int64(it.ID), int64(f.ID), it.Key, it.Value, it.Comment, it.Effective,
+					millis(it.CreatedAt), millis(it.UpdatedAt)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Ordinals returns the ordinals ever given for component in the cluster,
+// by server.
+func (db *DB) Ordinals(ctx context.Context, clusterID ids.ID, component string) (map[ids.ID]int, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT server_id, ordinal FROM cluster_ordinals WHERE cluster_id = ? AND component = ?`,
+		int64(clusterID), component)
+	if err != nil {
+		return nil, fmt.Errorf("store: cluster ordinals: %w", err)
+	}
+	defer rows.Close()
+	out := map[ids.ID]int{}
+	for rows.Next() {
+		var sid int64
+		var o int
+		if err := rows.Scan(&sid, &o); err != nil {
+			return nil, fmt.Errorf("store: cluster ordinals: %w", err)
+		}
+		out[ids.ID(sid)] = o
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: cluster ordinals: %w", err)
+	}
+	return out, nil
+}
+
+const clusterCols = `c.id, c.name, c.description, c.created_at, c.updated_at,
+	(SELECT COUNT(*) FROM cluster_nodes n WHERE n.cluster_id = c.id),
+	COALESCE((SELECT group_concat(component, ',') FROM (SELECT DISTINCT component FROM cluster_nodes n WHERE n.cluster_id = c.id ORDER BY component)), '')`
+
+func scanCluster(sc scanner) (cluster.Cluster, error) {
+	var (
+		c                cluster.Cluster
+		id               int64
+		created, updated sql.NullInt64
+		components       string
+	)
+	if err := sc.Scan(&id, &c.Name, &c.Description, &created, &updated, &c.NodeCount, &components); err != nil {
+		return cluster.Cluster{}, err
+	}
+	c.ID = ids.ID(id)
+	c.CreatedAt, c.UpdatedAt = fromMillis(created), fromMillis(updated)
+	c.Components = []string{}
+	if components != "" {
+		c.Components = strings.Split(components, ",")
+		slices.Sort(c.Components)
+	}
+	return c, nil
+}
+
+// Cluster returns the cluster with id, or cluster.ErrClusterNotFound.
+func (db *DB) Cluster(ctx context.Context, id ids.ID) (cluster.Cluster, error) {
+	return getOne(ctx, db, cluster.ErrClusterNotFound, "get cluster", scanCluster,
+		`SELECT `+clusterCols+` FROM clusters c WHERE c.id = ?`, int64(id))
+}
+
+// ClusterByName returns the cluster named name, or cluster.ErrClusterNotFound.
+func (db *DB) ClusterByName(ctx context.Context, name string) (cluster.Cluster, error) {
+	return getOne(ctx, db, cluster.ErrClusterNotFound, "get cluster by name", scanCluster,
+		`SELECT `+clusterCols+` FROM clusters c WHERE c.name = ?`, name)
+}
+
+// Clusters returns one page of clusters, newest first, and the total.
+func (db *DB) Clusters(ctx context.Context, p paging.Page) ([]cluster.Cluster, int, error) {
+	return listPage(ctx, db, "list clusters", `SELECT COUNT(*) FROM clusters`,
+		`SELECT `+clusterCols+` FROM clusters c ORDER BY c.id DESC`, nil, p, scanCluster)
+}
+
+// ClusterCounts returns how many clusters, nodes and config items exist.
+func (db *DB) ClusterCounts(ctx context.Context) (clusters, nodes, items int, err error) {
+	err = db.r.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM clusters), (SELECT COUNT(*) FROM cluster_nodes),
+		(SELECT COUNT(*) FROM node_config_items)`).Scan(&clusters, &nodes, &items)
+	if err != nil {
+		err = fmt.Errorf("store: count clusters: %w", err)
+	}
+	return
+}
+
+const nodeCols = `id, cluster_id, server_id, package_id, component, component_type, manager_ip, data_ip,
+	program_dir, data_dir, node_dir, server_port, ordinal, deploy_state, run_state, sync_node_config_status,
+	created_at, updated_at`
+
+const nodeOrder = ` ORDER BY CASE component_type WHEN 0 THEN 9 ELSE component_type END, component, ordinal, id`
+
+func scanNode(sc scanner) (cluster.Node, error) {
+	var (
+		n                 cluster.Node
+		id, cid, sid, pid int64
+		created, updated  sql.NullInt64
+	)
+	err := sc.Scan(&id, &cid, &sid, &pid, &n.Component, &n.ComponentType, &n.ManagerIP, &n.DataIP,
+		&n.ProgramDir, &n.DataDir, &n.NodeDir, &n.ServerPort, &n.Ordinal, &n.DeployState, &n.RunState,
+		&n.SyncNodeConfigStatus, &created, &updated)
+	if err != nil {
+		return cluster.Node{}, err
+	}
+	n.ID, n.ClusterID, n.ServerID, n.PackageID = ids.ID(id), ids.ID(cid), ids.ID(sid), ids.ID(pid)
+	n.CreatedAt, n.UpdatedAt = fromMillis(created), fromMillis(updated)
+	return n, nil
+}
+
+// Nodes returns one page of the cluster's nodes and the total.
+func (db *DB) Nodes(ctx context.Context, clusterID ids.ID, p paging.Page) ([]cluster.Node, int, error) {
+	return listPage(ctx, db, "list cluster nodes", `SELECT COUNT(*) FROM cluster_nodes WHERE cluster_id = ?`,
+		`SELECT `+nodeCols+` FROM cluster_nodes WHERE cluster_id = ?`+nodeOrder, []any{int64(clusterID)}, p, scanNode)
+}
+
+// AllNodes returns every node of the cluster.
+func (db *DB) AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error) {
+	return queryAll(ctx, db, "list cluster nodes", scanNode,
+		`SELECT `+nodeCols+` FROM cluster_nodes WHERE cluster_id = ?`+nodeOrder, int64(clusterID))
+}
+
+// NodesOnServers returns every node, of any cluster, on those servers.
+func (db *DB) NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster.Node, error) {
+	if len(serverIDs) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(serverIDs))
+	for i, id := range serverIDs {
+		args[i] = int64(id)
+	}
+	return queryAll(ctx, db, "list nodes on servers", scanNode,
+		`SELECT `+nodeCols+` FROM cluster_nodes WHERE server_id IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY id`, args...)
+}
+
+// Node returns the node with id, or cluster.ErrNodeNotFound.
+func (db *DB) Node(ctx context.Context, id ids.ID) (cluster.Node, error) {
+	return getOne(ctx, db, cluster.ErrNodeNotFound, "get cluster node", scanNode,
+		`SELECT `+nodeCols+` FROM cluster_nodes WHERE id = ?`, int64(id))
+}
+
+const fileCols = `id, node_id, name, path, format, created_at, updated_at`
+
+func scanFile(sc scanner) (cluster.ConfigFile, error) {
+	var (
+		f                cluster.ConfigFile
+		id, nid          int64
+		created, updated sql.NullInt64
+	)
+	if err := sc.Scan(&id, &nid, &f.Name, &f.Path, &f.Format, &created, &updated); err != nil {
+		return cluster.ConfigFile{}, err
+	}
+	f.ID, f.NodeID = ids.ID(id), ids.ID(nid)
+	f.CreatedAt, f.UpdatedAt = fromMillis(created), fromMillis(updated)
+	return f, nil
+}
+
+// ConfigFiles returns the node's config files, in manifest order.
+func (db *DB) ConfigFiles(ctx context.Context, nodeID ids.ID) ([]cluster.ConfigFile, error) {
+	return queryAll(ctx, db, "list config files", scanFile,
+		`SELECT `+fileCols+` FROM node_config_files WHERE node_id = ? ORDER BY id`, int64(nodeID))
+}
+
+// ConfigFile returns the config file with id, or cluster.ErrConfigFileNotFound.
+func (db *DB) ConfigFile(ctx context.Context, id ids.ID) (cluster.ConfigFile, error) {
+	return getOne(ctx, db, cluster.ErrConfigFileNotFound, "get config file", scanFile,
+		`SELECT `+fileCols+` FROM node_config_files WHERE id = ?`, int64(id))
+}
+
+const itemCols = `id, file_id, key, value, comment, effective, created_at, updated_at`
+
+func scanItem(sc scanner) (cluster.ConfigItem, error) {
+	var (
+		it               cluster.ConfigItem
+		id, fid          int64
+		created, updated sql.NullInt64
+	)
+	if err := sc.Scan(&id, &fid, &it.Key, &it.Value, &it.Comment, &it.Effective, &created, &updated); err != nil {
+		return cluster.ConfigItem{}, err
+	}
+	it.ID, it.FileID = ids.ID(id), ids.ID(fid)
+	it.CreatedAt, it.UpdatedAt = fromMillis(created), fromMillis(updated)
+	return it, nil
+}
+
+// ConfigItems returns one page of the file's items, newest first (as the
+// seed lists them), and the total.
+func (db *DB) ConfigItems(ctx context.Context, fileID ids.ID, p paging.Page) ([]cluster.ConfigItem, int, error) {
+	return listPage(ctx, db, "list config items", `SELECT COUNT(*) FROM node_config_items WHERE file_id = ?`,
+		`SELECT `+itemCols+` FROM node_config_items WHERE file_id = ? ORDER BY id DESC`, []any{int64(fileID)}, p, scanItem)
+}
+
+// AllConfigItems returns every item of the file, in import order.
+func (db *DB) AllConfigItems(ctx context.Context, fileID ids.ID) ([]cluster.ConfigItem, error) {
+	return queryAll(ctx, db, "list config items", scanItem,
+		`SELECT `+itemCols+` FROM node_config_items WHERE file_id = ? ORDER BY id`, int64(fileID))
+}
+
+// CreateConfigItem inserts it: cluster.ErrConfigFileNotFound, or
+// cluster.ErrConfigItemExists when the file has the key.
+func (db *DB) CreateConfigItem(ctx context.Context, it *cluster.ConfigItem) error {
+	_, err := db.w.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.FileID), it.Key, it.Value, it.Comment, it.Effective,
+		millis(it.CreatedAt), millis(it.UpdatedAt))
+	switch {
+	case isUnique(err, "node_config_items.file_id"):
+		return fmt.Errorf("%w: %s", cluster.ErrConfigItemExists, it.Key)
+	case isForeignKey(err): // file_id is the table's only foreign key
+		return fmt.Errorf("%w: %s", cluster.ErrConfigFileNotFound, it.FileID)
+	case err != nil:
+		return fmt.Errorf("store: create config item: %w", err)
+	}
+	return nil
+}
+
+// SetConfigItemsEffective sets effective on all the items, or on none if
+// one of them does not exist.
+func (db *DB) SetConfigItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE node_config_items SET effective = ?, updated_at = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, id := range itemIDs {
+			res, err := stmt.ExecContext(ctx, effective, millis(now), int64(id))
+			if err == nil {
+				err = mustAffect(res, cluster.ErrConfigItemNotFound)
+			}
+			if errors.Is(err, cluster.ErrConfigItemNotFound) {
+				return fmt.Errorf("%w: %s", err, id)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return clusterErr("set config items effective", err)
+}
+
+// DeleteCluster removes the cluster; its nodes, their files and items, and
+// its ordinals go with it (ON DELETE CASCADE).
+func (db *DB) DeleteCluster(ctx context.Context, id ids.ID) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM clusters WHERE id = ?`, int64(id))
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, cluster.ErrClusterNotFound)
+	})
+	return clusterErr("delete cluster", err)
+}
+
+// queryAll reads every row query selects.
+func queryAll[T any](ctx context.Context, db *DB, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
+}
