@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/admq/admq-manager/manager"
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 // target is where a bootstrap installs on a host.
@@ -52,7 +53,7 @@ func cleanupAgent(t *testing.T, tg target) {
 
 // expectError checks an API failure's code and that its message or data
 // says want.
-func expectError(t *testing.T, env envelope, status, wantStatus, wantCode int, want string) {
+func expectError(t *testing.T, env testenv.Envelope, status, wantStatus, wantCode int, want string) {
 	t.Helper()
 	if env.Code != wantCode || status != wantStatus {
 		t.Fatalf("got HTTP %d code %d (%s) %q data %s; want HTTP %d code %d", status, env.Code, env.Msg, env.Message, env.Data, wantStatus, wantCode)
@@ -65,12 +66,12 @@ func expectError(t *testing.T, env envelope, status, wantStatus, wantCode int, w
 
 // expectNothingLeft checks that a failed bootstrap left no server row, no
 // usable token, no files and no service on the host.
-func expectNothingLeft(t *testing.T, c *apiClient, tg target) {
+func expectNothingLeft(t *testing.T, c *testenv.Client, tg target) {
 	t.Helper()
-	if s, ok := c.serverByIP(t, tg.h.IP); ok {
+	if s, ok := c.ServerByIP(t, tg.h.IP); ok {
 		t.Errorf("server row left behind: %+v", s)
 	}
-	for _, tok := range c.tokens(t) {
+	for _, tok := range c.Tokens(t) {
 		if strings.HasPrefix(tok.Description, "SSH bootstrap") && tok.Status == "active" {
 			t.Errorf("bootstrap token left usable: %+v", tok)
 		}
@@ -111,7 +112,7 @@ func TestSSHBootstrap(t *testing.T) {
 	needHosts(t)
 	t.Parallel()
 	tm := startManager(t)
-	c := tm.client(t)
+	c := tm.Client(t, bootstrapWait)
 	h := newHost(t)
 	startSSHD(t, h)
 	const password = "Boot-Str4p-pw!"
@@ -120,8 +121,8 @@ func TestSSHBootstrap(t *testing.T) {
 	cleanupAgent(t, tg)
 
 	start := time.Now()
-	var srv server
-	c.ok(t, http.MethodPost, "/server", tg.request(user, password), &srv)
+	var srv testenv.Server
+	c.OK(t, http.MethodPost, "/server", tg.request(user, password), &srv)
 	took := time.Since(start)
 	t.Logf("bootstrap of one server over SSH (connect, detect, upload %s, install, enroll, online) took %v", agentSize(t), took.Round(time.Millisecond))
 
@@ -144,15 +145,15 @@ func TestSSHBootstrap(t *testing.T) {
 	}
 
 	// The secret is nowhere: not in the data dir, the audit log or the log.
-	if fi, err := os.Stat(filepath.Join(tm.cfg.DataDir, "secret.key")); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(tm.Config().DataDir, "secret.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("secret.key: %v %v", fi, err)
 	}
-	noSecretIn(t, password, tm.cfg.DataDir, c.auditDetails(t), tm.log.String())
+	noSecretIn(t, password, tm.Config().DataDir, c.AuditDetails(t), tm.Log())
 
 	// The same address again is refused before any SSH.
-	env, status := c.do(t, http.MethodPost, "/server", tg.request(user, password))
+	env, status := c.Do(t, http.MethodPost, "/server", tg.request(user, password))
 	expectError(t, env, status, http.StatusConflict, 1251, "")
-	if s := c.server(t, srv.ID); s.AgentStatus != "online" {
+	if s := c.MustServer(t, srv.ID); s.AgentStatus != "online" {
 		t.Fatalf("server after the refused duplicate: %+v", s)
 	}
 
@@ -164,16 +165,16 @@ func TestSSHBootstrap(t *testing.T) {
 	var ping struct {
 		RttMs float64 `json:"rttMs"`
 	}
-	c.ok(t, http.MethodGet, "/server/ping?id="+srv.ID, nil, &ping)
+	c.OK(t, http.MethodGet, "/server/ping?id="+srv.ID, nil, &ping)
 	t.Logf("ping through the tunnel with port 22 closed: %.2f ms", ping.RttMs)
 
 	// A restarted manager gets its agent back: the agent dials out.
-	tm.restart()
-	c = tm.client(t)
-	eventually(t, 90*time.Second, "agent to reconnect after the manager restarted", func() bool {
-		return c.server(t, srv.ID).AgentStatus == "online"
+	tm.Restart()
+	c = tm.Client(t, bootstrapWait)
+	testenv.Eventually(t, 90*time.Second, "agent to reconnect after the manager restarted", func() bool {
+		return c.MustServer(t, srv.ID).AgentStatus == "online"
 	})
-	c.ok(t, http.MethodGet, "/server/ping?id="+srv.ID, nil, &ping)
+	c.OK(t, http.MethodGet, "/server/ping?id="+srv.ID, nil, &ping)
 }
 
 // TestSSHBootstrapKeyAndSudoPassword logs in with an encrypted private
@@ -183,7 +184,7 @@ func TestSSHBootstrapKeyAndSudoPassword(t *testing.T) {
 	needHosts(t)
 	t.Parallel()
 	tm := startManager(t)
-	c := tm.client(t)
+	c := tm.Client(t, bootstrapWait)
 	h := newHost(t)
 	sd := startSSHD(t, h)
 	const password, passphrase = "sudo-Pass-42", "key-Phrase-42"
@@ -205,8 +206,8 @@ func TestSSHBootstrapKeyAndSudoPassword(t *testing.T) {
 	req := tg.request(user, password)
 	req["privateKey"], req["passphrase"], req["keepPassword"] = keyPEM, passphrase, true
 	start := time.Now()
-	var srv server
-	c.ok(t, http.MethodPost, "/server", req, &srv)
+	var srv testenv.Server
+	c.OK(t, http.MethodPost, "/server", req, &srv)
 	t.Logf("bootstrap with key login and sudo -S took %v", time.Since(start).Round(time.Millisecond))
 	if srv.AgentStatus != "online" {
 		t.Fatalf("server %+v", srv)
@@ -214,12 +215,12 @@ func TestSSHBootstrapKeyAndSudoPassword(t *testing.T) {
 	if srv.Password != "******" || srv.PrivateKey != "******" {
 		t.Fatalf("kept credentials shown as %q / %q, want masks", srv.Password, srv.PrivateKey)
 	}
-	if l := c.servers(t); len(l) != 1 || l[0].Password != "******" {
+	if _, l := c.Servers(t, ""); len(l) != 1 || l[0].Password != "******" {
 		t.Fatalf("list: %+v", l)
 	}
 	// Kept means sealed: no plain text anywhere.
 	for _, secret := range []string{password, passphrase, strings.Split(keyPEM, "\n")[1]} {
-		noSecretIn(t, secret, tm.cfg.DataDir, c.auditDetails(t), tm.log.String())
+		noSecretIn(t, secret, tm.Config().DataDir, c.AuditDetails(t), tm.Log())
 	}
 }
 
@@ -229,7 +230,7 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 	needHosts(t)
 	t.Parallel()
 	tm := startManager(t)
-	c := tm.client(t)
+	c := tm.Client(t, bootstrapWait)
 	h := newHost(t)
 	sd := startSSHD(t, h)
 	const password = "Bad-Input-pw1"
@@ -238,10 +239,10 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 	tg := newTarget(t, h)
 	cleanupAgent(t, tg)
 
-	post := func(t *testing.T, body map[string]any) (envelope, int) {
+	post := func(t *testing.T, body map[string]any) (testenv.Envelope, int) {
 		t.Helper()
 		start := time.Now()
-		env, status := c.do(t, http.MethodPost, "/server", body)
+		env, status := c.Do(t, http.MethodPost, "/server", body)
 		t.Logf("answered in %v", time.Since(start).Round(time.Millisecond))
 		return env, status
 	}
@@ -270,7 +271,7 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 	t.Run("unreachable host", func(t *testing.T) {
 		env, status := post(t, with(good, "managerIp", h.FreeIP, "dataIp", h.FreeIP))
 		expectError(t, env, status, http.StatusBadGateway, 1253, h.FreeIP)
-		if _, ok := c.serverByIP(t, h.FreeIP); ok {
+		if _, ok := c.ServerByIP(t, h.FreeIP); ok {
 			t.Fatal("server row left behind")
 		}
 	})
@@ -290,14 +291,14 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 		expectNothingLeft(t, c, tg)
 	})
 	t.Run("existing managerIp", func(t *testing.T) {
-		var other server
-		c.ok(t, http.MethodPost, "/server", map[string]any{"managerIp": h.FreeIP}, &other) // waits for a hand-installed agent
+		var other testenv.Server
+		c.OK(t, http.MethodPost, "/server", map[string]any{"managerIp": h.FreeIP}, &other) // waits for a hand-installed agent
 		env, status := post(t, with(good, "managerIp", h.FreeIP))
 		expectError(t, env, status, http.StatusConflict, 1251, "")
-		if s := c.server(t, other.ID); s.AgentStatus != "pending" {
+		if s := c.MustServer(t, other.ID); s.AgentStatus != "pending" {
 			t.Fatalf("existing server changed: %+v", s)
 		}
-		c.ok(t, http.MethodDelete, "/server", map[string]string{"id": other.ID}, nil)
+		c.OK(t, http.MethodDelete, "/server", map[string]string{"id": other.ID}, nil)
 	})
 	t.Run("account without sudo", func(t *testing.T) {
 		env, status := post(t, with(good, "account", plain))
@@ -335,7 +336,7 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 		if _, err := os.Stat(def); err != nil {
 			t.Fatalf("the existing service definition was touched: %v", err)
 		}
-		if s, ok := c.serverByIP(t, h.IP); ok {
+		if s, ok := c.ServerByIP(t, h.IP); ok {
 			t.Fatalf("server row left behind: %+v", s)
 		}
 		if _, err := os.Stat(filepath.Join(tg.programDir, "admq-agent")); err == nil {
@@ -344,8 +345,8 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 	})
 	t.Run("no agent for the platform", func(t *testing.T) {
 		empty := startManager(t, func(cfg *manager.Config) { cfg.AgentDir = t.TempDir() })
-		ec := empty.client(t)
-		env, status := ec.do(t, http.MethodPost, "/server", good)
+		ec := empty.Client(t, bootstrapWait)
+		env, status := ec.Do(t, http.MethodPost, "/server", good)
 		expectError(t, env, status, http.StatusInternalServerError, 1255, "admq-agent-linux-amd64")
 		expectNothingLeft(t, ec, tg)
 	})
@@ -356,8 +357,8 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 			cfg.AdvertiseTunnelAddr = h.PeerIP + ":1"
 			cfg.AgentOnlineTimeout = 5 * time.Second
 		})
-		lc := lost.client(t)
-		env, status := lc.do(t, http.MethodPost, "/server", good)
+		lc := lost.Client(t, bootstrapWait)
+		env, status := lc.Do(t, http.MethodPost, "/server", good)
 		expectError(t, env, status, http.StatusBadGateway, 1253, "did not come online")
 		var data map[string]any
 		json.Unmarshal(env.Data, &data)
@@ -376,7 +377,7 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 			Known     string `json:"knownFingerprint"`
 			Presented string `json:"presentedFingerprint"`
 		}
-		mustDecode(t, env.Data, &data)
+		testenv.Decode(t, env.Data, &data)
 		if data.Known == "" || data.Presented == "" || data.Known == data.Presented {
 			t.Fatalf("fingerprints in the error: %+v", data)
 		}
@@ -384,13 +385,13 @@ func TestSSHBootstrapBadInput(t *testing.T) {
 
 		// The operator forgets the old key; the next attempt gets past the
 		// host key (and fails only on the password it was given).
-		c.ok(t, http.MethodDelete, "/server/hostkey", map[string]any{"managerIp": h.IP, "sshPort": 22}, nil)
-		env, status = c.do(t, http.MethodDelete, "/server/hostkey", map[string]any{"managerIp": h.IP, "sshPort": 22})
+		c.OK(t, http.MethodDelete, "/server/hostkey", map[string]any{"managerIp": h.IP, "sshPort": 22}, nil)
+		env, status = c.Do(t, http.MethodDelete, "/server/hostkey", map[string]any{"managerIp": h.IP, "sshPort": 22})
 		expectError(t, env, status, http.StatusNotFound, 1256, "")
 		env, status = post(t, with(good, "password", "still-wrong"))
 		expectError(t, env, status, http.StatusBadGateway, 1253, "authentication failed")
 	})
-	noSecretIn(t, password, tm.cfg.DataDir, c.auditDetails(t), tm.log.String())
+	noSecretIn(t, password, tm.Config().DataDir, c.AuditDetails(t), tm.Log())
 }
 
 func agentSize(t *testing.T) string {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 const sshdPath = "/usr/sbin/sshd"
@@ -152,7 +154,7 @@ type sshd struct {
 	dir  string
 	port int
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testenv.SyncBuffer
 	done chan struct{}
 }
 
@@ -209,7 +211,7 @@ func (s *sshd) newHostKeys(t testing.TB) {
 func (s *sshd) start(t testing.TB) {
 	t.Helper()
 	if s.log == nil {
-		s.log = &syncBuffer{}
+		s.log = &testenv.SyncBuffer{}
 	}
 	s.cmd = exec.Command("nsenter", s.h.enter(sshdPath, "-D", "-e", "-f", filepath.Join(s.dir, "sshd_config"))...)
 	pr, pw, err := os.Pipe()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/manager"
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 // Envelope code of a server id that does not exist (manager/api/errors.go).
@@ -23,9 +24,9 @@ const codeServerNotExist = 1262
 
 func TestAgentsEnrollAndComeOnline(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	tok := c.createToken(t, 3, 0)
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	tok := c.CreateToken(t, 3, 0)
 
 	ips := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 	agents := make([]*agentProc, len(ips))
@@ -38,10 +39,10 @@ func TestAgentsEnrollAndComeOnline(t *testing.T) {
 		idByIP[ips[i]] = a.agentID(t)
 	}
 
-	var list []server
-	took := eventually(t, 30*time.Second, "3 servers online with their facts", func() bool {
+	var list []testenv.Server
+	took := testenv.Eventually(t, 30*time.Second, "3 servers online with their facts", func() bool {
 		var total int
-		total, list = c.servers(t, "")
+		total, list = c.Servers(t, "")
 		if total != 3 || len(list) != 3 {
 			return false
 		}
@@ -63,22 +64,22 @@ func TestAgentsEnrollAndComeOnline(t *testing.T) {
 			t.Errorf("server %s: lastSeen %q, agentVersion %q: want both set", s.ID, s.LastSeen, s.AgentVersion)
 		}
 	}
-	eventually(t, 30*time.Second, "GET /server?agentStatus=online to list all 3", func() bool {
-		total, list := c.servers(t, "?agentStatus=online")
+	testenv.Eventually(t, 30*time.Second, "GET /server?agentStatus=online to list all 3", func() bool {
+		total, list := c.Servers(t, "?agentStatus=online")
 		return total == 3 && len(list) == 3
 	})
 
-	if got := c.tokenByID(t, tok.ID); got.Uses != 3 || got.Status != "used" {
+	if got := c.TokenByID(t, tok.ID); got.Uses != 3 || got.Status != "used" {
 		t.Errorf("token after 3 enrollments: uses=%d status=%q, want uses=3 status=\"used\"", got.Uses, got.Status)
 	}
 
 	// A fourth agent finds the token used up.
 	fourth := startAgent(t, tm, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.14"})
 	expectRefused(t, fourth, "join token refused")
-	if total, _ := c.servers(t, ""); total != 3 {
+	if total, _ := c.Servers(t, ""); total != 3 {
 		t.Errorf("after the refused fourth agent the server list has %d servers, want 3", total)
 	}
-	if got := c.tokenByID(t, tok.ID); got.Uses != 3 {
+	if got := c.TokenByID(t, tok.ID); got.Uses != 3 {
 		t.Errorf("token uses after a refused enrollment = %d, want 3", got.Uses)
 	}
 
@@ -88,7 +89,7 @@ func TestAgentsEnrollAndComeOnline(t *testing.T) {
 			RttMs        float64 `json:"rttMs"`
 			AgentVersion string  `json:"agentVersion"`
 		}
-		c.ok(t, http.MethodGet, "/server/ping?id="+id, nil, &ping)
+		c.OK(t, http.MethodGet, "/server/ping?id="+id, nil, &ping)
 		if ping.ID != id || ping.RttMs <= 0 || ping.AgentVersion == "" {
 			t.Errorf("ping of %s (%s) = %+v: want its id, rttMs > 0 and the agent version", id, ip, ping)
 		}
@@ -100,10 +101,10 @@ func TestAgentOpensNoListeningSocket(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc: Linux only")
 	}
-	tm := startManager(t)
-	c := tm.client(t)
-	a, _ := enrollOnline(t, tm, c, agentOpts{Token: c.createToken(t, 1, 0).Token})
-	_, portStr, _ := net.SplitHostPort(tm.tunnelAddr)
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	a, _ := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	_, portStr, _ := net.SplitHostPort(tm.TunnelAddr())
 	tunnelPort, _ := strconv.Atoi(portStr)
 
 	// The enrollment connection may take a moment to be closed; the state we
@@ -137,9 +138,9 @@ func TestAgentOpensNoListeningSocket(t *testing.T) {
 
 func TestWrongCAPinRefused(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	tok := c.createToken(t, 1, 0)
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	tok := c.CreateToken(t, 1, 0)
 
 	sum := sha256.Sum256([]byte("some other manager's CA"))
 	otherPin := "sha256:" + hex.EncodeToString(sum[:])
@@ -150,10 +151,10 @@ func TestWrongCAPinRefused(t *testing.T) {
 	a := startAgent(t, tm, agentOpts{Token: secret + "::" + otherPin})
 	expectRefused(t, a, "pin mismatch")
 
-	if total, _ := c.servers(t, ""); total != 0 {
+	if total, _ := c.Servers(t, ""); total != 0 {
 		t.Errorf("server list has %d servers after a pin mismatch, want 0", total)
 	}
-	if got := c.tokenByID(t, tok.ID); got.Uses != 0 || got.Status != "active" {
+	if got := c.TokenByID(t, tok.ID); got.Uses != 0 || got.Status != "active" {
 		t.Errorf("token after a pin mismatch: uses=%d status=%q, want 0 and active", got.Uses, got.Status)
 	}
 	if _, err := os.Stat(filepath.Join(a.stateDir, "agent.id")); err == nil {
@@ -167,19 +168,19 @@ func TestBadTokensRefused(t *testing.T) {
 	// agent is given and the id of a token whose uses must not change.
 	cases := []struct {
 		name  string
-		setup func(t *testing.T, tm *testManager, c *apiClient) (join, tokenID string)
+		setup func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (join, tokenID string)
 		want  string
 	}{
-		{"unknown token id", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 1, 0)
+		{"unknown token id", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 1, 0)
 			other := "zzzzzz"
 			if tok.ID == other {
 				other = "yyyyyy"
 			}
 			return other + strings.TrimPrefix(tok.Token, tok.ID), tok.ID
 		}, "join token refused"},
-		{"wrong secret", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 1, 0)
+		{"wrong secret", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 1, 0)
 			_, rest, _ := strings.Cut(tok.Token, ".")
 			secret, pin, _ := strings.Cut(rest, "::")
 			wrong := strings.Repeat("a", len(secret))
@@ -188,62 +189,62 @@ func TestBadTokensRefused(t *testing.T) {
 			}
 			return tok.ID + "." + wrong + "::" + pin, tok.ID
 		}, "join token refused"},
-		{"expired token", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 1, 1)
-			took := eventually(t, 30*time.Second, "the token to be listed as expired", func() bool {
-				return c.tokenByID(t, tok.ID).Status == "expired"
+		{"expired token", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 1, 1)
+			took := testenv.Eventually(t, 30*time.Second, "the token to be listed as expired", func() bool {
+				return c.TokenByID(t, tok.ID).Status == "expired"
 			})
 			t.Logf("token listed as expired after %v", took)
 			return tok.Token, tok.ID
 		}, "join token refused"},
-		{"revoked token", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 0, 0)
-			c.ok(t, http.MethodDelete, "/agent/token", map[string]string{"id": tok.ID}, nil)
-			if got := c.tokenByID(t, tok.ID); got.Status != "revoked" {
+		{"revoked token", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 0, 0)
+			c.OK(t, http.MethodDelete, "/agent/token", map[string]string{"id": tok.ID}, nil)
+			if got := c.TokenByID(t, tok.ID); got.Status != "revoked" {
 				t.Fatalf("token status after DELETE /agent/token = %q, want revoked", got.Status)
 			}
 			return tok.Token, tok.ID
 		}, "join token refused"},
-		{"reused single-use token", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 1, 0)
+		{"reused single-use token", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 1, 0)
 			enrollOnline(t, tm, c, agentOpts{Token: tok.Token})
 			return tok.Token, tok.ID
 		}, "join token refused"},
-		{"malformed: garbage", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
+		{"malformed: garbage", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
 			return "garbage", ""
 		}, "has no join token with a CA pin"},
-		{"malformed: garbage with the right pin", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			return "garbage::" + tm.pin, ""
+		{"malformed: garbage with the right pin", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			return "garbage::" + tm.CAPin(), ""
 		}, "join token refused"},
-		{"malformed: bad pin", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
-			tok := c.createToken(t, 1, 0)
+		{"malformed: bad pin", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
+			tok := c.CreateToken(t, 1, 0)
 			secret, _, _ := strings.Cut(tok.Token, "::")
 			return secret + "::sha256:not-hex", tok.ID
 		}, "ca pin"},
-		{"no token and not enrolled", func(t *testing.T, tm *testManager, c *apiClient) (string, string) {
+		{"no token and not enrolled", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
 			return "", ""
 		}, "not enrolled"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tm := startManager(t)
-			c := tm.client(t)
+			tm := testenv.StartManager(t)
+			c := tm.Client(t)
 			join, tokenID := tc.setup(t, tm, c)
-			before, _ := c.servers(t, "")
+			before, _ := c.Servers(t, "")
 			uses := -1
 			if tokenID != "" {
-				uses = c.tokenByID(t, tokenID).Uses
+				uses = c.TokenByID(t, tokenID).Uses
 			}
 
 			a := startAgent(t, tm, agentOpts{Token: join})
 			expectRefused(t, a, tc.want)
 
-			if after, _ := c.servers(t, ""); after != before {
+			if after, _ := c.Servers(t, ""); after != before {
 				t.Errorf("server total went from %d to %d after a refused agent", before, after)
 			}
 			if tokenID != "" {
-				if got := c.tokenByID(t, tokenID).Uses; got != uses {
+				if got := c.TokenByID(t, tokenID).Uses; got != uses {
 					t.Errorf("token uses went from %d to %d after a refused agent", uses, got)
 				}
 			}
@@ -256,22 +257,22 @@ func TestBadTokensRefused(t *testing.T) {
 
 func TestDeletedServerIsRefused(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.createToken(t, 1, 0).Token})
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
 
-	c.ok(t, http.MethodDelete, "/server", map[string]string{"id": id}, nil)
+	c.OK(t, http.MethodDelete, "/server", map[string]string{"id": id}, nil)
 
 	gone := func() bool {
-		total, _ := c.servers(t, "")
-		_, found := c.server(t, id)
+		total, _ := c.Servers(t, "")
+		_, found := c.Server(t, id)
 		var h struct {
 			AgentsConnected int `json:"agentsConnected"`
 		}
-		c.ok(t, http.MethodGet, "/health", nil, &h)
+		c.OK(t, http.MethodGet, "/health", nil, &h)
 		return total == 0 && !found && h.AgentsConnected == 0
 	}
-	eventually(t, 30*time.Second, "the deleted server to leave the list and its session to close", gone)
+	testenv.Eventually(t, 30*time.Second, "the deleted server to leave the list and its session to close", gone)
 	took := a.waitLog(t, "refused this agent", 30*time.Second)
 	t.Logf("agent logged that it was refused %v after the server left the list", took)
 
@@ -280,7 +281,7 @@ func TestDeletedServerIsRefused(t *testing.T) {
 	if !gone() {
 		t.Errorf("the deleted server came back or its agent is connected again")
 	}
-	env, status := c.do(t, http.MethodGet, "/server/ping?id="+id, nil)
+	env, status := c.Do(t, http.MethodGet, "/server/ping?id="+id, nil)
 	if env.Code != codeServerNotExist || status != http.StatusNotFound {
 		t.Errorf("ping of the deleted server: HTTP %d code %d, want 404 and %d", status, env.Code, codeServerNotExist)
 	}
@@ -294,31 +295,31 @@ func TestDeletedServerIsRefused(t *testing.T) {
 
 func TestOfflineAndBackOnline(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.createToken(t, 1, 0).Token})
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
 
 	a.signal(t, syscall.SIGKILL)
 	a.kill() // reap
-	took := c.waitStatus(t, id, "offline", 60*time.Second)
+	took := c.WaitStatus(t, id, "offline", 60*time.Second)
 	t.Logf("server offline %v after kill -9 of its agent", took)
-	eventually(t, 30*time.Second, "GET /server?agentStatus=offline to list it", func() bool {
-		_, list := c.servers(t, "?agentStatus=offline")
+	testenv.Eventually(t, 30*time.Second, "GET /server?agentStatus=offline to list it", func() bool {
+		_, list := c.Servers(t, "?agentStatus=offline")
 		return len(list) == 1 && list[0].ID == id
 	})
 	// lastSeen is written with the next presence flush.
-	eventually(t, 30*time.Second, "the offline server to show a lastSeen time", func() bool {
-		s, _ := c.server(t, id)
+	testenv.Eventually(t, 30*time.Second, "the offline server to show a lastSeen time", func() bool {
+		s, _ := c.Server(t, id)
 		return s.LastSeen != ""
 	})
 
 	b := startAgent(t, tm, agentOpts{StateDir: a.stateDir})
-	took = c.waitStatus(t, id, "online", 60*time.Second)
+	took = c.WaitStatus(t, id, "online", 60*time.Second)
 	t.Logf("server online again %v after restarting its agent without a token", took)
 	if got := b.agentID(t); got != id {
 		t.Errorf("restarted agent has id %s, want %s", got, id)
 	}
-	if total, _ := c.servers(t, ""); total != 1 {
+	if total, _ := c.Servers(t, ""); total != 1 {
 		t.Errorf("server total = %d after the agent came back, want 1", total)
 	}
 }
@@ -326,21 +327,21 @@ func TestOfflineAndBackOnline(t *testing.T) {
 func TestSilentLossDetected(t *testing.T) {
 	integrationTest(t)
 	const keepAlive, writeTimeout = time.Second, 3 * time.Second
-	tm := startManager(t, func(cfg *manager.Config) {
+	tm := testenv.StartManager(t, func(cfg *manager.Config) {
 		cfg.Tunnel.KeepAliveInterval = keepAlive
 		cfg.Tunnel.WriteTimeout = writeTimeout
 	})
-	c := tm.client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.createToken(t, 1, 0).Token})
+	c := tm.Client(t)
+	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
 
 	// A stopped process keeps its socket open (the kernel still acks) but
 	// answers no yamux ping: a silent loss.
 	a.signal(t, syscall.SIGSTOP)
-	took := c.waitStatus(t, id, "offline", 60*time.Second)
+	took := c.WaitStatus(t, id, "offline", 60*time.Second)
 	t.Logf("server offline %v after SIGSTOP of its agent (keepalive %v + write timeout %v = %v)", took, keepAlive, writeTimeout, keepAlive+writeTimeout)
 
 	a.signal(t, syscall.SIGCONT)
-	took = c.waitStatus(t, id, "online", 60*time.Second)
+	took = c.WaitStatus(t, id, "online", 60*time.Second)
 	t.Logf("server online again %v after SIGCONT", took)
 	if a.exited() {
 		t.Errorf("agent exited after SIGCONT: %v", a.waitErr)
@@ -349,9 +350,9 @@ func TestSilentLossDetected(t *testing.T) {
 
 func TestManagerRestart(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	tok := c.createToken(t, 3, 0)
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	tok := c.CreateToken(t, 3, 0)
 	var ids []string
 	var agents []*agentProc
 	// One server per address: each agent advertises its own.
@@ -362,7 +363,7 @@ func TestManagerRestart(t *testing.T) {
 	}
 	slices.Sort(ids)
 
-	tm.stop()
+	tm.Stop()
 	for _, a := range agents {
 		a.waitLog(t, "manager connection lost", 30*time.Second)
 		if a.exited() {
@@ -370,20 +371,20 @@ func TestManagerRestart(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	tm.restart()
+	tm.Restart()
 
 	// The login from before the restart still holds: the JWT secret is kept.
-	if env, status := c.do(t, http.MethodGet, "/user/info", nil); env.Code != 0 {
+	if env, status := c.Do(t, http.MethodGet, "/user/info", nil); env.Code != 0 {
 		t.Errorf("login from before the restart: HTTP %d code %d %s", status, env.Code, env.Message)
-		c = tm.client(t)
+		c = tm.Client(t)
 	}
-	eventually(t, 90*time.Second, "all 3 servers online again", func() bool {
-		total, list := c.servers(t, "?agentStatus=online")
+	testenv.Eventually(t, 90*time.Second, "all 3 servers online again", func() bool {
+		total, list := c.Servers(t, "?agentStatus=online")
 		return total == 3 && len(list) == 3
 	})
 	t.Logf("all 3 agents online %v after the manager restarted", time.Since(start))
 
-	total, list := c.servers(t, "")
+	total, list := c.Servers(t, "")
 	var got []string
 	for _, s := range list {
 		got = append(got, s.ID)
@@ -395,16 +396,16 @@ func TestManagerRestart(t *testing.T) {
 	if total != 3 || !slices.Equal(got, ids) {
 		t.Errorf("servers after restart: total %d ids %v, want 3 with ids %v", total, got, ids)
 	}
-	if got := c.tokenByID(t, tok.ID); got.Uses != 3 {
+	if got := c.TokenByID(t, tok.ID); got.Uses != 3 {
 		t.Errorf("token uses after restart = %d, want 3 (reconnecting is not enrolling)", got.Uses)
 	}
 }
 
 func TestStatePersistsEnrollmentOnce(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t)
-	c := tm.client(t)
-	tok := c.createToken(t, 1, 0)
+	tm := testenv.StartManager(t)
+	c := tm.Client(t)
+	tok := c.CreateToken(t, 1, 0)
 	a, id := enrollOnline(t, tm, c, agentOpts{Token: tok.Token})
 
 	for _, f := range []struct {
@@ -430,25 +431,25 @@ func TestStatePersistsEnrollmentOnce(t *testing.T) {
 	if code := a.waitExit(t, 30*time.Second); code != 0 {
 		t.Errorf("agent exit code after SIGTERM = %d, want 0", code)
 	}
-	c.waitStatus(t, id, "offline", 60*time.Second)
+	c.WaitStatus(t, id, "offline", 60*time.Second)
 
 	// Without the token: the saved identity is enough.
 	b := startAgent(t, tm, agentOpts{StateDir: a.stateDir})
-	c.waitStatus(t, id, "online", 60*time.Second)
+	c.WaitStatus(t, id, "online", 60*time.Second)
 	b.signal(t, syscall.SIGTERM)
 	b.waitExit(t, 30*time.Second)
-	c.waitStatus(t, id, "offline", 60*time.Second)
+	c.WaitStatus(t, id, "offline", 60*time.Second)
 
 	// With the now used-up token again: it must not enroll a second time.
 	d := startAgent(t, tm, agentOpts{StateDir: a.stateDir, Token: tok.Token})
-	c.waitStatus(t, id, "online", 60*time.Second)
+	c.WaitStatus(t, id, "online", 60*time.Second)
 	if strings.Contains(d.stderr.String(), "enrolled with manager") {
 		t.Errorf("an enrolled agent enrolled again")
 	}
-	if total, _ := c.servers(t, ""); total != 1 {
+	if total, _ := c.Servers(t, ""); total != 1 {
 		t.Errorf("server total = %d, want 1", total)
 	}
-	if got := c.tokenByID(t, tok.ID); got.Uses != 1 || got.Status != "used" {
+	if got := c.TokenByID(t, tok.ID); got.Uses != 1 || got.Status != "used" {
 		t.Errorf("token: uses=%d status=%q, want 1 and used", got.Uses, got.Status)
 	}
 }
@@ -459,16 +460,16 @@ func TestStatePersistsEnrollmentOnce(t *testing.T) {
 // between two flushes, so the check does not depend on timing.
 func TestStatusFilterAgreesWithListedStatus(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t, func(cfg *manager.Config) { cfg.PresenceFlush = 10 * time.Minute })
-	c := tm.client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.createToken(t, 1, 0).Token})
+	tm := testenv.StartManager(t, func(cfg *manager.Config) { cfg.PresenceFlush = 10 * time.Minute })
+	c := tm.Client(t)
+	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
 
 	// check: with the one server listed as live, each filter lists it
 	// exactly when it asks for live.
 	check := func(live string) {
 		t.Helper()
 		for _, st := range []string{"online", "offline", "pending"} {
-			total, list := c.servers(t, "?agentStatus="+st)
+			total, list := c.Servers(t, "?agentStatus="+st)
 			for _, s := range list {
 				if s.AgentStatus != st {
 					t.Errorf("GET /server?agentStatus=%s lists server %s with agentStatus %q", st, s.ID, s.AgentStatus)
@@ -483,13 +484,13 @@ func TestStatusFilterAgreesWithListedStatus(t *testing.T) {
 			}
 		}
 	}
-	if s, _ := c.server(t, id); s.AgentStatus != "online" {
+	if s, _ := c.Server(t, id); s.AgentStatus != "online" {
 		t.Fatalf("server is %s, want online", s.AgentStatus)
 	}
 	check("online")
 
 	a.signal(t, syscall.SIGKILL)
 	a.kill()
-	c.waitStatus(t, id, "offline", 60*time.Second)
+	c.WaitStatus(t, id, "offline", 60*time.Second)
 	check("offline")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/manager"
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 // series is one sample of a scrape: its metric name, labels and value.
@@ -22,9 +23,9 @@ type series struct {
 var labelRe = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
 
 // scrapeFleet reads GET /metrics/fleet, which needs no login.
-func scrapeFleet(t testing.TB, tm *testManager) []series {
+func scrapeFleet(t testing.TB, tm *testenv.Manager) []series {
 	t.Helper()
-	resp, err := http.Get("http://" + tm.httpAddr + "/metrics/fleet")
+	resp, err := http.Get("http://" + tm.HTTPAddr() + "/metrics/fleet")
 	if err != nil {
 		t.Fatalf("GET /metrics/fleet: %v", err)
 	}
@@ -68,7 +69,7 @@ func ofServer(all []series, name, id string) []series {
 }
 
 // exporterStatus is the server's serverExporterStatus in GET /server.
-func exporterStatus(t testing.TB, c *apiClient, id string) int {
+func exporterStatus(t testing.TB, c *testenv.Client, id string) int {
 	t.Helper()
 	var page struct {
 		List []struct {
@@ -76,7 +77,7 @@ func exporterStatus(t testing.TB, c *apiClient, id string) int {
 			ServerExporterStatus int    `json:"serverExporterStatus"`
 		} `json:"list"`
 	}
-	c.ok(t, http.MethodGet, "/server?id="+id, nil, &page)
+	c.OK(t, http.MethodGet, "/server?id="+id, nil, &page)
 	if len(page.List) != 1 {
 		t.Fatalf("server %s is not listed", id)
 	}
@@ -90,15 +91,15 @@ func exporterStatus(t testing.TB, c *apiClient, id string) int {
 // values), and its serverExporterStatus turns 0.
 func TestFleetMetrics(t *testing.T) {
 	integrationTest(t)
-	tm := startManager(t, func(cfg *manager.Config) { cfg.Tunnel.MetricsInterval = time.Second })
-	c := tm.client(t)
-	tok := c.createToken(t, 2, 0)
+	tm := testenv.StartManager(t, func(cfg *manager.Config) { cfg.Tunnel.MetricsInterval = time.Second })
+	c := tm.Client(t)
+	tok := c.CreateToken(t, 2, 0)
 	a1, id1 := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.31"})
 	_, id2 := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.32"})
 	ips := map[string]string{id1: "127.0.0.31", id2: "127.0.0.32"}
 
 	var all []series
-	eventually(t, 30*time.Second, "both servers up in /metrics/fleet", func() bool {
+	testenv.Eventually(t, 30*time.Second, "both servers up in /metrics/fleet", func() bool {
 		all = scrapeFleet(t, tm)
 		return len(ofServer(all, "admq_node_up", id1)) == 1 && len(ofServer(all, "admq_node_up", id2)) == 1 &&
 			ofServer(all, "admq_node_up", id1)[0].value == 1 && ofServer(all, "admq_node_up", id2)[0].value == 1
@@ -130,7 +131,7 @@ func TestFleetMetrics(t *testing.T) {
 
 	// Kill one agent without a word: its reports stop.
 	a1.kill()
-	took := eventually(t, 30*time.Second, "the killed agent's admq_node_up to turn 0", func() bool {
+	took := testenv.Eventually(t, 30*time.Second, "the killed agent's admq_node_up to turn 0", func() bool {
 		all = scrapeFleet(t, tm)
 		up := ofServer(all, "admq_node_up", id1)
 		return len(up) == 1 && up[0].value == 0
