@@ -91,6 +91,9 @@ func (s *Service) CreateArea(ctx context.Context, code, name string) (Area, erro
 	now := s.now()
 	a := Area{ID: s.ids.Next(), Code: code, Name: name, CreatedAt: now, UpdatedAt: now}
 	if err := s.store.CreateArea(ctx, &a); err != nil {
+		if errors.Is(err, ErrAreaExists) {
+			return Area{}, fmt.Errorf("%w: code %q", ErrAreaExists, code)
+		}
 		return Area{}, err
 	}
 	return a, nil

@@ -25,7 +25,10 @@ pids=()
 cleanup() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-ADMQ_ADMIN_PASSWORD="$password" "$BIN/admq-manager" --data-dir "$DATA" --http-addr "$HTTP" --tunnel-addr "$TUNNEL" \
+# SSH bootstrap uploads agents from here; a local build has this machine's only.
+mkdir -p "$DATA/agents"
+cp "$BIN/admq-agent" "$DATA/agents/admq-agent-linux-$(go env GOARCH)"
+ADMQ_ADMIN_PASSWORD="$password" "$BIN/admq-manager" --data-dir "$DATA" --http-addr "$HTTP" --tunnel-addr "$TUNNEL" --agent-dir "$DATA/agents" \
   >>"$DATA/manager.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
