@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/admq/admq-manager/agent/facts"
+	"github.com/admq/admq-manager/agent/node"
 	"github.com/admq/admq-manager/internal/version"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
@@ -18,6 +19,9 @@ type Service struct {
 	agentv1.UnimplementedAgentServiceServer
 	// Facts collects the host's facts.
 	Facts *facts.Collector
+	// Nodes deploys and runs the agent's nodes; nil: the node RPCs answer
+	// Unimplemented.
+	Nodes *node.Manager
 }
 
 // Ping answers at once with the agent's clock and version.

@@ -30,7 +30,9 @@ import (
 	"github.com/admq/admq-manager/agent/facts"
 	"github.com/admq/admq-manager/agent/identity"
 	"github.com/admq/admq-manager/agent/metrics"
+	"github.com/admq/admq-manager/agent/node"
 	"github.com/admq/admq-manager/agent/rpc"
+	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/backoff"
 	"github.com/admq/admq-manager/internal/tlsutil"
 	"github.com/admq/admq-manager/internal/version"
@@ -62,7 +64,7 @@ type Config struct {
 	// manager says otherwise (default 15s); negative: never report them.
 	MetricsInterval time.Duration
 	// Processes lists the node processes whose CPU and memory the metrics
-	// reports carry; nil: none.
+	// reports carry; nil: the nodes the agent's supervisor runs.
 	Processes metrics.ProcessSource
 	// Dial opens the TCP connection (default: a net.Dialer); load tests use
 	// it to simulate many hosts and lost links.
@@ -125,6 +127,31 @@ type Client struct {
 	// Connected, if set, is called with each new authenticated session; for
 	// tests and status reporting.
 	Connected func(agentID string)
+
+	// sup runs the node processes and nodes deploys them; both live for
+	// the whole of Run, across sessions, so nodes keep running while the
+	// tunnel reconnects. Set at the start of Run.
+	mu    sync.Mutex
+	sup   *supervisor.Supervisor
+	nodes *node.Manager
+}
+
+// supervisorProcs lists the supervisor's node processes for metrics.
+type supervisorProcs struct{ c *Client }
+
+func (p supervisorProcs) Processes() []metrics.Proc {
+	p.c.mu.Lock()
+	sup := p.c.sup
+	p.c.mu.Unlock()
+	if sup == nil {
+		return nil
+	}
+	procs := sup.Processes()
+	out := make([]metrics.Proc, len(procs))
+	for i, pr := range procs {
+		out[i] = metrics.Proc{Name: pr.Name, PID: pr.PID}
+	}
+	return out
 }
 
 // New returns a Client.
@@ -132,14 +159,54 @@ func New(cfg Config, log *slog.Logger) *Client {
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir}}
 	if cfg.MetricsInterval > 0 {
-		c.collector = metrics.NewCollector(cfg.StateDir, cfg.Processes)
+		procs := cfg.Processes
+		if procs == nil {
+			procs = supervisorProcs{c}
+		}
+		c.collector = metrics.NewCollector(cfg.StateDir, procs)
 	}
 	return c
 }
 
 // Run connects, enrolls if needed, and keeps the session up until ctx is
 // done (returning nil) or a permanent error occurs.
+//
+// The node supervisor runs for the whole of Run: it first adopts the node
+// processes an earlier agent run left running, and when Run returns it
+// stops watching them without stopping them.
 func (c *Client) Run(ctx context.Context) error {
+	sup, err := supervisor.New(c.cfg.StateDir, c.log)
+	if err != nil {
+		return err
+	}
+	if err := sup.Adopt(ctx); err != nil {
+		c.log.Warn("adopting node processes", "err", err)
+	}
+	nodes, err := node.New(c.cfg.StateDir, sup, c.log)
+	if err != nil {
+		sup.Close()
+		return err
+	}
+	c.mu.Lock()
+	c.sup, c.nodes = sup, nodes
+	c.mu.Unlock()
+	supCtx, cancelSup := context.WithCancel(context.Background())
+	supDone := make(chan struct{})
+	go func() {
+		defer close(supDone)
+		if err := sup.Run(supCtx); err != nil {
+			c.log.Error("node supervisor", "err", err)
+		}
+	}()
+	defer func() {
+		cancelSup()
+		<-supDone
+		sup.Close()
+	}()
+	return c.run(ctx)
+}
+
+func (c *Client) run(ctx context.Context) error {
 	b := backoff.New(c.cfg.BackoffBase, c.cfg.BackoffMax)
 	for {
 		id, err := identity.Load(c.cfg.StateDir)
@@ -371,7 +438,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 	// Serve the manager's calls on the streams it opens. The session is our
 	// only "listener": no socket is bound on this host.
 	srv := grpc.NewServer(grpc.Creds(insecure.NewCredentials()), grpc.MaxRecvMsgSize(16<<20))
-	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{Facts: c.facts})
+	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{Facts: c.facts, Nodes: c.nodes})
 	go srv.Serve(mux)
 	defer srv.Stop()
 

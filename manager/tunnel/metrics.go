@@ -15,6 +15,8 @@ type metrics struct {
 	enrollments *prometheus.CounterVec
 	rpc         *prometheus.HistogramVec
 	clientConns prometheus.Gauge
+	// packageBytes counts package bytes sent to agents.
+	packageBytes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,8 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "agent_client_conns",
 			Help: "gRPC client connections the manager holds open to agents (dialed on demand, closed when idle).",
 		}),
+		packageBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "package_bytes_total",
+			Help: "Package bytes sent to agents (transfers the agent could skip send none).",
+		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.packageBytes)
 	return m
 }
 

@@ -26,6 +26,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type NodeCommandKind int32
+
+const (
+	NodeCommandKind_NODE_COMMAND_UNSPECIFIED NodeCommandKind = 0
+	NodeCommandKind_NODE_COMMAND_START       NodeCommandKind = 1
+	NodeCommandKind_NODE_COMMAND_STOP        NodeCommandKind = 2
+	NodeCommandKind_NODE_COMMAND_RESTART     NodeCommandKind = 3
+)
+
+// Enum value maps for NodeCommandKind.
+var (
+	NodeCommandKind_name = map[int32]string{
+		0: "NODE_COMMAND_UNSPECIFIED",
+		1: "NODE_COMMAND_START",
+		2: "NODE_COMMAND_STOP",
+		3: "NODE_COMMAND_RESTART",
+	}
+	NodeCommandKind_value = map[string]int32{
+		"NODE_COMMAND_UNSPECIFIED": 0,
+		"NODE_COMMAND_START":       1,
+		"NODE_COMMAND_STOP":        2,
+		"NODE_COMMAND_RESTART":     3,
+	}
+)
+
+func (x NodeCommandKind) Enum() *NodeCommandKind {
+	p := new(NodeCommandKind)
+	*p = x
+	return p
+}
+
+func (x NodeCommandKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeCommandKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_v1_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (NodeCommandKind) Type() protoreflect.EnumType {
+	return &file_agent_v1_agent_proto_enumTypes[0]
+}
+
+func (x NodeCommandKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeCommandKind.Descriptor instead.
+func (NodeCommandKind) EnumDescriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
 type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The join token's "<id>.<secret>" part; the CA pin never leaves the agent.
@@ -1014,6 +1066,1147 @@ func (x *MetricsAck) GetIntervalMs() int64 {
 	return 0
 }
 
+type HasPackageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The package's sha256, 64 lowercase hex digits.
+	Sha256        string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasPackageRequest) Reset() {
+	*x = HasPackageRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasPackageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasPackageRequest) ProtoMessage() {}
+
+func (x *HasPackageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasPackageRequest.ProtoReflect.Descriptor instead.
+func (*HasPackageRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HasPackageRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+type HasPackageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the complete, verified package is in the agent's cache.
+	Present bool `protobuf:"varint,1,opt,name=present,proto3" json:"present,omitempty"`
+	// The package's size in bytes when present.
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// Bytes kept of an interrupted transfer (0: none); a new PushPackage
+	// sends offset = partial to resume.
+	Partial       int64 `protobuf:"varint,3,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasPackageResponse) Reset() {
+	*x = HasPackageResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasPackageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasPackageResponse) ProtoMessage() {}
+
+func (x *HasPackageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasPackageResponse.ProtoReflect.Descriptor instead.
+func (*HasPackageResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *HasPackageResponse) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+func (x *HasPackageResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *HasPackageResponse) GetPartial() int64 {
+	if x != nil {
+		return x.Partial
+	}
+	return 0
+}
+
+// PackageChunk is one message of a PushPackage stream.
+type PackageChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First message only: the package's sha256 (64 lowercase hex digits).
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// First message only: the package's total size in bytes (at most 4 GiB).
+	Size int64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// First message only: where data starts in the package; 0 or the
+	// partial size HasPackage reported.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Package bytes following the previous ones; at most 1 MiB.
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackageChunk) Reset() {
+	*x = PackageChunk{}
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackageChunk) ProtoMessage() {}
+
+func (x *PackageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackageChunk.ProtoReflect.Descriptor instead.
+func (*PackageChunk) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PackageChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PackageChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PackageChunk) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *PackageChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PushPackageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes the agent received and wrote in this call.
+	Received int64 `protobuf:"varint,1,opt,name=received,proto3" json:"received,omitempty"`
+	// True when the agent already held the package and wrote nothing.
+	AlreadyPresent bool `protobuf:"varint,2,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PushPackageResponse) Reset() {
+	*x = PushPackageResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushPackageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushPackageResponse) ProtoMessage() {}
+
+func (x *PushPackageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushPackageResponse.ProtoReflect.Descriptor instead.
+func (*PushPackageResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PushPackageResponse) GetReceived() int64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *PushPackageResponse) GetAlreadyPresent() bool {
+	if x != nil {
+		return x.AlreadyPresent
+	}
+	return false
+}
+
+// ConfigFileContent is one config file a deploy writes.
+type ConfigFileContent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where to write it: relative to program_dir, or absolute inside
+	// program_dir or data_dir.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The whole file.
+	Content []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// Permission bits (e.g. 0644); 0 means 0640.
+	Mode          uint32 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigFileContent) Reset() {
+	*x = ConfigFileContent{}
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigFileContent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigFileContent) ProtoMessage() {}
+
+func (x *ConfigFileContent) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigFileContent.ProtoReflect.Descriptor instead.
+func (*ConfigFileContent) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ConfigFileContent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ConfigFileContent) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ConfigFileContent) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+type DeployNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifies this operation; a repeated id that succeeded is not applied
+	// again. 1 to 128 characters of [A-Za-z0-9_.:-].
+	OperationId string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// The node's name (its id), [A-Za-z0-9_.-]{1,64}.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The cached package to install (see PushPackage) and its format:
+	// "tar.gz" or "tar".
+	PackageSha256 string `protobuf:"bytes,3,opt,name=package_sha256,json=packageSha256,proto3" json:"package_sha256,omitempty"`
+	PackageFormat string `protobuf:"bytes,4,opt,name=package_format,json=packageFormat,proto3" json:"package_format,omitempty"`
+	// Absolute, clean directories: where the package is unpacked and where
+	// the node keeps its data.
+	ProgramDir string `protobuf:"bytes,5,opt,name=program_dir,json=programDir,proto3" json:"program_dir,omitempty"`
+	DataDir    string `protobuf:"bytes,6,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	// Config files to write after unpacking; at most 64, 4 MiB each.
+	ConfigFiles []*ConfigFileContent `protobuf:"bytes,7,rep,name=config_files,json=configFiles,proto3" json:"config_files,omitempty"`
+	// The command that runs the node; argv[0] is looked up in PATH unless it
+	// has a slash, and a relative argv[0] with a slash is taken relative to
+	// work_dir.
+	Argv []string `protobuf:"bytes,8,rep,name=argv,proto3" json:"argv,omitempty"`
+	// Environment of the process, "KEY=value"; PATH comes from the agent.
+	Env []string `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty"`
+	// Working directory, absolute; empty: program_dir.
+	WorkDir string `protobuf:"bytes,10,opt,name=work_dir,json=workDir,proto3" json:"work_dir,omitempty"`
+	// Where the node's log goes, absolute; empty: <data_dir>/logs.
+	LogDir string `protobuf:"bytes,11,opt,name=log_dir,json=logDir,proto3" json:"log_dir,omitempty"`
+	// How long a stop waits after SIGTERM before SIGKILL; 0: 10 s.
+	StopGraceMs int64 `protobuf:"varint,12,opt,name=stop_grace_ms,json=stopGraceMs,proto3" json:"stop_grace_ms,omitempty"`
+	// Whether to start the node (restarting it if it ran with another
+	// command); false only installs it.
+	Start         bool `protobuf:"varint,13,opt,name=start,proto3" json:"start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployNodeRequest) Reset() {
+	*x = DeployNodeRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployNodeRequest) ProtoMessage() {}
+
+func (x *DeployNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployNodeRequest.ProtoReflect.Descriptor instead.
+func (*DeployNodeRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeployNodeRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetPackageSha256() string {
+	if x != nil {
+		return x.PackageSha256
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetPackageFormat() string {
+	if x != nil {
+		return x.PackageFormat
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetProgramDir() string {
+	if x != nil {
+		return x.ProgramDir
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetConfigFiles() []*ConfigFileContent {
+	if x != nil {
+		return x.ConfigFiles
+	}
+	return nil
+}
+
+func (x *DeployNodeRequest) GetArgv() []string {
+	if x != nil {
+		return x.Argv
+	}
+	return nil
+}
+
+func (x *DeployNodeRequest) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *DeployNodeRequest) GetWorkDir() string {
+	if x != nil {
+		return x.WorkDir
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetLogDir() string {
+	if x != nil {
+		return x.LogDir
+	}
+	return ""
+}
+
+func (x *DeployNodeRequest) GetStopGraceMs() int64 {
+	if x != nil {
+		return x.StopGraceMs
+	}
+	return 0
+}
+
+func (x *DeployNodeRequest) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
+}
+
+type DeployNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the package was unpacked by this call (false: program_dir held
+	// it already).
+	Unpacked bool `protobuf:"varint,1,opt,name=unpacked,proto3" json:"unpacked,omitempty"`
+	// The node's state after the deploy.
+	Status *NodeState `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// True when the operation_id had already been applied and this is the
+	// recorded result.
+	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployNodeResponse) Reset() {
+	*x = DeployNodeResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployNodeResponse) ProtoMessage() {}
+
+func (x *DeployNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployNodeResponse.ProtoReflect.Descriptor instead.
+func (*DeployNodeResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeployNodeResponse) GetUnpacked() bool {
+	if x != nil {
+		return x.Unpacked
+	}
+	return false
+}
+
+func (x *DeployNodeResponse) GetStatus() *NodeState {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *DeployNodeResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type NodeCommandRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in DeployNodeRequest.
+	OperationId string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// The node's name.
+	Name          string          `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Command       NodeCommandKind `protobuf:"varint,3,opt,name=command,proto3,enum=admq.agent.v1.NodeCommandKind" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCommandRequest) Reset() {
+	*x = NodeCommandRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCommandRequest) ProtoMessage() {}
+
+func (x *NodeCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCommandRequest.ProtoReflect.Descriptor instead.
+func (*NodeCommandRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *NodeCommandRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *NodeCommandRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeCommandRequest) GetCommand() NodeCommandKind {
+	if x != nil {
+		return x.Command
+	}
+	return NodeCommandKind_NODE_COMMAND_UNSPECIFIED
+}
+
+// NodeState is the supervisor's view of one node.
+type NodeState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether a process runs now, and its pid (0 when none).
+	Running bool  `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	Pid     int32 `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// When the current or last process started, Unix milliseconds; 0: never.
+	StartedAtUnixMs int64 `protobuf:"varint,4,opt,name=started_at_unix_ms,json=startedAtUnixMs,proto3" json:"started_at_unix_ms,omitempty"`
+	// Crash restarts since the last start.
+	Restarts int32 `protobuf:"varint,5,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	// How the last process ended ("exit status 1", "signal: killed").
+	LastExit string `protobuf:"bytes,6,opt,name=last_exit,json=lastExit,proto3" json:"last_exit,omitempty"`
+	// Whether the process was started by an earlier run of the agent.
+	Adopted bool `protobuf:"varint,7,opt,name=adopted,proto3" json:"adopted,omitempty"`
+	// What the supervisor keeps the node at: "running" or "stopped"; empty
+	// when the node is installed but was never started.
+	Desired       string `protobuf:"bytes,8,opt,name=desired,proto3" json:"desired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeState) Reset() {
+	*x = NodeState{}
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeState) ProtoMessage() {}
+
+func (x *NodeState) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeState.ProtoReflect.Descriptor instead.
+func (*NodeState) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *NodeState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeState) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
+}
+
+func (x *NodeState) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *NodeState) GetStartedAtUnixMs() int64 {
+	if x != nil {
+		return x.StartedAtUnixMs
+	}
+	return 0
+}
+
+func (x *NodeState) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *NodeState) GetLastExit() string {
+	if x != nil {
+		return x.LastExit
+	}
+	return ""
+}
+
+func (x *NodeState) GetAdopted() bool {
+	if x != nil {
+		return x.Adopted
+	}
+	return false
+}
+
+func (x *NodeState) GetDesired() string {
+	if x != nil {
+		return x.Desired
+	}
+	return ""
+}
+
+type NodeStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Nodes to report; empty: all.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusRequest) Reset() {
+	*x = NodeStatusRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusRequest) ProtoMessage() {}
+
+func (x *NodeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusRequest.ProtoReflect.Descriptor instead.
+func (*NodeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *NodeStatusRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type NodeStatusList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeState           `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatusList) Reset() {
+	*x = NodeStatusList{}
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatusList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatusList) ProtoMessage() {}
+
+func (x *NodeStatusList) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatusList.ProtoReflect.Descriptor instead.
+func (*NodeStatusList) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *NodeStatusList) GetNodes() []*NodeState {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type NodeLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How many bytes of the log's end to return; at most 1 MiB.
+	MaxBytes      int32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLogsRequest) Reset() {
+	*x = NodeLogsRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLogsRequest) ProtoMessage() {}
+
+func (x *NodeLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLogsRequest.ProtoReflect.Descriptor instead.
+func (*NodeLogsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodeLogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeLogsRequest) GetMaxBytes() int32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type NodeLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLogsResponse) Reset() {
+	*x = NodeLogsResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLogsResponse) ProtoMessage() {}
+
+func (x *NodeLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLogsResponse.ProtoReflect.Descriptor instead.
+func (*NodeLogsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *NodeLogsResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in DeployNodeRequest.
+	OperationId string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Whether to delete program_dir and data_dir too.
+	RemoveDirs bool `protobuf:"varint,3,opt,name=remove_dirs,json=removeDirs,proto3" json:"remove_dirs,omitempty"`
+	// Absolute, clean; required when remove_dirs.
+	ProgramDir string `protobuf:"bytes,4,opt,name=program_dir,json=programDir,proto3" json:"program_dir,omitempty"`
+	DataDir    string `protobuf:"bytes,5,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	// Absolute, clean directories (not "/") the dirs to delete must lie
+	// strictly inside; required when remove_dirs.
+	AllowedRoots  []string `protobuf:"bytes,6,rep,name=allowed_roots,json=allowedRoots,proto3" json:"allowed_roots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RemoveNodeRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetRemoveDirs() bool {
+	if x != nil {
+		return x.RemoveDirs
+	}
+	return false
+}
+
+func (x *RemoveNodeRequest) GetProgramDir() string {
+	if x != nil {
+		return x.ProgramDir
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *RemoveNodeRequest) GetAllowedRoots() []string {
+	if x != nil {
+		return x.AllowedRoots
+	}
+	return nil
+}
+
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the operation_id had already been applied.
+	Replayed      bool `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RemoveNodeResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type CheckHealthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of tcp_addr, http_url and command is set.
+	// host:port to connect to.
+	TcpAddr string `protobuf:"bytes,1,opt,name=tcp_addr,json=tcpAddr,proto3" json:"tcp_addr,omitempty"`
+	// An http or https URL to GET; a 2xx answer is healthy.
+	HttpUrl string `protobuf:"bytes,2,opt,name=http_url,json=httpUrl,proto3" json:"http_url,omitempty"`
+	// A command whose exit status 0 is healthy; argv[0] is looked up in PATH.
+	Command []string `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
+	// How long the check may take; 0: 5 s; at most 60 s.
+	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckHealthRequest) Reset() {
+	*x = CheckHealthRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckHealthRequest) ProtoMessage() {}
+
+func (x *CheckHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckHealthRequest.ProtoReflect.Descriptor instead.
+func (*CheckHealthRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CheckHealthRequest) GetTcpAddr() string {
+	if x != nil {
+		return x.TcpAddr
+	}
+	return ""
+}
+
+func (x *CheckHealthRequest) GetHttpUrl() string {
+	if x != nil {
+		return x.HttpUrl
+	}
+	return ""
+}
+
+func (x *CheckHealthRequest) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *CheckHealthRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type CheckHealthResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What happened: the error, the HTTP status, or the command's output
+	// (at most 4 KiB).
+	Detail        string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckHealthResponse) Reset() {
+	*x = CheckHealthResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckHealthResponse) ProtoMessage() {}
+
+func (x *CheckHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckHealthResponse.ProtoReflect.Descriptor instead.
+func (*CheckHealthResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CheckHealthResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *CheckHealthResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_agent_v1_agent_proto_rawDesc = "" +
@@ -1102,14 +2295,111 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"MetricsAck\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
-	"intervalMs2\xf1\x01\n" +
+	"intervalMs\"+\n" +
+	"\x11HasPackageRequest\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"\\\n" +
+	"\x12HasPackageResponse\x12\x18\n" +
+	"\apresent\x18\x01 \x01(\bR\apresent\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x18\n" +
+	"\apartial\x18\x03 \x01(\x03R\apartial\"f\n" +
+	"\fPackageChunk\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"Z\n" +
+	"\x13PushPackageResponse\x12\x1a\n" +
+	"\breceived\x18\x01 \x01(\x03R\breceived\x12'\n" +
+	"\x0falready_present\x18\x02 \x01(\bR\x0ealreadyPresent\"U\n" +
+	"\x11ConfigFileContent\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xad\x03\n" +
+	"\x11DeployNodeRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
+	"\x0epackage_sha256\x18\x03 \x01(\tR\rpackageSha256\x12%\n" +
+	"\x0epackage_format\x18\x04 \x01(\tR\rpackageFormat\x12\x1f\n" +
+	"\vprogram_dir\x18\x05 \x01(\tR\n" +
+	"programDir\x12\x19\n" +
+	"\bdata_dir\x18\x06 \x01(\tR\adataDir\x12C\n" +
+	"\fconfig_files\x18\a \x03(\v2 .admq.agent.v1.ConfigFileContentR\vconfigFiles\x12\x12\n" +
+	"\x04argv\x18\b \x03(\tR\x04argv\x12\x10\n" +
+	"\x03env\x18\t \x03(\tR\x03env\x12\x19\n" +
+	"\bwork_dir\x18\n" +
+	" \x01(\tR\aworkDir\x12\x17\n" +
+	"\alog_dir\x18\v \x01(\tR\x06logDir\x12\"\n" +
+	"\rstop_grace_ms\x18\f \x01(\x03R\vstopGraceMs\x12\x14\n" +
+	"\x05start\x18\r \x01(\bR\x05start\"~\n" +
+	"\x12DeployNodeResponse\x12\x1a\n" +
+	"\bunpacked\x18\x01 \x01(\bR\bunpacked\x120\n" +
+	"\x06status\x18\x02 \x01(\v2\x18.admq.agent.v1.NodeStateR\x06status\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"\x85\x01\n" +
+	"\x12NodeCommandRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
+	"\acommand\x18\x03 \x01(\x0e2\x1e.admq.agent.v1.NodeCommandKindR\acommand\"\xe5\x01\n" +
+	"\tNodeState\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\bR\arunning\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12+\n" +
+	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12\x1a\n" +
+	"\brestarts\x18\x05 \x01(\x05R\brestarts\x12\x1b\n" +
+	"\tlast_exit\x18\x06 \x01(\tR\blastExit\x12\x18\n" +
+	"\aadopted\x18\a \x01(\bR\aadopted\x12\x18\n" +
+	"\adesired\x18\b \x01(\tR\adesired\")\n" +
+	"\x11NodeStatusRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"@\n" +
+	"\x0eNodeStatusList\x12.\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x18.admq.agent.v1.NodeStateR\x05nodes\"B\n" +
+	"\x0fNodeLogsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1b\n" +
+	"\tmax_bytes\x18\x02 \x01(\x05R\bmaxBytes\"&\n" +
+	"\x10NodeLogsResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xcc\x01\n" +
+	"\x11RemoveNodeRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vremove_dirs\x18\x03 \x01(\bR\n" +
+	"removeDirs\x12\x1f\n" +
+	"\vprogram_dir\x18\x04 \x01(\tR\n" +
+	"programDir\x12\x19\n" +
+	"\bdata_dir\x18\x05 \x01(\tR\adataDir\x12#\n" +
+	"\rallowed_roots\x18\x06 \x03(\tR\fallowedRoots\"0\n" +
+	"\x12RemoveNodeResponse\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\"\x83\x01\n" +
+	"\x12CheckHealthRequest\x12\x19\n" +
+	"\btcp_addr\x18\x01 \x01(\tR\atcpAddr\x12\x19\n" +
+	"\bhttp_url\x18\x02 \x01(\tR\ahttpUrl\x12\x18\n" +
+	"\acommand\x18\x03 \x03(\tR\acommand\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"=\n" +
+	"\x13CheckHealthResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail*x\n" +
+	"\x0fNodeCommandKind\x12\x1c\n" +
+	"\x18NODE_COMMAND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12NODE_COMMAND_START\x10\x01\x12\x15\n" +
+	"\x11NODE_COMMAND_STOP\x10\x02\x12\x18\n" +
+	"\x14NODE_COMMAND_RESTART\x10\x032\xf1\x01\n" +
 	"\x0eManagerService\x12E\n" +
 	"\x06Enroll\x12\x1c.admq.agent.v1.EnrollRequest\x1a\x1d.admq.agent.v1.EnrollResponse\x12N\n" +
 	"\tHeartbeat\x12\x1f.admq.agent.v1.HeartbeatRequest\x1a .admq.agent.v1.HeartbeatResponse\x12H\n" +
-	"\rReportMetrics\x12\x1c.admq.agent.v1.MetricsReport\x1a\x19.admq.agent.v1.MetricsAck2\x91\x01\n" +
+	"\rReportMetrics\x12\x1c.admq.agent.v1.MetricsReport\x1a\x19.admq.agent.v1.MetricsAck2\x9a\x06\n" +
 	"\fAgentService\x12?\n" +
 	"\x04Ping\x12\x1a.admq.agent.v1.PingRequest\x1a\x1b.admq.agent.v1.PingResponse\x12@\n" +
-	"\bGetFacts\x12\x1e.admq.agent.v1.GetFactsRequest\x1a\x14.admq.agent.v1.FactsB5Z3github.com/admq/admq-manager/proto/agent/v1;agentv1b\x06proto3"
+	"\bGetFacts\x12\x1e.admq.agent.v1.GetFactsRequest\x1a\x14.admq.agent.v1.Facts\x12Q\n" +
+	"\n" +
+	"HasPackage\x12 .admq.agent.v1.HasPackageRequest\x1a!.admq.agent.v1.HasPackageResponse\x12P\n" +
+	"\vPushPackage\x12\x1b.admq.agent.v1.PackageChunk\x1a\".admq.agent.v1.PushPackageResponse(\x01\x12Q\n" +
+	"\n" +
+	"DeployNode\x12 .admq.agent.v1.DeployNodeRequest\x1a!.admq.agent.v1.DeployNodeResponse\x12J\n" +
+	"\vNodeCommand\x12!.admq.agent.v1.NodeCommandRequest\x1a\x18.admq.agent.v1.NodeState\x12M\n" +
+	"\n" +
+	"NodeStatus\x12 .admq.agent.v1.NodeStatusRequest\x1a\x1d.admq.agent.v1.NodeStatusList\x12K\n" +
+	"\bNodeLogs\x12\x1e.admq.agent.v1.NodeLogsRequest\x1a\x1f.admq.agent.v1.NodeLogsResponse\x12Q\n" +
+	"\n" +
+	"RemoveNode\x12 .admq.agent.v1.RemoveNodeRequest\x1a!.admq.agent.v1.RemoveNodeResponse\x12T\n" +
+	"\vCheckHealth\x12!.admq.agent.v1.CheckHealthRequest\x1a\".admq.agent.v1.CheckHealthResponseB5Z3github.com/admq/admq-manager/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1123,42 +2413,81 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_agent_v1_agent_proto_goTypes = []any{
-	(*EnrollRequest)(nil),     // 0: admq.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),    // 1: admq.agent.v1.EnrollResponse
-	(*Facts)(nil),             // 2: admq.agent.v1.Facts
-	(*HeartbeatRequest)(nil),  // 3: admq.agent.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil), // 4: admq.agent.v1.HeartbeatResponse
-	(*PingRequest)(nil),       // 5: admq.agent.v1.PingRequest
-	(*PingResponse)(nil),      // 6: admq.agent.v1.PingResponse
-	(*GetFactsRequest)(nil),   // 7: admq.agent.v1.GetFactsRequest
-	(*MetricsReport)(nil),     // 8: admq.agent.v1.MetricsReport
-	(*FilesystemMetrics)(nil), // 9: admq.agent.v1.FilesystemMetrics
-	(*NetworkMetrics)(nil),    // 10: admq.agent.v1.NetworkMetrics
-	(*ProcessMetrics)(nil),    // 11: admq.agent.v1.ProcessMetrics
-	(*MetricsAck)(nil),        // 12: admq.agent.v1.MetricsAck
+	(NodeCommandKind)(0),        // 0: admq.agent.v1.NodeCommandKind
+	(*EnrollRequest)(nil),       // 1: admq.agent.v1.EnrollRequest
+	(*EnrollResponse)(nil),      // 2: admq.agent.v1.EnrollResponse
+	(*Facts)(nil),               // 3: admq.agent.v1.Facts
+	(*HeartbeatRequest)(nil),    // 4: admq.agent.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),   // 5: admq.agent.v1.HeartbeatResponse
+	(*PingRequest)(nil),         // 6: admq.agent.v1.PingRequest
+	(*PingResponse)(nil),        // 7: admq.agent.v1.PingResponse
+	(*GetFactsRequest)(nil),     // 8: admq.agent.v1.GetFactsRequest
+	(*MetricsReport)(nil),       // 9: admq.agent.v1.MetricsReport
+	(*FilesystemMetrics)(nil),   // 10: admq.agent.v1.FilesystemMetrics
+	(*NetworkMetrics)(nil),      // 11: admq.agent.v1.NetworkMetrics
+	(*ProcessMetrics)(nil),      // 12: admq.agent.v1.ProcessMetrics
+	(*MetricsAck)(nil),          // 13: admq.agent.v1.MetricsAck
+	(*HasPackageRequest)(nil),   // 14: admq.agent.v1.HasPackageRequest
+	(*HasPackageResponse)(nil),  // 15: admq.agent.v1.HasPackageResponse
+	(*PackageChunk)(nil),        // 16: admq.agent.v1.PackageChunk
+	(*PushPackageResponse)(nil), // 17: admq.agent.v1.PushPackageResponse
+	(*ConfigFileContent)(nil),   // 18: admq.agent.v1.ConfigFileContent
+	(*DeployNodeRequest)(nil),   // 19: admq.agent.v1.DeployNodeRequest
+	(*DeployNodeResponse)(nil),  // 20: admq.agent.v1.DeployNodeResponse
+	(*NodeCommandRequest)(nil),  // 21: admq.agent.v1.NodeCommandRequest
+	(*NodeState)(nil),           // 22: admq.agent.v1.NodeState
+	(*NodeStatusRequest)(nil),   // 23: admq.agent.v1.NodeStatusRequest
+	(*NodeStatusList)(nil),      // 24: admq.agent.v1.NodeStatusList
+	(*NodeLogsRequest)(nil),     // 25: admq.agent.v1.NodeLogsRequest
+	(*NodeLogsResponse)(nil),    // 26: admq.agent.v1.NodeLogsResponse
+	(*RemoveNodeRequest)(nil),   // 27: admq.agent.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),  // 28: admq.agent.v1.RemoveNodeResponse
+	(*CheckHealthRequest)(nil),  // 29: admq.agent.v1.CheckHealthRequest
+	(*CheckHealthResponse)(nil), // 30: admq.agent.v1.CheckHealthResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	2,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
-	9,  // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
-	10, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
-	11, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
-	0,  // 4: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
-	3,  // 5: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
-	8,  // 6: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
-	5,  // 7: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
-	7,  // 8: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
-	1,  // 9: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
-	4,  // 10: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
-	12, // 11: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
-	6,  // 12: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
-	2,  // 13: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	3,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
+	10, // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
+	11, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
+	12, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
+	18, // 4: admq.agent.v1.DeployNodeRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
+	22, // 5: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
+	0,  // 6: admq.agent.v1.NodeCommandRequest.command:type_name -> admq.agent.v1.NodeCommandKind
+	22, // 7: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
+	1,  // 8: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
+	4,  // 9: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
+	9,  // 10: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
+	6,  // 11: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
+	8,  // 12: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
+	14, // 13: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
+	16, // 14: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
+	19, // 15: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
+	21, // 16: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
+	23, // 17: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
+	25, // 18: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
+	27, // 19: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
+	29, // 20: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
+	2,  // 21: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
+	5,  // 22: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
+	13, // 23: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
+	7,  // 24: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
+	3,  // 25: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
+	15, // 26: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
+	17, // 27: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
+	20, // 28: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
+	22, // 29: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
+	24, // 30: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
+	26, // 31: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
+	28, // 32: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
+	30, // 33: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
+	21, // [21:34] is the sub-list for method output_type
+	8,  // [8:21] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1171,13 +2500,14 @@ func file_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_agent_v1_agent_proto_goTypes,
 		DependencyIndexes: file_agent_v1_agent_proto_depIdxs,
+		EnumInfos:         file_agent_v1_agent_proto_enumTypes,
 		MessageInfos:      file_agent_v1_agent_proto_msgTypes,
 	}.Build()
 	File_agent_v1_agent_proto = out.File

@@ -218,8 +218,16 @@ var ManagerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AgentService_Ping_FullMethodName     = "/admq.agent.v1.AgentService/Ping"
-	AgentService_GetFacts_FullMethodName = "/admq.agent.v1.AgentService/GetFacts"
+	AgentService_Ping_FullMethodName        = "/admq.agent.v1.AgentService/Ping"
+	AgentService_GetFacts_FullMethodName    = "/admq.agent.v1.AgentService/GetFacts"
+	AgentService_HasPackage_FullMethodName  = "/admq.agent.v1.AgentService/HasPackage"
+	AgentService_PushPackage_FullMethodName = "/admq.agent.v1.AgentService/PushPackage"
+	AgentService_DeployNode_FullMethodName  = "/admq.agent.v1.AgentService/DeployNode"
+	AgentService_NodeCommand_FullMethodName = "/admq.agent.v1.AgentService/NodeCommand"
+	AgentService_NodeStatus_FullMethodName  = "/admq.agent.v1.AgentService/NodeStatus"
+	AgentService_NodeLogs_FullMethodName    = "/admq.agent.v1.AgentService/NodeLogs"
+	AgentService_RemoveNode_FullMethodName  = "/admq.agent.v1.AgentService/RemoveNode"
+	AgentService_CheckHealth_FullMethodName = "/admq.agent.v1.AgentService/CheckHealth"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -232,6 +240,42 @@ type AgentServiceClient interface {
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
 	// GetFacts collects the host's facts now.
 	GetFacts(ctx context.Context, in *GetFactsRequest, opts ...grpc.CallOption) (*Facts, error)
+	// HasPackage says whether the agent's package cache holds the package
+	// with this sha256, and how much of an interrupted transfer it kept.
+	HasPackage(ctx context.Context, in *HasPackageRequest, opts ...grpc.CallOption) (*HasPackageResponse, error)
+	// PushPackage streams one package into the agent's cache. The first
+	// message names the package (sha256, size, offset) and may carry data;
+	// the following ones carry data only, at most 1 MiB each. The agent
+	// appends to what it kept of an earlier transfer (offset must equal
+	// HasPackageResponse.partial, or 0 to start over), checks the size and
+	// the sha256 at the end, and only then adds the package to its cache.
+	// Codes: InvalidArgument (bad header, size mismatch), DataLoss (sha256
+	// mismatch; the partial file is dropped), ResourceExhausted (not enough
+	// disk space), FailedPrecondition (offset does not match the partial
+	// file), Aborted (another transfer of the same package is running).
+	PushPackage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PackageChunk, PushPackageResponse], error)
+	// DeployNode installs and configures one node: unpacks the cached
+	// package into program_dir unless it already holds it, creates the data
+	// and log dirs, writes the config files atomically (keeping the previous
+	// versions), registers the process with the supervisor and starts it if
+	// asked. Repeating an operation_id that succeeded returns the recorded
+	// result and does nothing.
+	DeployNode(ctx context.Context, in *DeployNodeRequest, opts ...grpc.CallOption) (*DeployNodeResponse, error)
+	// NodeCommand starts, stops or restarts a node through the supervisor.
+	// Idempotent by operation_id like DeployNode.
+	NodeCommand(ctx context.Context, in *NodeCommandRequest, opts ...grpc.CallOption) (*NodeState, error)
+	// NodeStatus reports the supervisor's view of the named nodes (all when
+	// no name is given); unknown names are left out.
+	NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusList, error)
+	// NodeLogs returns the end of a node's current log file.
+	NodeLogs(ctx context.Context, in *NodeLogsRequest, opts ...grpc.CallOption) (*NodeLogsResponse, error)
+	// RemoveNode stops a node and forgets it; with remove_dirs it also
+	// deletes its program and data dirs, which must lie strictly inside one
+	// of allowed_roots. Idempotent by operation_id like DeployNode.
+	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// CheckHealth runs one health check on the agent's host, where node
+	// ports can be reached.
+	CheckHealth(ctx context.Context, in *CheckHealthRequest, opts ...grpc.CallOption) (*CheckHealthResponse, error)
 }
 
 type agentServiceClient struct {
@@ -262,6 +306,89 @@ func (c *agentServiceClient) GetFacts(ctx context.Context, in *GetFactsRequest, 
 	return out, nil
 }
 
+func (c *agentServiceClient) HasPackage(ctx context.Context, in *HasPackageRequest, opts ...grpc.CallOption) (*HasPackageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HasPackageResponse)
+	err := c.cc.Invoke(ctx, AgentService_HasPackage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) PushPackage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PackageChunk, PushPackageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_PushPackage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PackageChunk, PushPackageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_PushPackageClient = grpc.ClientStreamingClient[PackageChunk, PushPackageResponse]
+
+func (c *agentServiceClient) DeployNode(ctx context.Context, in *DeployNodeRequest, opts ...grpc.CallOption) (*DeployNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeployNodeResponse)
+	err := c.cc.Invoke(ctx, AgentService_DeployNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) NodeCommand(ctx context.Context, in *NodeCommandRequest, opts ...grpc.CallOption) (*NodeState, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeState)
+	err := c.cc.Invoke(ctx, AgentService_NodeCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) NodeStatus(ctx context.Context, in *NodeStatusRequest, opts ...grpc.CallOption) (*NodeStatusList, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeStatusList)
+	err := c.cc.Invoke(ctx, AgentService_NodeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) NodeLogs(ctx context.Context, in *NodeLogsRequest, opts ...grpc.CallOption) (*NodeLogsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeLogsResponse)
+	err := c.cc.Invoke(ctx, AgentService_NodeLogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveNodeResponse)
+	err := c.cc.Invoke(ctx, AgentService_RemoveNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) CheckHealth(ctx context.Context, in *CheckHealthRequest, opts ...grpc.CallOption) (*CheckHealthResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckHealthResponse)
+	err := c.cc.Invoke(ctx, AgentService_CheckHealth_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -272,6 +399,42 @@ type AgentServiceServer interface {
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
 	// GetFacts collects the host's facts now.
 	GetFacts(context.Context, *GetFactsRequest) (*Facts, error)
+	// HasPackage says whether the agent's package cache holds the package
+	// with this sha256, and how much of an interrupted transfer it kept.
+	HasPackage(context.Context, *HasPackageRequest) (*HasPackageResponse, error)
+	// PushPackage streams one package into the agent's cache. The first
+	// message names the package (sha256, size, offset) and may carry data;
+	// the following ones carry data only, at most 1 MiB each. The agent
+	// appends to what it kept of an earlier transfer (offset must equal
+	// HasPackageResponse.partial, or 0 to start over), checks the size and
+	// the sha256 at the end, and only then adds the package to its cache.
+	// Codes: InvalidArgument (bad header, size mismatch), DataLoss (sha256
+	// mismatch; the partial file is dropped), ResourceExhausted (not enough
+	// disk space), FailedPrecondition (offset does not match the partial
+	// file), Aborted (another transfer of the same package is running).
+	PushPackage(grpc.ClientStreamingServer[PackageChunk, PushPackageResponse]) error
+	// DeployNode installs and configures one node: unpacks the cached
+	// package into program_dir unless it already holds it, creates the data
+	// and log dirs, writes the config files atomically (keeping the previous
+	// versions), registers the process with the supervisor and starts it if
+	// asked. Repeating an operation_id that succeeded returns the recorded
+	// result and does nothing.
+	DeployNode(context.Context, *DeployNodeRequest) (*DeployNodeResponse, error)
+	// NodeCommand starts, stops or restarts a node through the supervisor.
+	// Idempotent by operation_id like DeployNode.
+	NodeCommand(context.Context, *NodeCommandRequest) (*NodeState, error)
+	// NodeStatus reports the supervisor's view of the named nodes (all when
+	// no name is given); unknown names are left out.
+	NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusList, error)
+	// NodeLogs returns the end of a node's current log file.
+	NodeLogs(context.Context, *NodeLogsRequest) (*NodeLogsResponse, error)
+	// RemoveNode stops a node and forgets it; with remove_dirs it also
+	// deletes its program and data dirs, which must lie strictly inside one
+	// of allowed_roots. Idempotent by operation_id like DeployNode.
+	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// CheckHealth runs one health check on the agent's host, where node
+	// ports can be reached.
+	CheckHealth(context.Context, *CheckHealthRequest) (*CheckHealthResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -287,6 +450,30 @@ func (UnimplementedAgentServiceServer) Ping(context.Context, *PingRequest) (*Pin
 }
 func (UnimplementedAgentServiceServer) GetFacts(context.Context, *GetFactsRequest) (*Facts, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetFacts not implemented")
+}
+func (UnimplementedAgentServiceServer) HasPackage(context.Context, *HasPackageRequest) (*HasPackageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HasPackage not implemented")
+}
+func (UnimplementedAgentServiceServer) PushPackage(grpc.ClientStreamingServer[PackageChunk, PushPackageResponse]) error {
+	return status.Error(codes.Unimplemented, "method PushPackage not implemented")
+}
+func (UnimplementedAgentServiceServer) DeployNode(context.Context, *DeployNodeRequest) (*DeployNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeployNode not implemented")
+}
+func (UnimplementedAgentServiceServer) NodeCommand(context.Context, *NodeCommandRequest) (*NodeState, error) {
+	return nil, status.Error(codes.Unimplemented, "method NodeCommand not implemented")
+}
+func (UnimplementedAgentServiceServer) NodeStatus(context.Context, *NodeStatusRequest) (*NodeStatusList, error) {
+	return nil, status.Error(codes.Unimplemented, "method NodeStatus not implemented")
+}
+func (UnimplementedAgentServiceServer) NodeLogs(context.Context, *NodeLogsRequest) (*NodeLogsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NodeLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedAgentServiceServer) CheckHealth(context.Context, *CheckHealthRequest) (*CheckHealthResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckHealth not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -345,6 +532,139 @@ func _AgentService_GetFacts_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_HasPackage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HasPackageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).HasPackage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_HasPackage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).HasPackage(ctx, req.(*HasPackageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_PushPackage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).PushPackage(&grpc.GenericServerStream[PackageChunk, PushPackageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_PushPackageServer = grpc.ClientStreamingServer[PackageChunk, PushPackageResponse]
+
+func _AgentService_DeployNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeployNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).DeployNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_DeployNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).DeployNode(ctx, req.(*DeployNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_NodeCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).NodeCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_NodeCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).NodeCommand(ctx, req.(*NodeCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_NodeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).NodeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_NodeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).NodeStatus(ctx, req.(*NodeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_NodeLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).NodeLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_NodeLogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).NodeLogs(ctx, req.(*NodeLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveNodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).RemoveNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_RemoveNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).RemoveNode(ctx, req.(*RemoveNodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_CheckHealth_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckHealthRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).CheckHealth(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_CheckHealth_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).CheckHealth(ctx, req.(*CheckHealthRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -360,7 +680,41 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetFacts",
 			Handler:    _AgentService_GetFacts_Handler,
 		},
+		{
+			MethodName: "HasPackage",
+			Handler:    _AgentService_HasPackage_Handler,
+		},
+		{
+			MethodName: "DeployNode",
+			Handler:    _AgentService_DeployNode_Handler,
+		},
+		{
+			MethodName: "NodeCommand",
+			Handler:    _AgentService_NodeCommand_Handler,
+		},
+		{
+			MethodName: "NodeStatus",
+			Handler:    _AgentService_NodeStatus_Handler,
+		},
+		{
+			MethodName: "NodeLogs",
+			Handler:    _AgentService_NodeLogs_Handler,
+		},
+		{
+			MethodName: "RemoveNode",
+			Handler:    _AgentService_RemoveNode_Handler,
+		},
+		{
+			MethodName: "CheckHealth",
+			Handler:    _AgentService_CheckHealth_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PushPackage",
+			Handler:       _AgentService_PushPackage_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "agent/v1/agent.proto",
 }

@@ -1,0 +1,535 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/admq/admq-manager/agent/configfile"
+	"github.com/admq/admq-manager/agent/supervisor"
+	"github.com/admq/admq-manager/internal/archive"
+	"github.com/admq/admq-manager/internal/invalid"
+)
+
+// ConfigFile is one file a deploy writes.
+type ConfigFile struct {
+	// Path is relative to the program dir, or absolute inside the program
+	// dir or the data dir.
+	Path    string
+	Content []byte
+	Mode    os.FileMode // 0: 0640
+}
+
+// DeployRequest installs one node.
+type DeployRequest struct {
+	OperationID   string
+	Name          string
+	PackageSHA256 string
+	PackageFormat string // archive.FormatTarGz or archive.FormatTar
+	ProgramDir    string
+	DataDir       string
+	ConfigFiles   []ConfigFile
+	Argv          []string
+	Env           []string
+	WorkDir       string // empty: ProgramDir
+	LogDir        string // empty: DataDir/logs
+	StopGrace     time.Duration
+	Start         bool
+}
+
+// Status is a node's state. Desired is empty for a node that is installed
+// but was never started.
+type Status = supervisor.State
+
+// DeployResult is what a deploy did.
+type DeployResult struct {
+	Unpacked bool
+	Status   Status
+	// Replayed: the operation had been applied before; this is its result.
+	Replayed bool
+}
+
+func (r DeployRequest) validate() error {
+	if err := checkOp(r.OperationID); err != nil {
+		return err
+	}
+	if err := checkName("name", r.Name); err != nil {
+		return err
+	}
+	if err := checkSHA("package_sha256", r.PackageSHA256); err != nil {
+		return err
+	}
+	if r.PackageFormat != archive.FormatTarGz && r.PackageFormat != archive.FormatTar {
+		return invalid.Field("package_format", "%q: want tar.gz or tar", r.PackageFormat)
+	}
+	if err := checkDir("program_dir", r.ProgramDir, false); err != nil {
+		return err
+	}
+	if err := checkDir("data_dir", r.DataDir, false); err != nil {
+		return err
+	}
+	if within(r.ProgramDir, r.DataDir) || within(r.DataDir, r.ProgramDir) || r.ProgramDir == r.DataDir {
+		return invalid.Field("data_dir", "%q and program_dir %q must not contain each other", r.DataDir, r.ProgramDir)
+	}
+	if err := checkDir("work_dir", r.WorkDir, true); err != nil {
+		return err
+	}
+	if err := checkDir("log_dir", r.LogDir, true); err != nil {
+		return err
+	}
+	if len(r.Argv) == 0 || r.Argv[0] == "" {
+		return invalid.Field("argv", "empty command")
+	}
+	for _, a := range r.Argv {
+		if strings.ContainsRune(a, 0) {
+			return invalid.Field("argv", "argument holds a NUL byte")
+		}
+	}
+	for _, e := range r.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" || strings.ContainsRune(e, 0) {
+			return invalid.Field("env", "%q: want KEY=value", e)
+		}
+	}
+	if r.StopGrace < 0 || r.StopGrace > time.Hour {
+		return invalid.Field("stop_grace_ms", "%v: want 0 to 1h", r.StopGrace)
+	}
+	if len(r.ConfigFiles) > MaxConfigFiles {
+		return invalid.Field("config_files", "%d files: at most %d", len(r.ConfigFiles), MaxConfigFiles)
+	}
+	for _, f := range r.ConfigFiles {
+		if _, err := r.configPath(f.Path); err != nil {
+			return err
+		}
+		if len(f.Content) > MaxConfigSize {
+			return invalid.Field("config_files", "%s: %d bytes: at most %d", f.Path, len(f.Content), MaxConfigSize)
+		}
+		if f.Mode&^os.ModePerm != 0 {
+			return invalid.Field("config_files", "%s: mode %o: permission bits only", f.Path, f.Mode)
+		}
+	}
+	return nil
+}
+
+// configPath resolves a config file's path and checks that it stays in
+// the program dir or the data dir.
+func (r DeployRequest) configPath(p string) (string, error) {
+	if p == "" {
+		return "", invalid.Field("config_files", "empty path")
+	}
+	if !filepath.IsAbs(p) {
+		if !filepath.IsLocal(p) {
+			return "", invalid.Field("config_files", "%q leaves the program dir", p)
+		}
+		return filepath.Join(r.ProgramDir, p), nil
+	}
+	if filepath.Clean(p) != p || (!within(r.ProgramDir, p) && !within(r.DataDir, p)) {
+		return "", invalid.Field("config_files", "%q: want a clean path inside program_dir or data_dir", p)
+	}
+	return p, nil
+}
+
+// Deploy installs (and, if asked, starts) one node. See the package doc
+// for the operation id.
+func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, error) {
+	if err := r.validate(); err != nil {
+		return DeployResult{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res DeployResult
+	if ok, err := m.journal.lookup(r.OperationID, "deploy", &res); err != nil || ok {
+		res.Replayed = ok
+		return res, err
+	}
+	pkg := m.PackagePath(r.PackageSHA256)
+	if _, err := os.Stat(pkg); err != nil {
+		return res, fmt.Errorf("%w: %s", ErrNotCached, r.PackageSHA256)
+	}
+	unpacked, err := m.install(ctx, r, pkg)
+	if err != nil {
+		return res, err
+	}
+	res.Unpacked = unpacked
+	logDir := r.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(r.DataDir, "logs")
+	}
+	for _, d := range []string{r.DataDir, logDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
+		}
+	}
+	for _, f := range r.ConfigFiles {
+		p, _ := r.configPath(f.Path)
+		if err := checkNoEscape(r, p); err != nil {
+			return res, err
+		}
+		mode := f.Mode
+		if mode == 0 {
+			mode = 0o640
+		}
+		if _, err := configfile.Write(p, f.Content, mode, configKeep); err != nil {
+			return res, fmt.Errorf("deploy %s: config file: %w", r.Name, err)
+		}
+	}
+	workDir := r.WorkDir
+	if workDir == "" {
+		workDir = r.ProgramDir
+	}
+	spec := supervisor.Spec{
+		Name: r.Name, Argv: r.Argv, Env: r.Env, Dir: workDir, LogDir: logDir, StopGrace: r.StopGrace,
+	}
+	if err := m.saveSpec(spec); err != nil {
+		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
+	}
+	if r.Start {
+		err := m.sup.Start(ctx, spec)
+		if errors.Is(err, supervisor.ErrSpecChanged) {
+			if err = m.sup.Stop(ctx, r.Name); err == nil {
+				err = m.sup.Start(ctx, spec)
+			}
+		}
+		if err != nil {
+			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
+		}
+	}
+	if res.Status, err = m.status(r.Name); err != nil {
+		return res, err
+	}
+	if err := m.journal.record(r.OperationID, "deploy", res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// checkNoEscape makes sure that the existing part of a config file's
+// parent, with symbolic links resolved, is still inside the dir it belongs
+// to (a package may hold links).
+func checkNoEscape(r DeployRequest, p string) error {
+	root := r.ProgramDir
+	if within(r.DataDir, p) {
+		root = r.DataDir
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("deploy %s: %w", r.Name, err)
+	}
+	dir := filepath.Dir(p)
+	for {
+		real, err := filepath.EvalSymlinks(dir)
+		if err == nil {
+			if real != realRoot && !within(realRoot, real) {
+				return invalid.Field("config_files", "%q leads out of %s through a symbolic link", p, root)
+			}
+			return nil
+		}
+		if !errors.Is(err, os.ErrNotExist) || dir == root {
+			return fmt.Errorf("deploy %s: %w", r.Name, err)
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// install unpacks the package into the program dir unless the dir holds it
+// already; it reports whether it unpacked.
+func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (bool, error) {
+	marker := filepath.Join(r.ProgramDir, markerName)
+	have, err := os.ReadFile(marker)
+	if err == nil && strings.TrimSpace(string(have)) == r.PackageSHA256 {
+		return false, nil
+	}
+	replace := false
+	if _, serr := os.Lstat(r.ProgramDir); serr == nil {
+		switch {
+		case err == nil: // another package: replace it, if the node is down
+			if st, serr := m.sup.Status(r.Name); serr == nil && st.Running {
+				return false, fmt.Errorf("%w: %s runs from %s, which holds another package; stop it first", ErrConflict, r.Name, r.ProgramDir)
+			}
+			replace = true
+		case isEmptyDir(r.ProgramDir):
+			if err := os.Remove(r.ProgramDir); err != nil {
+				return false, err
+			}
+		default:
+			return false, fmt.Errorf("%w: program dir %s exists and was not installed by the agent", ErrConflict, r.ProgramDir)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(r.ProgramDir), 0o755); err != nil {
+		return false, err
+	}
+	f, err := os.Open(pkg)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	dest := r.ProgramDir
+	if replace {
+		dest = r.ProgramDir + ".admq-new"
+		_ = os.RemoveAll(dest)
+	}
+	if err := archive.Extract(ctx, f, r.PackageFormat, dest, archive.Limits{}); err != nil {
+		if errors.Is(err, archive.ErrUnsafe) || errors.Is(err, archive.ErrFormat) || errors.Is(err, archive.ErrLimit) {
+			return false, invalid.Field("package_sha256", "package %s: %v", r.PackageSHA256, err)
+		}
+		return false, fmt.Errorf("unpack %s: %w", r.PackageSHA256, err)
+	}
+	if err := writeAtomic(filepath.Join(dest, markerName), []byte(r.PackageSHA256+"\n"), 0o644); err != nil {
+		return false, err
+	}
+	if replace {
+		old := r.ProgramDir + ".admq-old"
+		_ = os.RemoveAll(old)
+		if err := os.Rename(r.ProgramDir, old); err != nil {
+			return false, err
+		}
+		if err := os.Rename(dest, r.ProgramDir); err != nil {
+			_ = os.Rename(old, r.ProgramDir)
+			return false, err
+		}
+		_ = os.RemoveAll(old)
+	}
+	return true, nil
+}
+
+func isEmptyDir(p string) bool {
+	ents, err := os.ReadDir(p)
+	return err == nil && len(ents) == 0
+}
+
+// status is the node's state; a node that was deployed but never started
+// has only its name.
+func (m *Manager) status(name string) (Status, error) {
+	st, err := m.sup.Status(name)
+	if errors.Is(err, supervisor.ErrNotFound) {
+		if _, ok, lerr := m.loadSpec(name); lerr != nil {
+			return Status{}, lerr
+		} else if ok {
+			return Status{Name: name}, nil
+		}
+		return Status{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return st, err
+}
+
+// Command is what NodeCommand does.
+type Command int
+
+// Commands.
+const (
+	CommandStart Command = iota + 1
+	CommandStop
+	CommandRestart
+)
+
+func (c Command) String() string {
+	switch c {
+	case CommandStart:
+		return "start"
+	case CommandStop:
+		return "stop"
+	case CommandRestart:
+		return "restart"
+	}
+	return fmt.Sprintf("command(%d)", int(c))
+}
+
+// Command starts, stops or restarts a node; it returns the node's state
+// after the command and whether that is a recorded result.
+func (m *Manager) Command(ctx context.Context, opID, name string, cmd Command) (Status, bool, error) {
+	if err := checkOp(opID); err != nil {
+		return Status{}, false, err
+	}
+	if err := checkName("name", name); err != nil {
+		return Status{}, false, err
+	}
+	if cmd < CommandStart || cmd > CommandRestart {
+		return Status{}, false, invalid.Field("command", "want START, STOP or RESTART")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var st Status
+	if ok, err := m.journal.lookup(opID, "command", &st); err != nil || ok {
+		return st, ok, err
+	}
+	spec, haveSpec, err := m.loadSpec(name)
+	if err != nil {
+		return st, false, err
+	}
+	_, serr := m.sup.Status(name)
+	registered := serr == nil
+	if !registered && !haveSpec {
+		return st, false, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	switch {
+	case cmd == CommandStop && registered:
+		err = m.sup.Stop(ctx, name)
+	case cmd == CommandStop:
+		// installed but never started: nothing runs
+	case cmd == CommandStart && haveSpec:
+		err = m.sup.Start(ctx, spec)
+	case cmd == CommandRestart && registered:
+		err = m.sup.Restart(ctx, name)
+	case cmd == CommandRestart:
+		err = m.sup.Start(ctx, spec)
+	default: // start, registered, no spec kept (deployed by an older agent)
+		if cur, _ := m.sup.Status(name); !cur.Running {
+			err = m.sup.Restart(ctx, name)
+		}
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("%s %s: %w", cmd, name, err)
+	}
+	if st, err = m.status(name); err != nil {
+		return st, false, err
+	}
+	return st, false, m.journal.record(opID, "command", st)
+}
+
+// List returns the state of the named nodes (all when names is empty);
+// unknown names are left out.
+func (m *Manager) List(names []string) ([]Status, error) {
+	for _, n := range names {
+		if err := checkName("names", n); err != nil {
+			return nil, err
+		}
+	}
+	if len(names) == 0 {
+		all := m.sup.List()
+		seen := map[string]bool{}
+		for _, s := range all {
+			seen[s.Name] = true
+		}
+		ents, _ := os.ReadDir(filepath.Join(m.dir, "specs"))
+		for _, e := range ents {
+			if n, ok := strings.CutSuffix(e.Name(), ".json"); ok && !seen[n] && nameRE.MatchString(n) {
+				all = append(all, Status{Name: n})
+			}
+		}
+		return all, nil
+	}
+	var out []Status
+	for _, n := range names {
+		st, err := m.status(n)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Logs returns the end of the node's current log, at most maxBytes (capped
+// at MaxLogBytes).
+func (m *Manager) Logs(name string, maxBytes int) ([]byte, error) {
+	if err := checkName("name", name); err != nil {
+		return nil, err
+	}
+	if maxBytes < 0 {
+		return nil, invalid.Field("max_bytes", "%d: want 0 to %d", maxBytes, MaxLogBytes)
+	}
+	b, err := m.sup.LogTail(name, min(maxBytes, MaxLogBytes))
+	if errors.Is(err, supervisor.ErrNotFound) {
+		if _, ok, _ := m.loadSpec(name); ok {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	return b, err
+}
+
+// RemoveRequest removes one node.
+type RemoveRequest struct {
+	OperationID  string
+	Name         string
+	RemoveDirs   bool
+	ProgramDir   string
+	DataDir      string
+	AllowedRoots []string
+}
+
+// Remove stops and forgets a node, and with RemoveDirs deletes its dirs,
+// each of which must lie strictly inside one of AllowedRoots, symbolic
+// links resolved. Removing a node that is not installed is not an error.
+// It reports whether the result is a recorded one.
+func (m *Manager) Remove(ctx context.Context, r RemoveRequest) (bool, error) {
+	if err := checkOp(r.OperationID); err != nil {
+		return false, err
+	}
+	if err := checkName("name", r.Name); err != nil {
+		return false, err
+	}
+	var dirs []string
+	if r.RemoveDirs {
+		if len(r.AllowedRoots) == 0 {
+			return false, invalid.Field("allowed_roots", "required to remove dirs")
+		}
+		for _, root := range r.AllowedRoots {
+			if err := checkDir("allowed_roots", root, false); err != nil {
+				return false, err
+			}
+		}
+		for _, d := range []struct{ field, path string }{{"program_dir", r.ProgramDir}, {"data_dir", r.DataDir}} {
+			if d.path == "" {
+				continue
+			}
+			if err := checkDir(d.field, d.path, false); err != nil {
+				return false, err
+			}
+			if err := insideRoots(d.field, d.path, r.AllowedRoots); err != nil {
+				return false, err
+			}
+			dirs = append(dirs, d.path)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok, err := m.journal.lookup(r.OperationID, "remove", nil); err != nil || ok {
+		return ok, err
+	}
+	if err := m.sup.Remove(ctx, r.Name); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+		return false, err
+	}
+	if err := os.Remove(m.specPath(r.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			return false, fmt.Errorf("remove %s: %w", r.Name, err)
+		}
+	}
+	return false, m.journal.record(r.OperationID, "remove", nil)
+}
+
+// insideRoots checks that p lies strictly inside one of roots, both as
+// written and with the symbolic links of p's parent and of the root
+// resolved.
+func insideRoots(field, p string, roots []string) error {
+	for _, root := range roots {
+		if !within(root, p) {
+			continue
+		}
+		realRoot, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		parent, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // nothing there to remove
+		}
+		if err != nil {
+			continue
+		}
+		if within(realRoot, filepath.Join(parent, filepath.Base(p))) {
+			return nil
+		}
+	}
+	return invalid.Field(field, "%q is not strictly inside an allowed root (%s)", p, strings.Join(roots, ", "))
+}

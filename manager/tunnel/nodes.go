@@ -1,0 +1,379 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/fleet"
+	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
+)
+
+// Errors of the node calls that callers branch on. An agent that is not
+// connected (or drops the session during a call) gives
+// fleet.ErrAgentNotOnline; a request the agent finds malformed gives an
+// *invalid.Error.
+var (
+	// ErrAgentNoSpace: the agent's disk cannot hold the package.
+	ErrAgentNoSpace = errors.New("agent has not enough disk space")
+	// ErrPackageCorrupt: the bytes sent do not hash to the package's sha256.
+	ErrPackageCorrupt = errors.New("package does not match its sha256")
+	// ErrNodeNotFound: the agent has no node of that name.
+	ErrNodeNotFound = errors.New("agent has no such node")
+	// ErrAgentConflict: the agent's state does not allow the request (a
+	// program dir holding something else, a package not in its cache, a
+	// transfer of the same package still running).
+	ErrAgentConflict = errors.New("agent refused the request in its current state")
+)
+
+// PackageChunkSize is the size of the pieces a package is sent in.
+const PackageChunkSize = 1 << 20
+
+// NodeState is an agent's view of one node.
+type NodeState struct {
+	Name      string
+	Running   bool
+	PID       int
+	StartedAt time.Time // zero: never started
+	Restarts  int
+	LastExit  string
+	Adopted   bool
+	// Desired is "running", "stopped", or "" for a node installed but
+	// never started.
+	Desired string
+}
+
+// ConfigFile is one config file a deploy writes on the agent.
+type ConfigFile struct {
+	// Path is relative to the program dir, or absolute inside the program
+	// dir or the data dir.
+	Path    string
+	Content []byte
+	Mode    os.FileMode // 0: 0640
+}
+
+// DeployRequest installs a node on an agent; see agentv1.DeployNodeRequest.
+type DeployRequest struct {
+	OperationID   string
+	Name          string
+	PackageSHA256 string
+	PackageFormat string // "tar.gz" or "tar"
+	ProgramDir    string
+	DataDir       string
+	ConfigFiles   []ConfigFile
+	Argv          []string
+	Env           []string
+	WorkDir       string
+	LogDir        string
+	StopGrace     time.Duration
+	Start         bool
+}
+
+// DeployResult is what a deploy did on the agent.
+type DeployResult struct {
+	Unpacked bool
+	State    NodeState
+	// Replayed: the agent had applied this operation id before.
+	Replayed bool
+}
+
+// NodeCommand is what NodeCommand asks of a node.
+type NodeCommand int
+
+// Node commands.
+const (
+	NodeStart NodeCommand = iota + 1
+	NodeStop
+	NodeRestart
+)
+
+// RemoveRequest removes a node from an agent.
+type RemoveRequest struct {
+	OperationID  string
+	Name         string
+	RemoveDirs   bool
+	ProgramDir   string
+	DataDir      string
+	AllowedRoots []string
+}
+
+// HealthCheck is run by the agent; exactly one of TCPAddr, HTTPURL and
+// Command is set.
+type HealthCheck struct {
+	TCPAddr string
+	HTTPURL string
+	Command []string
+	Timeout time.Duration
+}
+
+// agentErr maps an error of a call to an agent to the errors above.
+func agentErr(what string, id ids.ID, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fleet.ErrAgentNotOnline) {
+		return err
+	}
+	if errors.Is(err, errClosed) {
+		return fmt.Errorf("%s on agent %s: %w", what, id, fleet.ErrAgentNotOnline)
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s on agent %s: %w", what, id, err)
+	}
+	msg := st.Message()
+	var kind error
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return &invalid.Error{Reason: fmt.Sprintf("%s on agent %s: %s", what, id, msg)}
+	case codes.Unavailable:
+		kind = fleet.ErrAgentNotOnline
+	case codes.ResourceExhausted:
+		kind = ErrAgentNoSpace
+	case codes.DataLoss:
+		kind = ErrPackageCorrupt
+	case codes.NotFound:
+		kind = ErrNodeNotFound
+	case codes.FailedPrecondition, codes.Aborted:
+		kind = ErrAgentConflict
+	case codes.Canceled:
+		kind = context.Canceled
+	case codes.DeadlineExceeded:
+		kind = context.DeadlineExceeded
+	default:
+		return fmt.Errorf("%s on agent %s: %w", what, id, err)
+	}
+	return fmt.Errorf("%s on agent %s: %w: %s", what, id, kind, msg)
+}
+
+// nodeCall runs fn with a client for the agent's service.
+func (h *Hub) nodeCall(ctx context.Context, id ids.ID, what string, fn func(agentv1.AgentServiceClient) error) error {
+	s, err := h.session(id)
+	if err != nil {
+		return err
+	}
+	return agentErr(what, id, s.call(ctx, fn))
+}
+
+// HasPackage reports whether the agent holds the package, and how many
+// bytes of an interrupted transfer it kept.
+func (h *Hub) HasPackage(ctx context.Context, id ids.ID, sha256 string) (present bool, partial int64, err error) {
+	err = h.nodeCall(ctx, id, "has package", func(c agentv1.AgentServiceClient) error {
+		resp, err := c.HasPackage(ctx, &agentv1.HasPackageRequest{Sha256: sha256})
+		if err == nil {
+			present, partial = resp.GetPresent(), resp.GetPartial()
+		}
+		return err
+	})
+	return present, partial, err
+}
+
+// PushPackage sends the package of size bytes read from r to the agent,
+// unless the agent holds it already; an interrupted earlier transfer is
+// resumed where it stopped. It returns the bytes sent by this call.
+func (h *Hub) PushPackage(ctx context.Context, id ids.ID, sha256 string, size int64, r io.ReaderAt) (sent int64, err error) {
+	// A transfer cut short a moment ago may still be finishing on the
+	// agent (busy, or its partial file still growing): try again shortly.
+	for attempt := 0; ; attempt++ {
+		n, err := h.pushOnce(ctx, id, sha256, size, r)
+		sent += n
+		if err == nil || !errors.Is(err, ErrAgentConflict) || attempt >= 10 || ctx.Err() != nil {
+			return sent, err
+		}
+		t := time.NewTimer(time.Duration(attempt+1) * 50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return sent, err
+		case <-t.C:
+		}
+	}
+}
+
+func (h *Hub) pushOnce(ctx context.Context, id ids.ID, sha256 string, size int64, r io.ReaderAt) (sent int64, err error) {
+	present, partial, err := h.HasPackage(ctx, id, sha256)
+	if err != nil || present {
+		return 0, err
+	}
+	offset := int64(0)
+	if partial > 0 && partial <= size {
+		offset = partial
+	}
+	start := time.Now()
+	err = h.nodeCall(ctx, id, "push package", func(c agentv1.AgentServiceClient) error {
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := c.PushPackage(sctx)
+		if err != nil {
+			return err
+		}
+		first := true
+		for pos := offset; first || pos < size; {
+			n := min(int64(PackageChunkSize), size-pos)
+			buf := make([]byte, n)
+			if _, err := r.ReadAt(buf, pos); err != nil && !(errors.Is(err, io.EOF) && int64(len(buf)) == n) {
+				return fmt.Errorf("read package %s at %d: %w", sha256, pos, err)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			msg := &agentv1.PackageChunk{Data: buf}
+			if first {
+				msg.Sha256, msg.Size, msg.Offset = sha256, size, offset
+				first = false
+			}
+			if err := stream.Send(msg); err != nil {
+				if errors.Is(err, io.EOF) {
+					break // the agent ended the call; its status says why
+				}
+				return err
+			}
+			pos += n
+			sent += n
+			h.metrics.packageBytes.Add(float64(n))
+		}
+		_, err = stream.CloseAndRecv()
+		return err
+	})
+	h.metrics.observe("manager_to_agent", agentv1.AgentService_PushPackage_FullMethodName, start, err)
+	return sent, err
+}
+
+// DeployNode installs (and, if asked, starts) a node on the agent. The
+// package must be in the agent's cache (PushPackage).
+func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (DeployResult, error) {
+	req := &agentv1.DeployNodeRequest{
+		OperationId:   r.OperationID,
+		Name:          r.Name,
+		PackageSha256: r.PackageSHA256,
+		PackageFormat: r.PackageFormat,
+		ProgramDir:    r.ProgramDir,
+		DataDir:       r.DataDir,
+		Argv:          r.Argv,
+		Env:           r.Env,
+		WorkDir:       r.WorkDir,
+		LogDir:        r.LogDir,
+		StopGraceMs:   r.StopGrace.Milliseconds(),
+		Start:         r.Start,
+	}
+	for _, f := range r.ConfigFiles {
+		req.ConfigFiles = append(req.ConfigFiles, &agentv1.ConfigFileContent{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())})
+	}
+	var res DeployResult
+	err := h.nodeCall(ctx, id, "deploy node "+r.Name, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.DeployNode(ctx, req)
+		if err == nil {
+			res = DeployResult{Unpacked: resp.GetUnpacked(), State: nodeStateFromProto(resp.GetStatus()), Replayed: resp.GetReplayed()}
+		}
+		return err
+	})
+	return res, err
+}
+
+// NodeCommand starts, stops or restarts a node; opID makes a retry safe.
+func (h *Hub) NodeCommand(ctx context.Context, id ids.ID, opID, name string, cmd NodeCommand) (NodeState, error) {
+	var kind agentv1.NodeCommandKind
+	switch cmd {
+	case NodeStart:
+		kind = agentv1.NodeCommandKind_NODE_COMMAND_START
+	case NodeStop:
+		kind = agentv1.NodeCommandKind_NODE_COMMAND_STOP
+	case NodeRestart:
+		kind = agentv1.NodeCommandKind_NODE_COMMAND_RESTART
+	default:
+		return NodeState{}, invalid.Field("command", "unknown node command %d", int(cmd))
+	}
+	var st NodeState
+	err := h.nodeCall(ctx, id, "command node "+name, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.NodeCommand(ctx, &agentv1.NodeCommandRequest{OperationId: opID, Name: name, Command: kind})
+		if err == nil {
+			st = nodeStateFromProto(resp)
+		}
+		return err
+	})
+	return st, err
+}
+
+// NodeStatus returns the agent's view of the named nodes (all when names is
+// empty); nodes the agent does not know are left out.
+func (h *Hub) NodeStatus(ctx context.Context, id ids.ID, names []string) ([]NodeState, error) {
+	var out []NodeState
+	err := h.nodeCall(ctx, id, "node status", func(c agentv1.AgentServiceClient) error {
+		resp, err := c.NodeStatus(ctx, &agentv1.NodeStatusRequest{Names: names})
+		if err == nil {
+			for _, n := range resp.GetNodes() {
+				out = append(out, nodeStateFromProto(n))
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// NodeLogs returns the last maxBytes (at most 1 MiB) of a node's log.
+func (h *Hub) NodeLogs(ctx context.Context, id ids.ID, name string, maxBytes int) ([]byte, error) {
+	var data []byte
+	err := h.nodeCall(ctx, id, "logs of node "+name, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.NodeLogs(ctx, &agentv1.NodeLogsRequest{Name: name, MaxBytes: int32(min(maxBytes, 1<<20))})
+		if err == nil {
+			data = resp.GetData()
+		}
+		return err
+	})
+	return data, err
+}
+
+// RemoveNode stops and forgets a node on the agent, and deletes its dirs
+// when asked (only inside the allowed roots).
+func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) error {
+	return h.nodeCall(ctx, id, "remove node "+r.Name, func(c agentv1.AgentServiceClient) error {
+		_, err := c.RemoveNode(ctx, &agentv1.RemoveNodeRequest{
+			OperationId:  r.OperationID,
+			Name:         r.Name,
+			RemoveDirs:   r.RemoveDirs,
+			ProgramDir:   r.ProgramDir,
+			DataDir:      r.DataDir,
+			AllowedRoots: r.AllowedRoots,
+		})
+		return err
+	})
+}
+
+// CheckHealth has the agent run a health check on its host; the error is
+// for a check that could not be run, not for a failing one.
+func (h *Hub) CheckHealth(ctx context.Context, id ids.ID, hc HealthCheck) (ok bool, detail string, err error) {
+	err = h.nodeCall(ctx, id, "health check", func(c agentv1.AgentServiceClient) error {
+		resp, err := c.CheckHealth(ctx, &agentv1.CheckHealthRequest{
+			TcpAddr: hc.TCPAddr, HttpUrl: hc.HTTPURL, Command: hc.Command, TimeoutMs: hc.Timeout.Milliseconds(),
+		})
+		if err == nil {
+			ok, detail = resp.GetOk(), resp.GetDetail()
+		}
+		return err
+	})
+	return ok, detail, err
+}
+
+func nodeStateFromProto(p *agentv1.NodeState) NodeState {
+	st := NodeState{
+		Name:     p.GetName(),
+		Running:  p.GetRunning(),
+		PID:      int(p.GetPid()),
+		Restarts: int(p.GetRestarts()),
+		LastExit: p.GetLastExit(),
+		Adopted:  p.GetAdopted(),
+		Desired:  p.GetDesired(),
+	}
+	if ms := p.GetStartedAtUnixMs(); ms > 0 {
+		st.StartedAt = time.UnixMilli(ms)
+	}
+	return st
+}
