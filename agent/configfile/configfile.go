@@ -24,6 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/admq/admq-manager/internal/atomicfile"
 )
 
 // PrevSuffix is appended to a file's path to name its previous version.
@@ -80,7 +82,7 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}
-	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	tmp, err := atomicfile.WriteTemp(dir, filepath.Base(path), data, mode)
 	if err != nil {
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}
@@ -114,7 +116,7 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	committed = true
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	return v, nil
@@ -143,7 +145,7 @@ func Restore(path string) error {
 			return fmt.Errorf("restore %s: shift history: %w", path, err)
 		}
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("restore %s: %w", path, err)
 	}
 	return nil
@@ -195,53 +197,13 @@ func keepCopy(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := writeTemp(filepath.Dir(dst), filepath.Base(dst), data, fi.Mode().Perm())
+	tmp, err := atomicfile.WriteTemp(filepath.Dir(dst), filepath.Base(dst), data, fi.Mode().Perm())
 	if err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return err
-	}
-	return nil
-}
-
-// writeTemp writes data to a new hidden temp file in dir, sets mode, fsyncs
-// and closes it, and returns its name.
-func writeTemp(dir, base string, data []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	err = func() error {
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		if err := f.Chmod(mode.Perm()); err != nil {
-			return err
-		}
-		return f.Sync()
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", err
-	}
-	return name, nil
-}
-
-// syncDir fsyncs a directory so that renames in it survive a power cut.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/agent/configfile"
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/archive"
@@ -278,7 +280,7 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 		}
 		return false, fmt.Errorf("unpack %s: %w", r.PackageSHA256, err)
 	}
-	if err := writeAtomic(filepath.Join(dest, markerName), []byte(r.PackageSHA256+"\n"), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dest, markerName), []byte(r.PackageSHA256+"\n"), 0o644); err != nil {
 		return false, err
 	}
 	if replace {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/admq/admq-manager/internal/atomicfile"
 )
 
 // journal remembers the last completed operations and their results.
@@ -88,7 +90,7 @@ func (j *journal) record(id, kind string, result any) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(j.path, data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(j.path, data, 0o600); err != nil {
 		return fmt.Errorf("operation journal: %w", err)
 	}
 	return nil

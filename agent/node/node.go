@@ -20,6 +20,8 @@ import (
 	"regexp"
 	"sync"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/invalid"
 )
@@ -163,7 +165,7 @@ func (m *Manager) saveSpec(spec supervisor.Spec) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(m.specPath(spec.Name), data, 0o600)
+	return atomicfile.WriteFile(m.specPath(spec.Name), data, 0o600)
 }
 
 func (m *Manager) loadSpec(name string) (supervisor.Spec, bool, error) {
@@ -179,40 +181,4 @@ func (m *Manager) loadSpec(name string) (supervisor.Spec, bool, error) {
 		return supervisor.Spec{}, false, fmt.Errorf("spec of %s: %w", name, err)
 	}
 	return s, true, nil
-}
-
-// writeAtomic writes data to path through a synced temp file and a rename.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/admq/admq-manager/internal/invalid"
@@ -173,7 +175,7 @@ func (m *Manager) PushPackage(ctx context.Context, h PushHeader, first []byte, n
 	if err := os.Rename(partPath, m.PackagePath(h.SHA256)); err != nil {
 		return res, err
 	}
-	return res, syncDir(m.pkgDir)
+	return res, atomicfile.SyncDir(m.pkgDir)
 }
 
 func diskFree(dir string) (uint64, error) {

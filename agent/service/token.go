@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/agent"
 	"github.com/admq/admq-manager/agent/identity"
 	"github.com/admq/admq-manager/agent/tunnel"
@@ -30,7 +32,7 @@ func TokenPath(stateDir string) string { return filepath.Join(stateDir, TokenFil
 // WriteJoinToken writes token to stateDir's join-token file, mode 0600,
 // atomically.
 func WriteJoinToken(stateDir, token string) error {
-	if err := identity.WriteFileAtomic(TokenPath(stateDir), []byte(token+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteFile(TokenPath(stateDir), []byte(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write join token: %w", err)
 	}
 	return nil

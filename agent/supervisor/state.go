@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/internal/backoff"
 )
 
@@ -55,7 +57,7 @@ func (s *Supervisor) persist(n *node) error {
 	if err != nil {
 		return fmt.Errorf("save state of %s: %w", rec.Spec.Name, err)
 	}
-	if err := writeAtomic(s.statePath(rec.Spec.Name), append(data, '\n')); err != nil {
+	if err := atomicfile.WriteFile(s.statePath(rec.Spec.Name), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save state of %s: %w", rec.Spec.Name, err)
 	}
 	return nil
@@ -157,38 +159,4 @@ func (s *Supervisor) adoptOne(name string) error {
 	default:
 		return nil
 	}
-}
-
-// writeAtomic replaces path with data: temp file, fsync, rename, fsync dir.
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

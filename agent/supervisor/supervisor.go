@@ -25,6 +25,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/admq/admq-manager/internal/backoff"
@@ -337,7 +339,7 @@ func (s *Supervisor) Remove(ctx context.Context, name string) error {
 	if err := os.Remove(s.statePath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	return syncDir(s.dir)
+	return atomicfile.SyncDir(s.dir)
 }
 
 // Status returns the state of one node.

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/internal/archive"
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/manifest"
@@ -191,7 +193,7 @@ func (s *Service) Upload(ctx context.Context, fileName string, r io.Reader) (Pac
 		return Package{}, fmt.Errorf("store package file: %w", err)
 	}
 	kept = true
-	if err := syncDir(shaDir); err != nil {
+	if err := atomicfile.SyncDir(shaDir); err != nil {
 		_ = os.Remove(final)
 		return Package{}, fmt.Errorf("store package file: %w", err)
 	}
@@ -351,16 +353,4 @@ func isDigest(s string) bool {
 		}
 	}
 	return true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
+
 	"github.com/admq/admq-manager/internal/tlsutil"
 )
 
@@ -204,51 +206,13 @@ func create(dir, certPath, keyPath string, now func() time.Time) (*CA, error) {
 	// The key goes first, so that an existing ca.crt always comes with its
 	// key. A crash between the two renames leaves a lone ca.key, which
 	// Open reports instead of silently replacing.
-	if err := writeAtomic(dir, keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return nil, fmt.Errorf("write CA key: %w", err)
 	}
-	if err := writeAtomic(dir, certPath, certPEM, 0o644); err != nil {
+	if err := atomicfile.WriteFile(certPath, certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("write CA certificate: %w", err)
 	}
 	return &CA{cert: cert, certPEM: certPEM, key: key, pin: tlsutil.Pin(cert), now: now}, nil
-}
-
-// writeAtomic writes data to path through a temporary file in dir that is
-// synced and then renamed over path, so path never holds partial contents.
-func writeAtomic(dir, path string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename itself durable. Not every platform can sync a
-	// directory; the file contents are already on disk either way.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }
 
 func newSerial() (*big.Int, error) {
