@@ -28,6 +28,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
@@ -166,6 +167,7 @@ type Manager struct {
 	db       *store.DB
 	hub      *tunnel.Hub
 	api      *api.API
+	deploy   *deploy.Engine
 	presence *fleet.PresenceTracker
 	httpLn   net.Listener
 	tunLn    net.Listener
@@ -273,6 +275,15 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		AgentID:  pki.AgentID,
 	}, log.With("component", "tunnel"), reg)
 	agents.Agents = m.hub
+	// Deployments: jobs a previous run left unfinished are failed now.
+	m.deploy = deploy.New(deploy.Deps{
+		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: deploy.HubAgents{Hub: m.hub},
+		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg,
+	})
+	if err := m.deploy.Recover(ctx); err != nil {
+		return nil, err
+	}
+	clusterSvc.UseTeardown(m.deploy)
 
 	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("console listener: %w", err)
@@ -299,6 +310,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		AgentsConnected: m.hub.Connected,
 		Exporters:       fleetMetrics,
 		FleetGatherer:   fleetReg,
+		Deploy:          m.deploy,
 	})
 	return m, nil
 }
@@ -323,6 +335,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return m.api.Serve(gctx, m.httpLn, m.cfg.ShutdownGrace) })
 	g.Go(func() error { return m.hub.Serve(gctx, m.tunLn) })
 	g.Go(func() error { return m.presence.Run(gctx) })
+	g.Go(func() error { return m.deploy.Run(gctx) })
 	err := g.Wait()
 	// Sessions are closed now; their disconnects are pending. Write them.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -73,6 +73,9 @@ type Deps struct {
 	// FleetGatherer is served at /metrics/fleet: the host metrics of every
 	// server, kept apart from /metrics so that the manager's own stay small.
 	FleetGatherer prometheus.Gatherer
+	// Deploy runs deployment jobs, node commands and logs, and reports
+	// nodes' live run states; nil: those routes answer code 1.
+	Deploy Deployer
 }
 
 // Exporters tells whether a server's metrics collector, its agent, is

@@ -296,6 +296,7 @@ func (a *API) listClusterNodes(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	a.liveRunStatus(c, list, views)
 	return ok(c, newPage(p, total, views))
 }
 
@@ -476,10 +477,10 @@ func (a *API) deleteCluster(c echo.Context) error {
 		return err
 	}
 	detail(c, "cluster=%s", id)
-	cl, err := svc.Delete(c.Request().Context(), id)
+	cl, notCleaned, err := svc.DeleteReport(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}
-	detail(c, "cluster=%s (%s) nodes=%d", cl.Name, cl.ID, cl.NodeCount)
-	return ok(c, nil)
+	detail(c, "cluster=%s (%s) nodes=%d notCleaned=%d", cl.Name, cl.ID, cl.NodeCount, len(notCleaned))
+	return ok(c, toDeleteClusterView(notCleaned))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -64,6 +65,10 @@ const (
 	codePackageDisabled       = 1403 // new
 	codeTooManyNodes          = 1404 // new
 	codeConfigRenderFailed    = 1405 // new
+	// Deployment.
+	codeNothingToDeploy = 1406
+	codeNodeUnavailable = 1407
+	codeJobNotExist     = 1408 // new
 )
 
 // codeInfo gives each code its constant name and HTTP status.
@@ -116,6 +121,11 @@ var codeInfo = map[int]struct {
 	codePackageDisabled:       {"PACKAGE_DISABLED", http.StatusBadRequest},
 	codeTooManyNodes:          {"TOO_MANY_NODES", http.StatusBadRequest},
 	codeConfigRenderFailed:    {"CONFIG_RENDER_FAILED", http.StatusBadRequest},
+
+	// Deployment.
+	codeNothingToDeploy: {"DEPLOYED_NODE_MISS_OR_NOT_FOUND", http.StatusNotFound},
+	codeNodeUnavailable: {"NODE_UNDER_CAN_NOT_DEPLOYED", http.StatusConflict},
+	codeJobNotExist:     {"JOB_NOT_EXIST", http.StatusNotFound},
 }
 
 // apiError is an error with its envelope code and details.
@@ -180,6 +190,9 @@ var domainCodes = []struct {
 	{cluster.ErrPackageDisabled, codePackageDisabled},
 	{cluster.ErrTooManyNodes, codeTooManyNodes},
 	{cluster.ErrRender, codeConfigRenderFailed},
+	{deploy.ErrNothingToDeploy, codeNothingToDeploy},
+	{deploy.ErrNodeUnavailable, codeNodeUnavailable},
+	{deploy.ErrJobNotFound, codeJobNotExist},
 }
 
 // classify turns any handler error into an apiError; internal errors lose

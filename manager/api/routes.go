@@ -113,7 +113,8 @@ func (a *API) routeTable() []route {
 			body: addNodesRequest{}, data: []nodeView{}, handler: a.addClusterNodes},
 		{method: http.MethodGet, path: "/admq/cluster", role: auth.RoleViewer, summary: "List clusters, newest first, with their node count and components",
 			query: pageQuery, data: pageView[clusterView]{}, handler: a.listClusters},
-		{method: http.MethodGet, path: "/cluster/node", role: auth.RoleViewer, summary: "List a cluster's nodes with their config files (seed 2.3.0.4), by component then ordinal",
+		{method: http.MethodGet, path: "/cluster/node", role: auth.RoleViewer, summary: "List a cluster's nodes with their config files (seed 2.3.0.4), by component then ordinal. " +
+			"runStatus is what the nodes' agents report now (unknown when the agent is offline or does not answer within 2 s)",
 			query: append([]queryParam{{"clusterId", "string", "the cluster"}}, pageQuery...),
 			data:  pageView[nodeView]{}, handler: a.listClusterNodes},
 		{method: http.MethodGet, path: "/cluster/node/config/file", role: auth.RoleViewer, summary: "List a node's config files",
@@ -129,7 +130,33 @@ func (a *API) routeTable() []route {
 		{method: http.MethodPut, path: "/cluster/node/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable config items at once (seed 2.3.0.8): all of them, or none if one does not exist (code 1004)",
 			body: itemsStatusRequest{}, handler: a.setConfigItemsStatus},
 		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
-			"For now only the manager's records go: nodes are not stopped and hosts are not cleaned",
-			query: idQuery, body: idRequest{}, handler: a.deleteCluster},
+			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed (each dir's parent is the allowed root; " +
+			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway: " +
+			"their processes and dirs stay on the host. A cluster with a node being deployed is code 1407",
+			query: idQuery, body: idRequest{}, data: deleteClusterView{}, handler: a.deleteCluster},
+
+		{method: http.MethodPost, path: "/admq/cluster/deploy", role: auth.RoleOperator, summary: "Deploy every node of a cluster (seed 2.3.0.3) as a job: " +
+			"coordinators, then storage, then brokers, then other components, each tier healthy before the next; per node transfer, configure, start, health. " +
+			"Answers at once with the pending job; follow it with /job/detail or /job/events. Code 1406 when the cluster has no node, " +
+			"1407 (nothing stored) when a node's agent is offline or a node is deploying",
+			body: deployClusterRequest{}, data: jobView{}, handler: a.deployCluster},
+		{method: http.MethodPost, path: "/admq/cluster/node/deploy", role: auth.RoleOperator, summary: "Deploy one node (seed 2.3.0.2) as a job, like /admq/cluster/deploy. " +
+			"Code 1406 when the node does not exist, 1407 when its agent is offline or it is deploying; clusterId, when given, must be the node's cluster",
+			body: deployNodeRequest{}, data: jobView{}, handler: a.deployClusterNode},
+		{method: http.MethodGet, path: "/job", role: auth.RoleViewer, summary: "List deployment jobs, newest first",
+			query: append([]queryParam{{"clusterId", "string", "only this cluster's jobs"}}, pageQuery...),
+			data:  pageView[jobView]{}, handler: a.listJobs},
+		{method: http.MethodGet, path: "/job/detail", role: auth.RoleViewer, summary: "A deployment job with its steps, by node (code 1408 when it does not exist)",
+			query: []queryParam{{"id", "string", "job id"}}, data: jobDetailView{}, handler: a.jobDetail},
+		{method: http.MethodGet, path: "/job/events", role: auth.RoleViewer, summary: "A deployment job's progress as text/event-stream: first a \"job\" event and one \"step\" event per step, " +
+			"then a \"step\" or \"job\" event per change, and \"done\" with the final job, after which the stream closes. " +
+			"Errors before the stream starts are envelopes",
+			query: []queryParam{{"id", "string", "job id"}}, data: stepView{}, handler: a.jobEvents},
+		{method: http.MethodPost, path: "/admq/cmd", role: auth.RoleOperator, summary: "Start, stop or restart a node now through its agent (seed 2.3.0.10); returns the node's new state. " +
+			"An offline agent is code 1253 and nothing is queued; an unknown node 1002; a bad cmd 2",
+			body: cmdRequest{}, data: nodeStateView{}, handler: a.nodeCommand},
+		{method: http.MethodGet, path: "/cluster/node/log", role: auth.RoleViewer, summary: "The end of a node's log, from its agent (code 1253 when the agent is offline)",
+			query: []queryParam{{"id", "string", "node id"}, {"maxBytes", "integer", "bytes from the end, 1-1048576 (default 65536)"}},
+			data:  nodeLogView{}, handler: a.nodeLog},
 	}
 }

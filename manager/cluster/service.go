@@ -28,10 +28,18 @@ type Packages interface {
 }
 
 // Teardown stops a cluster's nodes and cleans their hosts before the
-// cluster's records are deleted. The deploy engine will implement it;
-// until then Delete removes the records only.
+// cluster's records are deleted; the deploy engine implements it. It
+// returns the nodes it could not clean (their records go anyway); an error
+// stops the delete.
 type Teardown interface {
-	Teardown(ctx context.Context, c Cluster, nodes []Node) error
+	Teardown(ctx context.Context, c Cluster, nodes []Node) ([]Uncleaned, error)
+}
+
+// Uncleaned is a node a delete could not stop or clean, and why.
+type Uncleaned struct {
+	NodeID    ids.ID
+	ManagerIP string
+	Reason    string
 }
 
 // Service manages clusters, nodes and their config.
@@ -521,23 +529,31 @@ func (s *Service) SetItemEffective(ctx context.Context, itemIDs []ids.ID, effect
 // Teardown, when set, first stops the nodes and cleans their hosts; without
 // one only the records go (the deploy engine will set it).
 func (s *Service) Delete(ctx context.Context, id ids.ID) (Cluster, error) {
+	c, _, err := s.DeleteReport(ctx, id)
+	return c, err
+}
+
+// DeleteReport is Delete that also returns the nodes the Teardown could
+// not clean.
+func (s *Service) DeleteReport(ctx context.Context, id ids.ID) (Cluster, []Uncleaned, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.store.Cluster(ctx, id)
 	if err != nil {
-		return Cluster{}, err
+		return Cluster{}, nil, err
 	}
+	var uncleaned []Uncleaned
 	if s.teardown != nil {
 		nodes, err := s.store.AllNodes(ctx, id)
 		if err != nil {
-			return Cluster{}, err
+			return Cluster{}, nil, err
 		}
-		if err := s.teardown.Teardown(ctx, c, nodes); err != nil {
-			return Cluster{}, err
+		if uncleaned, err = s.teardown.Teardown(ctx, c, nodes); err != nil {
+			return Cluster{}, nil, err
 		}
 	}
 	if err := s.store.DeleteCluster(ctx, id); err != nil {
-		return Cluster{}, err
+		return Cluster{}, nil, err
 	}
-	return c, nil
+	return c, uncleaned, nil
 }

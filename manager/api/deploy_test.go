@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/deploy"
+)
+
+// nodeAgents fakes the nodes' agents for the deploy engine: every call
+// succeeds, and servers in offline have no session.
+type nodeAgents struct {
+	mu      sync.Mutex
+	offline map[ids.ID]bool
+	removed []string
+}
+
+func (a *nodeAgents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
+func (a *nodeAgents) HasPackage(context.Context, ids.ID, string) (bool, int64, error) {
+	return false, 0, nil
+}
+func (a *nodeAgents) PushPackage(context.Context, ids.ID, string, int64, string) error { return nil }
+func (a *nodeAgents) DeployNode(context.Context, ids.ID, deploy.DeployRequest) error   { return nil }
+func (a *nodeAgents) NodeCommand(_ context.Context, _ ids.ID, _, name, cmd string) (deploy.NodeState, error) {
+	if cmd == deploy.CmdStop {
+		return deploy.NodeState{Name: name, Desired: "stopped"}, nil
+	}
+	return deploy.NodeState{Name: name, Running: true, PID: 42, Desired: "running"}, nil
+}
+func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
+	var out []deploy.NodeState
+	for _, n := range names {
+		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
+	}
+	return out, nil
+}
+func (a *nodeAgents) NodeLogs(_ context.Context, _ ids.ID, name string, _ int) ([]byte, error) {
+	return []byte("started " + name + "\n"), nil
+}
+func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removed = append(a.removed, r.Name)
+	return nil
+}
+func (a *nodeAgents) CheckHealth(context.Context, ids.ID, deploy.HealthCheck) (bool, string, error) {
+	return true, "connected", nil
+}
+
+// newDeployHarness is newClusterHarness with a deploy engine on fake agents.
+func newDeployHarness(t *testing.T) (h *harness, op, zk string, agents *nodeAgents) {
+	t.Helper()
+	h, op, zk, _ = newClusterHarness(t)
+	d0 := h.deps(t)
+	agents = &nodeAgents{offline: map[ids.ID]bool{}}
+	gen, _ := ids.NewGenerator(6)
+	eng := deploy.New(deploy.Deps{Store: h.db, Clusters: d0.Clusters, Packages: d0.Packages, Agents: agents, IDs: gen,
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+	d0.Clusters.UseTeardown(eng)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deps := h.deps
+	h.deps = func(t *testing.T) Deps {
+		d := deps(t)
+		d.Deploy = eng
+		return d
+	}
+	h.srv.Close()
+	h.srv = httptest.NewServer(New(h.deps(t)))
+	t.Cleanup(h.srv.Close)
+	return h, op, zk, agents
+}
+
+type jobItem struct {
+	ID, Type, ClusterID, NodeID, State, Reason, CreatedBy, CreateTime string
+	Nodes                                                             []struct {
+		NodeID string
+		Steps  []struct{ Name, State, Detail string }
+	}
+}
+
+func (h *harness) events(token, id string) string {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.srv.URL+Prefix+"/job/events?id="+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		h.t.Fatalf("content type %q", ct)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestDeployAPI(t *testing.T) {
+	h, op, zk, agents := newDeployHarness(t)
+	viewer := h.userToken("viewer")
+	r := h.call("POST", "/admq/cluster", op, map[string]any{"name": "c1", "packageId": zk, "zkList": zkList("10.1.0.1", "10.1.0.2", "10.1.0.3")})
+	want(t, r, 200, 0)
+	cl := decodeData[clusterItem](t, r)
+
+	want(t, h.call("POST", "/admq/cluster/deploy", viewer, map[string]any{"clusterId": cl.ID}), 403, codePermissionDeny)
+	want(t, h.call("POST", "/admq/cluster/deploy", op, map[string]any{}), 400, codeParamInvalid)
+	want(t, h.call("POST", "/admq/cluster/node/deploy", op, map[string]any{"nodeId": "123"}), 404, codeNothingToDeploy)
+
+	// One agent offline: 1407, no job.
+	srv3, err := h.db.ServerByManagerIP(t.Context(), "10.1.0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents.mu.Lock()
+	agents.offline[srv3.ID] = true
+	agents.mu.Unlock()
+	r = h.call("POST", "/admq/cluster/deploy", op, map[string]any{"clusterId": cl.ID})
+	want(t, r, 409, codeNodeUnavailable)
+	if !strings.Contains(r.Message, "10.1.0.3") {
+		t.Fatalf("message %q", r.Message)
+	}
+	if p := decodeData[page[jobItem]](t, h.call("GET", "/job?clusterId="+cl.ID, viewer, nil)); p.Total != 0 {
+		t.Fatalf("jobs %+v", p)
+	}
+	agents.mu.Lock()
+	agents.offline[srv3.ID] = false
+	agents.mu.Unlock()
+
+	r = h.call("POST", "/admq/cluster/deploy", op, map[string]any{"clusterId": cl.ID})
+	want(t, r, 200, 0)
+	job := decodeData[jobItem](t, r)
+	if job.State != "pending" || job.Type != "deploy_cluster" || job.ClusterID != cl.ID || job.CreatedBy != "operator-user" {
+		t.Fatalf("job %+v", job)
+	}
+	stream := h.events(viewer, job.ID)
+	if !strings.HasPrefix(stream, "event: job\ndata: ") || !strings.Contains(stream, "event: step\n") ||
+		!strings.Contains(stream, "event: done\ndata: ") || !strings.Contains(stream, `"state":"succeeded"`) {
+		t.Fatalf("stream:\n%s", stream)
+	}
+	r = h.call("GET", "/job/detail?id="+job.ID, viewer, nil)
+	want(t, r, 200, 0)
+	d := decodeData[jobItem](t, r)
+	if d.State != "succeeded" || len(d.Nodes) != 3 || len(d.Nodes[0].Steps) != 4 || d.Nodes[0].Steps[3].Name != "health" || d.Nodes[0].Steps[3].State != "succeeded" {
+		t.Fatalf("detail %+v", d)
+	}
+	want(t, h.call("GET", "/job/detail?id=99", viewer, nil), 404, codeJobNotExist)
+	if p := decodeData[page[jobItem]](t, h.call("GET", "/job?clusterId="+cl.ID, viewer, nil)); p.Total != 1 || p.List[0].ID != job.ID {
+		t.Fatalf("jobs %+v", p)
+	}
+
+	// Nodes report what the agents see.
+	nodes := decodeData[page[nodeItem]](t, h.call("GET", "/cluster/node?clusterId="+cl.ID, viewer, nil))
+	if nodes.Total != 3 || nodes.List[0].DeployStatus != "deployed" || nodes.List[0].RunStatus != "running" {
+		t.Fatalf("nodes %+v", nodes.List)
+	}
+	n1 := nodes.List[0].ID
+	r = h.call("POST", "/admq/cluster/node/deploy", op, map[string]any{"clusterId": "77", "nodeId": n1})
+	want(t, r, 400, codeParamInvalid)
+
+	// Commands.
+	want(t, h.call("POST", "/admq/cmd", op, map[string]any{"id": n1, "cmd": "reboot"}), 400, codeParamInvalid)
+	want(t, h.call("POST", "/admq/cmd", op, map[string]any{"id": "5", "cmd": "start"}), 404, codeNodeNotExist)
+	want(t, h.call("POST", "/admq/cmd", viewer, map[string]any{"id": n1, "cmd": "stop"}), 403, codePermissionDeny)
+	r = h.call("POST", "/admq/cmd", op, map[string]any{"id": n1, "cmd": "stop"})
+	want(t, r, 200, 0)
+	if st := decodeData[struct{ RunStatus string }](t, r); st.RunStatus != "stopped" {
+		t.Fatalf("state %+v", st)
+	}
+	r = h.call("GET", "/cluster/node/log?id="+n1, viewer, nil)
+	want(t, r, 200, 0)
+	if l := decodeData[struct{ Log string }](t, r); !strings.Contains(l.Log, "started "+n1) {
+		t.Fatalf("log %+v", l)
+	}
+	want(t, h.call("GET", "/cluster/node/log?id="+n1+"&maxBytes=9999999", viewer, nil), 400, codeParamInvalid)
+
+	// An offline agent: 1253, unknown run state, not cleaned on delete.
+	agents.mu.Lock()
+	agents.offline[srv3.ID] = true
+	agents.mu.Unlock()
+	n3 := nodes.List[2].ID
+	want(t, h.call("POST", "/admq/cmd", op, map[string]any{"id": n3, "cmd": "start"}), 502, codeServerCannotConnect)
+	nodes = decodeData[page[nodeItem]](t, h.call("GET", "/cluster/node?clusterId="+cl.ID, viewer, nil))
+	if nodes.List[2].RunStatus != "unknown" {
+		t.Fatalf("offline node %+v", nodes.List[2])
+	}
+	r = h.call("DELETE", "/cluster?id="+cl.ID, op, nil)
+	want(t, r, 200, 0)
+	del := decodeData[struct {
+		NotCleaned []struct{ NodeID, ManagerIP, Reason string }
+	}](t, r)
+	if len(del.NotCleaned) != 1 || del.NotCleaned[0].NodeID != n3 || del.NotCleaned[0].ManagerIP != "10.1.0.3" {
+		t.Fatalf("delete %+v", del)
+	}
+	if len(agents.removed) != 2 {
+		t.Fatalf("removed %v", agents.removed)
+	}
+}

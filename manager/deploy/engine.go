@@ -1,0 +1,638 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/manifest"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/pkg"
+)
+
+// Clusters is what the engine reads of clusters; *cluster.Service
+// implements it.
+type Clusters interface {
+	Cluster(ctx context.Context, id ids.ID) (cluster.Cluster, error)
+	Node(ctx context.Context, id ids.ID) (cluster.Node, error)
+	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
+	ConfigFiles(ctx context.Context, nodeID ids.ID) ([]cluster.ConfigFile, error)
+	AllConfigItems(ctx context.Context, fileID ids.ID) ([]cluster.ConfigItem, error)
+}
+
+// Packages is what the engine reads of packages; *pkg.Service implements it.
+type Packages interface {
+	Package(ctx context.Context, id ids.ID) (pkg.Package, error)
+	Path(p pkg.Package) string
+}
+
+// Deps are what the engine works with.
+type Deps struct {
+	Store    Store
+	Clusters Clusters
+	Packages Packages
+	Agents   Agents
+	IDs      *ids.Generator
+	// Now is the clock (default time.Now); Sleep waits d or until ctx is
+	// done (default a timer). Tests replace both.
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	Log   *slog.Logger
+	// Registerer receives admq_deploy_jobs_total and
+	// admq_deploy_job_duration_seconds; nil: not registered.
+	Registerer prometheus.Registerer
+}
+
+// Defaults of the health check when the manifest leaves them out.
+const (
+	DefaultHealthInterval = 2 * time.Second
+	DefaultHealthStart    = 60 * time.Second
+	// healthLogBytes is how much of a failed node's log is fetched, and
+	// healthLogLines how many of its last lines are reported.
+	healthLogBytes = 4 << 10
+	healthLogLines = 20
+)
+
+// Engine runs deployment jobs and node commands.
+type Engine struct {
+	d        Deps
+	jobs     *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+
+	// ctx bounds running jobs; Run cancels it when its own ctx ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// mu serialises job creation (the store's check is the backstop) and
+	// guards changed.
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+// New returns an engine; call Recover once before serving and Run to let
+// jobs run.
+func New(d Deps) *Engine {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Sleep == nil {
+		d.Sleep = sleep
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{d: d, changed: make(chan struct{})}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.jobs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "admq", Subsystem: "deploy", Name: "jobs_total",
+		Help: "Deployment jobs finished, by type and final state.",
+	}, []string{"type", "state"})
+	e.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "admq", Subsystem: "deploy", Name: "job_duration_seconds",
+		Help:    "Durations of finished deployment jobs, by type.",
+		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600},
+	}, []string{"type"})
+	if d.Registerer != nil {
+		d.Registerer.MustRegister(e.jobs, e.duration)
+	}
+	return e
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run lets jobs run until ctx is done, then cancels the running ones and
+// waits for them. A job cut short stays "running" in the store, and the
+// next Recover fails it.
+func (e *Engine) Run(ctx context.Context) error {
+	<-ctx.Done()
+	e.cancel()
+	e.wg.Wait()
+	return nil
+}
+
+// Recover fails every job a previous run of the manager left pending or
+// running, with ReasonRestarted, and sets the nodes it left deploying to
+// "failed".
+func (e *Engine) Recover(ctx context.Context) error {
+	jobs, err := e.d.Store.FailUnfinishedJobs(ctx, ReasonRestarted, e.d.Now())
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		e.d.Log.Warn("deployment job failed: the manager restarted while it ran", "job", j.ID, "type", j.Type, "cluster", j.ClusterID)
+		e.jobs.WithLabelValues(j.Type, JobFailed).Inc()
+	}
+	return nil
+}
+
+// Changed returns a channel that is closed at the next change of any job
+// or step this engine makes.
+func (e *Engine) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
+
+func (e *Engine) notify() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// Job returns the job with id and its steps, or ErrJobNotFound.
+func (e *Engine) Job(ctx context.Context, id ids.ID) (Job, []Step, error) {
+	j, err := e.d.Store.Job(ctx, id)
+	if err != nil {
+		return Job{}, nil, err
+	}
+	steps, err := e.d.Store.JobSteps(ctx, id)
+	return j, steps, err
+}
+
+// Jobs returns one page of jobs, newest first, of a cluster (all when
+// clusterID is zero), and the total.
+func (e *Engine) Jobs(ctx context.Context, clusterID ids.ID, p paging.Page) ([]Job, int, error) {
+	if !clusterID.IsZero() {
+		if _, err := e.d.Clusters.Cluster(ctx, clusterID); err != nil {
+			return nil, 0, err
+		}
+	}
+	return e.d.Store.Jobs(ctx, clusterID, p)
+}
+
+// DeployCluster starts a job that deploys every node of the cluster.
+// ErrNothingToDeploy when it has none; ErrNodeUnavailable, with nothing
+// stored, when a node's agent is offline or a node is deploying.
+func (e *Engine) DeployCluster(ctx context.Context, clusterID ids.ID, by string) (Job, error) {
+	c, err := e.d.Clusters.Cluster(ctx, clusterID)
+	if err != nil {
+		return Job{}, err
+	}
+	all, err := e.d.Clusters.AllNodes(ctx, clusterID)
+	if err != nil {
+		return Job{}, err
+	}
+	if len(all) == 0 {
+		return Job{}, fmt.Errorf("%w: cluster %s has no nodes", ErrNothingToDeploy, c.Name)
+	}
+	return e.start(ctx, TypeDeployCluster, c, all, all, 0, by)
+}
+
+// DeployNode starts a job that deploys one node. An unknown node is
+// ErrNothingToDeploy; ErrNodeUnavailable as for DeployCluster.
+func (e *Engine) DeployNode(ctx context.Context, nodeID ids.ID, by string) (Job, error) {
+	n, err := e.d.Clusters.Node(ctx, nodeID)
+	if errors.Is(err, cluster.ErrNodeNotFound) {
+		return Job{}, fmt.Errorf("%w: node %s does not exist", ErrNothingToDeploy, nodeID)
+	}
+	if err != nil {
+		return Job{}, err
+	}
+	c, err := e.d.Clusters.Cluster(ctx, n.ClusterID)
+	if err != nil {
+		return Job{}, err
+	}
+	all, err := e.d.Clusters.AllNodes(ctx, n.ClusterID)
+	if err != nil {
+		return Job{}, err
+	}
+	return e.start(ctx, TypeDeployNode, c, all, []cluster.Node{n}, n.ID, by)
+}
+
+func nodeLabel(n cluster.Node) string {
+	return fmt.Sprintf("%s on %s (node %s)", n.NodeDir, n.ManagerIP, n.ID)
+}
+
+func (e *Engine) start(ctx context.Context, typ string, c cluster.Cluster, all, nodes []cluster.Node, nodeID ids.ID, by string) (Job, error) {
+	var offline, busy []string
+	for _, n := range nodes {
+		if n.DeployState == cluster.DeployDeploying {
+			busy = append(busy, nodeLabel(n))
+		} else if !e.d.Agents.Online(n.ServerID) {
+			offline = append(offline, nodeLabel(n))
+		}
+	}
+	if len(offline) > 0 || len(busy) > 0 {
+		var parts []string
+		if len(offline) > 0 {
+			parts = append(parts, "agent offline: "+strings.Join(offline, ", "))
+		}
+		if len(busy) > 0 {
+			parts = append(parts, "already deploying: "+strings.Join(busy, ", "))
+		}
+		return Job{}, fmt.Errorf("%w: %s", ErrNodeUnavailable, strings.Join(parts, "; "))
+	}
+	now := e.d.Now()
+	j := Job{ID: e.d.IDs.Next(), Type: typ, ClusterID: c.ID, NodeID: nodeID, State: JobPending, CreatedBy: by, CreatedAt: now}
+	steps := map[ids.ID][]Step{}
+	var flat []Step
+	nodeIDs := make([]ids.ID, len(nodes))
+	for i, n := range nodes {
+		nodeIDs[i] = n.ID
+		for _, name := range StepNames {
+			s := Step{ID: e.d.IDs.Next(), JobID: j.ID, NodeID: n.ID, Name: name, State: StepPending}
+			steps[n.ID] = append(steps[n.ID], s)
+			flat = append(flat, s)
+		}
+	}
+	e.mu.Lock()
+	err := e.d.Store.CreateJob(ctx, j, flat, nodeIDs, now)
+	e.mu.Unlock()
+	if err != nil {
+		return Job{}, err
+	}
+	e.d.Log.Info("deployment job created", "job", j.ID, "type", typ, "cluster", c.Name, "nodes", len(nodes), "by", by)
+	e.notify()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.run(j, c, all, nodes, steps)
+	}()
+	return j, nil
+}
+
+// tierOf orders components: coordinators, storage, brokers, then others.
+func tierOf(component string) int {
+	switch component {
+	case cluster.Coordinator:
+		return 0
+	case cluster.Storage:
+		return 1
+	case cluster.Broker:
+		return 2
+	}
+	return 3
+}
+
+// run runs the job to its end.
+func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps map[ids.ID][]Step) {
+	ctx := e.ctx
+	j.State, j.StartedAt = JobRunning, e.d.Now()
+	e.saveJob(ctx, j)
+
+	tiers := make([][]cluster.Node, 4)
+	for _, n := range nodes {
+		t := tierOf(n.Component)
+		tiers[t] = append(tiers[t], n)
+	}
+	var failure string
+	for _, tier := range tiers {
+		if len(tier) == 0 {
+			continue
+		}
+		if failure != "" || ctx.Err() != nil {
+			for _, n := range tier {
+				e.cancelNode(ctx, n, steps[n.ID], n.DeployState, "not run: "+failureOr(failure, "the manager is stopping"))
+			}
+			continue
+		}
+		var (
+			wg    sync.WaitGroup
+			abort atomic.Bool
+			mu    sync.Mutex
+		)
+		for _, n := range tier {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := e.deployNode(ctx, j, c, n, all, steps[n.ID], &abort); err != nil {
+					abort.Store(true)
+					mu.Lock()
+					if failure == "" {
+						failure = fmt.Sprintf("%s: %v", nodeLabel(n), err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if ctx.Err() != nil {
+		// Shutting down: leave the job running; Recover fails it.
+		return
+	}
+	j.FinishedAt = e.d.Now()
+	if failure != "" {
+		j.State, j.Reason = JobFailed, truncate(failure, 8<<10)
+	} else {
+		j.State = JobSucceeded
+	}
+	e.saveJob(ctx, j)
+	e.jobs.WithLabelValues(j.Type, j.State).Inc()
+	e.duration.WithLabelValues(j.Type).Observe(j.FinishedAt.Sub(j.StartedAt).Seconds())
+	e.d.Log.Info("deployment job finished", "job", j.ID, "state", j.State, "reason", j.Reason)
+}
+
+func failureOr(f, alt string) string {
+	if f != "" {
+		return f
+	}
+	return alt
+}
+
+func (e *Engine) saveJob(ctx context.Context, j Job) {
+	if err := e.d.Store.UpdateJob(ctx, j); err != nil {
+		e.d.Log.Error("write deployment job", "job", j.ID, "err", err)
+	}
+	e.notify()
+}
+
+func (e *Engine) saveStep(ctx context.Context, s Step) {
+	if err := e.d.Store.UpdateStep(ctx, s); err != nil {
+		e.d.Log.Error("write deployment step", "job", s.JobID, "node", s.NodeID, "step", s.Name, "err", err)
+	}
+	e.notify()
+}
+
+func (e *Engine) setNode(ctx context.Context, id ids.ID, deployState, runState string) {
+	if err := e.d.Store.SetNodeStates(ctx, id, deployState, runState, e.d.Now()); err != nil {
+		e.d.Log.Error("write node state", "node", id, "err", err)
+	}
+}
+
+// cancelNode marks the node's pending steps cancelled and gives the node
+// back its deploy state from before the job.
+func (e *Engine) cancelNode(ctx context.Context, n cluster.Node, steps []Step, deployState, why string) {
+	now := e.d.Now()
+	for _, s := range steps {
+		if s.State == StepPending {
+			s.State, s.Detail, s.FinishedAt = StepCancelled, why, now
+			e.saveStep(ctx, s)
+		}
+	}
+	e.setNode(ctx, n.ID, deployState, "")
+}
+
+// errAborted: the node stopped between steps because another node of its
+// tier failed.
+var errAborted = errors.New("stopped: another node of the tier failed")
+
+// OperationID is the agent operation id of the node's deploy in the job:
+// the same for every attempt of that job and node.
+func OperationID(jobID, nodeID ids.ID) string {
+	return jobID.String() + ":" + nodeID.String() + ":deploy"
+}
+
+// deployNode runs the node's steps in order. steps are the node's
+// StepNames in order.
+func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n cluster.Node, all []cluster.Node, steps []Step, abort *atomic.Bool) error {
+	var (
+		p     pkg.Package
+		comp  manifest.Component
+		vars  cluster.Vars
+		files []ConfigFile
+		ran   bool // whether the start step was tried
+	)
+	fns := map[string]func() (detail string, skipped bool, err error){
+		StepTransfer: func() (string, bool, error) {
+			var err error
+			if p, err = e.d.Packages.Package(ctx, n.PackageID); err != nil {
+				return "", false, err
+			}
+			var ok bool
+			if comp, ok = p.Manifest.Components[n.Component]; !ok {
+				return "", false, fmt.Errorf("%w: package %s does not provide %s", cluster.ErrComponentNotInPackage, p.FileName, n.Component)
+			}
+			present, partial, err := e.d.Agents.HasPackage(ctx, n.ServerID, p.SHA256)
+			if err != nil {
+				return "", false, err
+			}
+			if present {
+				return fmt.Sprintf("the agent holds %s already", p.FileName), true, nil
+			}
+			if err := e.d.Agents.PushPackage(ctx, n.ServerID, p.SHA256, p.Size, e.d.Packages.Path(p)); err != nil {
+				return "", false, err
+			}
+			if partial > 0 {
+				return fmt.Sprintf("sent %s (%d bytes, resumed at %d)", p.FileName, p.Size, partial), false, nil
+			}
+			return fmt.Sprintf("sent %s (%d bytes)", p.FileName, p.Size), false, nil
+		},
+		StepConfigure: func() (string, bool, error) {
+			var err error
+			if vars, err = cluster.VarsFor(c, n, all); err != nil {
+				return "", false, err
+			}
+			cfs, err := e.d.Clusters.ConfigFiles(ctx, n.ID)
+			if err != nil {
+				return "", false, err
+			}
+			var names []string
+			for _, f := range cfs {
+				items, err := e.d.Clusters.AllConfigItems(ctx, f.ID)
+				if err != nil {
+					return "", false, err
+				}
+				content, err := cluster.Render(f, items, vars)
+				if err != nil {
+					return "", false, err
+				}
+				files = append(files, ConfigFile{Path: f.Path, Content: content})
+				names = append(names, f.Name)
+			}
+			if len(names) == 0 {
+				return "no config files", false, nil
+			}
+			return "rendered " + strings.Join(names, ", "), false, nil
+		},
+		StepStart: func() (string, bool, error) {
+			r, err := deployRequest(j, n, p, comp, vars, files)
+			if err != nil {
+				return "", false, err
+			}
+			ran = true
+			if err := e.d.Agents.DeployNode(ctx, n.ServerID, r); err != nil {
+				return "", false, err
+			}
+			return "started: " + strings.Join(r.Argv, " "), false, nil
+		},
+		StepHealth: func() (string, bool, error) {
+			return e.health(ctx, n, comp.Health, vars)
+		},
+	}
+	for i, s := range steps {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if abort.Load() {
+			e.cancelNode(ctx, n, steps[i:], cluster.DeployFailed, errAborted.Error())
+			return nil
+		}
+		s.State, s.StartedAt = StepRunning, e.d.Now()
+		e.saveStep(ctx, s)
+		detail, skipped, err := fns[s.Name]()
+		s.FinishedAt = e.d.Now()
+		switch {
+		case err != nil:
+			s.State, s.Detail = StepFailed, truncate(err.Error(), 8<<10)
+		case skipped:
+			s.State, s.Detail = StepSkipped, detail
+		default:
+			s.State, s.Detail = StepSucceeded, detail
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // shutting down: Recover settles the step
+		}
+		steps[i] = s
+		e.saveStep(ctx, s)
+		if err != nil {
+			run := ""
+			if ran {
+				run = cluster.RunFailed
+			}
+			for _, rest := range steps[i+1:] {
+				rest.State, rest.Detail, rest.FinishedAt = StepCancelled, "not run: "+s.Name+" failed", s.FinishedAt
+				e.saveStep(ctx, rest)
+			}
+			e.setNode(ctx, n.ID, cluster.DeployFailed, run)
+			return fmt.Errorf("%s: %w", s.Name, err)
+		}
+	}
+	e.setNode(ctx, n.ID, cluster.DeployDeployed, cluster.RunRunning)
+	return nil
+}
+
+// deployRequest builds the agent's request from the manifest component,
+// its templates filled in with the node's variables.
+func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars, files []ConfigFile) (DeployRequest, error) {
+	format := p.Ext
+	if format == "tgz" {
+		format = "tar.gz"
+	}
+	r := DeployRequest{
+		OperationID: OperationID(j.ID, n.ID), Name: n.ID.String(), PackageSHA256: p.SHA256, Format: format,
+		ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, LogDir: path.Join(n.DataDir, "logs"), Start: true,
+	}
+	for i, a := range comp.Start {
+		v, err := manifest.Expand(a, vars)
+		if err != nil {
+			return DeployRequest{}, fmt.Errorf("start[%d]: %w", i, err)
+		}
+		r.Argv = append(r.Argv, v)
+	}
+	keys := make([]string, 0, len(comp.Env))
+	for k := range comp.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v, err := manifest.Expand(comp.Env[k], vars)
+		if err != nil {
+			return DeployRequest{}, fmt.Errorf("env %s: %w", k, err)
+		}
+		r.Env = append(r.Env, k+"="+v)
+	}
+	wd := comp.WorkDir
+	if wd == "" {
+		wd = "{programDir}"
+	}
+	wd, err := manifest.Expand(wd, vars)
+	if err != nil {
+		return DeployRequest{}, fmt.Errorf("workDir: %w", err)
+	}
+	if !filepath.IsAbs(wd) {
+		wd = path.Join(n.ProgramDir, wd)
+	}
+	r.WorkDir = path.Clean(wd)
+	return r, nil
+}
+
+// health polls the agent's check of the node until it passes or the start
+// time is up; a failure carries the last lines of the node's log.
+func (e *Engine) health(ctx context.Context, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
+	hc := HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
+	var err error
+	if h.TCP != "" {
+		if hc.TCP, err = manifest.Expand(h.TCP, vars); err != nil {
+			return "", false, fmt.Errorf("health.tcp: %w", err)
+		}
+	}
+	if h.HTTP != "" {
+		if hc.HTTP, err = manifest.Expand(h.HTTP, vars); err != nil {
+			return "", false, fmt.Errorf("health.http: %w", err)
+		}
+	}
+	for i, a := range h.Command {
+		v, err := manifest.Expand(a, vars)
+		if err != nil {
+			return "", false, fmt.Errorf("health.command[%d]: %w", i, err)
+		}
+		hc.Command = append(hc.Command, v)
+	}
+	interval := time.Duration(h.IntervalSeconds) * time.Second
+	if interval <= 0 {
+		interval = DefaultHealthInterval
+	}
+	limit := time.Duration(h.StartSeconds) * time.Second
+	if limit <= 0 {
+		limit = DefaultHealthStart
+	}
+	start := e.d.Now()
+	last := ""
+	for tries := 1; ; tries++ {
+		ok, detail, err := e.d.Agents.CheckHealth(ctx, n.ServerID, hc)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case ok:
+			return fmt.Sprintf("healthy after %d check(s): %s", tries, detail), false, nil
+		default:
+			last = detail
+		}
+		if ctx.Err() != nil {
+			return "", false, ctx.Err()
+		}
+		if e.d.Now().Sub(start)+interval > limit {
+			break
+		}
+		if err := e.d.Sleep(ctx, interval); err != nil {
+			return "", false, err
+		}
+	}
+	msg := fmt.Sprintf("not healthy within %s: %s", limit, last)
+	if logs, err := e.d.Agents.NodeLogs(ctx, n.ServerID, n.ID.String(), healthLogBytes); err != nil {
+		msg += "\n(log unavailable: " + err.Error() + ")"
+	} else if tail := lastLines(string(logs), healthLogLines); tail != "" {
+		msg += "\nlast log lines:\n" + tail
+	}
+	return "", false, errors.New(msg)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

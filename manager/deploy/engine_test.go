@@ -1,0 +1,492 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	at "github.com/admq/admq-manager/internal/archive/archivetest"
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/deploy"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/pkg"
+	"github.com/admq/admq-manager/manager/store"
+)
+
+const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "components": {"coordinator": {
+  "start": ["{programDir}/bin/zkServer.sh", "start-foreground", "{dataDir}"],
+  "env": {"ZOO_MYID": "{myid}"},
+  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg"}, {"name": "myid", "path": "conf/myid.tpl", "format": "raw"}],
+  "serverPort": 2181,
+  "health": {"tcp": "{managerIp}:{serverPort}", "intervalSeconds": 1, "startSeconds": 5}}}}`
+
+const natsManifest = `{"name": "nats", "version": "2.10.0", "mqType": 2, "components": {"broker": {
+  "start": ["{programDir}/nats-server", "-c", "{programDir}/nats.conf"],
+  "configFiles": [{"name": "nats.conf", "path": "nats.conf", "format": "raw"}],
+  "serverPort": 4222,
+  "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
+
+// clock is a fake clock that Sleep advances.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+// agents is a fake of the nodes' agents that records what it is asked.
+type agents struct {
+	mu       sync.Mutex
+	offline  map[ids.ID]bool
+	present  map[string]bool // sha256 the agents hold
+	sick     map[string]bool // health addresses that fail
+	pushed   []string
+	deploys  []deploy.DeployRequest
+	events   []string // "deploy <name>", "healthy <addr>"
+	removed  []deploy.RemoveRequest
+	commands []string
+}
+
+func newAgents() *agents {
+	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}}
+}
+
+func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
+func (a *agents) HasPackage(_ context.Context, _ ids.ID, sha string) (bool, int64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.present[sha], 0, nil
+}
+func (a *agents) PushPackage(_ context.Context, _ ids.ID, sha string, _ int64, _ string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pushed = append(a.pushed, sha)
+	return nil
+}
+func (a *agents) DeployNode(_ context.Context, _ ids.ID, r deploy.DeployRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.deploys = append(a.deploys, r)
+	a.events = append(a.events, "deploy "+r.Name)
+	return nil
+}
+func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name, cmd string) (deploy.NodeState, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.commands = append(a.commands, opID+" "+name+" "+cmd)
+	return deploy.NodeState{Name: name, Running: cmd != deploy.CmdStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != deploy.CmdStop]}, nil
+}
+func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
+	var out []deploy.NodeState
+	for _, n := range names {
+		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
+	}
+	return out, nil
+}
+func (a *agents) NodeLogs(_ context.Context, _ ids.ID, name string, max int) ([]byte, error) {
+	var b bytes.Buffer
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&b, "log line %02d of %s\n", i, name)
+	}
+	return b.Bytes(), nil
+}
+func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.removed = append(a.removed, r)
+	return nil
+}
+func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h deploy.HealthCheck) (bool, string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sick[h.TCP] {
+		return false, "connection refused", nil
+	}
+	a.events = append(a.events, "healthy "+h.TCP)
+	return true, "connected", nil
+}
+
+func (a *agents) snapshot() (events []string, deploys []deploy.DeployRequest, pushed []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.events), slices.Clone(a.deploys), slices.Clone(a.pushed)
+}
+
+type fixture struct {
+	db       *store.DB
+	clusters *cluster.Service
+	pkgs     *pkg.Service
+	zk, nats pkg.Package
+	agents   *agents
+	clock    *clock
+	engine   *deploy.Engine
+	servers  []fleet.Server
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	gen, _ := ids.NewGenerator(5)
+	f := &fixture{db: db, agents: newAgents(), clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	f.pkgs = pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)
+	f.clusters = cluster.NewService(db, f.pkgs, gen, time.Now)
+	upload := func(name string, data []byte) pkg.Package {
+		p, err := f.pkgs.Upload(ctx, name, bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	f.zk = upload("zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
+		at.File("admq-package.json", zkManifest),
+		at.File("conf/zoo.cfg", "tickTime=2000\ndataDir={dataDir}/zk\n{zkEnsemble}\n"),
+		at.File("conf/myid.tpl", "{myid}\n"),
+		at.File("bin/zkServer.sh", "#!/bin/sh\n"),
+	))
+	f.nats = upload("nats-V2.10.0-x86.tar.gz", at.TarGz(t,
+		at.File("admq-package.json", natsManifest),
+		at.File("nats-server", "bin"),
+		at.File("nats.conf", "port: {serverPort}\nzk: \"{zkServers}\"\n"),
+	))
+	for i := 1; i <= 3; i++ {
+		s := fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i)}
+		if err := db.CreateServer(ctx, &s); err != nil {
+			t.Fatal(err)
+		}
+		f.servers = append(f.servers, s)
+	}
+	f.engine = deploy.New(deploy.Deps{
+		Store: db, Clusters: f.clusters, Packages: f.pkgs, Agents: f.agents, IDs: gen,
+		Now: f.clock.Now, Sleep: f.clock.Sleep, Registerer: prometheus.NewRegistry(),
+	})
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.engine.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+func specs(ips ...string) []cluster.NodeSpec {
+	var out []cluster.NodeSpec
+	for _, ip := range ips {
+		out = append(out, cluster.NodeSpec{ManagerIP: ip, ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"})
+	}
+	return out
+}
+
+// newCluster makes a cluster of three coordinators and two brokers.
+func (f *fixture) newCluster(t *testing.T, name string) (cluster.Cluster, []cluster.Node) {
+	t.Helper()
+	c, nodes, err := f.clusters.Create(t.Context(), cluster.NewCluster{
+		Name: name, Packages: map[string]ids.ID{cluster.Coordinator: f.zk.ID, cluster.Broker: f.nats.ID},
+		Coordinators: specs("10.0.0.1", "10.0.0.2", "10.0.0.3"), Brokers: specs("10.0.0.1", "10.0.0.2"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, nodes
+}
+
+// wait waits for the job to finish and returns it with its steps.
+func (f *fixture) wait(t *testing.T, id ids.ID) (deploy.Job, []deploy.Step) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j, steps, err := f.engine.Job(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Done() {
+			return j, steps
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s: %+v", j.State, steps)
+		}
+		select {
+		case <-f.engine.Changed():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func stepOf(steps []deploy.Step, node ids.ID, name string) deploy.Step {
+	for _, s := range steps {
+		if s.NodeID == node && s.Name == name {
+			return s
+		}
+	}
+	return deploy.Step{}
+}
+
+func TestDeployClusterTiersInOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	f.agents.present[f.zk.SHA256] = true // the zk package is on the agents already
+
+	j, err := f.engine.DeployCluster(ctx, c.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != deploy.JobPending || j.CreatedBy != "alice" || j.Type != deploy.TypeDeployCluster {
+		t.Fatalf("job %+v", j)
+	}
+	j, steps := f.wait(t, j.ID)
+	if j.State != deploy.JobSucceeded || j.Reason != "" || j.StartedAt.IsZero() || j.FinishedAt.IsZero() {
+		t.Fatalf("job %+v", j)
+	}
+	if len(steps) != 4*len(nodes) {
+		t.Fatalf("%d steps", len(steps))
+	}
+	events, deploys, pushed := f.agents.snapshot()
+	// Every coordinator is healthy before any broker is deployed.
+	lastCoord, firstBroker := -1, len(events)
+	for i, ev := range events {
+		if strings.HasSuffix(ev, ":2181") {
+			lastCoord = i
+		}
+		if strings.HasPrefix(ev, "deploy ") {
+			for _, n := range nodes {
+				if n.Component == cluster.Broker && ev == "deploy "+n.ID.String() {
+					firstBroker = min(firstBroker, i)
+				}
+			}
+		}
+	}
+	if lastCoord < 0 || lastCoord > firstBroker {
+		t.Fatalf("tiers out of order: %v", events)
+	}
+	// Transfer skipped where the agent held the package.
+	if !slices.Equal(pushed, []string{f.nats.SHA256, f.nats.SHA256}) {
+		t.Fatalf("pushed %v", pushed)
+	}
+	for _, n := range nodes {
+		tr := stepOf(steps, n.ID, deploy.StepTransfer)
+		want := deploy.StepSucceeded
+		if n.Component == cluster.Coordinator {
+			want = deploy.StepSkipped
+		}
+		if tr.State != want {
+			t.Fatalf("%s transfer %+v", n.NodeDir, tr)
+		}
+		for _, name := range []string{deploy.StepConfigure, deploy.StepStart, deploy.StepHealth} {
+			if s := stepOf(steps, n.ID, name); s.State != deploy.StepSucceeded {
+				t.Fatalf("%s %s %+v", n.NodeDir, name, s)
+			}
+		}
+		got, _ := f.clusters.Node(ctx, n.ID)
+		if got.DeployState != cluster.DeployDeployed || got.RunState != cluster.RunRunning {
+			t.Fatalf("%s states %s %s", n.NodeDir, got.DeployState, got.RunState)
+		}
+	}
+	// The deploy request: operation id per job and node, expanded argv, env,
+	// rendered config, log dir.
+	for _, r := range deploys {
+		id, _ := ids.Parse(r.Name)
+		if r.OperationID != deploy.OperationID(j.ID, id) {
+			t.Fatalf("operation id %q", r.OperationID)
+		}
+		if strings.Contains(strings.Join(r.Argv, " "), "{") || !strings.HasPrefix(r.LogDir, "/data/admq/c1/") || !r.Start {
+			t.Fatalf("request %+v", r)
+		}
+		if r.Format != "tar.gz" || r.WorkDir != r.ProgramDir {
+			t.Fatalf("request %+v", r)
+		}
+	}
+	var zk1 deploy.DeployRequest
+	for _, r := range deploys {
+		if strings.HasSuffix(r.ProgramDir, "/coordinator-1") {
+			zk1 = r
+		}
+	}
+	if len(zk1.ConfigFiles) != 2 || !strings.Contains(string(zk1.ConfigFiles[0].Content), "server.3=") ||
+		string(zk1.ConfigFiles[1].Content) != "1\n" || zk1.ConfigFiles[1].Path != "conf/myid.tpl" {
+		t.Fatalf("config files %+v", zk1.ConfigFiles)
+	}
+	if !slices.Equal(zk1.Env, []string{"ZOO_MYID=1"}) || zk1.Argv[2] != "/data/admq/c1/coordinator-1" {
+		t.Fatalf("argv %v env %v", zk1.Argv, zk1.Env)
+	}
+
+	// A second deploy: new job, new operation ids.
+	j2, err := f.engine.DeployNode(ctx, nodes[0].ID, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j2, _ = f.wait(t, j2.ID); j2.State != deploy.JobSucceeded || j2.NodeID != nodes[0].ID {
+		t.Fatalf("job 2 %+v", j2)
+	}
+	_, deploys, _ = f.agents.snapshot()
+	if last := deploys[len(deploys)-1]; last.OperationID != deploy.OperationID(j2.ID, nodes[0].ID) || last.OperationID == deploys[0].OperationID {
+		t.Fatalf("operation ids %q %q", last.OperationID, deploys[0].OperationID)
+	}
+	list, total, err := f.engine.Jobs(ctx, c.ID, paging.Page{Num: 1, Size: 10})
+	if err != nil || total != 2 || list[0].ID != j2.ID {
+		t.Fatalf("jobs %v %d %v", list, total, err)
+	}
+}
+
+func TestHealthFailureFailsTheJob(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	f.agents.sick["10.0.0.2:2181"] = true
+	j, err := f.engine.DeployCluster(ctx, c.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, steps := f.wait(t, j.ID)
+	if j.State != deploy.JobFailed || !strings.Contains(j.Reason, "coordinator-2") || !strings.Contains(j.Reason, "connection refused") {
+		t.Fatalf("job %+v", j)
+	}
+	if !strings.Contains(j.Reason, "log line 30") || !strings.Contains(j.Reason, "log line 11") || strings.Contains(j.Reason, "log line 10") {
+		t.Fatalf("reason lacks the last 20 log lines: %s", j.Reason)
+	}
+	events, _, _ := f.agents.snapshot()
+	for _, ev := range events {
+		if strings.HasSuffix(ev, ":4222") {
+			t.Fatalf("a broker was checked after its coordinators failed: %v", events)
+		}
+	}
+	for _, n := range nodes {
+		got, _ := f.clusters.Node(ctx, n.ID)
+		h := stepOf(steps, n.ID, deploy.StepHealth)
+		switch {
+		case n.NodeDir == "coordinator-2":
+			if h.State != deploy.StepFailed || !strings.Contains(h.Detail, "log line 30") || got.DeployState != cluster.DeployFailed || got.RunState != cluster.RunFailed {
+				t.Fatalf("sick node: %+v %s %s", h, got.DeployState, got.RunState)
+			}
+		case n.Component == cluster.Broker:
+			if h.State != deploy.StepCancelled || got.DeployState != cluster.DeployUndeployed {
+				t.Fatalf("broker: %+v %s", h, got.DeployState)
+			}
+		default:
+			if h.State != deploy.StepSucceeded || got.DeployState != cluster.DeployDeployed {
+				t.Fatalf("healthy coordinator: %+v %s", h, got.DeployState)
+			}
+		}
+	}
+}
+
+func TestDeployRefusals(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	f.agents.offline[f.servers[2].ID] = true
+	_, err := f.engine.DeployCluster(ctx, c.ID, "alice")
+	if !errors.Is(err, deploy.ErrNodeUnavailable) || !strings.Contains(err.Error(), "coordinator-3 on 10.0.0.3") {
+		t.Fatalf("offline: %v", err)
+	}
+	if _, total, _ := f.engine.Jobs(ctx, 0, paging.Page{Num: 1, Size: 10}); total != 0 {
+		t.Fatalf("%d jobs stored", total)
+	}
+	for _, n := range nodes {
+		if got, _ := f.clusters.Node(ctx, n.ID); got.DeployState != cluster.DeployUndeployed {
+			t.Fatalf("%s %s", n.NodeDir, got.DeployState)
+		}
+	}
+	if _, err := f.engine.DeployNode(ctx, 12345, "alice"); !errors.Is(err, deploy.ErrNothingToDeploy) {
+		t.Fatalf("unknown node: %v", err)
+	}
+	if _, err := f.engine.DeployCluster(ctx, 12345, "alice"); !errors.Is(err, cluster.ErrClusterNotFound) {
+		t.Fatalf("unknown cluster: %v", err)
+	}
+}
+
+func TestRecoverFailsRunningJobs(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	gen, _ := ids.NewGenerator(9)
+	j := deploy.Job{ID: gen.Next(), Type: deploy.TypeDeployNode, ClusterID: c.ID, NodeID: nodes[0].ID, State: deploy.JobRunning, CreatedAt: f.clock.Now()}
+	steps := []deploy.Step{{ID: gen.Next(), JobID: j.ID, NodeID: nodes[0].ID, Name: deploy.StepStart, State: deploy.StepRunning}}
+	if err := f.db.CreateJob(ctx, j, steps, []ids.ID{nodes[0].ID}, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// The node is deploying: a new job is refused.
+	if _, err := f.engine.DeployNode(ctx, nodes[0].ID, "x"); !errors.Is(err, deploy.ErrNodeUnavailable) {
+		t.Fatalf("deploying node: %v", err)
+	}
+	if err := f.engine.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, st, err := f.engine.Job(ctx, j.ID)
+	if err != nil || got.State != deploy.JobFailed || got.Reason != deploy.ReasonRestarted || got.FinishedAt.IsZero() || st[0].State != deploy.StepFailed {
+		t.Fatalf("job %+v %+v %v", got, st, err)
+	}
+	if n, _ := f.clusters.Node(ctx, nodes[0].ID); n.DeployState != cluster.DeployFailed {
+		t.Fatalf("node %s", n.DeployState)
+	}
+}
+
+func TestCommandLogsStatusTeardown(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	st, err := f.engine.Command(ctx, nodes[0].ID, deploy.CmdStop)
+	if err != nil || st.Running {
+		t.Fatalf("stop: %+v %v", st, err)
+	}
+	if n, _ := f.clusters.Node(ctx, nodes[0].ID); n.RunState != cluster.RunStopped {
+		t.Fatalf("run state %s", n.RunState)
+	}
+	if _, err := f.engine.Command(ctx, nodes[0].ID, "reboot"); err == nil {
+		t.Fatal("bad command accepted")
+	}
+	if _, err := f.engine.Command(ctx, 999, deploy.CmdStart); !errors.Is(err, cluster.ErrNodeNotFound) {
+		t.Fatalf("unknown node: %v", err)
+	}
+	f.agents.offline[f.servers[2].ID] = true
+	if _, err := f.engine.Command(ctx, nodes[2].ID, deploy.CmdStart); !errors.Is(err, fleet.ErrAgentNotOnline) {
+		t.Fatalf("offline: %v", err)
+	}
+	if len(f.agents.commands) != 1 {
+		t.Fatalf("commands sent %v", f.agents.commands)
+	}
+	logs, err := f.engine.Logs(ctx, nodes[0].ID, 0)
+	if err != nil || !bytes.Contains(logs, []byte("log line 30")) {
+		t.Fatalf("logs %q %v", logs, err)
+	}
+	live := f.engine.LiveRunStates(ctx, nodes)
+	if live[nodes[0].ID] != cluster.RunRunning || live[nodes[2].ID] != cluster.RunUnknown {
+		t.Fatalf("live %v", live)
+	}
+
+	f.clusters.UseTeardown(f.engine)
+	_, notCleaned, err := f.clusters.DeleteReport(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notCleaned) != 1 || notCleaned[0].NodeID != nodes[2].ID || notCleaned[0].ManagerIP != "10.0.0.3" {
+		t.Fatalf("not cleaned %+v", notCleaned)
+	}
+	if len(f.agents.removed) != len(nodes)-1 {
+		t.Fatalf("removed %d", len(f.agents.removed))
+	}
+	r := f.agents.removed[0]
+	if !r.RemoveDirs || !slices.Contains(r.AllowedRoots, filepath.Dir(r.ProgramDir)) || !slices.Contains(r.AllowedRoots, filepath.Dir(r.DataDir)) {
+		t.Fatalf("remove %+v", r)
+	}
+}

@@ -1,0 +1,136 @@
+// Package deploy runs deployments of cluster nodes as durable jobs, and the
+// node commands (start, stop, restart), logs, live status and teardown that
+// go through the nodes' agents.
+//
+// A deployment job deploys one node or every node of a cluster. It runs in
+// tiers, coordinators first, then storage, then brokers, then any other
+// component; the nodes of a tier are deployed in parallel and a tier must
+// be healthy before the next starts. Each node goes through the steps
+// transfer (the package to the agent's cache, skipped when it holds it),
+// configure (render the node's config files), start (the agent unpacks,
+// writes the config and starts the process) and health (the manifest's
+// health check, run by the agent, until it passes or the start time is
+// up). Every step and every change of the job's state is written to the
+// store as it happens, so a console can follow it and a restarted manager
+// knows where each job stood: Recover fails every job that was still
+// pending or running, with ReasonRestarted, and sets the nodes it left
+// "deploying" to "failed" (their previous state is not kept, and what is
+// on their hosts is unknown; deploying again settles it).
+package deploy
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// Errors callers branch on; transports map them to their own codes.
+var (
+	// ErrNothingToDeploy: the cluster has no node to deploy (seed 1406).
+	ErrNothingToDeploy = errors.New("nothing deployable")
+	// ErrNodeUnavailable: a node's agent is offline or the node is being
+	// deployed already (seed 1407).
+	ErrNodeUnavailable = errors.New("a node is unavailable or already deploying")
+	ErrJobNotFound     = errors.New("job does not exist")
+	// ErrBadCommand: a node command other than start, stop or restart.
+	ErrBadCommand = errors.New("unknown node command")
+)
+
+// Job types.
+const (
+	TypeDeployCluster = "deploy_cluster"
+	TypeDeployNode    = "deploy_node"
+)
+
+// Job states.
+const (
+	JobPending   = "pending"
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobFailed    = "failed"
+)
+
+// Step names, in the order they run for a node.
+const (
+	StepTransfer  = "transfer"
+	StepConfigure = "configure"
+	StepStart     = "start"
+	StepHealth    = "health"
+)
+
+// StepNames are the steps of a node, in order.
+var StepNames = []string{StepTransfer, StepConfigure, StepStart, StepHealth}
+
+// Step states.
+const (
+	StepPending   = "pending"
+	StepRunning   = "running"
+	StepSucceeded = "succeeded"
+	StepFailed    = "failed"
+	StepSkipped   = "skipped"   // not needed (the agent held the package)
+	StepCancelled = "cancelled" // not run because the job failed
+)
+
+// ReasonRestarted is the reason of a job the manager was restarted under.
+const ReasonRestarted = "manager restarted while the job was running; deploy again"
+
+// Job is one deployment.
+type Job struct {
+	ID        ids.ID
+	Type      string
+	ClusterID ids.ID
+	// NodeID is the node of a TypeDeployNode job; zero otherwise.
+	NodeID     ids.ID
+	State      string
+	Reason     string
+	CreatedBy  string
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Done reports whether the job has finished.
+func (j Job) Done() bool { return j.State == JobSucceeded || j.State == JobFailed }
+
+// Step is one step of one node of a job.
+type Step struct {
+	ID         ids.ID
+	JobID      ids.ID
+	NodeID     ids.ID
+	Name       string
+	State      string
+	Detail     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// Store is what the engine needs from persistence.
+type Store interface {
+	// CreateJob inserts the job with its steps and sets the deploy state of
+	// the nodes to "deploying", in one transaction; if one of them is
+	// deploying already it writes nothing and returns ErrNodeUnavailable
+	// naming them.
+	CreateJob(ctx context.Context, j Job, steps []Step, nodeIDs []ids.ID, now time.Time) error
+	// UpdateJob writes the job's state, reason, start and finish times, or
+	// returns ErrJobNotFound.
+	UpdateJob(ctx context.Context, j Job) error
+	// UpdateStep writes the step's state, detail and times.
+	UpdateStep(ctx context.Context, s Step) error
+	Job(ctx context.Context, id ids.ID) (Job, error)
+	// Jobs returns one page of jobs, newest first, of one cluster (or all
+	// when clusterID is zero), and the total.
+	Jobs(ctx context.Context, clusterID ids.ID, p paging.Page) ([]Job, int, error)
+	// JobSteps returns the job's steps in the order they were created.
+	JobSteps(ctx context.Context, jobID ids.ID) ([]Step, error)
+	// FailUnfinishedJobs sets every pending or running job to failed with
+	// reason, their unfinished steps to failed, and every node left
+	// "deploying" to "failed", in one transaction, and returns the jobs.
+	FailUnfinishedJobs(ctx context.Context, reason string, now time.Time) ([]Job, error)
+	// SetNodeStates sets a node's deploy and run states;
+	// cluster.ErrNodeNotFound when it is gone. An empty state is left as
+	// it is.
+	SetNodeStates(ctx context.Context, nodeID ids.ID, deployState, runState string, now time.Time) error
+}

@@ -1,0 +1,207 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/fleet"
+)
+
+// Node commands.
+const (
+	CmdStart   = "start"
+	CmdStop    = "stop"
+	CmdRestart = "restart"
+)
+
+// Log sizes for Logs.
+const (
+	DefaultLogBytes = 64 << 10
+	MaxLogBytes     = 1 << 20
+)
+
+// StatusTimeout bounds one agent's answer to LiveRunStates.
+const StatusTimeout = 2 * time.Second
+
+func randomOpID(prefix string) string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return prefix + ":" + hex.EncodeToString(b)
+}
+
+func offline(n cluster.Node) error {
+	return fmt.Errorf("%w: the agent on %s (server %s), which runs node %s, is offline; nothing was sent or queued",
+		fleet.ErrAgentNotOnline, n.ManagerIP, n.ServerID, n.NodeDir)
+}
+
+// Command starts, stops or restarts a node through its agent's supervisor,
+// now: an offline agent is fleet.ErrAgentNotOnline and nothing is queued.
+// It records and returns the node's new state.
+func (e *Engine) Command(ctx context.Context, nodeID ids.ID, cmd string) (NodeState, error) {
+	switch cmd {
+	case CmdStart, CmdStop, CmdRestart:
+	default:
+		return NodeState{}, invalid.Field("cmd", "%q: must be start, stop or restart", cmd)
+	}
+	n, err := e.d.Clusters.Node(ctx, nodeID)
+	if err != nil {
+		return NodeState{}, err
+	}
+	if !e.d.Agents.Online(n.ServerID) {
+		return NodeState{}, offline(n)
+	}
+	st, err := e.d.Agents.NodeCommand(ctx, n.ServerID, randomOpID(cmd), n.ID.String(), cmd)
+	if err != nil {
+		return NodeState{}, fmt.Errorf("%s %s on %s: %w", cmd, n.NodeDir, n.ManagerIP, err)
+	}
+	e.setNode(ctx, n.ID, "", st.RunState())
+	return st, nil
+}
+
+// Logs returns the end of the node's log: maxBytes (0: DefaultLogBytes, at
+// most MaxLogBytes).
+func (e *Engine) Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error) {
+	switch {
+	case maxBytes == 0:
+		maxBytes = DefaultLogBytes
+	case maxBytes < 0 || maxBytes > MaxLogBytes:
+		return nil, invalid.Field("maxBytes", "must be 1 to %d", MaxLogBytes)
+	}
+	n, err := e.d.Clusters.Node(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if !e.d.Agents.Online(n.ServerID) {
+		return nil, offline(n)
+	}
+	return e.d.Agents.NodeLogs(ctx, n.ServerID, n.ID.String(), maxBytes)
+}
+
+// LiveRunStates asks the nodes' agents, one call per server in parallel,
+// each bounded by StatusTimeout, what runs: cluster.RunRunning,
+// RunStopped (also for a node the agent does not know), RunFailed (it
+// should run but does not), or RunUnknown when the agent is offline or
+// does not answer.
+func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]string {
+	out := make(map[ids.ID]string, len(nodes))
+	byServer := map[ids.ID][]cluster.Node{}
+	for _, n := range nodes {
+		out[n.ID] = cluster.RunUnknown
+		if e.d.Agents.Online(n.ServerID) {
+			byServer[n.ServerID] = append(byServer[n.ServerID], n)
+		}
+	}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for server, ns := range byServer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, StatusTimeout)
+			defer cancel()
+			names := make([]string, len(ns))
+			for i, n := range ns {
+				names[i] = n.ID.String()
+			}
+			states, err := e.d.Agents.NodeStatus(cctx, server, names)
+			if err != nil {
+				e.d.Log.Debug("node status", "server", server, "err", err)
+				return
+			}
+			byName := map[string]NodeState{}
+			for _, s := range states {
+				byName[s.Name] = s
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, n := range ns {
+				if s, ok := byName[n.ID.String()]; ok {
+					out[n.ID] = s.RunState()
+				} else {
+					out[n.ID] = cluster.RunStopped
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// Teardown stops and removes every node of the cluster whose agent is
+// online, deleting its program and data dirs; it implements
+// cluster.Teardown. The agent deletes a dir only strictly inside an
+// allowed root, and the dirs the operator gave before {cluster} and
+// {nodeDir} were expanded are not kept, so each dir's parent is its root:
+// exactly programDir and dataDir are removed. A node whose agent is
+// offline, whose dir sits directly under "/", or whose removal fails is
+// reported, not cleaned, and the records go anyway. A cluster with a node
+// being deployed is ErrNodeUnavailable and nothing is done.
+func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluster.Node) ([]cluster.Uncleaned, error) {
+	var busy []string
+	for _, n := range nodes {
+		if n.DeployState == cluster.DeployDeploying {
+			busy = append(busy, nodeLabel(n))
+		}
+	}
+	if len(busy) > 0 {
+		return nil, fmt.Errorf("%w: already deploying: %s; wait for the job to finish", ErrNodeUnavailable, joinComma(busy))
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		out []cluster.Uncleaned
+	)
+	report := func(n cluster.Node, reason string) {
+		mu.Lock()
+		out = append(out, cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP, Reason: reason})
+		mu.Unlock()
+	}
+	for _, n := range nodes {
+		if !e.d.Agents.Online(n.ServerID) {
+			report(n, "agent offline: the node was not stopped and its dirs were not removed")
+			continue
+		}
+		progRoot, dataRoot := filepath.Dir(n.ProgramDir), filepath.Dir(n.DataDir)
+		if progRoot == "/" || dataRoot == "/" {
+			report(n, fmt.Sprintf("%s or %s is directly under /: not removed", n.ProgramDir, n.DataDir))
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.d.Agents.RemoveNode(ctx, n.ServerID, RemoveRequest{
+				OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(),
+				RemoveDirs: true, ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{progRoot, dataRoot},
+			})
+			if err != nil {
+				report(n, "remove failed: "+err.Error())
+			}
+		}()
+	}
+	wg.Wait()
+	if len(out) > 0 {
+		e.d.Log.Warn("cluster deleted with nodes not cleaned", "cluster", c.Name, "notCleaned", len(out))
+	}
+	return out, nil
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += ", "
+		}
+		out += v
+	}
+	return out
+}
