@@ -83,6 +83,17 @@ type Manager struct {
 	freeSpace func(dir string) (uint64, error)
 }
 
+// Directories under the agent's state dir that the node manager owns.
+const (
+	specSubdir    = "node"
+	packageSubdir = "packages"
+)
+
+// StateSubdirs names the directories under the agent's state dir that the
+// node manager keeps: node specs and the operation journal, and the
+// package cache.
+func StateSubdirs() []string { return []string{specSubdir, packageSubdir} }
+
 // New returns a Manager keeping its state under stateDir and running nodes
 // through sup.
 func New(stateDir string, sup *supervisor.Supervisor, log *slog.Logger) (*Manager, error) {
@@ -90,8 +101,8 @@ func New(stateDir string, sup *supervisor.Supervisor, log *slog.Logger) (*Manage
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		dir:       filepath.Join(stateDir, "node"),
-		pkgDir:    filepath.Join(stateDir, "packages"),
+		dir:       filepath.Join(stateDir, specSubdir),
+		pkgDir:    filepath.Join(stateDir, packageSubdir),
 		sup:       sup,
 		log:       log,
 		pushing:   map[string]bool{},

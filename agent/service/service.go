@@ -22,6 +22,8 @@ import (
 
 	"github.com/admq/admq-manager/agent"
 	"github.com/admq/admq-manager/agent/identity"
+	"github.com/admq/admq-manager/agent/node"
+	"github.com/admq/admq-manager/agent/supervisor"
 )
 
 // DefaultName is the service's name unless told otherwise.
@@ -206,11 +208,18 @@ func Uninstall(name, purgeDir string, log *slog.Logger) (bool, error) {
 	return installed, nil
 }
 
-// purge removes the agent's identity and join-token file from dir, and dir
-// when nothing else is left in it. Nothing else: the dir may be shared.
+// purge removes what the agent keeps in dir: its identity, the join-token
+// file, the supervisor's records, node specs and the package cache; then
+// dir itself when nothing else is left in it. Nothing else: the dir may be
+// shared. Nodes still running are forgotten, not stopped.
 func purge(dir string) error {
 	for _, f := range []string{identity.KeyFile, identity.CertFile, identity.CAFile, identity.IDFile, TokenFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("purge: %w", err)
+		}
+	}
+	for _, d := range append(node.StateSubdirs(), supervisor.StateSubdir) {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}
 	}

@@ -145,6 +145,10 @@ type process struct {
 
 type pendingRestart struct{ cancel context.CancelFunc }
 
+// StateSubdir is the directory under the agent's state dir where the
+// supervisor keeps its records.
+const StateSubdir = "supervisor"
+
 // New returns a Supervisor that keeps its state under stateDir/supervisor.
 // Call Adopt once to take over the nodes of an earlier run, and Run for the
 // background work.
@@ -153,7 +157,7 @@ func New(stateDir string, log *slog.Logger, opts ...Option) (*Supervisor, error)
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Supervisor{
-		dir:         filepath.Join(stateDir, "supervisor"),
+		dir:         filepath.Join(stateDir, StateSubdir),
 		log:         log,
 		now:         time.Now,
 		maxLogSize:  50 << 20,
