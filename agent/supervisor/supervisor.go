@@ -206,21 +206,42 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops watching: pending crash restarts are dropped and later
-// operations fail with ErrClosed. Running nodes are left running. A
-// goroutine waiting for each child the supervisor started stays until that
-// child exits; it then only reaps it.
+// Close stops watching: operations under way finish first, pending crash
+// restarts are dropped and later operations fail with ErrClosed. Running
+// nodes are left running. A goroutine waiting for each child the supervisor
+// started stays until that child exits; it then only reaps it.
 func (s *Supervisor) Close() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
+	nodes := make([]*node, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+	// Let operations under way finish and record their state first: a crash
+	// restart that has already started a process must also write its pid,
+	// or the next agent run would not adopt that process but start another.
+	for _, n := range nodes {
+		n.op.Lock()
+	}
+	s.mu.Lock()
+	already := s.closed
 	s.closed = true
 	for _, n := range s.nodes {
 		n.cancelPendingLocked()
 	}
 	s.mu.Unlock()
+	// Release before waiting: a pending restart that fired meanwhile takes
+	// its node's lock, sees the supervisor closed and returns.
+	for _, n := range nodes {
+		n.op.Unlock()
+	}
+	if already {
+		return
+	}
 	s.cancel()
 	s.wg.Wait()
 }
