@@ -1,0 +1,284 @@
+// Package workloads is test-only support for running real workloads
+// (Debian's ZooKeeper and NATS) through ADMQ: it builds admq packages
+// (tarball + admq-package.json) from the files Debian installed, renders
+// their config files per node the way the manager does (cluster.Render),
+// runs an in-process tunnel hub with real agent tunnel clients, and talks
+// to the servers (ZooKeeper four-letter words and zkCli.sh, the NATS text
+// protocol and monitoring endpoints).
+//
+// It is a normal package so that several test packages can import it; no
+// production code may.
+package workloads
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/admq/admq-manager/internal/archive"
+	"github.com/admq/admq-manager/internal/manifest"
+	"github.com/admq/admq-manager/internal/pkgname"
+	"github.com/admq/admq-manager/internal/properties"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/tunnel"
+)
+
+// file is one regular file of a package being built.
+type file struct {
+	data []byte
+	mode int64
+}
+
+// build writes the package fileName into dir from files (package path →
+// content) and m, which it validates first, and checks the result as the
+// manager's upload does: the name parses, the archive passes
+// archive.Inspect, the manifest parses and names only files that are there.
+func build(t testing.TB, dir, fileName string, m manifest.Manifest, files map[string]file) string {
+	t.Helper()
+	if err := m.Validate(); err != nil {
+		t.Fatalf("%s: invalid manifest: %v", fileName, err)
+	}
+	var mj bytes.Buffer
+	enc := json.NewEncoder(&mj)
+	enc.SetEscapeHTML(false) // keep "&&" and ">" of shell commands readable
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	files[manifest.FileName] = file{data: mj.Bytes(), mode: 0o644}
+
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // -race makes compression slow
+	tw := tar.NewWriter(gz)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	// Small files (manifest, config) first: readers that want only those
+	// stop early.
+	sort.Slice(names, func(i, j int) bool {
+		a, b := files[names[i]], files[names[j]]
+		if len(a.data) != len(b.data) {
+			return len(a.data) < len(b.data)
+		}
+		return names[i] < names[j]
+	})
+	dirs := map[string]bool{}
+	for _, n := range names {
+		for d := path.Dir(n); d != "."; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList)
+	for _, d := range dirList {
+		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range names {
+		f := files[n]
+		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, fileName)
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err != nil {
+		t.Fatalf("built package does not check out: %v", err)
+	}
+	return p
+}
+
+// readFile returns the content of a file, resolving symbolic links.
+func readFile(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("read %s: %v", p, err)
+	}
+	return b
+}
+
+// Package is a built package as the manager and an agent see it.
+type Package struct {
+	Path     string
+	Name     pkgname.Name
+	SHA256   string
+	Size     int64
+	Data     []byte
+	Manifest manifest.Manifest
+	// Config holds each config file's content by its package path.
+	Config map[string][]byte
+}
+
+// Load reads a package file and checks it as manager/pkg's Upload does.
+func Load(p string) (*Package, error) {
+	n, err := pkgname.Parse(filepath.Base(p))
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := archive.Inspect(bytes.NewReader(data), n.Format(), archive.Limits{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", p, err)
+	}
+	if ins.Manifest == nil {
+		return nil, fmt.Errorf("%s: no %s at the root", p, manifest.FileName)
+	}
+	m, err := manifest.Parse(ins.Manifest)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if m.Version != n.Version {
+		return nil, fmt.Errorf("%s: manifest version %s, file name %s", p, m.Version, n.Version)
+	}
+	want := map[string]bool{}
+	for _, c := range m.Components {
+		for _, cf := range c.ConfigFiles {
+			if _, ok := ins.Files[cf.Path]; !ok {
+				return nil, fmt.Errorf("%s: config file %s is not in the package", p, cf.Path)
+			}
+			want[cf.Path] = true
+		}
+		if rest, ok := strings.CutPrefix(c.Start[0], "{programDir}/"); ok {
+			if _, ok := ins.Files[rest]; !ok {
+				return nil, fmt.Errorf("%s: start program %s is not in the package", p, rest)
+			}
+		}
+	}
+	config, err := readTar(data, want)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	return &Package{Path: p, Name: n, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), Data: data, Manifest: m, Config: config}, nil
+}
+
+func readTar(data []byte, want map[string]bool) (map[string][]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	tr := tar.NewReader(zr)
+	out := map[string][]byte{}
+	for len(out) < len(want) {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if name := path.Clean(h.Name); want[name] {
+			if out[name], err = io.ReadAll(tr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// Render renders the component's config files for one node, as the
+// manager does: each file is imported into items (a properties file per
+// key, a raw file whole, braces that are not {variables} escaped) and
+// rendered with cluster.Render. extra replaces the content of the named
+// files (by package path) before rendering, as an operator's edit of the
+// file's items would.
+func (p *Package) Render(component string, vars cluster.Vars, extra map[string][]byte) ([]tunnel.ConfigFile, error) {
+	c, ok := p.Manifest.Components[component]
+	if !ok {
+		return nil, fmt.Errorf("package %s has no component %q", p.Name, component)
+	}
+	var out []tunnel.ConfigFile
+	for _, cf := range c.ConfigFiles {
+		data := p.Config[cf.Path]
+		if e, ok := extra[cf.Path]; ok {
+			data = e
+		}
+		format := cf.Format
+		if format == "" {
+			format = manifest.FormatProperties
+		}
+		var items []cluster.ConfigItem
+		if format == manifest.FormatRaw {
+			items = []cluster.ConfigItem{{Key: cluster.RawKey, Value: escapeBraces(string(data)), Effective: true}}
+		} else {
+			entries, _ := properties.Parse(data)
+			for _, e := range entries {
+				items = append(items, cluster.ConfigItem{Key: e.Key, Value: escapeBraces(e.Value), Comment: e.Comment, Effective: true})
+			}
+		}
+		b, err := cluster.Render(cluster.ConfigFile{Name: cf.Name, Path: cf.Path, Format: format}, items, vars)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tunnel.ConfigFile{Path: cf.Path, Content: b, Mode: 0o640})
+	}
+	return out, nil
+}
+
+// Expand fills the variables of every string of argv.
+func Expand(argv []string, vars cluster.Vars) ([]string, error) {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		v, err := manifest.Expand(a, vars)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// escapeBraces doubles every brace of s except those of a {variable}, as
+// the manager does when it imports a package's config file.
+func escapeBraces(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '{':
+			if end := strings.IndexByte(s[i:], '}'); end > 0 && slices.Contains(manifest.Variables, s[i+1:i+end]) {
+				b.WriteString(s[i : i+end+1])
+				i += end
+				continue
+			}
+			b.WriteString("{{")
+		case '}':
+			b.WriteString("}}")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

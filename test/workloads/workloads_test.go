@@ -1,0 +1,131 @@
+package workloads
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/admq/admq-manager/internal/archive"
+	"github.com/admq/admq-manager/manager/cluster"
+)
+
+func testVars(t *testing.T, component string, ips []string, port int) []cluster.Vars {
+	t.Helper()
+	c := cluster.Cluster{ID: 1, Name: "c1"}
+	var nodes []cluster.Node
+	for i, ip := range ips {
+		name := component + "-" + string(rune('1'+i))
+		pd, dd := NodeDirs("/srv/admq", name)
+		nodes = append(nodes, cluster.Node{ClusterID: 1, Component: component, ManagerIP: ip, ProgramDir: pd, DataDir: dd,
+			NodeDir: name, ServerPort: port, Ordinal: i + 1})
+	}
+	var out []cluster.Vars
+	for _, n := range nodes {
+		v, err := cluster.VarsFor(c, n, nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func inspect(t *testing.T, path string) archive.Inspection {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins, err := archive.Inspect(bytes.NewReader(data), archive.FormatTarGz, archive.Limits{})
+	if err != nil {
+		t.Fatalf("archive.Inspect(%s): %v", path, err)
+	}
+	return ins
+}
+
+func TestZooKeeperPackage(t *testing.T) {
+	if why := HaveZooKeeper(); why != "" {
+		t.Skip(why)
+	}
+	p := ZooKeeperPackage(t, t.TempDir())
+	if filepath.Base(p) != "admq-zookeeper-V3.8.0-all.tar.gz" {
+		t.Fatalf("file name %s", filepath.Base(p))
+	}
+	ins := inspect(t, p)
+	for _, f := range []string{"admq-package.json", "conf/zoo.cfg", "conf/log4j.properties", "lib/zookeeper.jar", "lib/log4j-1.2.jar"} {
+		if ins.Files[f] == 0 {
+			t.Errorf("%s missing or empty in the package", f)
+		}
+	}
+	pkg, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := testVars(t, ZooKeeperComponent, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 2181)
+	files, err := pkg.Render(ZooKeeperComponent, vars[1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(files[0].Content)
+	for _, want := range []string{
+		"dataDir=/srv/admq/data/coordinator-2\n", "clientPort=2181\n", "clientPortAddress=127.0.0.12\n",
+		"server.1=127.0.0.11:2888:3888\nserver.2=127.0.0.12:2888:3888\nserver.3=127.0.0.13:2888:3888\n",
+		"admin.enableServer=false\n",
+	} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("zoo.cfg lacks %q:\n%s", want, cfg)
+		}
+	}
+	if got, want := string(files[1].Content), string(pkg.Config["conf/log4j.properties"]); got != want {
+		t.Errorf("log4j.properties changed by rendering:\n%s", got)
+	}
+	argv, err := Expand(pkg.Manifest.Components[ZooKeeperComponent].Start, vars[1])
+	if err != nil || !strings.Contains(argv[2], "echo 2 > '/srv/admq/data/coordinator-2/myid'") {
+		t.Fatalf("start: %q %v", argv, err)
+	}
+}
+
+func TestNATSPackage(t *testing.T) {
+	if why := HaveNATS(); why != "" {
+		t.Skip(why)
+	}
+	dir := t.TempDir()
+	p := NATSPackage(t, dir)
+	if !strings.HasPrefix(filepath.Base(p), "admq-nats-V2.") || !strings.HasSuffix(p, "-x86.tar.gz") {
+		t.Fatalf("file name %s", filepath.Base(p))
+	}
+	ins := inspect(t, p)
+	if ins.Files["bin/nats-server"] == 0 {
+		t.Fatal("bin/nats-server missing")
+	}
+	pkg, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"}
+	vars := testVars(t, NATSComponent, hosts, 4222)
+	files, err := pkg.Render(NATSComponent, vars[0], map[string][]byte{"conf/routes.conf": NATSRoutesConf(hosts)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := string(files[0].Content)
+	for _, want := range []string{"server_name: broker-1\n", "listen: 127.0.0.21:4222\n", "cluster {\n  name: c1\n"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("nats.conf lacks %q:\n%s", want, conf)
+		}
+	}
+	// nats-server itself accepts the rendered config.
+	cd := filepath.Join(dir, "conf")
+	os.MkdirAll(cd, 0o755)
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.Path), f.Content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command(NATSServer, "-t", "-c", filepath.Join(cd, "nats.conf")).CombinedOutput(); err != nil {
+		t.Fatalf("nats-server -t: %v\n%s", err, out)
+	}
+}
