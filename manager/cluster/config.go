@@ -59,11 +59,11 @@ func importConfig(file string, p pkg.Package, files []manifest.ConfigFile) ([]Ne
 		nf := NewFile{File: ConfigFile{Name: cf.Name, Path: cf.Path, Format: format}}
 		data := contents[cf.Path]
 		if format == formatRaw {
-			nf.Items = []ConfigItem{{Key: RawKey, Value: escapeBraces(string(data)), Effective: true}}
+			nf.Items = []ConfigItem{{Key: RawKey, Value: EscapeBraces(string(data)), Effective: true}}
 		} else {
 			entries, _ := properties.Parse(data) // duplicates: the last one wins, as in Java
 			for _, e := range entries {
-				nf.Items = append(nf.Items, ConfigItem{Key: e.Key, Value: escapeBraces(e.Value), Comment: e.Comment, Effective: true})
+				nf.Items = append(nf.Items, ConfigItem{Key: e.Key, Value: EscapeBraces(e.Value), Comment: e.Comment, Effective: true})
 			}
 		}
 		out = append(out, nf)
@@ -126,9 +126,10 @@ func readFiles(file, ext string, files []manifest.ConfigFile) (map[string][]byte
 	return out, nil
 }
 
-// escapeBraces doubles every brace of s except those of a {variable} named
-// in manifest.Variables.
-func escapeBraces(s string) string {
+// EscapeBraces doubles every brace of s except those of a {variable} named
+// in manifest.Variables: what config import does to a package's file so
+// that literal braces (log patterns, NATS blocks) render as written.
+func EscapeBraces(s string) string {
 	if !strings.ContainsAny(s, "{}") {
 		return s
 	}

@@ -23,7 +23,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -232,11 +231,11 @@ func (p *Package) Render(component string, vars cluster.Vars, extra map[string][
 		}
 		var items []cluster.ConfigItem
 		if format == manifest.FormatRaw {
-			items = []cluster.ConfigItem{{Key: cluster.RawKey, Value: escapeBraces(string(data)), Effective: true}}
+			items = []cluster.ConfigItem{{Key: cluster.RawKey, Value: cluster.EscapeBraces(string(data)), Effective: true}}
 		} else {
 			entries, _ := properties.Parse(data)
 			for _, e := range entries {
-				items = append(items, cluster.ConfigItem{Key: e.Key, Value: escapeBraces(e.Value), Comment: e.Comment, Effective: true})
+				items = append(items, cluster.ConfigItem{Key: e.Key, Value: cluster.EscapeBraces(e.Value), Comment: e.Comment, Effective: true})
 			}
 		}
 		b, err := cluster.Render(cluster.ConfigFile{Name: cf.Name, Path: cf.Path, Format: format}, items, vars)
@@ -259,26 +258,4 @@ func Expand(argv []string, vars cluster.Vars) ([]string, error) {
 		out[i] = v
 	}
 	return out, nil
-}
-
-// escapeBraces doubles every brace of s except those of a {variable}, as
-// the manager does when it imports a package's config file.
-func escapeBraces(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '{':
-			if end := strings.IndexByte(s[i:], '}'); end > 0 && slices.Contains(manifest.Variables, s[i+1:i+end]) {
-				b.WriteString(s[i : i+end+1])
-				i += end
-				continue
-			}
-			b.WriteString("{{")
-		case '}':
-			b.WriteString("}}")
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
