@@ -277,7 +277,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	agents.Agents = m.hub
 	// Deployments: jobs a previous run left unfinished are failed now.
 	m.deploy = deploy.New(deploy.Deps{
-		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: deploy.HubAgents{Hub: m.hub},
+		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: m.hub,
 		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg,
 	})
 	if err := m.deploy.Recover(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/paging"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Deployer runs deployments, node commands and teardown; *deploy.Engine
@@ -25,7 +26,7 @@ type Deployer interface {
 	Job(ctx context.Context, id ids.ID) (deploy.Job, []deploy.Step, error)
 	Jobs(ctx context.Context, clusterID ids.ID, p paging.Page) ([]deploy.Job, int, error)
 	Changed() <-chan struct{}
-	Command(ctx context.Context, nodeID ids.ID, cmd string) (deploy.NodeState, error)
+	Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error)
 	Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error)
 	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]string
 }
@@ -338,7 +339,7 @@ func (a *API) nodeCommand(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return ok(c, nodeStateView{NodeID: r.ID, RunStatus: st.RunState(), Running: st.Running, Pid: st.PID,
+	return ok(c, nodeStateView{NodeID: r.ID, RunStatus: deploy.RunState(st), Running: st.Running, Pid: st.PID,
 		StartTime: apiTime(st.StartedAt), Restarts: st.Restarts, LastExit: st.LastExit, Desired: st.Desired})
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/deploy"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // nodeAgents fakes the nodes' agents for the deploy engine: every call
@@ -26,31 +27,35 @@ func (a *nodeAgents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); 
 func (a *nodeAgents) HasPackage(context.Context, ids.ID, string) (bool, int64, error) {
 	return false, 0, nil
 }
-func (a *nodeAgents) PushPackage(context.Context, ids.ID, string, int64, string) error { return nil }
-func (a *nodeAgents) DeployNode(context.Context, ids.ID, deploy.DeployRequest) error   { return nil }
-func (a *nodeAgents) NodeCommand(_ context.Context, _ ids.ID, _, name, cmd string) (deploy.NodeState, error) {
-	if cmd == deploy.CmdStop {
-		return deploy.NodeState{Name: name, Desired: "stopped"}, nil
-	}
-	return deploy.NodeState{Name: name, Running: true, PID: 42, Desired: "running"}, nil
+func (a *nodeAgents) PushPackage(context.Context, ids.ID, string, int64, io.ReaderAt) (int64, error) {
+	return 0, nil
 }
-func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
-	var out []deploy.NodeState
+func (a *nodeAgents) DeployNode(context.Context, ids.ID, tunnel.DeployRequest) (tunnel.DeployResult, error) {
+	return tunnel.DeployResult{}, nil
+}
+func (a *nodeAgents) NodeCommand(_ context.Context, _ ids.ID, _, name string, cmd tunnel.NodeCommand) (tunnel.NodeState, error) {
+	if cmd == tunnel.NodeStop {
+		return tunnel.NodeState{Name: name, Desired: "stopped"}, nil
+	}
+	return tunnel.NodeState{Name: name, Running: true, PID: 42, Desired: "running"}, nil
+}
+func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]tunnel.NodeState, error) {
+	var out []tunnel.NodeState
 	for _, n := range names {
-		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
+		out = append(out, tunnel.NodeState{Name: n, Running: true, Desired: "running"})
 	}
 	return out, nil
 }
 func (a *nodeAgents) NodeLogs(_ context.Context, _ ids.ID, name string, _ int) ([]byte, error) {
 	return []byte("started " + name + "\n"), nil
 }
-func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) error {
+func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r.Name)
 	return nil
 }
-func (a *nodeAgents) CheckHealth(context.Context, ids.ID, deploy.HealthCheck) (bool, string, error) {
+func (a *nodeAgents) CheckHealth(context.Context, ids.ID, tunnel.HealthCheck) (bool, string, error) {
 	return true, "connected", nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Clusters is what the engine reads of clusters; *cluster.Service
@@ -403,7 +405,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 		p     pkg.Package
 		comp  manifest.Component
 		vars  cluster.Vars
-		files []ConfigFile
+		files []tunnel.ConfigFile
 		ran   bool // whether the start step was tried
 	)
 	fns := map[string]func() (detail string, skipped bool, err error){
@@ -423,7 +425,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			if present {
 				return fmt.Sprintf("the agent holds %s already", p.FileName), true, nil
 			}
-			if err := e.d.Agents.PushPackage(ctx, n.ServerID, p.SHA256, p.Size, e.d.Packages.Path(p)); err != nil {
+			if err := e.push(ctx, n.ServerID, p); err != nil {
 				return "", false, err
 			}
 			if partial > 0 {
@@ -450,7 +452,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				if err != nil {
 					return "", false, err
 				}
-				files = append(files, ConfigFile{Path: f.Path, Content: content})
+				files = append(files, tunnel.ConfigFile{Path: f.Path, Content: content})
 				names = append(names, f.Name)
 			}
 			if len(names) == 0 {
@@ -464,7 +466,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				return "", false, err
 			}
 			ran = true
-			if err := e.d.Agents.DeployNode(ctx, n.ServerID, r); err != nil {
+			if _, err := e.d.Agents.DeployNode(ctx, n.ServerID, r); err != nil {
 				return "", false, err
 			}
 			return "started: " + strings.Join(r.Argv, " "), false, nil
@@ -517,19 +519,19 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 
 // deployRequest builds the agent's request from the manifest component,
 // its templates filled in with the node's variables.
-func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars, files []ConfigFile) (DeployRequest, error) {
+func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars, files []tunnel.ConfigFile) (tunnel.DeployRequest, error) {
 	format := p.Ext
 	if format == "tgz" {
 		format = "tar.gz"
 	}
-	r := DeployRequest{
-		OperationID: OperationID(j.ID, n.ID), Name: n.ID.String(), PackageSHA256: p.SHA256, Format: format,
+	r := tunnel.DeployRequest{
+		OperationID: OperationID(j.ID, n.ID), Name: n.ID.String(), PackageSHA256: p.SHA256, PackageFormat: format,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, LogDir: path.Join(n.DataDir, "logs"), Start: true,
 	}
 	for i, a := range comp.Start {
 		v, err := manifest.Expand(a, vars)
 		if err != nil {
-			return DeployRequest{}, fmt.Errorf("start[%d]: %w", i, err)
+			return tunnel.DeployRequest{}, fmt.Errorf("start[%d]: %w", i, err)
 		}
 		r.Argv = append(r.Argv, v)
 	}
@@ -541,7 +543,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	for _, k := range keys {
 		v, err := manifest.Expand(comp.Env[k], vars)
 		if err != nil {
-			return DeployRequest{}, fmt.Errorf("env %s: %w", k, err)
+			return tunnel.DeployRequest{}, fmt.Errorf("env %s: %w", k, err)
 		}
 		r.Env = append(r.Env, k+"="+v)
 	}
@@ -551,7 +553,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	}
 	wd, err := manifest.Expand(wd, vars)
 	if err != nil {
-		return DeployRequest{}, fmt.Errorf("workDir: %w", err)
+		return tunnel.DeployRequest{}, fmt.Errorf("workDir: %w", err)
 	}
 	if !filepath.IsAbs(wd) {
 		wd = path.Join(n.ProgramDir, wd)
@@ -563,15 +565,15 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 // health polls the agent's check of the node until it passes or the start
 // time is up; a failure carries the last lines of the node's log.
 func (e *Engine) health(ctx context.Context, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
-	hc := HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
+	hc := tunnel.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
 	var err error
 	if h.TCP != "" {
-		if hc.TCP, err = manifest.Expand(h.TCP, vars); err != nil {
+		if hc.TCPAddr, err = manifest.Expand(h.TCP, vars); err != nil {
 			return "", false, fmt.Errorf("health.tcp: %w", err)
 		}
 	}
 	if h.HTTP != "" {
-		if hc.HTTP, err = manifest.Expand(h.HTTP, vars); err != nil {
+		if hc.HTTPURL, err = manifest.Expand(h.HTTP, vars); err != nil {
 			return "", false, fmt.Errorf("health.http: %w", err)
 		}
 	}
@@ -635,4 +637,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// push streams the package file to the server's agent.
+func (e *Engine) push(ctx context.Context, server ids.ID, p pkg.Package) error {
+	f, err := os.Open(e.d.Packages.Path(p))
+	if err != nil {
+		return fmt.Errorf("open package file: %w", err)
+	}
+	defer f.Close()
+	_, err = e.d.Agents.PushPackage(ctx, server, p.SHA256, p.Size, f)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "components": {"coordinator": {
@@ -58,9 +60,9 @@ type agents struct {
 	present  map[string]bool // sha256 the agents hold
 	sick     map[string]bool // health addresses that fail
 	pushed   []string
-	deploys  []deploy.DeployRequest
+	deploys  []tunnel.DeployRequest
 	events   []string // "deploy <name>", "healthy <addr>"
-	removed  []deploy.RemoveRequest
+	removed  []tunnel.RemoveRequest
 	commands []string
 }
 
@@ -74,29 +76,29 @@ func (a *agents) HasPackage(_ context.Context, _ ids.ID, sha string) (bool, int6
 	defer a.mu.Unlock()
 	return a.present[sha], 0, nil
 }
-func (a *agents) PushPackage(_ context.Context, _ ids.ID, sha string, _ int64, _ string) error {
+func (a *agents) PushPackage(_ context.Context, _ ids.ID, sha string, _ int64, _ io.ReaderAt) (int64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.pushed = append(a.pushed, sha)
-	return nil
+	return 0, nil
 }
-func (a *agents) DeployNode(_ context.Context, _ ids.ID, r deploy.DeployRequest) error {
+func (a *agents) DeployNode(_ context.Context, _ ids.ID, r tunnel.DeployRequest) (tunnel.DeployResult, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deploys = append(a.deploys, r)
 	a.events = append(a.events, "deploy "+r.Name)
-	return nil
+	return tunnel.DeployResult{}, nil
 }
-func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name, cmd string) (deploy.NodeState, error) {
+func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd tunnel.NodeCommand) (tunnel.NodeState, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.commands = append(a.commands, opID+" "+name+" "+cmd)
-	return deploy.NodeState{Name: name, Running: cmd != deploy.CmdStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != deploy.CmdStop]}, nil
+	a.commands = append(a.commands, opID+" "+name+" "+cmd.String())
+	return tunnel.NodeState{Name: name, Running: cmd != tunnel.NodeStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != tunnel.NodeStop]}, nil
 }
-func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
-	var out []deploy.NodeState
+func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]tunnel.NodeState, error) {
+	var out []tunnel.NodeState
 	for _, n := range names {
-		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
+		out = append(out, tunnel.NodeState{Name: n, Running: true, Desired: "running"})
 	}
 	return out, nil
 }
@@ -107,23 +109,23 @@ func (a *agents) NodeLogs(_ context.Context, _ ids.ID, name string, max int) ([]
 	}
 	return b.Bytes(), nil
 }
-func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) error {
+func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r)
 	return nil
 }
-func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h deploy.HealthCheck) (bool, string, error) {
+func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h tunnel.HealthCheck) (bool, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sick[h.TCP] {
+	if a.sick[h.TCPAddr] {
 		return false, "connection refused", nil
 	}
-	a.events = append(a.events, "healthy "+h.TCP)
+	a.events = append(a.events, "healthy "+h.TCPAddr)
 	return true, "connected", nil
 }
 
-func (a *agents) snapshot() (events []string, deploys []deploy.DeployRequest, pushed []string) {
+func (a *agents) snapshot() (events []string, deploys []tunnel.DeployRequest, pushed []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.events), slices.Clone(a.deploys), slices.Clone(a.pushed)
@@ -312,11 +314,11 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 		if strings.Contains(strings.Join(r.Argv, " "), "{") || !strings.HasPrefix(r.LogDir, "/data/admq/c1/") || !r.Start {
 			t.Fatalf("request %+v", r)
 		}
-		if r.Format != "tar.gz" || r.WorkDir != r.ProgramDir {
+		if r.PackageFormat != "tar.gz" || r.WorkDir != r.ProgramDir {
 			t.Fatalf("request %+v", r)
 		}
 	}
-	var zk1 deploy.DeployRequest
+	var zk1 tunnel.DeployRequest
 	for _, r := range deploys {
 		if strings.HasSuffix(r.ProgramDir, "/coordinator-1") {
 			zk1 = r

@@ -13,6 +13,7 @@ import (
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Node commands.
@@ -21,6 +22,10 @@ const (
 	CmdStop    = "stop"
 	CmdRestart = "restart"
 )
+
+var commands = map[string]tunnel.NodeCommand{
+	CmdStart: tunnel.NodeStart, CmdStop: tunnel.NodeStop, CmdRestart: tunnel.NodeRestart,
+}
 
 // Log sizes for Logs.
 const (
@@ -45,24 +50,23 @@ func offline(n cluster.Node) error {
 // Command starts, stops or restarts a node through its agent's supervisor,
 // now: an offline agent is fleet.ErrAgentNotOnline and nothing is queued.
 // It records and returns the node's new state.
-func (e *Engine) Command(ctx context.Context, nodeID ids.ID, cmd string) (NodeState, error) {
-	switch cmd {
-	case CmdStart, CmdStop, CmdRestart:
-	default:
-		return NodeState{}, invalid.Field("cmd", "%q: must be start, stop or restart", cmd)
+func (e *Engine) Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error) {
+	kind, known := commands[cmd]
+	if !known {
+		return tunnel.NodeState{}, invalid.Field("cmd", "%q: must be start, stop or restart", cmd)
 	}
 	n, err := e.d.Clusters.Node(ctx, nodeID)
 	if err != nil {
-		return NodeState{}, err
+		return tunnel.NodeState{}, err
 	}
 	if !e.d.Agents.Online(n.ServerID) {
-		return NodeState{}, offline(n)
+		return tunnel.NodeState{}, offline(n)
 	}
-	st, err := e.d.Agents.NodeCommand(ctx, n.ServerID, randomOpID(cmd), n.ID.String(), cmd)
+	st, err := e.d.Agents.NodeCommand(ctx, n.ServerID, randomOpID(cmd), n.ID.String(), kind)
 	if err != nil {
-		return NodeState{}, fmt.Errorf("%s %s on %s: %w", cmd, n.NodeDir, n.ManagerIP, err)
+		return tunnel.NodeState{}, fmt.Errorf("%s %s on %s: %w", cmd, n.NodeDir, n.ManagerIP, err)
 	}
-	e.setNode(ctx, n.ID, "", st.RunState())
+	e.setNode(ctx, n.ID, "", RunState(st))
 	return st, nil
 }
 
@@ -118,7 +122,7 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 				e.d.Log.Debug("node status", "server", server, "err", err)
 				return
 			}
-			byName := map[string]NodeState{}
+			byName := map[string]tunnel.NodeState{}
 			for _, s := range states {
 				byName[s.Name] = s
 			}
@@ -126,7 +130,7 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 			defer mu.Unlock()
 			for _, n := range ns {
 				if s, ok := byName[n.ID.String()]; ok {
-					out[n.ID] = s.RunState()
+					out[n.ID] = RunState(s)
 				} else {
 					out[n.ID] = cluster.RunStopped
 				}
@@ -179,7 +183,7 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := e.d.Agents.RemoveNode(ctx, n.ServerID, RemoveRequest{
+			err := e.d.Agents.RemoveNode(ctx, n.ServerID, tunnel.RemoveRequest{
 				OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(),
 				RemoveDirs: true, ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{progRoot, dataRoot},
 			})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -94,6 +95,19 @@ const (
 	NodeStop
 	NodeRestart
 )
+
+// String is the command's word: start, stop or restart.
+func (c NodeCommand) String() string {
+	switch c {
+	case NodeStart:
+		return "start"
+	case NodeStop:
+		return "stop"
+	case NodeRestart:
+		return "restart"
+	}
+	return "NodeCommand(" + strconv.Itoa(int(c)) + ")"
+}
 
 // RemoveRequest removes a node from an agent.
 type RemoveRequest struct {
