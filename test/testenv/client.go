@@ -3,7 +3,6 @@ package testenv
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -81,23 +80,7 @@ func (c *Client) Try(method, path string, body any) (Envelope, int, error) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return Envelope{}, 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return Envelope{}, resp.StatusCode, err
-	}
-	var env Envelope
-	if err := json.Unmarshal(raw, &env); err != nil {
-		return Envelope{}, resp.StatusCode, fmt.Errorf("%s %s: HTTP %d, body is not an envelope: %v: %q", method, path, resp.StatusCode, err, raw)
-	}
-	return env, resp.StatusCode, nil
+	return c.send(req)
 }
 
 // Do is Try that fails the test if no envelope came back; any answer,
