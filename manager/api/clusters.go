@@ -85,15 +85,22 @@ type nodeView struct {
 	Component     string  `json:"component"`
 	ComponentType int     `json:"componentType"` // 1 coordinator, 2 storage, 3 broker, 0 other
 	// ComponentTypeStr is "admq协调器", "admq存储", "admq代理", or the name.
-	ComponentTypeStr     string `json:"componentTypeStr"`
-	ServerPort           int    `json:"serverPort"`
-	DeployStatus         string `json:"deployStatus"` // undeployed, deploying, deployed, failed
-	RunStatus            string `json:"runStatus"`    // unknown, running, stopped, failed
-	SyncNodeConfigStatus int    `json:"syncNodeConfigStatus"`
-	Mode                 int    `json:"mode"`
-	ProgramDir           string `json:"programDir"`
-	DataDir              string `json:"dataDir"`
-	NodeDir              string `json:"nodeDir"`
+	ComponentTypeStr string `json:"componentTypeStr"`
+	ServerPort       int    `json:"serverPort"`
+	DeployStatus     string `json:"deployStatus"` // undeployed, deploying, deployed, failed
+	RunStatus        string `json:"runStatus"`    // unknown, running, stopped, failed
+	// Pid, StartTime, Restarts and LastExit are the agent's supervisor's
+	// view of the node's process, asked live like RunStatus: pid 0 and
+	// null startTime when nothing runs or the agent does not answer.
+	Pid                  int     `json:"pid"`
+	StartTime            apiTime `json:"startTime"`
+	Restarts             int     `json:"restarts"`
+	LastExit             string  `json:"lastExit"`
+	SyncNodeConfigStatus int     `json:"syncNodeConfigStatus"`
+	Mode                 int     `json:"mode"`
+	ProgramDir           string  `json:"programDir"`
+	DataDir              string  `json:"dataDir"`
+	NodeDir              string  `json:"nodeDir"`
 	// Myid is the node's ordinal in its component; a coordinator's
 	// ZooKeeper myid.
 	Myid        int             `json:"myid"`

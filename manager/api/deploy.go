@@ -28,7 +28,7 @@ type Deployer interface {
 	Changed() <-chan struct{}
 	Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error)
 	Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error)
-	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]string
+	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]deploy.LiveState
 }
 
 // jobEventInterval is how often the event stream rereads a job when no
@@ -372,7 +372,11 @@ func (a *API) liveRunStatus(c echo.Context, nodes []cluster.Node, views []nodeVi
 	live := a.d.Deploy.LiveRunStates(c.Request().Context(), nodes)
 	for i, n := range nodes {
 		if s, ok := live[n.ID]; ok {
-			views[i].RunStatus = s
+			views[i].RunStatus = s.Run
+			views[i].Pid = s.Node.PID
+			views[i].StartTime = apiTime(s.Node.StartedAt)
+			views[i].Restarts = s.Node.Restarts
+			views[i].LastExit = s.Node.LastExit
 		}
 	}
 }

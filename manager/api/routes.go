@@ -114,7 +114,7 @@ func (a *API) routeTable() []route {
 		{method: http.MethodGet, path: "/admq/cluster", role: auth.RoleViewer, summary: "List clusters, newest first, with their node count and components",
 			query: pageQuery, data: pageView[clusterView]{}, handler: a.listClusters},
 		{method: http.MethodGet, path: "/cluster/node", role: auth.RoleViewer, summary: "List a cluster's nodes with their config files (seed 2.3.0.4), by component then ordinal. " +
-			"runStatus is what the nodes' agents report now (unknown when the agent is offline or does not answer within 2 s)",
+			"runStatus, pid, startTime, restarts and lastExit are what the nodes' agents report now (runStatus unknown and pid 0 when the agent is offline or does not answer within 2 s)",
 			query: append([]queryParam{{"clusterId", "string", "the cluster"}}, pageQuery...),
 			data:  pageView[nodeView]{}, handler: a.listClusterNodes},
 		{method: http.MethodGet, path: "/cluster/node/config/file", role: auth.RoleViewer, summary: "List a node's config files",

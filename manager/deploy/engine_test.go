@@ -476,7 +476,7 @@ func TestCommandLogsStatusTeardown(t *testing.T) {
 		t.Fatalf("logs %q %v", logs, err)
 	}
 	live := f.engine.LiveRunStates(ctx, nodes)
-	if live[nodes[0].ID] != cluster.RunRunning || live[nodes[2].ID] != cluster.RunUnknown {
+	if live[nodes[0].ID].Run != cluster.RunRunning || !live[nodes[0].ID].Node.Running || live[nodes[2].ID].Run != cluster.RunUnknown {
 		t.Fatalf("live %v", live)
 	}
 

@@ -89,16 +89,24 @@ func (e *Engine) Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte,
 	return e.d.Agents.NodeLogs(ctx, n.ServerID, n.ID.String(), maxBytes)
 }
 
+// LiveState is a node's state as its agent reports it now.
+type LiveState struct {
+	// Run is cluster.RunRunning, RunStopped (also for a node the agent
+	// does not know), RunFailed (it should run but does not), or
+	// RunUnknown when the agent is offline or does not answer.
+	Run string
+	// Node is the supervisor's view; zero unless the agent answered and
+	// knows the node.
+	Node tunnel.NodeState
+}
+
 // LiveRunStates asks the nodes' agents, one call per server in parallel,
-// each bounded by StatusTimeout, what runs: cluster.RunRunning,
-// RunStopped (also for a node the agent does not know), RunFailed (it
-// should run but does not), or RunUnknown when the agent is offline or
-// does not answer.
-func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]string {
-	out := make(map[ids.ID]string, len(nodes))
+// each bounded by StatusTimeout, what runs.
+func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]LiveState {
+	out := make(map[ids.ID]LiveState, len(nodes))
 	byServer := map[ids.ID][]cluster.Node{}
 	for _, n := range nodes {
-		out[n.ID] = cluster.RunUnknown
+		out[n.ID] = LiveState{Run: cluster.RunUnknown}
 		if e.d.Agents.Online(n.ServerID) {
 			byServer[n.ServerID] = append(byServer[n.ServerID], n)
 		}
@@ -130,9 +138,9 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 			defer mu.Unlock()
 			for _, n := range ns {
 				if s, ok := byName[n.ID.String()]; ok {
-					out[n.ID] = RunState(s)
+					out[n.ID] = LiveState{Run: RunState(s), Node: s}
 				} else {
-					out[n.ID] = cluster.RunStopped
+					out[n.ID] = LiveState{Run: cluster.RunStopped}
 				}
 			}
 		}()
