@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/admq/admq-manager/internal/atomicfile"
@@ -41,6 +42,10 @@ type DeployRequest struct {
 	LogDir        string // empty: DataDir/logs
 	StopGrace     time.Duration
 	Start         bool
+	// FreeAddrs are TCP "ip:port" addresses (an empty ip: every address)
+	// that must be free when the node is started; see checkFree. A node
+	// the supervisor runs already is not checked: it holds them itself.
+	FreeAddrs []string
 }
 
 // Status is a node's state. Desired is empty for a node that is installed
@@ -112,6 +117,14 @@ func (r DeployRequest) validate() error {
 		}
 		if f.Mode&^os.ModePerm != 0 {
 			return invalid.Field("config_files", "%s: mode %o: permission bits only", f.Path, f.Mode)
+		}
+	}
+	if len(r.FreeAddrs) > MaxFreeAddrs {
+		return invalid.Field("free_addrs", "%d addresses: at most %d", len(r.FreeAddrs), MaxFreeAddrs)
+	}
+	for _, a := range r.FreeAddrs {
+		if err := checkFreeAddr(a); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -190,6 +203,17 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 	}
 	if r.Start {
+		// Last thing before the start, so that the node is installed (its
+		// log can be asked for) but no process runs that would die on a
+		// bind error, or be mistaken for healthy by a TCP check that
+		// reaches the other process.
+		if st, err := m.sup.Status(r.Name); err != nil || !st.Running {
+			if err := checkFree(r.FreeAddrs); err != nil {
+				m.log.Warn("deploy: node not started: an address it listens on is not free",
+					"node", r.Name, "operation", r.OperationID, "err", err)
+				return res, err
+			}
+		}
 		err := m.sup.Start(ctx, spec)
 		if errors.Is(err, supervisor.ErrSpecChanged) {
 			if err = m.sup.Stop(ctx, r.Name); err == nil {
@@ -278,10 +302,26 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 		if errors.Is(err, archive.ErrUnsafe) || errors.Is(err, archive.ErrFormat) || errors.Is(err, archive.ErrLimit) {
 			return false, invalid.Field("package_sha256", "package %s: %v", r.PackageSHA256, err)
 		}
+		if errors.Is(err, syscall.ENOSPC) {
+			// The program dir's disk, not the state dir's; the manager
+			// tells it apart from other failures by ErrNoSpace.
+			return false, fmt.Errorf("%w: unpack %s into %s: %w", ErrNoSpace, r.PackageSHA256, r.ProgramDir, err)
+		}
 		return false, fmt.Errorf("unpack %s: %w", r.PackageSHA256, err)
 	}
+	// dest now holds a complete unpack that no marker vouches for yet. If
+	// anything below fails (the disk filling up just as the marker is
+	// written, say), remove it: left there, the next deploy would find a
+	// program dir "not installed by the agent" and refuse it until someone
+	// removed it by hand.
+	done := false
+	defer func() {
+		if !done {
+			_ = os.RemoveAll(dest)
+		}
+	}()
 	if err := atomicfile.WriteFile(filepath.Join(dest, markerName), []byte(r.PackageSHA256+"\n"), 0o644); err != nil {
-		return false, err
+		return false, fmt.Errorf("unpack %s: mark %s: %w", r.PackageSHA256, dest, err)
 	}
 	if replace {
 		old := r.ProgramDir + ".admq-old"
@@ -295,6 +335,7 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 		}
 		_ = os.RemoveAll(old)
 	}
+	done = true
 	return true, nil
 }
 

@@ -1,8 +1,9 @@
 // Package node is the agent's side of deploying and running nodes: a cache
 // of packages the manager streams over the tunnel (content-addressed by
 // sha256, resumable, verified), the deploy of one node (unpack, dirs,
-// config files, supervisor spec), commands and status through the
-// supervisor, safe removal, and local health checks.
+// config files, supervisor spec, and before the start a check that the
+// node's ports are free), commands and status through the supervisor, safe
+// removal, and local health checks.
 //
 // Operations that change something carry an operation id; the Manager
 // records the ids of the ones that succeeded, with their result, in a small
@@ -30,7 +31,9 @@ import (
 var (
 	// ErrNotFound: no node of that name is installed.
 	ErrNotFound = errors.New("no such node")
-	// ErrNoSpace: the disk holding the state dir has too little free space.
+	// ErrNoSpace: a disk the agent writes to has too little free space:
+	// the state dir's for a package transfer, the program dir's for an
+	// unpack.
 	ErrNoSpace = errors.New("not enough disk space")
 	// ErrCorrupt: the bytes received do not have the announced sha256.
 	ErrCorrupt = errors.New("package does not match its sha256")

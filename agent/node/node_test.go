@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -87,6 +88,8 @@ func TestDeployValidation(t *testing.T) {
 		"config escapes":  func(r *DeployRequest) { r.ConfigFiles = []ConfigFile{{Path: "../etc/passwd"}} },
 		"config absolute": func(r *DeployRequest) { r.ConfigFiles = []ConfigFile{{Path: "/etc/passwd"}} },
 		"config mode":     func(r *DeployRequest) { r.ConfigFiles = []ConfigFile{{Path: "a.conf", Mode: os.ModeSetuid | 0o644}} },
+		"free addr":       func(r *DeployRequest) { r.FreeAddrs = []string{"127.0.0.1:0"} },
+		"free addrs":      func(r *DeployRequest) { r.FreeAddrs = slices.Repeat([]string{"127.0.0.1:2181"}, MaxFreeAddrs+1) },
 	}
 	for name, mut := range cases {
 		r := good

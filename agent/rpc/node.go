@@ -170,6 +170,7 @@ func DeployFromProto(req *agentv1.DeployNodeRequest) node.DeployRequest {
 		LogDir:        req.GetLogDir(),
 		StopGrace:     time.Duration(req.GetStopGraceMs()) * time.Millisecond,
 		Start:         req.GetStart(),
+		FreeAddrs:     req.GetFreeAddrs(),
 	}
 	for _, f := range req.GetConfigFiles() {
 		r.ConfigFiles = append(r.ConfigFiles, node.ConfigFile{Path: f.GetPath(), Content: f.GetContent(), Mode: os.FileMode(f.GetMode())})
@@ -203,6 +204,7 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, e.Error())
 	}
 	code := codes.Internal
+	var addrErr *node.AddrError
 	switch {
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
@@ -216,7 +218,8 @@ func toStatus(err error) error {
 		code = codes.DataLoss
 	case errors.Is(err, node.ErrBusy):
 		code = codes.Aborted
-	case errors.Is(err, node.ErrConflict), errors.Is(err, node.ErrNotCached), errors.Is(err, supervisor.ErrSpecChanged):
+	case errors.Is(err, node.ErrConflict), errors.Is(err, node.ErrNotCached), errors.Is(err, supervisor.ErrSpecChanged),
+		errors.As(err, &addrErr):
 		code = codes.FailedPrecondition
 	case errors.Is(err, supervisor.ErrInvalidSpec):
 		code = codes.InvalidArgument

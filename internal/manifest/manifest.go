@@ -33,10 +33,30 @@
 // never silently drops a setting. Every error names the JSON path of what is
 // wrong, e.g. "components.coordinator.configFiles[0].path: must be relative".
 //
-// Strings that are run or resolved on a node (start, env values, workDir and
-// the health check) are templates: "{programDir}" and the other Variables
-// are filled in per node at deployment; "{{" and "}}" stand for literal
-// braces.
+// Strings that are run or resolved on a node (start, env values, workDir,
+// peer and the health check) are templates: "{programDir}" and the other
+// Variables are filled in per node at deployment; "{{" and "}}" stand for
+// literal braces. The package's config files are templates too, rendered
+// per node by the manager.
+//
+// A config file is written on the node at its package path under
+// {programDir}, unless it has a "target": a clean relative path (taken
+// relative to {programDir}), or "{programDir}/" or "{dataDir}/" followed by
+// one, with no other variable and no "..". ZooKeeper, for one, reads its id
+// from the data dir:
+//
+//	{"name": "myid", "path": "conf/myid", "format": "raw", "target": "{dataDir}/myid"}
+//
+// with conf/myid holding "{myid}". Two config files of a component may not
+// be written to the same place.
+//
+// {peers} lists the nodes of the node's component in its cluster, the node
+// itself included, ordered by ordinal and joined by ", ": each is the
+// component's "peer" template filled in with that node's variables, or,
+// without a peer template, its dataIp:serverPort (an IPv6 address in
+// brackets). A NATS package, for one, says "peer":
+// "nats-route://{dataIp}:6222" and its nats.conf "routes: [{peers}]". A peer
+// template may use every variable but {peers}.
 package manifest
 
 import (
@@ -109,6 +129,11 @@ type Component struct {
 	// PortKey, if set, is the key in the component's properties config
 	// files that holds ServerPort.
 	PortKey string `json:"portKey,omitempty"`
+	// Peer is how the component's nodes address each other: a template
+	// filled in with each node's variables to make the {peers} list, e.g.
+	// "nats-route://{dataIp}:6222". It may not use {peers}. Default: the
+	// node's dataIp:serverPort.
+	Peer string `json:"peer,omitempty"`
 	// Health tells whether a started component works.
 	Health Health `json:"health"`
 }
@@ -122,6 +147,65 @@ type ConfigFile struct {
 	Path string `json:"path"`
 	// Format is FormatProperties (default) or FormatRaw.
 	Format string `json:"format,omitempty"`
+	// Target is where the rendered file is written on the node (default
+	// Path): a clean relative path, taken relative to {programDir}, or
+	// "{programDir}/" or "{dataDir}/" followed by one; no other variable,
+	// no "..". See Destination.
+	Target string `json:"target,omitempty"`
+}
+
+// The directories a config file's Destination is under, named as their
+// variables.
+const (
+	DirProgram = "programDir"
+	DirData    = "dataDir"
+)
+
+// Destination returns where f is written on a node: the directory it is
+// under (DirProgram or DirData) and its clean relative path there. It
+// fails, as Validate does, on a bad Target; without one, f is written at
+// Path under the program dir.
+func (f ConfigFile) Destination() (dir, rel string, err error) {
+	if f.Target == "" {
+		if reason := badPath(f.Path); reason != "" {
+			return "", "", fmt.Errorf("config file %s: path %q %s", f.Name, f.Path, reason)
+		}
+		return DirProgram, f.Path, nil
+	}
+	dir, rel, reason := splitTarget(f.Target)
+	if reason != "" {
+		return "", "", fmt.Errorf("config file %s: target %q %s", f.Name, f.Target, reason)
+	}
+	return dir, rel, nil
+}
+
+// splitTarget splits a config file's target into its directory and the
+// path below it, or says what is wrong with it.
+func splitTarget(t string) (dir, rel, reason string) {
+	dir, rel, prefix := DirProgram, t, ""
+	for _, d := range []string{DirProgram, DirData} {
+		if r, ok := strings.CutPrefix(t, "{"+d+"}/"); ok {
+			dir, rel, prefix = d, r, "{"+d+"}/"
+			break
+		}
+	}
+	switch {
+	case strings.IndexByte(t, 0) >= 0:
+		return "", "", "must not contain a NUL byte"
+	case t == "{"+DirProgram+"}" || t == "{"+DirData+"}" || rel == "" || rel == ".":
+		return "", "", `must name a file in the directory, e.g. "{dataDir}/myid"`
+	case strings.ContainsAny(rel, "{}"):
+		return "", "", `may use no {variable} but a leading "{programDir}/" or "{dataDir}/"`
+	case strings.HasPrefix(rel, "/") && prefix == "":
+		return "", "", `must be relative to {programDir}, or start with "{programDir}/" or "{dataDir}/"`
+	case strings.Contains(rel, `\`):
+		return "", "", `must use "/", not "\"`
+	case slices.Contains(strings.Split(rel, "/"), ".."):
+		return "", "", `must not contain ".."`
+	case path.Clean(rel) != rel || strings.HasPrefix(rel, "/"):
+		return "", "", fmt.Sprintf("must be a clean path to a file (%q, not %q)", prefix+strings.TrimPrefix(path.Clean(rel), "/"), t)
+	}
+	return dir, rel, ""
 }
 
 // Health is a component's health check: exactly one of TCP, HTTP and Command.
@@ -156,6 +240,7 @@ var Variables = []string{
 	"myid",       // the node's ordinal in its ensemble, from 1
 	"zkServers",  // the coordinators as host:port,host:port
 	"zkEnsemble", // the coordinators as server.N=host:2888:3888 lines
+	"peers",      // the component's nodes as Peer templates, joined by ", "
 }
 
 // sample gives each variable a plausible value, to check that templates
@@ -165,6 +250,7 @@ var sample = map[string]string{
 	"programDir": "/opt/admq/n1", "dataDir": "/data/admq/n1",
 	"managerIp": "192.0.2.1", "dataIp": "192.0.2.2", "serverPort": "2181", "myid": "1",
 	"zkServers": "192.0.2.1:2181", "zkEnsemble": "server.1=192.0.2.1:2888:3888",
+	"peers": "192.0.2.2:2181",
 }
 
 // Problem is one thing wrong with a manifest.
@@ -342,6 +428,7 @@ func (v *validator) component(p string, c Component) {
 
 	names := map[string]int{}
 	paths := map[string]int{}
+	targets := map[string]int{} // "dir/rel" → index
 	hasProperties := false
 	for i, f := range c.ConfigFiles {
 		fp := fmt.Sprintf("%s.configFiles[%d]", p, i)
@@ -358,6 +445,16 @@ func (v *validator) component(p string, c Component) {
 			v.add(fp+".path", "%q is also the path of configFiles[%d]", f.Path, j)
 		} else {
 			paths[f.Path] = i
+			if f.Target == "" {
+				v.target(fp+".path", f.Path, DirProgram+"/"+f.Path, i, targets)
+			}
+		}
+		if f.Target != "" {
+			if dir, rel, reason := splitTarget(f.Target); reason != "" {
+				v.add(fp+".target", "%s", reason)
+			} else {
+				v.target(fp+".target", f.Target, dir+"/"+rel, i, targets)
+			}
 		}
 		switch f.Format {
 		case "", FormatProperties:
@@ -371,6 +468,11 @@ func (v *validator) component(p string, c Component) {
 	if c.ServerPort < 1 || c.ServerPort > 65535 {
 		v.add(p+".serverPort", "must be a port from 1 to 65535")
 	}
+	if c.Peer != "" && v.template(p+".peer", c.Peer) {
+		if refs, _ := Refs(c.Peer); slices.Contains(refs, "peers") {
+			v.add(p+".peer", "must not use {peers}: it describes one node, {peers} lists them all")
+		}
+	}
 	if c.PortKey != "" {
 		if !keyRE.MatchString(c.PortKey) {
 			v.add(p+".portKey", "must be 1-128 letters, digits, '_', '.' or '-'")
@@ -379,6 +481,17 @@ func (v *validator) component(p string, c Component) {
 		}
 	}
 	v.health(p+".health", c.Health)
+}
+
+// target records where config file i is written (key) and reports a file
+// of the component written there already; what names the place as the
+// manifest says it.
+func (v *validator) target(p, what, key string, i int, targets map[string]int) {
+	if j, dup := targets[key]; dup {
+		v.add(p, "%q is where configFiles[%d] is written too", what, j)
+		return
+	}
+	targets[key] = i
 }
 
 func (v *validator) health(p string, h Health) {

@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -28,10 +29,13 @@ func TestParseGood(t *testing.T) {
 		Components: map[string]Component{"coordinator": {
 			Start: []string{"java", "-cp", "{programDir}/conf:{programDir}/lib/*",
 				"org.apache.zookeeper.server.quorum.QuorumPeerMain", "{programDir}/conf/zoo.cfg"},
-			Env:         map[string]string{"JAVA_OPTS": "-Xmx512m", "ZOO_LOG_DIR": "{dataDir}/logs"},
-			WorkDir:     "{programDir}",
-			ConfigFiles: []ConfigFile{{Name: "zoo.cfg", Path: "conf/zoo.cfg", Format: "properties"}},
-			ServerPort:  2181, PortKey: "clientPort",
+			Env:     map[string]string{"JAVA_OPTS": "-Xmx512m", "ZOO_LOG_DIR": "{dataDir}/logs"},
+			WorkDir: "{programDir}",
+			ConfigFiles: []ConfigFile{
+				{Name: "zoo.cfg", Path: "conf/zoo.cfg", Format: "properties"},
+				{Name: "myid", Path: "conf/myid", Format: "raw", Target: "{dataDir}/myid"},
+			},
+			ServerPort: 2181, PortKey: "clientPort",
 			Health: Health{TCP: "{managerIp}:{serverPort}", TimeoutSeconds: 5, IntervalSeconds: 10, StartSeconds: 60},
 		}},
 	}
@@ -46,6 +50,14 @@ func TestParseGood(t *testing.T) {
 	if got := strings.Join(m.ComponentNames(), ","); got != "broker,storage" {
 		t.Fatalf("ComponentNames = %s", got)
 	}
+
+	m, err = Parse(readFixture(t, "good/nats.json"))
+	if err != nil {
+		t.Fatalf("Parse nats: %v", err)
+	}
+	if b := m.Components["broker"]; b.Peer != "nats-route://{dataIp}:6222" || b.ConfigFiles[3].Target != "{dataDir}/jetstream/seed" {
+		t.Fatalf("broker %+v", b)
+	}
 }
 
 // TestParseBad follows prometheus' TestBadConfigs: each fixture with the
@@ -58,7 +70,7 @@ func TestParseBad(t *testing.T) {
 		{"truncated.json", "the document ends early"},
 		{"array.json", "want a JSON object, got array"},
 		{"no-components.json", "components: at least one component is required"},
-		{"unknown-field.json", `components.coordinator.strat: unknown field; known: configFiles, env, health, portKey, serverPort, start, workDir`},
+		{"unknown-field.json", `components.coordinator.strat: unknown field; known: configFiles, env, health, peer, portKey, serverPort, start, workDir`},
 		{"wrong-case.json", `Components: unknown field (did you mean "components"? names are case-sensitive)`},
 		{"duplicate-key.json", "components.coordinator: duplicate key"},
 		{"trailing.json", "exactly one JSON object"},
@@ -84,6 +96,13 @@ func TestParseBad(t *testing.T) {
 		{"nul.json", "components.coordinator.start[0]: must not contain a NUL byte"},
 		{"workdir-dotdot.json", `components.coordinator.workDir: must not contain ".."`},
 		{"health-timeouts.json", "components.coordinator.health.timeoutSeconds: must be from 0 (the default) to 300; components.coordinator.health.intervalSeconds: must be from 0 (the default) to 3600"},
+		{"target-absolute.json", `components.coordinator.configFiles[1].target: must be relative to {programDir}, or start with "{programDir}/" or "{dataDir}/"`},
+		{"target-dotdot.json", `components.coordinator.configFiles[0].target: must not contain ".."`},
+		{"target-variable.json", `components.coordinator.configFiles[0].target: may use no {variable} but a leading "{programDir}/" or "{dataDir}/"`},
+		{"target-duplicate.json", `components.coordinator.configFiles[2].target: "{dataDir}/myid" is where configFiles[1] is written too`},
+		{"target-shadows-path.json", `components.coordinator.configFiles[1].path: "conf/zoo.cfg" is where configFiles[0] is written too`},
+		{"peer-peers.json", "components.coordinator.peer: must not use {peers}"},
+		{"peer-template.json", `components.coordinator.peer: unclosed "{" at byte 0`},
 		{"many-problems.json", "name: must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; version: must start with a digit"},
 	}
 	files, _ := filepath.Glob("testdata/bad/*.json")
@@ -129,6 +148,49 @@ func TestParseTooLarge(t *testing.T) {
 	_, err := Parse(big)
 	if err == nil || !strings.Contains(err.Error(), "at most 65536 are allowed") {
 		t.Fatalf("Parse of %d bytes: %v", len(big), err)
+	}
+}
+
+func TestConfigFileDestination(t *testing.T) {
+	cases := []struct {
+		path, target string
+		dir, rel     string
+		err          string
+	}{
+		{path: "conf/zoo.cfg", dir: DirProgram, rel: "conf/zoo.cfg"},
+		{path: "conf/myid", target: "{dataDir}/myid", dir: DirData, rel: "myid"},
+		{path: "conf/myid", target: "{dataDir}/zk/version-2/myid", dir: DirData, rel: "zk/version-2/myid"},
+		{path: "conf/a.tpl", target: "conf/a", dir: DirProgram, rel: "conf/a"},
+		{path: "conf/a.tpl", target: "{programDir}/conf/a", dir: DirProgram, rel: "conf/a"},
+		{path: "a", target: "/etc/x", err: `must be relative to {programDir}, or start with "{programDir}/" or "{dataDir}/"`},
+		{path: "a", target: "{dataDir}/../x", err: `must not contain ".."`},
+		{path: "a", target: "../x", err: `must not contain ".."`},
+		{path: "a", target: "{cluster}/x", err: `may use no {variable} but a leading "{programDir}/" or "{dataDir}/"`},
+		{path: "a", target: "{dataDir}/{node}/x", err: "may use no {variable}"},
+		{path: "a", target: "{dataDir}x", err: "may use no {variable}"},
+		{path: "a", target: "{{dataDir}}/x", err: "may use no {variable}"},
+		{path: "a", target: "{dataDir}", err: "must name a file in the directory"},
+		{path: "a", target: "{dataDir}/", err: "must name a file in the directory"},
+		{path: "a", target: "{programDir}/.", err: "must name a file in the directory"},
+		{path: "a", target: "{dataDir}//x", err: `must be a clean path to a file ("{dataDir}/x", not "{dataDir}//x")`},
+		{path: "a", target: "{dataDir}/./x/", err: `must be a clean path to a file ("{dataDir}/x", not "{dataDir}/./x/")`},
+		{path: "a", target: `conf\x`, err: `must use "/"`},
+		{path: "a", target: "x\x00y", err: "must not contain a NUL byte"},
+		{path: "/etc/a", err: `path "/etc/a" must be relative to the package root`},
+	}
+	for _, c := range cases {
+		t.Run(c.path+" "+c.target, func(t *testing.T) {
+			dir, rel, err := ConfigFile{Name: "f", Path: c.path, Target: c.target}.Destination()
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("Destination = %q %q, %v; want error %q", dir, rel, err, c.err)
+				}
+				return
+			}
+			if err != nil || dir != c.dir || rel != c.rel {
+				t.Fatalf("Destination = %q %q, %v; want %q %q", dir, rel, err, c.dir, c.rel)
+			}
+		})
 	}
 }
 
@@ -192,6 +254,14 @@ func FuzzParse(f *testing.F) {
 			for _, cf := range m.Components[name].ConfigFiles {
 				if strings.HasPrefix(cf.Path, "/") || strings.Contains("/"+cf.Path+"/", "/../") {
 					t.Fatalf("unsafe config path accepted: %q", cf.Path)
+				}
+				dir, rel, err := cf.Destination()
+				if err != nil {
+					t.Fatalf("the target of a valid config file: %v", err)
+				}
+				if (dir != DirProgram && dir != DirData) || path.Clean(rel) != rel || strings.HasPrefix(rel, "/") ||
+					rel == "." || strings.Contains("/"+rel+"/", "/../") || strings.ContainsAny(rel, "{}") {
+					t.Fatalf("unsafe config target accepted: %q → %q %q", cf.Target, dir, rel)
 				}
 			}
 		}

@@ -45,7 +45,7 @@ func zkManifest(version string) string {
 	return `{"name": "zookeeper", "version": "` + version + `", "mqType": 1, "components": {"coordinator": {
   "start": ["{programDir}/bin/zkServer.sh", "start-foreground"],
   "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg", "format": "properties"},
-                  {"name": "myid", "path": "conf/myid.tpl", "format": "raw"}],
+                  {"name": "myid", "path": "conf/myid.tpl", "format": "raw", "target": "{dataDir}/myid"}],
   "serverPort": 2181, "portKey": "clientPort",
   "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
 }
@@ -179,7 +179,7 @@ func TestCreateZooKeeperEnsemble(t *testing.T) {
 			t.Fatalf("page %+v total %d %v", page, total, err)
 		}
 
-		vars, err := cluster.VarsFor(c, n, nodes)
+		vars, err := cluster.VarsFor(c, n, nodes, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestCreateZooKeeperEnsemble(t *testing.T) {
 	}
 	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
 	items = append(items, cluster.ConfigItem{Key: "bad", Value: "{nosuch} {other}", Effective: true})
-	vars, _ := cluster.VarsFor(c, nodes[0], nodes)
+	vars, _ := cluster.VarsFor(c, nodes[0], nodes, "")
 	if _, err := cluster.Render(files[0], items, vars); !errors.Is(err, cluster.ErrRender) || !strings.Contains(err.Error(), "nosuch") {
 		t.Fatalf("render unknown: %v", err)
 	}
@@ -270,7 +270,7 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 	}
 	files, _ := f.svc.ConfigFiles(ctx, brokers[1].ID)
 	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
-	vars, err := cluster.VarsFor(c, brokers[1], all)
+	vars, err := cluster.VarsFor(c, brokers[1], all, "")
 	if err != nil {
 		t.Fatal(err)
 	}

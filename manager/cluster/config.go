@@ -165,19 +165,30 @@ type Vars map[string]string
 // VarsFor returns the variables of node n of cluster c, whose nodes are
 // all: {cluster} {node} and {nodeDir} ("<component>-<ordinal>")
 // {component} {programDir} {dataDir} {managerIp} {dataIp} (the manager IP
-// when the server has none) {serverPort} {myid} (the ordinal), and from the
+// when the server has none) {serverPort} {myid} (the ordinal); from the
 // cluster's coordinators, by ordinal: {zkServers}, "dataIp:serverPort"
 // joined by commas, and {zkEnsemble}, one "server.<myid>=dataIp:quorum:election"
 // line each, the ports being serverPort+QuorumPortOffset and
-// serverPort+ElectionPortOffset.
-func VarsFor(c Cluster, n Node, all []Node) (Vars, error) {
-	var coords []Node
+// serverPort+ElectionPortOffset; and {peers}: every node of n's component
+// in c, n included, by ordinal, each written with peer (the manifest
+// component's Peer, filled in with that node's variables) or, when peer is
+// empty, as dataIp:serverPort, joined by ", ".
+func VarsFor(c Cluster, n Node, all []Node, peer string) (Vars, error) {
+	var coords, peers []Node
 	for _, m := range all {
-		if m.Component == Coordinator && m.ClusterID == c.ID {
+		if m.ClusterID != c.ID {
+			continue
+		}
+		if m.Component == Coordinator {
 			coords = append(coords, m)
 		}
+		if m.Component == n.Component {
+			peers = append(peers, m)
+		}
 	}
-	slices.SortFunc(coords, func(a, b Node) int { return a.Ordinal - b.Ordinal })
+	byOrdinal := func(a, b Node) int { return a.Ordinal - b.Ordinal }
+	slices.SortFunc(coords, byOrdinal)
+	slices.SortFunc(peers, byOrdinal)
 	var servers, ensemble []string
 	for _, m := range coords {
 		ip := dataIP(m)
@@ -189,6 +200,35 @@ func VarsFor(c Cluster, n Node, all []Node) (Vars, error) {
 		}
 		ensemble = append(ensemble, fmt.Sprintf("server.%d=%s:%d", m.Ordinal, net.JoinHostPort(ip, strconv.Itoa(q)), e))
 	}
+	zkServers, zkEnsemble := strings.Join(servers, ","), strings.Join(ensemble, "\n")
+	if peer != "" {
+		// The manifest refuses a peer template with {peers}, which would
+		// hold the list being made; a stored package is checked again here.
+		if refs, err := manifest.Refs(peer); err != nil {
+			return nil, fmt.Errorf("%w: peer template %q: %v", ErrRender, peer, err)
+		} else if slices.Contains(refs, "peers") {
+			return nil, fmt.Errorf("%w: peer template %q: a peer may not use {peers}", ErrRender, peer)
+		}
+	}
+	list := make([]string, 0, len(peers))
+	for _, m := range peers {
+		if peer == "" {
+			list = append(list, net.JoinHostPort(dataIP(m), strconv.Itoa(m.ServerPort)))
+			continue
+		}
+		p, err := manifest.Expand(peer, nodeVars(c, m, zkServers, zkEnsemble))
+		if err != nil {
+			return nil, fmt.Errorf("%w: peer template %q for %s: %v", ErrRender, peer, m.NodeDir, err)
+		}
+		list = append(list, p)
+	}
+	v := nodeVars(c, n, zkServers, zkEnsemble)
+	v["peers"] = strings.Join(list, ", ")
+	return v, nil
+}
+
+// nodeVars are the variables of node n but {peers}.
+func nodeVars(c Cluster, n Node, zkServers, zkEnsemble string) Vars {
 	return Vars{
 		"cluster":    c.Name,
 		"node":       n.NodeDir,
@@ -200,9 +240,9 @@ func VarsFor(c Cluster, n Node, all []Node) (Vars, error) {
 		"dataIp":     dataIP(n),
 		"serverPort": strconv.Itoa(n.ServerPort),
 		"myid":       strconv.Itoa(n.Ordinal),
-		"zkServers":  strings.Join(servers, ","),
-		"zkEnsemble": strings.Join(ensemble, "\n"),
-	}, nil
+		"zkServers":  zkServers,
+		"zkEnsemble": zkEnsemble,
+	}
 }
 
 func dataIP(n Node) string {

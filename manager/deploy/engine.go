@@ -1,14 +1,17 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,6 +68,12 @@ const (
 	// healthLogLines how many of its last lines are reported.
 	healthLogBytes = 4 << 10
 	healthLogLines = 20
+	// healthFirstWait is the first wait between health checks of a
+	// just-started node; it doubles up to the manifest's interval.
+	healthFirstWait = 250 * time.Millisecond
+	// healthCrashLimit is how many crash restarts of a starting node end
+	// its health step at once instead of at the start deadline.
+	healthCrashLimit = 2
 )
 
 // Engine runs deployment jobs and node commands.
@@ -426,7 +435,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				return fmt.Sprintf("the agent holds %s already", p.FileName), true, nil
 			}
 			if err := e.push(ctx, n.ServerID, p); err != nil {
-				return "", false, err
+				return "", false, transferError(n, p, err)
 			}
 			if partial > 0 {
 				return fmt.Sprintf("sent %s (%d bytes, resumed at %d)", p.FileName, p.Size, partial), false, nil
@@ -434,8 +443,9 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			return fmt.Sprintf("sent %s (%d bytes)", p.FileName, p.Size), false, nil
 		},
 		StepConfigure: func() (string, bool, error) {
+			// comp was loaded by the transfer step, skipped or not.
 			var err error
-			if vars, err = cluster.VarsFor(c, n, all); err != nil {
+			if vars, err = cluster.VarsFor(c, n, all, comp.Peer); err != nil {
 				return "", false, err
 			}
 			cfs, err := e.d.Clusters.ConfigFiles(ctx, n.ID)
@@ -452,7 +462,11 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				if err != nil {
 					return "", false, err
 				}
-				files = append(files, tunnel.ConfigFile{Path: f.Path, Content: content})
+				dest, err := configPath(n, comp, f)
+				if err != nil {
+					return "", false, err
+				}
+				files = append(files, tunnel.ConfigFile{Path: dest, Content: content})
 				names = append(names, f.Name)
 			}
 			if len(names) == 0 {
@@ -517,8 +531,28 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 	return nil
 }
 
+// configPath is where the node's config file f is written, as the agent
+// takes it: relative to the program dir, or absolute in the data dir. The
+// file's target is the manifest's (looked up by name, as the stored file
+// keeps only its package path); without one, its package path.
+func configPath(n cluster.Node, comp manifest.Component, f cluster.ConfigFile) (string, error) {
+	mf := manifest.ConfigFile{Name: f.Name, Path: f.Path}
+	if i := slices.IndexFunc(comp.ConfigFiles, func(cf manifest.ConfigFile) bool { return cf.Name == f.Name }); i >= 0 {
+		mf.Target = comp.ConfigFiles[i].Target
+	}
+	dir, rel, err := mf.Destination()
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", cluster.ErrRender, err)
+	}
+	if dir == manifest.DirData {
+		return path.Join(n.DataDir, rel), nil
+	}
+	return rel, nil
+}
+
 // deployRequest builds the agent's request from the manifest component,
-// its templates filled in with the node's variables.
+// its templates filled in with the node's variables. The agent is asked to
+// make sure the node's dataIp:serverPort is free before it starts the node.
 func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars, files []tunnel.ConfigFile) (tunnel.DeployRequest, error) {
 	format := p.Ext
 	if format == "tgz" {
@@ -527,6 +561,12 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	r := tunnel.DeployRequest{
 		OperationID: OperationID(j.ID, n.ID), Name: n.ID.String(), PackageSHA256: p.SHA256, PackageFormat: format,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, LogDir: path.Join(n.DataDir, "logs"), Start: true,
+	}
+	if n.ServerPort > 0 {
+		// {dataIp} as the node's templates see it: the server's data
+		// address, else its manager address.
+		ip := cmp.Or(vars["dataIp"], n.DataIP, n.ManagerIP)
+		r.FreeAddrs = []string{net.JoinHostPort(ip, strconv.Itoa(n.ServerPort))}
 	}
 	for i, a := range comp.Start {
 		v, err := manifest.Expand(a, vars)
@@ -593,34 +633,57 @@ func (e *Engine) health(ctx context.Context, n cluster.Node, h manifest.Health, 
 		limit = DefaultHealthStart
 	}
 	start := e.d.Now()
-	last := ""
+	last, msg := "", ""
+	// A just-started process is checked often, then less: the wait
+	// doubles from healthFirstWait up to the manifest's interval.
+	wait := min(healthFirstWait, interval)
 	for tries := 1; ; tries++ {
 		ok, detail, err := e.d.Agents.CheckHealth(ctx, n.ServerID, hc)
 		switch {
 		case err != nil:
 			last = err.Error()
 		case ok:
-			return fmt.Sprintf("healthy after %d check(s): %s", tries, detail), false, nil
+			return fmt.Sprintf("healthy after %d check(s) in %s: %s", tries, e.d.Now().Sub(start).Round(time.Millisecond), detail), false, nil
 		default:
 			last = detail
 		}
 		if ctx.Err() != nil {
 			return "", false, ctx.Err()
 		}
-		if e.d.Now().Sub(start)+interval > limit {
+		if why := e.crashLooping(ctx, n); why != "" {
+			msg = fmt.Sprintf("not healthy: %s; last check: %s", why, last)
 			break
 		}
-		if err := e.d.Sleep(ctx, interval); err != nil {
+		if e.d.Now().Sub(start)+wait > limit {
+			msg = fmt.Sprintf("not healthy within %s: %s", limit, last)
+			break
+		}
+		if err := e.d.Sleep(ctx, wait); err != nil {
 			return "", false, err
 		}
+		wait = min(2*wait, interval)
 	}
-	msg := fmt.Sprintf("not healthy within %s: %s", limit, last)
 	if logs, err := e.d.Agents.NodeLogs(ctx, n.ServerID, n.ID.String(), healthLogBytes); err != nil {
 		msg += "\n(log unavailable: " + err.Error() + ")"
 	} else if tail := lastLines(string(logs), healthLogLines); tail != "" {
 		msg += "\nlast log lines:\n" + tail
 	}
 	return "", false, errors.New(msg)
+}
+
+// crashLooping says why waiting longer for the node to become healthy is
+// pointless — its process keeps exiting — or "". An agent that cannot
+// answer says nothing: the health checks decide.
+func (e *Engine) crashLooping(ctx context.Context, n cluster.Node) string {
+	states, err := e.d.Agents.NodeStatus(ctx, n.ServerID, []string{n.ID.String()})
+	if err != nil || len(states) != 1 {
+		return ""
+	}
+	st := states[0]
+	if st.Running || st.Restarts < healthCrashLimit {
+		return ""
+	}
+	return fmt.Sprintf("the process exited %d times since it was started (last: %s)", st.Restarts, st.LastExit)
 }
 
 // lastLines returns the last n lines of s.

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,14 +31,14 @@ import (
 const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "components": {"coordinator": {
   "start": ["{programDir}/bin/zkServer.sh", "start-foreground", "{dataDir}"],
   "env": {"ZOO_MYID": "{myid}"},
-  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg"}, {"name": "myid", "path": "conf/myid.tpl", "format": "raw"}],
+  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg"}, {"name": "myid", "path": "conf/myid.tpl", "format": "raw", "target": "{dataDir}/myid"}],
   "serverPort": 2181,
   "health": {"tcp": "{managerIp}:{serverPort}", "intervalSeconds": 1, "startSeconds": 5}}}}`
 
 const natsManifest = `{"name": "nats", "version": "2.10.0", "mqType": 2, "components": {"broker": {
   "start": ["{programDir}/nats-server", "-c", "{programDir}/nats.conf"],
   "configFiles": [{"name": "nats.conf", "path": "nats.conf", "format": "raw"}],
-  "serverPort": 4222,
+  "serverPort": 4222, "peer": "nats-route://{managerIp}:6222",
   "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
 
 // clock is a fake clock that Sleep advances.
@@ -59,6 +61,7 @@ type agents struct {
 	offline  map[ids.ID]bool
 	present  map[string]bool // sha256 the agents hold
 	sick     map[string]bool // health addresses that fail
+	crashing map[string]int  // node name → crash restarts it reports
 	pushed   []string
 	deploys  []tunnel.DeployRequest
 	events   []string // "deploy <name>", "healthy <addr>"
@@ -67,7 +70,7 @@ type agents struct {
 }
 
 func newAgents() *agents {
-	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}}
+	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}}
 }
 
 func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -96,8 +99,14 @@ func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd
 	return tunnel.NodeState{Name: name, Running: cmd != tunnel.NodeStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != tunnel.NodeStop]}, nil
 }
 func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]tunnel.NodeState, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	var out []tunnel.NodeState
 	for _, n := range names {
+		if r := a.crashing[n]; r > 0 {
+			out = append(out, tunnel.NodeState{Name: n, Desired: "running", Restarts: r, LastExit: "exit status 3"})
+			continue
+		}
 		out = append(out, tunnel.NodeState{Name: n, Running: true, Desired: "running"})
 	}
 	return out, nil
@@ -171,7 +180,7 @@ func newFixture(t *testing.T) *fixture {
 	f.nats = upload("nats-V2.10.0-x86.tar.gz", at.TarGz(t,
 		at.File("admq-package.json", natsManifest),
 		at.File("nats-server", "bin"),
-		at.File("nats.conf", "port: {serverPort}\nzk: \"{zkServers}\"\n"),
+		at.File("nats.conf", "port: {serverPort}\nzk: \"{zkServers}\"\ncluster {\n  routes: [{peers}]\n}\n"),
 	))
 	for i := 1; i <= 3; i++ {
 		s := fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i)}
@@ -325,7 +334,7 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 		}
 	}
 	if len(zk1.ConfigFiles) != 2 || !strings.Contains(string(zk1.ConfigFiles[0].Content), "server.3=") ||
-		string(zk1.ConfigFiles[1].Content) != "1\n" || zk1.ConfigFiles[1].Path != "conf/myid.tpl" {
+		string(zk1.ConfigFiles[1].Content) != "1\n" || zk1.ConfigFiles[1].Path != "/data/admq/c1/coordinator-1/myid" {
 		t.Fatalf("config files %+v", zk1.ConfigFiles)
 	}
 	if !slices.Equal(zk1.Env, []string{"ZOO_MYID=1"}) || zk1.Argv[2] != "/data/admq/c1/coordinator-1" {
@@ -393,6 +402,30 @@ func TestHealthFailureFailsTheJob(t *testing.T) {
 				t.Fatalf("healthy coordinator: %+v %s", h, got.DeployState)
 			}
 		}
+	}
+}
+
+func TestCrashLoopingNodeFailsHealthAtOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	sick := nodes[0]
+	f.agents.sick[net.JoinHostPort(sick.ManagerIP, strconv.Itoa(sick.ServerPort))] = true
+	f.agents.crashing[sick.ID.String()] = 3
+	began := f.clock.Now()
+	j, err := f.engine.DeployCluster(ctx, c.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, steps := f.wait(t, j.ID)
+	h := stepOf(steps, sick.ID, deploy.StepHealth)
+	if j.State != deploy.JobFailed || h.State != deploy.StepFailed ||
+		!strings.Contains(h.Detail, "exited 3 times since it was started (last: exit status 3)") || !strings.Contains(h.Detail, "log line 30") {
+		t.Fatalf("job %s, health step %s: %s", j.State, h.State, h.Detail)
+	}
+	// It did not wait out the start window (60 s on the fake clock).
+	if waited := f.clock.Now().Sub(began); waited >= deploy.DefaultHealthStart {
+		t.Fatalf("the health step waited %v of fake time", waited)
 	}
 }
 
@@ -494,5 +527,50 @@ func TestCommandLogsStatusTeardown(t *testing.T) {
 	r := f.agents.removed[0]
 	if !r.RemoveDirs || !slices.Contains(r.AllowedRoots, filepath.Dir(r.ProgramDir)) || !slices.Contains(r.AllowedRoots, filepath.Dir(r.DataDir)) {
 		t.Fatalf("remove %+v", r)
+	}
+}
+
+// TestConfigureTargetsAndPeers: each coordinator's myid goes to its data
+// dir with its own ordinal, though the agents held the package (transfer
+// skipped), and each broker's routes list every broker.
+func TestConfigureTargetsAndPeers(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	f.agents.present[f.zk.SHA256] = true
+	f.agents.present[f.nats.SHA256] = true
+	j, err := f.engine.DeployCluster(ctx, c.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, steps := f.wait(t, j.ID); j.State != deploy.JobSucceeded {
+		t.Fatalf("job %+v %+v", j, steps)
+	}
+	_, deploys, _ := f.agents.snapshot()
+	byName := map[string]tunnel.DeployRequest{}
+	for _, r := range deploys {
+		byName[r.Name] = r
+	}
+	for _, n := range nodes {
+		r, ok := byName[n.ID.String()]
+		if !ok {
+			t.Fatalf("%s not deployed", n.NodeDir)
+		}
+		files := map[string]string{}
+		for _, cf := range r.ConfigFiles {
+			files[cf.Path] = string(cf.Content)
+		}
+		switch n.Component {
+		case cluster.Coordinator:
+			myid := n.DataDir + "/myid"
+			if got := files[myid]; got != strconv.Itoa(n.Ordinal)+"\n" || len(files) != 2 || files["conf/zoo.cfg"] == "" {
+				t.Errorf("%s config files %q, want %s = %d", n.NodeDir, files, myid, n.Ordinal)
+			}
+		case cluster.Broker:
+			want := "routes: [nats-route://10.0.0.1:6222, nats-route://10.0.0.2:6222]\n"
+			if got := files["nats.conf"]; !strings.Contains(got, want) {
+				t.Errorf("%s nats.conf:\n%s\nwant %q", n.NodeDir, got, want)
+			}
+		}
 	}
 }

@@ -31,7 +31,8 @@ var (
 	ErrNodeNotFound = errors.New("agent has no such node")
 	// ErrAgentConflict: the agent's state does not allow the request (a
 	// program dir holding something else, a package not in its cache, a
-	// transfer of the same package still running).
+	// transfer of the same package still running, a port the node is to
+	// listen on taken by another process).
 	ErrAgentConflict = errors.New("agent refused the request in its current state")
 )
 
@@ -76,6 +77,9 @@ type DeployRequest struct {
 	LogDir        string
 	StopGrace     time.Duration
 	Start         bool
+	// FreeAddrs are TCP "ip:port" addresses the agent checks are free
+	// before it starts a node it does not run yet; at most 16.
+	FreeAddrs []string
 }
 
 // DeployResult is what a deploy did on the agent.
@@ -277,6 +281,7 @@ func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (Deplo
 		LogDir:        r.LogDir,
 		StopGraceMs:   r.StopGrace.Milliseconds(),
 		Start:         r.Start,
+		FreeAddrs:     r.FreeAddrs,
 	}
 	for _, f := range r.ConfigFiles {
 		req.ConfigFiles = append(req.ConfigFiles, &agentv1.ConfigFileContent{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())})

@@ -35,14 +35,31 @@ func newSession(h *Hub, id ids.ID, mux *yamux.Session, remoteIP string) *session
 }
 
 // call runs fn with a client for the agent's service, dialing it first if
-// the session has none open.
+// the session has none open. A call that fails because the session ended
+// under it (the agent died or dropped off the network) fails with
+// errClosed.
 func (s *session) call(ctx context.Context, fn func(agentv1.AgentServiceClient) error) error {
 	cc, err := s.acquire()
 	if err != nil {
 		return err
 	}
 	defer s.release()
-	return fn(agentv1.NewAgentServiceClient(cc))
+	err = fn(agentv1.NewAgentServiceClient(cc))
+	if err != nil && ctx.Err() == nil && s.isClosed() {
+		// close shuts the client connection, which fails the calls in
+		// flight with codes.Canceled ("grpc: the client connection is
+		// closing") when it wins the race with the transport's own EOF:
+		// that reads as if the caller had given up, and agentErr would
+		// make it context.Canceled. The caller did not; the agent went.
+		return fmt.Errorf("%w: %v", errClosed, err)
+	}
+	return err
+}
+
+func (s *session) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *session) acquire() (*grpc.ClientConn, error) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,4 +160,46 @@ func expectRefused(t testing.TB, a *agentProc, want string) {
 	if !strings.Contains(a.stderr.String(), want) {
 		t.Errorf("%s stderr does not say %q:\n%s", a.name, want, a.stderr.String())
 	}
+}
+
+// restartAgent starts the agent again on a's state dir and address (it is
+// enrolled already: no token), after a has ended, and waits until the API
+// shows its server online again.
+func restartAgent(t testing.TB, tm *testenv.Manager, c *testenv.Client, a *agentProc, advertiseIP string) *agentProc {
+	t.Helper()
+	if !a.exited() {
+		t.Fatalf("restartAgent: %s still runs", a.name)
+	}
+	b, _ := enrollOnline(t, tm, c, agentOpts{StateDir: a.stateDir, AdvertiseIP: advertiseIP})
+	return b
+}
+
+// killProcsUnder ends, with SIGKILL to their process groups, the
+// processes whose working directory is root or lies under it: the nodes a
+// test started there. Nodes run in sessions of their own and outlive a
+// killed agent, so a test that fails half-way leaves them behind unless
+// this runs in its cleanup. It returns the pids it signalled.
+func killProcsUnder(root string) []int {
+	if !filepath.IsAbs(root) || filepath.Clean(root) != root || filepath.Dir(root) == root || root == os.TempDir() {
+		panic(fmt.Sprintf("killProcsUnder(%q): want a test's own dir", root))
+	}
+	ents, _ := os.ReadDir("/proc")
+	var killed []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || (cwd != root && !strings.HasPrefix(cwd, root+"/")) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid == pid {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		} else {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		killed = append(killed, pid)
+	}
+	return killed
 }

@@ -17,7 +17,9 @@ import (
 // These tests run real workloads (Debian's ZooKeeper and NATS) on three
 // agents through the tunnel hub's node calls: the packages are built from
 // the installed files, config files are rendered as the manager renders
-// them (cluster.Render with cluster.VarsFor), and each agent gets a
+// them (cluster.Render with cluster.VarsFor, {peers} from the component's
+// peer template) and written to their targets (ZooKeeper's myid in the
+// data dir), and each agent gets a
 // loopback address of its own (127.0.83.x, 127.0.84.x: Linux answers the
 // whole 127/8 without setup) so that every node uses the default ports.
 
@@ -34,9 +36,11 @@ func workloadCluster(t *testing.T, root, name, component string, ips []string, p
 	return nodes
 }
 
-func varsFor(t *testing.T, name string, n cluster.Node, all []cluster.Node) cluster.Vars {
+// varsFor returns node n's variables, {peers} made with the peer template
+// of its component in p, as the manager's configure step does.
+func varsFor(t *testing.T, p *workloads.Package, name string, n cluster.Node, all []cluster.Node) cluster.Vars {
 	t.Helper()
-	v, err := cluster.VarsFor(cluster.Cluster{ID: 1, Name: name}, n, all)
+	v, err := cluster.VarsFor(cluster.Cluster{ID: 1, Name: name}, n, all, p.Manifest.Components[n.Component].Peer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +114,7 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 	zk := make([]*workloads.Node, len(ips))
 	for i := range ips {
 		var res tunnel.DeployResult
-		zk[i], res = h.Deploy(t, agents[i], pkg, workloads.ZooKeeperComponent, nodes[i], varsFor(t, "zk", nodes[i], nodes), nil)
+		zk[i], res = h.Deploy(t, agents[i], pkg, workloads.ZooKeeperComponent, nodes[i], varsFor(t, pkg, "zk", nodes[i], nodes))
 		if !res.Unpacked || !res.State.Running || res.State.PID == 0 {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)
 		}
@@ -216,15 +220,12 @@ func TestWorkloadNATSCluster(t *testing.T) {
 	t.Logf("timing: NATS package %s (%d bytes) built and checked in %v", filepath.Base(pkg.Path), pkg.Size, time.Since(built).Round(time.Millisecond))
 	ips := []string{"127.0.84.1", "127.0.84.2", "127.0.84.3"}
 	nodes := workloadCluster(t, root, "nats", workloads.NATSComponent, ips, 4222)
-	// The cluster's routes: rendered by the test, as no {variable} lists
-	// a cluster's brokers.
-	routes := map[string][]byte{"conf/routes.conf": workloads.NATSRoutesConf(ips)}
 	start := time.Now()
 	brokers := make([]*workloads.Node, len(ips))
 	for i, ip := range ips {
 		a := h.StartAgent(t, filepath.Join(root, fmt.Sprintf("agent-%d", i+1)), ip)
 		var res tunnel.DeployResult
-		brokers[i], res = h.Deploy(t, a, pkg, workloads.NATSComponent, nodes[i], varsFor(t, "nats", nodes[i], nodes), routes)
+		brokers[i], res = h.Deploy(t, a, pkg, workloads.NATSComponent, nodes[i], varsFor(t, pkg, "nats", nodes[i], nodes))
 		if !res.State.Running {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)
 		}

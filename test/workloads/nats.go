@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,13 +23,15 @@ const (
 	NATSServer    = "/usr/sbin/nats-server"
 	NATSComponent = "broker"
 	// NATS's monitoring and cluster ports are fixed: the manifest has one
-	// serverPort and no arithmetic, so nodes on one host would clash.
+	// serverPort and no arithmetic, so two nodes on one host would clash
+	// (one broker per host is fine).
 	NATSMonitorPort = 8222
 	NATSRoutePort   = 6222
 )
 
-// natsConf is conf/nats.conf, a raw template. The cluster's routes are in
-// routes.conf, which it includes: no {variable} lists a cluster's brokers.
+// natsConf is conf/nats.conf, a raw template. {peers} is every broker of
+// the cluster, this one included (NATS ignores a route to itself), each as
+// the component's peer template makes it: nats-route://<dataIp>:6222.
 const natsConf = `# NATS for ADMQ: rendered per node by the manager.
 server_name: {node}
 listen: {dataIp}:{serverPort}
@@ -36,12 +39,9 @@ http: {dataIp}:8222
 cluster {
   name: {cluster}
   listen: {dataIp}:6222
-  include ./routes.conf
+  routes: [{peers}]
 }
 `
-
-// natsRoutes is conf/routes.conf as shipped: no routes (a single node).
-const natsRoutes = "routes: []\n"
 
 // NATSManifest is the manifest of the NATS package, for version.
 func NATSManifest(version string) manifest.Manifest {
@@ -56,9 +56,9 @@ func NATSManifest(version string) manifest.Manifest {
 				Start: []string{"{programDir}/bin/nats-server", "-c", "{programDir}/conf/nats.conf"},
 				ConfigFiles: []manifest.ConfigFile{
 					{Name: "nats.conf", Path: "conf/nats.conf", Format: manifest.FormatRaw},
-					{Name: "routes.conf", Path: "conf/routes.conf", Format: manifest.FormatRaw},
 				},
 				ServerPort: 4222,
+				Peer:       "nats-route://{dataIp}:" + strconv.Itoa(NATSRoutePort),
 				Health: manifest.Health{
 					HTTP:           "http://{dataIp}:8222/healthz",
 					TimeoutSeconds: 5, IntervalSeconds: 10, StartSeconds: 30,
@@ -99,20 +99,10 @@ func NATSPackage(t testing.TB, dir string) string {
 	}
 	v := NATSVersion(t)
 	files := map[string]file{
-		"bin/nats-server":  {data: readFile(t, NATSServer), mode: 0o755},
-		"conf/nats.conf":   {data: []byte(natsConf), mode: 0o644},
-		"conf/routes.conf": {data: []byte(natsRoutes), mode: 0o644},
+		"bin/nats-server": {data: readFile(t, NATSServer), mode: 0o755},
+		"conf/nats.conf":  {data: []byte(natsConf), mode: 0o644},
 	}
 	return build(t, dir, "admq-nats-V"+v+"-x86.tar.gz", NATSManifest(v), files)
-}
-
-// NATSRoutesConf is a routes.conf naming every host's cluster port.
-func NATSRoutesConf(hosts []string) []byte {
-	var r []string
-	for _, h := range hosts {
-		r = append(r, "nats-route://"+net.JoinHostPort(h, fmt.Sprint(NATSRoutePort)))
-	}
-	return []byte("routes: [" + strings.Join(r, ", ") + "]\n")
 }
 
 // NATSNumRoutes returns num_routes of /routez on the host's monitoring port.

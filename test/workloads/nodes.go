@@ -34,17 +34,17 @@ func NodeDirs(root, name string) (programDir, dataDir string) {
 }
 
 // Deploy pushes p to the agent and deploys and starts its component as
-// node n, with config files rendered from vars (extra replaces files by
-// package path before rendering). The node is removed with its dirs when
-// the test ends, and its process killed by PID if that did not end it.
-func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n cluster.Node, vars cluster.Vars, extra map[string][]byte) (*Node, tunnel.DeployResult) {
+// node n, with config files rendered from vars and written to their
+// targets (Package.Render). The node is removed with its dirs when the
+// test ends, and its process killed by PID if that did not end it.
+func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n cluster.Node, vars cluster.Vars) (*Node, tunnel.DeployResult) {
 	t.Helper()
 	ctx := t.Context()
 	c := p.Manifest.Components[component]
 	if _, err := h.PushPackage(ctx, a.ID, p.SHA256, p.Size, bytes.NewReader(p.Data)); err != nil {
 		t.Fatalf("push %s to agent %s: %v", p.Name, a.ID, err)
 	}
-	files, err := p.Render(component, vars, extra)
+	files, err := p.Render(component, vars)
 	if err != nil {
 		t.Fatalf("render %s for %s: %v", p.Name, n.NodeDir, err)
 	}

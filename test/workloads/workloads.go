@@ -210,11 +210,11 @@ func readTar(data []byte, want map[string]bool) (map[string][]byte, error) {
 
 // Render renders the component's config files for one node, as the
 // manager does: each file is imported into items (a properties file per
-// key, a raw file whole, braces that are not {variables} escaped) and
-// rendered with cluster.Render. extra replaces the content of the named
-// files (by package path) before rendering, as an operator's edit of the
-// file's items would.
-func (p *Package) Render(component string, vars cluster.Vars, extra map[string][]byte) ([]tunnel.ConfigFile, error) {
+// key, a raw file whole, braces that are not {variables} escaped),
+// rendered with cluster.Render and addressed to its target, as the agent
+// takes it: relative to the program dir, or absolute in the data dir.
+// vars must hold {peers} for the component (cluster.VarsFor with its Peer).
+func (p *Package) Render(component string, vars cluster.Vars) ([]tunnel.ConfigFile, error) {
 	c, ok := p.Manifest.Components[component]
 	if !ok {
 		return nil, fmt.Errorf("package %s has no component %q", p.Name, component)
@@ -222,9 +222,6 @@ func (p *Package) Render(component string, vars cluster.Vars, extra map[string][
 	var out []tunnel.ConfigFile
 	for _, cf := range c.ConfigFiles {
 		data := p.Config[cf.Path]
-		if e, ok := extra[cf.Path]; ok {
-			data = e
-		}
 		format := cf.Format
 		if format == "" {
 			format = manifest.FormatProperties
@@ -242,7 +239,14 @@ func (p *Package) Render(component string, vars cluster.Vars, extra map[string][
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, tunnel.ConfigFile{Path: cf.Path, Content: b, Mode: 0o640})
+		dir, rel, err := cf.Destination()
+		if err != nil {
+			return nil, fmt.Errorf("package %s: %w", p.Name, err)
+		}
+		if dir == manifest.DirData {
+			rel = path.Join(vars["dataDir"], rel)
+		}
+		out = append(out, tunnel.ConfigFile{Path: rel, Content: b, Mode: 0o640})
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,9 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 )
 
-func testVars(t *testing.T, component string, ips []string, port int) []cluster.Vars {
+// testVars returns the variables of one node of component per ip, peer
+// being the component's peer template.
+func testVars(t *testing.T, component, peer string, ips []string, port int) []cluster.Vars {
 	t.Helper()
 	c := cluster.Cluster{ID: 1, Name: "c1"}
 	var nodes []cluster.Node
@@ -24,7 +27,7 @@ func testVars(t *testing.T, component string, ips []string, port int) []cluster.
 	}
 	var out []cluster.Vars
 	for _, n := range nodes {
-		v, err := cluster.VarsFor(c, n, nodes)
+		v, err := cluster.VarsFor(c, n, nodes, peer)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +58,7 @@ func TestZooKeeperPackage(t *testing.T) {
 		t.Fatalf("file name %s", filepath.Base(p))
 	}
 	ins := inspect(t, p)
-	for _, f := range []string{"admq-package.json", "conf/zoo.cfg", "conf/log4j.properties", "lib/zookeeper.jar", "lib/log4j-1.2.jar"} {
+	for _, f := range []string{"admq-package.json", "conf/zoo.cfg", "conf/log4j.properties", "conf/myid", "lib/zookeeper.jar", "lib/log4j-1.2.jar"} {
 		if ins.Files[f] == 0 {
 			t.Errorf("%s missing or empty in the package", f)
 		}
@@ -64,8 +67,9 @@ func TestZooKeeperPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := testVars(t, ZooKeeperComponent, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 2181)
-	files, err := pkg.Render(ZooKeeperComponent, vars[1], nil)
+	comp := pkg.Manifest.Components[ZooKeeperComponent]
+	vars := testVars(t, ZooKeeperComponent, comp.Peer, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 2181)
+	files, err := pkg.Render(ZooKeeperComponent, vars[1])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +83,20 @@ func TestZooKeeperPackage(t *testing.T) {
 			t.Errorf("zoo.cfg lacks %q:\n%s", want, cfg)
 		}
 	}
-	if got, want := string(files[1].Content), string(pkg.Config["conf/log4j.properties"]); got != want {
-		t.Errorf("log4j.properties changed by rendering:\n%s", got)
+	if got, want := string(files[1].Content), string(pkg.Config["conf/log4j.properties"]); got != want || files[1].Path != "conf/log4j.properties" {
+		t.Errorf("log4j.properties changed by rendering, or moved to %s:\n%s", files[1].Path, got)
 	}
-	argv, err := Expand(pkg.Manifest.Components[ZooKeeperComponent].Start, vars[1])
-	if err != nil || !strings.Contains(argv[2], "echo 2 > '/srv/admq/data/coordinator-2/myid'") {
-		t.Fatalf("start: %q %v", argv, err)
+	// myid goes to the data dir, where ZooKeeper reads it.
+	if files[2].Path != "/srv/admq/data/coordinator-2/myid" || string(files[2].Content) != "2\n" {
+		t.Errorf("myid: %s %q", files[2].Path, files[2].Content)
+	}
+	// The agent runs java itself: no shell.
+	argv, err := Expand(comp.Start, vars[1])
+	want := []string{"java", "-cp", "/srv/admq/program/coordinator-2/conf:/srv/admq/program/coordinator-2/lib/*",
+		"-Dzookeeper.log.dir=/srv/admq/data/coordinator-2/logs", "-Dzookeeper.root.logger=INFO,ROLLINGFILE",
+		"org.apache.zookeeper.server.quorum.QuorumPeerMain", "/srv/admq/program/coordinator-2/conf/zoo.cfg"}
+	if err != nil || !slices.Equal(argv, want) {
+		t.Fatalf("start: %q %v\nwant %q", argv, err, want)
 	}
 }
 
@@ -106,13 +118,17 @@ func TestNATSPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	hosts := []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"}
-	vars := testVars(t, NATSComponent, hosts, 4222)
-	files, err := pkg.Render(NATSComponent, vars[0], map[string][]byte{"conf/routes.conf": NATSRoutesConf(hosts)})
+	vars := testVars(t, NATSComponent, pkg.Manifest.Components[NATSComponent].Peer, hosts, 4222)
+	files, err := pkg.Render(NATSComponent, vars[0])
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(files) != 1 || files[0].Path != "conf/nats.conf" {
+		t.Fatalf("config files %+v", files)
+	}
 	conf := string(files[0].Content)
-	for _, want := range []string{"server_name: broker-1\n", "listen: 127.0.0.21:4222\n", "cluster {\n  name: c1\n"} {
+	for _, want := range []string{"server_name: broker-1\n", "listen: 127.0.0.21:4222\n", "cluster {\n  name: c1\n",
+		"  routes: [nats-route://127.0.0.21:6222, nats-route://127.0.0.22:6222, nats-route://127.0.0.23:6222]\n"} {
 		if !strings.Contains(conf, want) {
 			t.Errorf("nats.conf lacks %q:\n%s", want, conf)
 		}

@@ -53,10 +53,13 @@ admin.enableServer=false
 {zkEnsemble}
 `
 
-// ZooKeeperManifest is the manifest of the ZooKeeper package. ZooKeeper
-// reads its id from <dataDir>/myid, and a manifest's config files live in
-// the program dir, so the start command writes myid and then execs the JVM
-// (same PID: the agent supervises java itself).
+// zooMyID is conf/myid, a raw template written to <dataDir>/myid, where
+// ZooKeeper reads the node's id.
+const zooMyID = "{myid}\n"
+
+// ZooKeeperManifest is the manifest of the ZooKeeper package. The agent
+// runs the JVM itself, no shell in between: conf/myid is a config file
+// whose target is {dataDir}/myid, so nothing needs writing at start.
 func ZooKeeperManifest() manifest.Manifest {
 	return manifest.Manifest{
 		ManifestVersion: 1,
@@ -66,13 +69,13 @@ func ZooKeeperManifest() manifest.Manifest {
 		Description:     "Apache ZooKeeper from Debian's packages, for ADMQ tests",
 		Components: map[string]manifest.Component{
 			ZooKeeperComponent: {
-				Start: []string{"/bin/sh", "-c", "echo {myid} > '{dataDir}/myid' && exec java" +
-					" -cp '{programDir}/conf:{programDir}/lib/*'" +
-					" -Dzookeeper.log.dir='{dataDir}/logs' -Dzookeeper.root.logger=INFO,ROLLINGFILE" +
-					" org.apache.zookeeper.server.quorum.QuorumPeerMain '{programDir}/conf/zoo.cfg'"},
+				Start: []string{"java", "-cp", "{programDir}/conf:{programDir}/lib/*",
+					"-Dzookeeper.log.dir={dataDir}/logs", "-Dzookeeper.root.logger=INFO,ROLLINGFILE",
+					"org.apache.zookeeper.server.quorum.QuorumPeerMain", "{programDir}/conf/zoo.cfg"},
 				ConfigFiles: []manifest.ConfigFile{
 					{Name: "zoo.cfg", Path: "conf/zoo.cfg", Format: manifest.FormatProperties},
 					{Name: "log4j.properties", Path: "conf/log4j.properties", Format: manifest.FormatRaw},
+					{Name: "myid", Path: "conf/myid", Format: manifest.FormatRaw, Target: "{dataDir}/myid"},
 				},
 				ServerPort: 2181,
 				PortKey:    "clientPort",
@@ -113,6 +116,7 @@ func ZooKeeperPackage(t testing.TB, dir string) string {
 	files := map[string]file{
 		"conf/zoo.cfg":          {data: []byte(zooCfg), mode: 0o644},
 		"conf/log4j.properties": {data: readFile(t, zooKeeperLog4j), mode: 0o644},
+		"conf/myid":             {data: []byte(zooMyID), mode: 0o644},
 	}
 	for _, j := range zooKeeperJars {
 		files["lib/"+j] = file{data: readFile(t, filepath.Join(javaDir, j)), mode: 0o644}

@@ -1399,7 +1399,14 @@ type DeployNodeRequest struct {
 	StopGraceMs int64 `protobuf:"varint,12,opt,name=stop_grace_ms,json=stopGraceMs,proto3" json:"stop_grace_ms,omitempty"`
 	// Whether to start the node (restarting it if it ran with another
 	// command); false only installs it.
-	Start         bool `protobuf:"varint,13,opt,name=start,proto3" json:"start,omitempty"`
+	Start bool `protobuf:"varint,13,opt,name=start,proto3" json:"start,omitempty"`
+	// TCP addresses, "host:port" with an IP literal (or no host: every
+	// address) and a port from 1 to 65535, that must be free before the
+	// node's process is started; at most 16. Checked only when the node is
+	// to be started and the supervisor is not already running it (a
+	// redeploy of a running node keeps its port). A taken address fails the
+	// deploy with FAILED_PRECONDITION and nothing is started.
+	FreeAddrs     []string `protobuf:"bytes,14,rep,name=free_addrs,json=freeAddrs,proto3" json:"free_addrs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1523,6 +1530,13 @@ func (x *DeployNodeRequest) GetStart() bool {
 		return x.Start
 	}
 	return false
+}
+
+func (x *DeployNodeRequest) GetFreeAddrs() []string {
+	if x != nil {
+		return x.FreeAddrs
+	}
+	return nil
 }
 
 type DeployNodeResponse struct {
@@ -2313,7 +2327,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x11ConfigFileContent\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12\x12\n" +
-	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xad\x03\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\"\xcc\x03\n" +
 	"\x11DeployNodeRequest\x12!\n" +
 	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
@@ -2329,7 +2343,9 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	" \x01(\tR\aworkDir\x12\x17\n" +
 	"\alog_dir\x18\v \x01(\tR\x06logDir\x12\"\n" +
 	"\rstop_grace_ms\x18\f \x01(\x03R\vstopGraceMs\x12\x14\n" +
-	"\x05start\x18\r \x01(\bR\x05start\"~\n" +
+	"\x05start\x18\r \x01(\bR\x05start\x12\x1d\n" +
+	"\n" +
+	"free_addrs\x18\x0e \x03(\tR\tfreeAddrs\"~\n" +
 	"\x12DeployNodeResponse\x12\x1a\n" +
 	"\bunpacked\x18\x01 \x01(\bR\bunpacked\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.admq.agent.v1.NodeStateR\x06status\x12\x1a\n" +
