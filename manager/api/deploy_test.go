@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,8 @@ type nodeAgents struct {
 	mu      sync.Mutex
 	offline map[ids.ID]bool
 	removed []string
+	// uninstalled are node names the agents do not know.
+	uninstalled map[string]bool
 }
 
 func (a *nodeAgents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -47,6 +50,11 @@ func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]
 	return out, nil
 }
 func (a *nodeAgents) NodeLogs(_ context.Context, _ ids.ID, name string, _ int) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.uninstalled[name] {
+		return nil, fmt.Errorf("node logs on agent 1: %w", tunnel.ErrNodeNotFound)
+	}
 	return []byte("started " + name + "\n"), nil
 }
 func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) error {
@@ -64,7 +72,7 @@ func newDeployHarness(t *testing.T) (h *harness, op, zk string, agents *nodeAgen
 	t.Helper()
 	h, op, zk, _ = newClusterHarness(t)
 	d0 := h.deps(t)
-	agents = &nodeAgents{offline: map[ids.ID]bool{}}
+	agents = &nodeAgents{offline: map[ids.ID]bool{}, uninstalled: map[string]bool{}}
 	gen, _ := ids.NewGenerator(6)
 	eng := deploy.New(deploy.Deps{Store: h.db, Clusters: d0.Clusters, Packages: d0.Packages, Agents: agents, IDs: gen,
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
@@ -186,6 +194,11 @@ func TestDeployAPI(t *testing.T) {
 		t.Fatalf("log %+v", l)
 	}
 	want(t, h.call("GET", "/cluster/node/log?id="+n1+"&maxBytes=9999999", viewer, nil), 400, codeParamInvalid)
+	// A node its agent never installed (its deploy failed before start).
+	agents.mu.Lock()
+	agents.uninstalled[nodes.List[1].ID] = true
+	agents.mu.Unlock()
+	want(t, h.call("GET", "/cluster/node/log?id="+nodes.List[1].ID, viewer, nil), 409, codeNodeNotInstalled)
 
 	// An offline agent: 1253, unknown run state, not cleaned on delete.
 	agents.mu.Lock()

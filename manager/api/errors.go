@@ -16,6 +16,7 @@ import (
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Envelope codes. The seed's codes keep their numbers; the ones marked new
@@ -66,9 +67,10 @@ const (
 	codeTooManyNodes          = 1404 // new
 	codeConfigRenderFailed    = 1405 // new
 	// Deployment.
-	codeNothingToDeploy = 1406
-	codeNodeUnavailable = 1407
-	codeJobNotExist     = 1408 // new
+	codeNothingToDeploy  = 1406
+	codeNodeUnavailable  = 1407
+	codeJobNotExist      = 1408 // new
+	codeNodeNotInstalled = 1409 // new
 )
 
 // codeInfo gives each code its constant name and HTTP status.
@@ -123,9 +125,10 @@ var codeInfo = map[int]struct {
 	codeConfigRenderFailed:    {"CONFIG_RENDER_FAILED", http.StatusBadRequest},
 
 	// Deployment.
-	codeNothingToDeploy: {"DEPLOYED_NODE_MISS_OR_NOT_FOUND", http.StatusNotFound},
-	codeNodeUnavailable: {"NODE_UNDER_CAN_NOT_DEPLOYED", http.StatusConflict},
-	codeJobNotExist:     {"JOB_NOT_EXIST", http.StatusNotFound},
+	codeNothingToDeploy:  {"DEPLOYED_NODE_MISS_OR_NOT_FOUND", http.StatusNotFound},
+	codeNodeUnavailable:  {"NODE_UNDER_CAN_NOT_DEPLOYED", http.StatusConflict},
+	codeJobNotExist:      {"JOB_NOT_EXIST", http.StatusNotFound},
+	codeNodeNotInstalled: {"NODE_NOT_INSTALLED", http.StatusConflict},
 }
 
 // apiError is an error with its envelope code and details.
@@ -193,6 +196,9 @@ var domainCodes = []struct {
 	{deploy.ErrNothingToDeploy, codeNothingToDeploy},
 	{deploy.ErrNodeUnavailable, codeNodeUnavailable},
 	{deploy.ErrJobNotFound, codeJobNotExist},
+	// The node exists but its agent does not know it: never deployed there.
+	{tunnel.ErrNodeNotFound, codeNodeNotInstalled},
+	{tunnel.ErrAgentConflict, codeNodeUnavailable},
 }
 
 // classify turns any handler error into an apiError; internal errors lose

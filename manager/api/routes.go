@@ -153,9 +153,9 @@ func (a *API) routeTable() []route {
 			"Errors before the stream starts are envelopes",
 			query: []queryParam{{"id", "string", "job id"}}, data: stepView{}, handler: a.jobEvents},
 		{method: http.MethodPost, path: "/admq/cmd", role: auth.RoleOperator, summary: "Start, stop or restart a node now through its agent (seed 2.3.0.10); returns the node's new state. " +
-			"An offline agent is code 1253 and nothing is queued; an unknown node 1002; a bad cmd 2",
+			"An offline agent is code 1253 and nothing is queued; an unknown node 1002; a node never installed on its server 1409; a node the agent is busy with 1407; a bad cmd 2",
 			body: cmdRequest{}, data: nodeStateView{}, handler: a.nodeCommand},
-		{method: http.MethodGet, path: "/cluster/node/log", role: auth.RoleViewer, summary: "The end of a node's log, from its agent (code 1253 when the agent is offline)",
+		{method: http.MethodGet, path: "/cluster/node/log", role: auth.RoleViewer, summary: "The end of a node's log, from its agent (code 1253 when the agent is offline, 1409 when the node was never installed on its server)",
 			query: []queryParam{{"id", "string", "node id"}, {"maxBytes", "integer", "bytes from the end, 1-1048576 (default 65536)"}},
 			data:  nodeLogView{}, handler: a.nodeLog},
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/test/testenv"
 	"github.com/admq/admq-manager/test/workloads"
 )
@@ -122,6 +123,7 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 		t.Fatalf("redeploying the cluster restarted coordinators: pids %v, were %v", got, zkPIDs)
 	}
 	natsPubSub(t, hosts[0], hosts[2])
+	transferFigures(t, c, hosts[1], root)
 
 	// Stop the leader: the other two keep a quorum and elect a new one.
 	var leader testenv.Node
@@ -418,5 +420,62 @@ func natsPubSub(t testing.TB, subHost, pubHost *host) {
 	})
 	if got != want {
 		t.Fatalf("subscriber on %s got %q, want %q", subHost.NS, got, want)
+	}
+}
+
+// transferFigures deploys a package of 64 MiB of incompressible bytes to
+// one host through the tunnel, copies as many bytes over a plain TCP
+// connection that host opens to the manager's side (the tunnel's
+// direction), and logs both rates. The package's cluster is deleted after.
+func transferFigures(t *testing.T, c *testenv.Client, h *host, root string) {
+	t.Helper()
+	const size = 64 << 20
+	m := manifest.Manifest{ManifestVersion: 1, Name: "admq-bulk", Version: "1.0", MqType: 3,
+		Components: map[string]manifest.Component{"broker": {
+			Start: []string{"/bin/sleep", "3600"}, ServerPort: 7999,
+			Health: manifest.Health{Command: []string{"/bin/true"}},
+		}}}
+	p := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-bulk-V1.0-x86.tar", m, workloads.Entry{Name: "blob", Random: size}))
+	cl := c.CreateCluster(t, testenv.NewCluster{Name: "e2e-bulk", PackageID: p.ID, BrokerList: []testenv.ClusterNode{{
+		ManagerIP: h.IP, ProgramDir: root + "/opt/{cluster}/{nodeDir}", DataDir: root + "/data/{cluster}/{nodeDir}"}}})
+	job := c.WaitJob(t, c.DeployCluster(t, cl.ID), 2*time.Minute)
+	if job.State != "succeeded" {
+		t.Fatalf("bulk deploy:\n%s", job)
+	}
+	n := nodesOf(t, c, cl.ID, "")[0]
+	transfer := job.Step(n.ID, "transfer").Detail
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(lanManagerIP, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, 1<<20)
+		for sent := 0; sent < size; sent += len(buf) {
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	began := time.Now()
+	conn, err := h.dialFrom(ln.Addr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.Copy(io.Discard, conn)
+	conn.Close()
+	if err != nil || got != size {
+		t.Fatalf("plain copy: %d bytes, %v", got, err)
+	}
+	secs := time.Since(began).Seconds()
+	t.Logf("figure: 64 MiB to %s over the LAN: tunnel transfer step %q; plain TCP copy %.1f MB/s", h.NS, transfer, size/1e6/secs)
+	if d := c.DeleteCluster(t, cl.ID); len(d.NotCleaned) != 0 {
+		t.Fatalf("delete bulk cluster: %+v", d.NotCleaned)
 	}
 }

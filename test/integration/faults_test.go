@@ -1,14 +1,8 @@
 package integration
 
 import (
-	"archive/tar"
-	"bufio"
-	"compress/gzip"
-	"encoding/json"
 	"errors"
-	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +17,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/test/testenv"
+	"github.com/admq/admq-manager/test/workloads"
 )
 
 // These tests break a deployment the way production breaks it — an agent
@@ -97,75 +92,6 @@ func sleeperManifest(name string, port int) manifest.Manifest {
 	}
 }
 
-// pkgEntry is one regular file of a test package: Data, or Random bytes of
-// pseudo-random content (incompressible, and cheap to make).
-type pkgEntry struct {
-	Name   string
-	Data   []byte
-	Random int64
-}
-
-// writePackage writes the package fileName into dir, as a .tar or a
-// .tar.gz by its name: admq-package.json from m, which must be valid, and
-// the entries, streamed (a package of hundreds of MiB never sits in
-// memory).
-func writePackage(t testing.TB, dir, fileName string, m manifest.Manifest, entries ...pkgEntry) string {
-	t.Helper()
-	if err := m.Validate(); err != nil {
-		t.Fatalf("%s: invalid manifest: %v", fileName, err)
-	}
-	mj, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, fileName)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var w io.Writer = bw
-	var gz *gzip.Writer
-	if strings.HasSuffix(fileName, ".gz") || strings.HasSuffix(fileName, ".tgz") {
-		gz, _ = gzip.NewWriterLevel(bw, gzip.BestSpeed)
-		w = gz
-	}
-	tw := tar.NewWriter(w)
-	rng := rand.NewChaCha8([32]byte{'a', 'd', 'm', 'q'})
-	for _, e := range append([]pkgEntry{{Name: manifest.FileName, Data: mj}}, entries...) {
-		size := int64(len(e.Data))
-		if e.Random > 0 {
-			size = e.Random
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.Name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size}); err != nil {
-			t.Fatal(err)
-		}
-		var src io.Reader = strings.NewReader(string(e.Data))
-		if e.Random > 0 {
-			src = io.LimitReader(rng, e.Random)
-		}
-		if _, err := io.Copy(tw, src); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if gz != nil {
-		if err := gz.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // resumedRE finds the resume offset in a transfer step's detail.
 var resumedRE = regexp.MustCompile(`resumed at (\d+)\)`)
 
@@ -183,8 +109,8 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 	c := e.c
 
 	began := time.Now()
-	path := writePackage(t, t.TempDir(), "admq-big-V1.0-x86.tar", sleeperManifest("admq-big", 18081),
-		pkgEntry{Name: "lib/blob.bin", Random: size})
+	path := workloads.Build(t, t.TempDir(), "admq-big-V1.0-x86.tar", sleeperManifest("admq-big", 18081),
+		workloads.Entry{Name: "lib/blob.bin", Random: size})
 	built := time.Since(began)
 	began = time.Now()
 	pkg := c.UploadPackage(t, path)
@@ -313,7 +239,7 @@ func TestFaultStartExitsAtOnce(t *testing.T) {
 				StartSeconds: startSeconds},
 		}},
 	}
-	pkg := c.UploadPackage(t, writePackage(t, t.TempDir(), "admq-crash-V1.0-x86.tar.gz", m))
+	pkg := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-crash-V1.0-x86.tar.gz", m))
 	n := e.oneNodeCluster(t, "crash", pkg.ID, e.root, port)
 
 	began := time.Now()
@@ -386,8 +312,8 @@ func TestFaultDiskFullDuringUnpack(t *testing.T) {
 	})
 	e := startFaultEnv(t, ip, root)
 	c := e.c
-	pkg := c.UploadPackage(t, writePackage(t, t.TempDir(), "admq-fat-V1.0-x86.tar.gz", sleeperManifest("admq-fat", 18083),
-		pkgEntry{Name: "lib/blob.bin", Random: blob}))
+	pkg := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-fat-V1.0-x86.tar.gz", sleeperManifest("admq-fat", 18083),
+		workloads.Entry{Name: "lib/blob.bin", Random: blob}))
 	n := e.oneNodeCluster(t, "full", pkg.ID, mnt, 18083)
 
 	began := time.Now()
@@ -474,7 +400,7 @@ func TestFaultCmdOnOfflineNode(t *testing.T) {
 	)
 	e := startFaultEnv(t, ip, t.TempDir())
 	c := e.c
-	pkg := c.UploadPackage(t, writePackage(t, t.TempDir(), "admq-sleep-V1.0-x86.tar.gz", sleeperManifest("admq-sleep", port)))
+	pkg := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-sleep-V1.0-x86.tar.gz", sleeperManifest("admq-sleep", port)))
 	n := e.oneNodeCluster(t, "offline", pkg.ID, e.root, port)
 	if job := c.WaitJob(t, c.DeployCluster(t, n.ClusterID), 2*time.Minute); job.State != "succeeded" {
 		t.Fatalf("deploy:\n%s", job)

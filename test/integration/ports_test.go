@@ -1,21 +1,17 @@
 package integration
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
-	"encoding/json"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/test/testenv"
+	"github.com/admq/admq-manager/test/workloads"
 )
 
 // TestDeployPortInUse: a node whose port another process holds on its
@@ -175,36 +171,5 @@ func portsWebPackage(t testing.TB, dir, python string) string {
 				IntervalSeconds: 1, StartSeconds: 30},
 		}},
 	}
-	if err := m.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	mj, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{manifest.FileName, mj}, {"index.html", []byte("<p>admq-web</p>\n")}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "admq-web-V1.0-x86.tar.gz")
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return workloads.Build(t, dir, "admq-web-V1.0-x86.tar.gz", m, workloads.Entry{Name: "index.html", Data: []byte("<p>admq-web</p>\n")})
 }

@@ -98,9 +98,9 @@ func NATSPackage(t testing.TB, dir string) string {
 		t.Fatal(why)
 	}
 	v := NATSVersion(t)
-	files := map[string]file{
-		"bin/nats-server": {data: readFile(t, NATSServer), mode: 0o755},
-		"conf/nats.conf":  {data: []byte(natsConf), mode: 0o644},
+	files := []Entry{
+		{Name: "bin/nats-server", Data: readFile(t, NATSServer), Mode: 0o755},
+		{Name: "conf/nats.conf", Data: []byte(natsConf)},
 	}
 	return build(t, dir, "admq-nats-V"+v+"-x86.tar.gz", NATSManifest(v), files)
 }

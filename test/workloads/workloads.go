@@ -16,14 +16,13 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,81 +34,19 @@ import (
 	"github.com/admq/admq-manager/manager/tunnel"
 )
 
-// file is one regular file of a package being built.
-type file struct {
-	data []byte
-	mode int64
-}
-
-// build writes the package fileName into dir from files (package path →
-// content) and m, which it validates first, and checks the result as the
-// manager's upload does: the name parses, the archive passes
-// archive.Inspect, the manifest parses and names only files that are there.
-func build(t testing.TB, dir, fileName string, m manifest.Manifest, files map[string]file) string {
+// build writes the package fileName into dir (Build), small files first
+// so that readers wanting only the manifest and config stop early, and
+// checks it further as Load does: the manifest's version matches the
+// name and it names only files that are there.
+func build(t testing.TB, dir, fileName string, m manifest.Manifest, files []Entry) string {
 	t.Helper()
-	if err := m.Validate(); err != nil {
-		t.Fatalf("%s: invalid manifest: %v", fileName, err)
-	}
-	var mj bytes.Buffer
-	enc := json.NewEncoder(&mj)
-	enc.SetEscapeHTML(false) // keep "&&" and ">" of shell commands readable
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(m); err != nil {
-		t.Fatal(err)
-	}
-	files[manifest.FileName] = file{data: mj.Bytes(), mode: 0o644}
-
-	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // -race makes compression slow
-	tw := tar.NewWriter(gz)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	// Small files (manifest, config) first: readers that want only those
-	// stop early.
-	sort.Slice(names, func(i, j int) bool {
-		a, b := files[names[i]], files[names[j]]
-		if len(a.data) != len(b.data) {
-			return len(a.data) < len(b.data)
+	slices.SortFunc(files, func(a, b Entry) int {
+		if len(a.Data) != len(b.Data) {
+			return len(a.Data) - len(b.Data)
 		}
-		return names[i] < names[j]
+		return strings.Compare(a.Name, b.Name)
 	})
-	dirs := map[string]bool{}
-	for _, n := range names {
-		for d := path.Dir(n); d != "."; d = path.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	dirList := make([]string, 0, len(dirs))
-	for d := range dirs {
-		dirList = append(dirList, d)
-	}
-	sort.Strings(dirList)
-	for _, d := range dirList {
-		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range names {
-		f := files[n]
-		if err := tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gz.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, fileName)
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := Build(t, dir, fileName, m, files...)
 	if _, err := Load(p); err != nil {
 		t.Fatalf("built package does not check out: %v", err)
 	}

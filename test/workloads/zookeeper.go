@@ -113,13 +113,13 @@ func ZooKeeperPackage(t testing.TB, dir string) string {
 	if why := HaveZooKeeper(); why != "" {
 		t.Fatal(why)
 	}
-	files := map[string]file{
-		"conf/zoo.cfg":          {data: []byte(zooCfg), mode: 0o644},
-		"conf/log4j.properties": {data: readFile(t, zooKeeperLog4j), mode: 0o644},
-		"conf/myid":             {data: []byte(zooMyID), mode: 0o644},
+	files := []Entry{
+		{Name: "conf/zoo.cfg", Data: []byte(zooCfg)},
+		{Name: "conf/log4j.properties", Data: readFile(t, zooKeeperLog4j)},
+		{Name: "conf/myid", Data: []byte(zooMyID)},
 	}
 	for _, j := range zooKeeperJars {
-		files["lib/"+j] = file{data: readFile(t, filepath.Join(javaDir, j)), mode: 0o644}
+		files = append(files, Entry{Name: "lib/" + j, Data: readFile(t, filepath.Join(javaDir, j))})
 	}
 	return build(t, dir, "admq-zookeeper-V"+ZooKeeperVer+"-all.tar.gz", ZooKeeperManifest(), files)
 }
