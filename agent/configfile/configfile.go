@@ -11,10 +11,14 @@
 //
 // Write shifts the history one step older (dropping the oldest) before it
 // replaces the file; Restore moves .prev back over the file and shifts the
-// history one step newer, so the version that failed is discarded.
+// history one step newer, so the version that failed is discarded. Writing
+// what the file holds already (see Same) changes nothing, so that a
+// redeploy with the same config does not push the real previous version
+// out of the history.
 package configfile
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,8 +45,12 @@ type Version struct {
 	SHA256 string // hex
 	Size   int64
 	// Previous says whether the content that was replaced is kept as
-	// Path+PrevSuffix (false when the file did not exist before).
+	// Path+PrevSuffix (false when the file did not exist before, or was
+	// left as it was).
 	Previous bool
+	// Unchanged says that path held data with that mode already: Write
+	// left it and its history alone.
+	Unchanged bool
 }
 
 // beforeCommit is called after the new content is durable in its temp file
@@ -70,6 +78,10 @@ func histName(path string, n int) string {
 // the current file, which makes a later Restore a harmless no-op.
 // path must be a regular file or absent; a symlink at path is replaced, not
 // followed.
+//
+// When path holds data with mode already (Same), Write touches nothing and
+// reports Unchanged: rewriting it would only shift the history and push the
+// real previous version towards the end of it.
 func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error) {
 	if keep < 1 {
 		keep = 1
@@ -77,6 +89,12 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 	v := Version{Path: path, Size: int64(len(data))}
 	sum := sha256.Sum256(data)
 	v.SHA256 = hex.EncodeToString(sum[:])
+	// An error here (say, a file the agent may not read) is left to the
+	// write below, which reports it or replaces the file as before.
+	if same, err := Same(path, data, mode); err == nil && same {
+		v.Unchanged = true
+		return v, nil
+	}
 
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -120,6 +138,28 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	return v, nil
+}
+
+// Same reports whether path is a regular file (not a symlink) holding
+// exactly data with the permission bits of mode: what Write would leave
+// there. A missing file is not the same and not an error.
+func Same(path string, data []byte, mode os.FileMode) (bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("compare %s: %w", path, err)
+	}
+	// Write applies the permission bits only (atomicfile.WriteTemp).
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != mode.Perm() || fi.Size() != int64(len(data)) {
+		return false, nil
+	}
+	have, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("compare %s: %w", path, err)
+	}
+	return bytes.Equal(have, data), nil
 }
 
 // Restore puts the previous version back in place of path atomically and

@@ -205,3 +205,79 @@ func assertNoTemps(t testing.TB, dir string) {
 		}
 	}
 }
+
+func TestSame(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "zoo.cfg")
+	mustWrite(t, path, "tickTime=2000\n", 3) // mode 0644
+	link := filepath.Join(dir, "link.cfg")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		path string
+		data string
+		mode os.FileMode
+		want bool
+	}{
+		{"identical", path, "tickTime=2000\n", 0o644, true},
+		{"type bits of mode ignored", path, "tickTime=2000\n", os.ModeSetuid | 0o644, true},
+		{"other content, same size", path, "tickTime=3000\n", 0o644, false},
+		{"other size", path, "tickTime=2000\ninitLimit=5\n", 0o644, false},
+		{"empty", path, "", 0o644, false},
+		{"other mode", path, "tickTime=2000\n", 0o600, false},
+		{"missing", filepath.Join(dir, "nope.cfg"), "tickTime=2000\n", 0o644, false},
+		{"symlink to identical", link, "tickTime=2000\n", 0o644, false},
+		{"directory", dir, "", 0o755, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Same(tc.path, []byte(tc.data), tc.mode)
+			if err != nil || got != tc.want {
+				t.Fatalf("Same = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := Same(filepath.Join(path, "under-a-file"), nil, 0o644); err == nil {
+		t.Fatal("Same below a regular file: no error")
+	}
+}
+
+// Writing what the file holds already leaves the file and its history
+// alone; a change of content or of mode is a new version.
+func TestWriteUnchangedKeepsHistory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "zoo.cfg")
+	mustWrite(t, path, "v1", 3)
+	mustWrite(t, path, "v2", 3)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		v := mustWrite(t, path, "v2", 3)
+		if !v.Unchanged || v.Previous || v.Size != 2 || len(v.SHA256) != 64 {
+			t.Fatalf("identical Write %d = %+v, want Unchanged", i, v)
+		}
+	}
+	if after, err := os.Stat(path); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("identical Writes replaced the file: %v", err)
+	}
+	if b, err := Previous(path); err != nil || string(b) != "v1" {
+		t.Fatalf("Previous after identical Writes = %q, %v; want v1", b, err)
+	}
+	if _, err := os.Lstat(path + PrevSuffix + ".1"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("identical Writes shifted the history: %v", err)
+	}
+	// Same content, other mode: written, history shifted.
+	if v, err := Write(path, []byte("v2"), 0o600, 3); err != nil || v.Unchanged || !v.Previous {
+		t.Fatalf("Write with another mode = %+v, %v", v, err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode after Write = %v, want 0600", fi.Mode().Perm())
+	}
+	if got := mustRead(t, path+PrevSuffix+".1"); got != "v1" {
+		t.Fatalf(".prev.1 = %q, want v1", got)
+	}
+	assertNoTemps(t, dir)
+}

@@ -58,6 +58,13 @@ type DeployResult struct {
 	Status   Status
 	// Replayed: the operation had been applied before; this is its result.
 	Replayed bool
+	// Started: the node was not running and the deploy started it.
+	Started bool
+	// Restarted: the node was running and the deploy restarted it, because
+	// its package, a config file or its command had changed. A deploy that
+	// changes none of them leaves a running node alone (Started and
+	// Restarted both false).
+	Restarted bool
 }
 
 func (r DeployRequest) validate() error {
@@ -179,16 +186,49 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 		}
 	}
+	// Only the files whose content or mode changes are written: rewriting
+	// the others would shift their history (configfile.Write skips them
+	// too), and a changed one means a running node must be restarted.
+	type write struct {
+		path string
+		f    ConfigFile
+	}
+	var writes []write
+	var changed []string
 	for _, f := range r.ConfigFiles {
 		p, _ := r.configPath(f.Path)
 		if err := checkNoEscape(r, p); err != nil {
 			return res, err
 		}
-		mode := f.Mode
-		if mode == 0 {
-			mode = 0o640
+		if f.Mode == 0 {
+			f.Mode = 0o640
 		}
-		if _, err := configfile.Write(p, f.Content, mode, configKeep); err != nil {
+		same, err := configfile.Same(p, f.Content, f.Mode)
+		if err != nil {
+			return res, fmt.Errorf("deploy %s: config file: %w", r.Name, err)
+		}
+		if !same {
+			writes = append(writes, write{p, f})
+			changed = append(changed, p)
+		}
+	}
+	st, serr := m.sup.Status(r.Name)
+	running := serr == nil && st.Running
+	pending, err := m.restartPending(r.Name)
+	if err != nil {
+		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
+	}
+	if running && (unpacked || len(changed) > 0) && !pending {
+		// Noted before the files change, so that a deploy that fails
+		// (or an agent that dies) between writing them and restarting
+		// the node does not leave it running the old config while a retry
+		// finds nothing changed.
+		if err := m.markRestart(r.Name); err != nil {
+			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
+		}
+	}
+	for _, w := range writes {
+		if _, err := configfile.Write(w.path, w.f.Content, w.f.Mode, configKeep); err != nil {
 			return res, fmt.Errorf("deploy %s: config file: %w", r.Name, err)
 		}
 	}
@@ -207,15 +247,28 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 		// log can be asked for) but no process runs that would die on a
 		// bind error, or be mistaken for healthy by a TCP check that
 		// reaches the other process.
-		if st, err := m.sup.Status(r.Name); err != nil || !st.Running {
+		if !running {
 			if err := checkFree(r.FreeAddrs); err != nil {
 				m.log.Warn("deploy: node not started: an address it listens on is not free",
 					"node", r.Name, "operation", r.OperationID, "err", err)
 				return res, err
 			}
 		}
-		err := m.sup.Start(ctx, spec)
-		if errors.Is(err, supervisor.ErrSpecChanged) {
+		// A running node is restarted when its package or config changed
+		// (now or in an earlier deploy that did not get to restart it),
+		// or when its command did (Start refuses another spec); else
+		// Start leaves it alone.
+		restart := running && (unpacked || len(changed) > 0 || pending)
+		specChanged := false
+		if !restart {
+			err = m.sup.Start(ctx, spec)
+			specChanged = errors.Is(err, supervisor.ErrSpecChanged)
+			restart = specChanged
+		}
+		if restart {
+			m.log.Info("deploy: restarting the node to apply its changes",
+				"node", r.Name, "operation", r.OperationID, "changed_files", changed,
+				"unpacked", unpacked, "command_changed", specChanged, "pending_from_earlier_deploy", pending)
 			if err = m.sup.Stop(ctx, r.Name); err == nil {
 				err = m.sup.Start(ctx, spec)
 			}
@@ -223,6 +276,12 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 		if err != nil {
 			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 		}
+		if err := m.clearRestart(r.Name); err != nil {
+			// The node runs what was deployed; a mark left behind costs
+			// one needless restart at the next deploy.
+			m.log.Warn("deploy: pending restart not cleared", "node", r.Name, "err", err)
+		}
+		res.Started, res.Restarted = !running, restart
 	}
 	if res.Status, err = m.status(r.Name); err != nil {
 		return res, err
@@ -231,6 +290,38 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 		return res, err
 	}
 	return res, nil
+}
+
+// restartPath is the file that says that the node's package or config
+// changed while it ran, and it was not restarted since. It sits beside the
+// node's spec; List ignores it (no .json suffix).
+func (m *Manager) restartPath(name string) string {
+	return filepath.Join(m.dir, "specs", name+".restart")
+}
+
+func (m *Manager) markRestart(name string) error {
+	if err := atomicfile.WriteFile(m.restartPath(name), nil, 0o600); err != nil {
+		return fmt.Errorf("note pending restart: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) restartPending(name string) (bool, error) {
+	_, err := os.Lstat(m.restartPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pending restart: %w", err)
+	}
+	return true, nil
+}
+
+func (m *Manager) clearRestart(name string) error {
+	if err := os.Remove(m.restartPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("clear pending restart: %w", err)
+	}
+	return nil
 }
 
 // checkNoEscape makes sure that the existing part of a config file's

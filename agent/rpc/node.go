@@ -63,7 +63,10 @@ func (s *Service) DeployNode(ctx context.Context, req *agentv1.DeployNodeRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &agentv1.DeployNodeResponse{Unpacked: res.Unpacked, Status: StateToProto(res.Status), Replayed: res.Replayed}, nil
+	return &agentv1.DeployNodeResponse{
+		Unpacked: res.Unpacked, Status: StateToProto(res.Status), Replayed: res.Replayed,
+		Restarted: res.Restarted, Started: res.Started,
+	}, nil
 }
 
 // NodeCommand starts, stops or restarts a node.

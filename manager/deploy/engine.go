@@ -434,13 +434,15 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			if present {
 				return fmt.Sprintf("the agent holds %s already", p.FileName), true, nil
 			}
+			began := e.d.Now()
 			if err := e.push(ctx, n.ServerID, p); err != nil {
 				return "", false, transferError(n, p, err)
 			}
+			rate := transferRate(p.Size-partial, e.d.Now().Sub(began))
 			if partial > 0 {
-				return fmt.Sprintf("sent %s (%d bytes, resumed at %d)", p.FileName, p.Size, partial), false, nil
+				return fmt.Sprintf("sent %s (%d bytes, resumed at %d)%s", p.FileName, p.Size, partial, rate), false, nil
 			}
-			return fmt.Sprintf("sent %s (%d bytes)", p.FileName, p.Size), false, nil
+			return fmt.Sprintf("sent %s (%d bytes)%s", p.FileName, p.Size, rate), false, nil
 		},
 		StepConfigure: func() (string, bool, error) {
 			// comp was loaded by the transfer step, skipped or not.
@@ -480,13 +482,23 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				return "", false, err
 			}
 			ran = true
-			if _, err := e.d.Agents.DeployNode(ctx, n.ServerID, r); err != nil {
+			res, err := e.d.Agents.DeployNode(ctx, n.ServerID, r)
+			if err != nil {
 				return "", false, err
 			}
-			return "started: " + strings.Join(r.Argv, " "), false, nil
+			argv := strings.Join(r.Argv, " ")
+			switch {
+			case res.Restarted && res.Unpacked:
+				return "restarted to apply the new package: " + argv, false, nil
+			case res.Restarted:
+				return "restarted to apply changed config: " + argv, false, nil
+			case res.Started:
+				return "started: " + argv, false, nil
+			}
+			return "already running with this package and config", false, nil
 		},
 		StepHealth: func() (string, bool, error) {
-			return e.health(ctx, n, comp.Health, vars)
+			return e.health(ctx, j, n, comp.Health, vars)
 		},
 	}
 	for i, s := range steps {
@@ -604,7 +616,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 
 // health polls the agent's check of the node until it passes or the start
 // time is up; a failure carries the last lines of the node's log.
-func (e *Engine) health(ctx context.Context, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
+func (e *Engine) health(ctx context.Context, j Job, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
 	hc := tunnel.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
 	var err error
 	if h.TCP != "" {
@@ -652,6 +664,13 @@ func (e *Engine) health(ctx context.Context, n cluster.Node, h manifest.Health, 
 		}
 		if why := e.crashLooping(ctx, n); why != "" {
 			msg = fmt.Sprintf("not healthy: %s; last check: %s", why, last)
+			// Left alone it would go on restarting, with backoff, for good.
+			op := j.ID.String() + ":" + n.ID.String() + ":stop-crashing"
+			if _, err := e.d.Agents.NodeCommand(ctx, n.ServerID, op, n.ID.String(), tunnel.NodeStop); err != nil {
+				msg += fmt.Sprintf("\n(could not stop it: %v)", err)
+			} else {
+				msg += "\nstopped it so that it does not keep restarting; fix the cause and deploy again"
+			}
 			break
 		}
 		if e.d.Now().Sub(start)+wait > limit {

@@ -62,6 +62,8 @@ type agents struct {
 	present  map[string]bool // sha256 the agents hold
 	sick     map[string]bool // health addresses that fail
 	crashing map[string]int  // node name → crash restarts it reports
+	// results: node name → what its deploy reports
+	results  map[string]tunnel.DeployResult
 	pushed   []string
 	deploys  []tunnel.DeployRequest
 	events   []string // "deploy <name>", "healthy <addr>"
@@ -70,7 +72,7 @@ type agents struct {
 }
 
 func newAgents() *agents {
-	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}}
+	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]tunnel.DeployResult{}}
 }
 
 func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -90,7 +92,7 @@ func (a *agents) DeployNode(_ context.Context, _ ids.ID, r tunnel.DeployRequest)
 	defer a.mu.Unlock()
 	a.deploys = append(a.deploys, r)
 	a.events = append(a.events, "deploy "+r.Name)
-	return tunnel.DeployResult{}, nil
+	return a.results[r.Name], nil
 }
 func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd tunnel.NodeCommand) (tunnel.NodeState, error) {
 	a.mu.Lock()
@@ -359,6 +361,41 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 	}
 }
 
+// The start step says what the agent did: started the node, restarted it
+// for a changed package or config, or left it running.
+func TestStartStepSaysWhatTheAgentDid(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	_, nodes := f.newCluster(t, "c1")
+	n := nodes[0]
+	argv := "/opt/admq/c1/" + n.NodeDir + "/bin/zkServer.sh start-foreground /data/admq/c1/" + n.NodeDir
+	running := tunnel.NodeState{Name: n.ID.String(), Running: true, Desired: "running", PID: 42}
+	for _, tc := range []struct {
+		name   string
+		result tunnel.DeployResult
+		want   string
+	}{
+		{"not running", tunnel.DeployResult{Started: true, Unpacked: true, State: running}, "started: " + argv},
+		{"config changed", tunnel.DeployResult{Restarted: true, State: running}, "restarted to apply changed config: " + argv},
+		{"package unpacked again", tunnel.DeployResult{Restarted: true, Unpacked: true, State: running}, "restarted to apply the new package: " + argv},
+		{"nothing changed", tunnel.DeployResult{State: running}, "already running with this package and config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.agents.mu.Lock()
+			f.agents.results[n.ID.String()] = tc.result
+			f.agents.mu.Unlock()
+			j, err := f.engine.DeployNode(ctx, n.ID, "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, steps := f.wait(t, j.ID)
+			if s := stepOf(steps, n.ID, deploy.StepStart); j.State != deploy.JobSucceeded || s.State != deploy.StepSucceeded || s.Detail != tc.want {
+				t.Fatalf("job %s, start step %s: %q; want %q", j.State, s.State, s.Detail, tc.want)
+			}
+		})
+	}
+}
+
 func TestHealthFailureFailsTheJob(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
@@ -422,6 +459,10 @@ func TestCrashLoopingNodeFailsHealthAtOnce(t *testing.T) {
 	if j.State != deploy.JobFailed || h.State != deploy.StepFailed ||
 		!strings.Contains(h.Detail, "exited 3 times since it was started (last: exit status 3)") || !strings.Contains(h.Detail, "log line 30") {
 		t.Fatalf("job %s, health step %s: %s", j.State, h.State, h.Detail)
+	}
+	if !strings.Contains(h.Detail, "stopped it so that it does not keep restarting") ||
+		!slices.Contains(f.agents.commands, j.ID.String()+":"+sick.ID.String()+":stop-crashing "+sick.ID.String()+" stop") {
+		t.Fatalf("the crash-looping node was not stopped: %s; commands %v", h.Detail, f.agents.commands)
 	}
 	// It did not wait out the start window (60 s on the fake clock).
 	if waited := f.clock.Now().Sub(began); waited >= deploy.DefaultHealthStart {

@@ -88,6 +88,13 @@ type DeployResult struct {
 	State    NodeState
 	// Replayed: the agent had applied this operation id before.
 	Replayed bool
+	// Started: the node was not running and the agent started it.
+	Started bool
+	// Restarted: the node was running and the agent restarted it, because
+	// its package, a config file or its command changed. Both false: the
+	// node runs already with this package and config and was left alone
+	// (or the request did not ask for a start).
+	Restarted bool
 }
 
 // NodeCommand is what NodeCommand asks of a node.
@@ -132,7 +139,9 @@ type HealthCheck struct {
 	Timeout time.Duration
 }
 
-// agentErr maps an error of a call to an agent to the errors above.
+// agentErr maps an error of a call to an agent to the errors above. The
+// agent's own message says what went wrong in words for people; the kind
+// is for errors.Is and is not repeated in the text.
 func agentErr(what string, id ids.ID, err error) error {
 	if err == nil {
 		return nil
@@ -166,11 +175,29 @@ func agentErr(what string, id ids.ID, err error) error {
 		kind = context.Canceled
 	case codes.DeadlineExceeded:
 		kind = context.DeadlineExceeded
-	default:
-		return fmt.Errorf("%s on agent %s: %w", what, id, err)
 	}
-	return fmt.Errorf("%s on agent %s: %w: %s", what, id, kind, msg)
+	return &agentError{what: what, id: id, kind: kind, msg: msg}
 }
+
+// agentError is a call that the agent answered with an error.
+type agentError struct {
+	what string
+	id   ids.ID
+	kind error // one of the errors above, or nil (an internal error)
+	msg  string
+}
+
+func (e *agentError) Error() string {
+	switch e.kind {
+	case nil, ErrAgentNoSpace, ErrPackageCorrupt, ErrNodeNotFound, ErrAgentConflict:
+		return fmt.Sprintf("%s on agent %s: %s", e.what, e.id, e.msg)
+	}
+	// The agent's words alone would not say that it went away, or that
+	// the call was cancelled or ran out of time.
+	return fmt.Sprintf("%s on agent %s: %v: %s", e.what, e.id, e.kind, e.msg)
+}
+
+func (e *agentError) Unwrap() error { return e.kind }
 
 // nodeCall runs fn with a client for the agent's service.
 func (h *Hub) nodeCall(ctx context.Context, id ids.ID, what string, fn func(agentv1.AgentServiceClient) error) error {
@@ -290,7 +317,10 @@ func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (Deplo
 	err := h.nodeCall(ctx, id, "deploy node "+r.Name, func(c agentv1.AgentServiceClient) error {
 		resp, err := c.DeployNode(ctx, req)
 		if err == nil {
-			res = DeployResult{Unpacked: resp.GetUnpacked(), State: nodeStateFromProto(resp.GetStatus()), Replayed: resp.GetReplayed()}
+			res = DeployResult{
+				Unpacked: resp.GetUnpacked(), State: nodeStateFromProto(resp.GetStatus()), Replayed: resp.GetReplayed(),
+				Started: resp.GetStarted(), Restarted: resp.GetRestarted(),
+			}
 		}
 		return err
 	})

@@ -1548,7 +1548,13 @@ type DeployNodeResponse struct {
 	Status *NodeState `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// True when the operation_id had already been applied and this is the
 	// recorded result.
-	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The node was running and was restarted because its package, a config
+	// file or its command changed. A deploy that changes none of them leaves
+	// a running node alone: restarted and started both false.
+	Restarted bool `protobuf:"varint,4,opt,name=restarted,proto3" json:"restarted,omitempty"`
+	// The node was not running and the deploy started it.
+	Started       bool `protobuf:"varint,5,opt,name=started,proto3" json:"started,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1600,6 +1606,20 @@ func (x *DeployNodeResponse) GetStatus() *NodeState {
 func (x *DeployNodeResponse) GetReplayed() bool {
 	if x != nil {
 		return x.Replayed
+	}
+	return false
+}
+
+func (x *DeployNodeResponse) GetRestarted() bool {
+	if x != nil {
+		return x.Restarted
+	}
+	return false
+}
+
+func (x *DeployNodeResponse) GetStarted() bool {
+	if x != nil {
+		return x.Started
 	}
 	return false
 }
@@ -2345,11 +2365,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\rstop_grace_ms\x18\f \x01(\x03R\vstopGraceMs\x12\x14\n" +
 	"\x05start\x18\r \x01(\bR\x05start\x12\x1d\n" +
 	"\n" +
-	"free_addrs\x18\x0e \x03(\tR\tfreeAddrs\"~\n" +
+	"free_addrs\x18\x0e \x03(\tR\tfreeAddrs\"\xb6\x01\n" +
 	"\x12DeployNodeResponse\x12\x1a\n" +
 	"\bunpacked\x18\x01 \x01(\bR\bunpacked\x120\n" +
 	"\x06status\x18\x02 \x01(\v2\x18.admq.agent.v1.NodeStateR\x06status\x12\x1a\n" +
-	"\breplayed\x18\x03 \x01(\bR\breplayed\"\x85\x01\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\x12\x1c\n" +
+	"\trestarted\x18\x04 \x01(\bR\trestarted\x12\x18\n" +
+	"\astarted\x18\x05 \x01(\bR\astarted\"\x85\x01\n" +
 	"\x12NodeCommandRequest\x12!\n" +
 	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x128\n" +
