@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -36,5 +37,21 @@ func TestTransferError(t *testing.T) {
 				t.Errorf("transferError(%v) does not wrap its cause", tc.err)
 			}
 		})
+	}
+}
+
+func TestTransferRate(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		d    time.Duration
+		want string
+	}{
+		{64 << 20, 500 * time.Millisecond, " in 500ms, 134.2 MB/s"},
+		{1 << 20, 0, ""},
+		{0, time.Second, ""},
+	} {
+		if got := transferRate(tc.n, tc.d); got != tc.want {
+			t.Errorf("transferRate(%d, %v) = %q, want %q", tc.n, tc.d, got, tc.want)
+		}
 	}
 }

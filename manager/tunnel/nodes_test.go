@@ -67,7 +67,7 @@ func sum(b []byte) string {
 }
 
 // connectAgent enrolls and connects a real agent on stateDir.
-func (e *env) connectAgent(t *testing.T, token, stateDir string) (ids.ID, func()) {
+func (e *env) connectAgent(t testing.TB, token, stateDir string) (ids.ID, func()) {
 	t.Helper()
 	connected, stop := e.startAgent(t, token, stateDir)
 	id, err := ids.Parse(<-connected)
@@ -343,54 +343,4 @@ func TestDeployRunRemoveNode(t *testing.T) {
 		t.Fatalf("status after remove: %+v %v", sts, err)
 	}
 	waitFor(t, "the node process to end", func() bool { return syscall.Kill(pid, 0) != nil })
-}
-
-// TestPackageThroughput logs how fast a 64 MiB package crosses the tunnel,
-// next to a plain TCP copy of the same bytes on loopback.
-func TestPackageThroughput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow")
-	}
-	e := newEnv(t, tunnel.Config{})
-	id, _ := e.connectAgent(t, e.token(t, 1), t.TempDir())
-	data := make([]byte, 64<<20)
-	rand.Read(data)
-	sha := sum(data)
-	start := time.Now()
-	if _, err := e.hub.PushPackage(t.Context(), id, sha, int64(len(data)), bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	tunnelSecs := time.Since(start).Seconds()
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	done := make(chan int64, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			done <- 0
-			return
-		}
-		n, _ := io.Copy(io.Discard, c)
-		c.Close()
-		done <- n
-	}()
-	start = time.Now()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if n := <-done; n != int64(len(data)) {
-		t.Fatalf("plain copy moved %d bytes", n)
-	}
-	plainSecs := time.Since(start).Seconds()
-	mb := float64(len(data)) / 1e6
-	t.Logf("64 MiB package: tunnel (TLS+yamux+gRPC, incl. sha256 and fsync) %.1f MB/s; plain loopback TCP %.1f MB/s", mb/tunnelSecs, mb/plainSecs)
 }

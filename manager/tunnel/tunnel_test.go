@@ -54,7 +54,7 @@ type env struct {
 	fleetReg *prometheus.Registry
 }
 
-func newEnv(t *testing.T, cfg tunnel.Config) *env {
+func newEnv(t testing.TB, cfg tunnel.Config) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -104,7 +104,7 @@ func newEnv(t *testing.T, cfg tunnel.Config) *env {
 type lateAgents struct{ fleet.Agents }
 
 // startAgent runs a real agent tunnel client until the test ends.
-func (e *env) startAgent(t *testing.T, token string, stateDir string) (connected chan string, stop func()) {
+func (e *env) startAgent(t testing.TB, token string, stateDir string) (connected chan string, stop func()) {
 	t.Helper()
 	secret, pin, _ := cutJoin(token)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,7 +137,7 @@ func cutJoin(s string) (string, string, bool) {
 	return s, "", false
 }
 
-func (e *env) token(t *testing.T, uses int) string {
+func (e *env) token(t testing.TB, uses int) string {
 	t.Helper()
 	tok, err := e.enroll.CreateToken(t.Context(), enroll.TokenSpec{MaxUses: uses, TTL: time.Hour})
 	if err != nil {
@@ -146,7 +146,7 @@ func (e *env) token(t *testing.T, uses int) string {
 	return tok.JoinString
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
