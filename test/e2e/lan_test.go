@@ -85,23 +85,38 @@ func newLAN(t testing.TB, n int) []*host {
 
 // inNS runs fn on an OS thread that has joined the host's network
 // namespace: sockets fn opens belong to the host (and stay usable from any
-// goroutine afterwards). The thread is never returned to the scheduler's
-// pool: it exits with fn's goroutine.
+// goroutine afterwards). The thread goes back to this machine's namespace
+// before it is unlocked; if it cannot, it stays locked to the goroutine
+// and exits with it. (The main thread must never be left in a host's
+// namespace: removing the host kills every process whose main thread is
+// there, this test included.)
 func (h *host) inNS(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // no Unlock: the thread dies with the goroutine
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer home.Close()
 		f, err := os.Open("/run/netns/" + h.NS)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("join %s: %w", h.NS, err)
 			return
 		}
-		errc <- fn()
+		err = fn()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
