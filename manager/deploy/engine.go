@@ -579,6 +579,12 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 		// address, else its manager address.
 		ip := cmp.Or(vars["dataIp"], n.DataIP, n.ManagerIP)
 		r.FreeAddrs = []string{net.JoinHostPort(ip, strconv.Itoa(n.ServerPort))}
+		if n.Component == cluster.Coordinator {
+			// The quorum and election ports {zkEnsemble} gives it.
+			for _, off := range []int{cluster.QuorumPortOffset, cluster.ElectionPortOffset} {
+				r.FreeAddrs = append(r.FreeAddrs, net.JoinHostPort(ip, strconv.Itoa(n.ServerPort+off)))
+			}
+		}
 	}
 	for i, a := range comp.Start {
 		v, err := manifest.Expand(a, vars)
