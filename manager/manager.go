@@ -269,7 +269,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	}
 	m.hub = tunnel.New(cfg.Tunnel, tlsCfg, tunnel.Deps{
 		Enroller: enrollSvc,
-		Presence: m.presence,
+		// An agent coming online also gets the node removals queued for it
+		// (m.deploy is set below, before the hub serves).
+		Presence: connectHook{m.presence, func(id ids.ID) { m.deploy.AgentConnected(id) }},
 		Certs:    fleetService,
 		Metrics:  fleetMetrics,
 		AgentID:  pki.AgentID,
@@ -277,7 +279,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	agents.Agents = m.hub
 	// Deployments: jobs a previous run left unfinished are failed now.
 	m.deploy = deploy.New(deploy.Deps{
-		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: m.hub,
+		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: m.hub, Cleanups: m.db,
 		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg,
 	})
 	if err := m.deploy.Recover(ctx); err != nil {
@@ -315,6 +317,19 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	return m, nil
 }
 
+// connectHook is the presence tracker that also calls connected when an
+// agent's session comes up.
+type connectHook struct {
+	*fleet.PresenceTracker
+	connected func(ids.ID)
+}
+
+// Connected records the session and calls the hook.
+func (h connectHook) Connected(id ids.ID) {
+	h.PresenceTracker.Connected(id)
+	h.connected(id)
+}
+
 // lazyAgents breaks the construction cycle between the fleet service (which
 // the hub needs for certificate checks) and the hub (which the fleet service
 // needs for live agents).
@@ -336,6 +351,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return m.hub.Serve(gctx, m.tunLn) })
 	g.Go(func() error { return m.presence.Run(gctx) })
 	g.Go(func() error { return m.deploy.Run(gctx) })
+	g.Go(func() error { return m.deploy.RunCleanups(gctx) })
 	err := g.Wait()
 	// Sessions are closed now; their disconnects are pending. Write them.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -29,6 +29,7 @@ type Deployer interface {
 	Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error)
 	Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error)
 	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]deploy.LiveState
+	Cleanups(ctx context.Context, serverID ids.ID, p paging.Page) ([]deploy.Cleanup, int, error)
 }
 
 // jobEventInterval is how often the event stream rereads a job when no
@@ -138,11 +139,15 @@ type notCleanedView struct {
 	NodeID    ids.ID `json:"nodeId"`
 	ManagerIP string `json:"managerIp"`
 	Reason    string `json:"reason"`
+	// Queued: the node's removal is queued (GET /cluster/cleanup) and sent
+	// when its agent reconnects; otherwise the node is left on its host.
+	Queued bool `json:"queued"`
 }
 
 type deleteClusterView struct {
 	// NotCleaned are the nodes whose agent was offline or failed to remove
-	// them: their processes and dirs are left on the host.
+	// them: their processes and dirs are still on the host, until the
+	// agent reconnects for those queued.
 	NotCleaned []notCleanedView `json:"notCleaned"`
 }
 
@@ -384,7 +389,7 @@ func (a *API) liveRunStatus(c echo.Context, nodes []cluster.Node, views []nodeVi
 func toDeleteClusterView(u []cluster.Uncleaned) deleteClusterView {
 	v := deleteClusterView{NotCleaned: []notCleanedView{}}
 	for _, n := range u {
-		v.NotCleaned = append(v.NotCleaned, notCleanedView{NodeID: n.NodeID, ManagerIP: n.ManagerIP, Reason: n.Reason})
+		v.NotCleaned = append(v.NotCleaned, notCleanedView{NodeID: n.NodeID, ManagerIP: n.ManagerIP, Reason: n.Reason, Queued: n.Queued})
 	}
 	return v
 }

@@ -74,7 +74,7 @@ func newDeployHarness(t *testing.T) (h *harness, op, zk string, agents *nodeAgen
 	d0 := h.deps(t)
 	agents = &nodeAgents{offline: map[ids.ID]bool{}, uninstalled: map[string]bool{}}
 	gen, _ := ids.NewGenerator(6)
-	eng := deploy.New(deploy.Deps{Store: h.db, Clusters: d0.Clusters, Packages: d0.Packages, Agents: agents, IDs: gen,
+	eng := deploy.New(deploy.Deps{Store: h.db, Clusters: d0.Clusters, Packages: d0.Packages, Agents: agents, Cleanups: h.db, IDs: gen,
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
 	d0.Clusters.UseTeardown(eng)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -213,12 +213,42 @@ func TestDeployAPI(t *testing.T) {
 	r = h.call("DELETE", "/cluster?id="+cl.ID, op, nil)
 	want(t, r, 200, 0)
 	del := decodeData[struct {
-		NotCleaned []struct{ NodeID, ManagerIP, Reason string }
+		NotCleaned []struct {
+			NodeID, ManagerIP, Reason string
+			Queued                    bool
+		}
 	}](t, r)
-	if len(del.NotCleaned) != 1 || del.NotCleaned[0].NodeID != n3 || del.NotCleaned[0].ManagerIP != "10.1.0.3" {
+	if len(del.NotCleaned) != 1 || del.NotCleaned[0].NodeID != n3 || del.NotCleaned[0].ManagerIP != "10.1.0.3" ||
+		!del.NotCleaned[0].Queued || del.NotCleaned[0].Reason != "agent offline: cleaned when it reconnects" {
 		t.Fatalf("delete %+v", del)
 	}
 	if len(agents.removed) != 2 {
 		t.Fatalf("removed %v", agents.removed)
 	}
+
+	// The offline node's removal waits in the queue, for viewers to see.
+	type cleanupItem struct {
+		ID, ServerID, ManagerIP, NodeID, ClusterName, ProgramDir, DataDir, Reason, CreateTime, LastError string
+		AllowedRoots                                                                                     []string
+		Attempts                                                                                         int
+	}
+	r = h.call("GET", "/cluster/cleanup", viewer, nil)
+	want(t, r, 200, 0)
+	q := decodeData[page[cleanupItem]](t, r)
+	if q.Total != 1 || len(q.List) != 1 {
+		t.Fatalf("cleanups %+v", q)
+	}
+	if c := q.List[0]; c.NodeID != n3 || c.ServerID != srv3.ID.String() || c.ManagerIP != "10.1.0.3" || c.ClusterName != "c1" ||
+		c.ProgramDir != nodes.List[2].ProgramDir || len(c.AllowedRoots) != 2 || c.Attempts != 0 || c.CreateTime == "" {
+		t.Fatalf("cleanup %+v", c)
+	}
+	if q := decodeData[page[cleanupItem]](t, h.call("GET", "/cluster/cleanup?serverId="+srv3.ID.String(), viewer, nil)); q.Total != 1 {
+		t.Fatalf("cleanups of server 3 %+v", q)
+	}
+	srv1, _ := h.db.ServerByManagerIP(t.Context(), "10.1.0.1")
+	if q := decodeData[page[cleanupItem]](t, h.call("GET", "/cluster/cleanup?serverId="+srv1.ID.String(), viewer, nil)); q.Total != 0 || q.List == nil {
+		t.Fatalf("cleanups of server 1 %+v", q)
+	}
+	want(t, h.call("GET", "/cluster/cleanup?serverId=x", viewer, nil), 400, codeParamInvalid)
+	want(t, h.call("GET", "/cluster/cleanup", "", nil), 401, codeTokenInvalid)
 }

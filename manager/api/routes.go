@@ -74,7 +74,8 @@ func (a *API) routeTable() []route {
 				{"agentStatus", "string", "only servers whose agent is online, offline or pending"},
 			}, pageQuery...),
 			data: pageView[serverView]{}, handler: a.listServers},
-		{method: http.MethodDelete, path: "/server", role: auth.RoleOperator, summary: "Delete a server, revoke its agent's certificate and close its session (seed 2.2.0.6)",
+		{method: http.MethodDelete, path: "/server", role: auth.RoleOperator, summary: "Delete a server, revoke its agent's certificate and close its session (seed 2.2.0.6). " +
+			"Refused (code 1266) while a cluster node is on it; node removals queued for its agent (/cluster/cleanup) are dropped, and those nodes stay on the host",
 			query: idQuery, body: idRequest{}, handler: a.deleteServer},
 		{method: http.MethodGet, path: "/server/ping", role: auth.RoleViewer, summary: "Round trip to a server's agent through the tunnel",
 			query: []queryParam{{"id", "string", "server id"}}, data: pingView{}, handler: a.pingServer},
@@ -131,9 +132,16 @@ func (a *API) routeTable() []route {
 			body: itemsStatusRequest{}, handler: a.setConfigItemsStatus},
 		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
 			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed (each dir's parent is the allowed root; " +
-			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway: " +
-			"their processes and dirs stay on the host. A cluster with a node being deployed is code 1407",
+			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway. " +
+			"For a node whose agent is offline (or went away during the removal) the removal is queued, with queued true and reason \"agent offline: cleaned when it reconnects\": " +
+			"the same removal is sent when the agent reconnects (a failed one is retried while the agent is online, after 1, 2, 4 … minutes, at most an hour), see /cluster/cleanup. " +
+			"Other nodes in notCleaned (queued false) stay on their host. A cluster with a node being deployed is code 1407",
 			query: idQuery, body: idRequest{}, data: deleteClusterView{}, handler: a.deleteCluster},
+		{method: http.MethodGet, path: "/cluster/cleanup", role: auth.RoleViewer, summary: "List the queued removals of deleted clusters' nodes whose agent was offline, oldest first: " +
+			"each is sent when its server's agent reconnects and deleted once the agent has stopped the node and removed its dirs; attempts and lastError tell of failed tries. " +
+			"A deleted server's queued removals are dropped",
+			query: append([]queryParam{{"serverId", "string", "only this server's"}}, pageQuery...),
+			data:  pageView[cleanupView]{}, handler: a.listCleanups},
 
 		{method: http.MethodPost, path: "/admq/cluster/deploy", role: auth.RoleOperator, summary: "Deploy every node of a cluster (seed 2.3.0.3) as a job: " +
 			"coordinators, then storage, then brokers, then other components, each tier healthy before the next; per node transfer, configure, start, health. " +

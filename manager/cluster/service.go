@@ -40,6 +40,9 @@ type Uncleaned struct {
 	NodeID    ids.ID
 	ManagerIP string
 	Reason    string
+	// Queued: the removal is queued and sent when the node's agent
+	// reconnects.
+	Queued bool
 }
 
 // Service manages clusters, nodes and their config.

@@ -50,6 +50,9 @@ type Deps struct {
 	Packages Packages
 	Agents   Agents
 	IDs      *ids.Generator
+	// Cleanups queues the removals of deleted clusters' nodes whose agent
+	// was offline, for RunCleanups; nil: such nodes are only reported.
+	Cleanups CleanupStore
 	// Now is the clock (default time.Now); Sleep waits d or until ctx is
 	// done (default a timer). Tests replace both.
 	Now   func() time.Time
@@ -91,6 +94,8 @@ type Engine struct {
 	// guards changed.
 	mu      sync.Mutex
 	changed chan struct{}
+
+	cleanup cleanupState
 }
 
 // New returns an engine; call Recover once before serving and Run to let

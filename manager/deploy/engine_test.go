@@ -19,6 +19,7 @@ import (
 
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -69,10 +70,12 @@ type agents struct {
 	events   []string // "deploy <name>", "healthy <addr>"
 	removed  []tunnel.RemoveRequest
 	commands []string
+	// removeErr: node name → the error its removal fails with.
+	removeErr map[string]error
 }
 
 func newAgents() *agents {
-	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]tunnel.DeployResult{}}
+	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]tunnel.DeployResult{}, removeErr: map[string]error{}}
 }
 
 func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -124,7 +127,7 @@ func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r)
-	return nil
+	return a.removeErr[r.Name]
 }
 func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h tunnel.HealthCheck) (bool, string, error) {
 	a.mu.Lock()
@@ -192,7 +195,7 @@ func newFixture(t *testing.T) *fixture {
 		f.servers = append(f.servers, s)
 	}
 	f.engine = deploy.New(deploy.Deps{
-		Store: db, Clusters: f.clusters, Packages: f.pkgs, Agents: f.agents, IDs: gen,
+		Store: db, Clusters: f.clusters, Packages: f.pkgs, Agents: f.agents, Cleanups: db, IDs: gen,
 		Now: f.clock.Now, Sleep: f.clock.Sleep, Registerer: prometheus.NewRegistry(),
 	})
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -559,7 +562,7 @@ func TestCommandLogsStatusTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(notCleaned) != 1 || notCleaned[0].NodeID != nodes[2].ID || notCleaned[0].ManagerIP != "10.0.0.3" {
+	if len(notCleaned) != 1 || notCleaned[0].NodeID != nodes[2].ID || notCleaned[0].ManagerIP != "10.0.0.3" || !notCleaned[0].Queued {
 		t.Fatalf("not cleaned %+v", notCleaned)
 	}
 	if len(f.agents.removed) != len(nodes)-1 {
@@ -613,5 +616,165 @@ func TestConfigureTargetsAndPeers(t *testing.T) {
 				t.Errorf("%s nats.conf:\n%s\nwant %q", n.NodeDir, got, want)
 			}
 		}
+	}
+}
+
+func (a *agents) set(fn func()) { a.mu.Lock(); defer a.mu.Unlock(); fn() }
+
+// removals returns the removal requests sent for the node named name.
+func (a *agents) removals(name string) []tunnel.RemoveRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []tunnel.RemoveRequest
+	for _, r := range a.removed {
+		if r.Name == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// teardownRequest is the removal Teardown sends for node n of cluster c.
+func teardownRequest(c cluster.Cluster, n cluster.Node) tunnel.RemoveRequest {
+	return tunnel.RemoveRequest{
+		OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(), RemoveDirs: true,
+		ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{filepath.Dir(n.ProgramDir), filepath.Dir(n.DataDir)},
+	}
+}
+
+func sameRemoval(a, b tunnel.RemoveRequest) bool {
+	return a.OperationID == b.OperationID && a.Name == b.Name && a.RemoveDirs == b.RemoveDirs &&
+		a.ProgramDir == b.ProgramDir && a.DataDir == b.DataDir && slices.Equal(a.AllowedRoots, b.AllowedRoots)
+}
+
+func (f *fixture) cleanups(t *testing.T, server ids.ID) []deploy.Cleanup {
+	t.Helper()
+	list, err := f.db.ServerCleanups(t.Context(), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// TestTeardownQueuesCleanups: a delete queues the removal of a node whose
+// agent is offline, and of one whose agent went away during the removal,
+// but not of one the agent refused; the queued removal is the request
+// Teardown sends. When the agent is back, a failing removal is kept with
+// its error and counted; the next one, on the agent's connection, is the
+// same request and empties the queue.
+func TestTeardownQueuesCleanups(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	// nodes: coordinators on 10.0.0.1-3, then brokers on 10.0.0.1-2.
+	offline, lost, refused := nodes[2], nodes[1], nodes[4]
+	if offline.ServerID != f.servers[2].ID || lost.ServerID != f.servers[1].ID || refused.Component != cluster.Broker || refused.ServerID != f.servers[1].ID {
+		t.Fatalf("unexpected placement %+v", nodes)
+	}
+	f.agents.set(func() {
+		f.agents.offline[f.servers[2].ID] = true
+		f.agents.removeErr[lost.ID.String()] = fmt.Errorf("remove node %s on agent %s: %w", lost.ID, lost.ServerID, fleet.ErrAgentNotOnline)
+		f.agents.removeErr[refused.ID.String()] = &invalid.Error{Reason: "data_dir: outside the allowed roots"}
+	})
+	f.clusters.UseTeardown(f.engine)
+	_, notCleaned, err := f.clusters.DeleteReport(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[ids.ID]cluster.Uncleaned{}
+	for _, u := range notCleaned {
+		got[u.NodeID] = u
+	}
+	if len(notCleaned) != 3 {
+		t.Fatalf("not cleaned %+v", notCleaned)
+	}
+	if u := got[offline.ID]; !u.Queued || u.Reason != deploy.ReasonQueuedOffline || u.ManagerIP != "10.0.0.3" {
+		t.Errorf("offline node: %+v", u)
+	}
+	if u := got[lost.ID]; !u.Queued || !strings.Contains(u.Reason, "went away") || !strings.Contains(u.Reason, "cleaned when it reconnects") {
+		t.Errorf("node whose agent went away: %+v", u)
+	}
+	if u := got[refused.ID]; u.Queued || !strings.Contains(u.Reason, "outside the allowed roots") {
+		t.Errorf("refused node: %+v", u)
+	}
+
+	// The queue: one row per node, carrying the request Teardown sends.
+	q3 := f.cleanups(t, f.servers[2].ID)
+	if len(q3) != 1 || q3[0].Node != offline.ID.String() || q3[0].ClusterName != "c1" || q3[0].Reason != deploy.ReasonQueuedOffline ||
+		q3[0].Attempts != 0 || !q3[0].CreatedAt.Equal(f.clock.Now()) || q3[0].ManagerIP != "10.0.0.3" {
+		t.Fatalf("server 3 queue %+v", q3)
+	}
+	if !sameRemoval(q3[0].Request(), teardownRequest(c, offline)) {
+		t.Fatalf("queued request %+v, want %+v", q3[0].Request(), teardownRequest(c, offline))
+	}
+	q2 := f.cleanups(t, f.servers[1].ID)
+	if sent := f.agents.removals(lost.ID.String()); len(q2) != 1 || len(sent) != 1 || !sameRemoval(q2[0].Request(), sent[0]) {
+		t.Fatalf("server 2 queue %+v, sent %+v", q2, sent)
+	}
+	if n, err := f.engine.CleanServer(ctx, f.servers[2].ID); n != 0 || err != nil || len(f.agents.removals(offline.ID.String())) != 0 {
+		t.Fatalf("cleaned %d (%v) while the agent is offline", n, err)
+	}
+
+	// Back online, the removal fails: kept, counted, with its error.
+	f.agents.set(func() {
+		f.agents.offline[f.servers[2].ID] = false
+		f.agents.removeErr[offline.ID.String()] = errors.New("remove node on agent: stop: permission denied")
+	})
+	if n, err := f.engine.CleanServer(ctx, f.servers[2].ID); n != 0 || err != nil {
+		t.Fatalf("failing removal: %d %v", n, err)
+	}
+	q3 = f.cleanups(t, f.servers[2].ID)
+	if len(q3) != 1 || q3[0].Attempts != 1 || q3[0].LastError != "remove node on agent: stop: permission denied" || !q3[0].LastAttemptAt.Equal(f.clock.Now()) {
+		t.Fatalf("after a failed attempt %+v", q3)
+	}
+
+	// The agent connects: RunCleanups sends the same request and the row goes.
+	f.agents.set(func() { delete(f.agents.removeErr, offline.ID.String()) })
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.engine.RunCleanups(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	f.engine.AgentConnected(f.servers[2].ID)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.cleanups(t, f.servers[2].ID)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue of server 3 after the agent connected: %+v", f.cleanups(t, f.servers[2].ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent := f.agents.removals(offline.ID.String())
+	if len(sent) != 2 || !sameRemoval(sent[0], teardownRequest(c, offline)) || !sameRemoval(sent[1], teardownRequest(c, offline)) {
+		t.Fatalf("removals sent for the offline node %+v", sent)
+	}
+
+	// The other server's, directly.
+	f.agents.set(func() { delete(f.agents.removeErr, lost.ID.String()) })
+	if n, err := f.engine.CleanServer(ctx, f.servers[1].ID); n != 1 || err != nil || len(f.cleanups(t, f.servers[1].ID)) != 0 {
+		t.Fatalf("server 2: cleaned %d %v, left %+v", n, err, f.cleanups(t, f.servers[1].ID))
+	}
+	if list, total, err := f.engine.Cleanups(ctx, 0, paging.Page{Num: 1, Size: 10}); total != 0 || len(list) != 0 || err != nil {
+		t.Fatalf("queue %d %+v %v", total, list, err)
+	}
+}
+
+// TestCleanupWaitsForRecordedNode: a queued removal of a node that is
+// still recorded (its cluster's delete has not finished) is not sent.
+func TestCleanupWaitsForRecordedNode(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	n := nodes[0]
+	req := teardownRequest(c, n)
+	err := f.db.QueueCleanup(ctx, deploy.Cleanup{ID: 77, ServerID: n.ServerID, Node: req.Name, ClusterName: c.Name,
+		OperationID: req.OperationID, ProgramDir: req.ProgramDir, DataDir: req.DataDir, AllowedRoots: req.AllowedRoots,
+		Reason: deploy.ReasonQueuedOffline, CreatedAt: f.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := f.engine.CleanServer(ctx, n.ServerID); done != 0 || err != nil || len(f.agents.removals(req.Name)) != 0 {
+		t.Fatalf("cleaned %d %v, sent %+v", done, err, f.agents.removals(req.Name))
+	}
+	if q := f.cleanups(t, n.ServerID); len(q) != 1 || q[0].Attempts != 0 {
+		t.Fatalf("queue %+v", q)
 	}
 }

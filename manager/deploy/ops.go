@@ -155,9 +155,12 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 // allowed root, and the dirs the operator gave before {cluster} and
 // {nodeDir} were expanded are not kept, so each dir's parent is its root:
 // exactly programDir and dataDir are removed. A node whose agent is
-// offline, whose dir sits directly under "/", or whose removal fails is
-// reported, not cleaned, and the records go anyway. A cluster with a node
-// being deployed is ErrNodeUnavailable and nothing is done.
+// offline, or went away during the removal, is reported and its removal
+// queued (when the engine has a CleanupStore): the same request is sent
+// when the agent reconnects (RunCleanups). A node whose dir sits directly
+// under "/", or whose removal the agent refused, is only reported. The
+// records go anyway. A cluster with a node being deployed is
+// ErrNodeUnavailable and nothing is done.
 func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluster.Node) ([]cluster.Uncleaned, error) {
 	var busy []string
 	for _, n := range nodes {
@@ -173,36 +176,59 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		wg  sync.WaitGroup
 		out []cluster.Uncleaned
 	)
-	report := func(n cluster.Node, reason string) {
+	report := func(n cluster.Node, reason string, queued bool) {
 		mu.Lock()
-		out = append(out, cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP, Reason: reason})
+		out = append(out, cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP, Reason: reason, Queued: queued})
 		mu.Unlock()
 	}
-	for _, n := range nodes {
-		if !e.d.Agents.Online(n.ServerID) {
-			report(n, "agent offline: the node was not stopped and its dirs were not removed")
-			continue
+	// queue reports n as queued for cleanup, or, when it cannot be
+	// queued, as left on its host.
+	queue := func(n cluster.Node, req tunnel.RemoveRequest, reason, left string) {
+		if err := e.queueCleanup(ctx, c, n, req, reason); err != nil {
+			if e.d.Cleanups != nil {
+				e.d.Log.Error("node not cleaned and its cleanup not queued", "cluster", c.Name, "node", n.ID, "err", err)
+			}
+			report(n, left, false)
+			return
 		}
+		report(n, reason, true)
+	}
+	for _, n := range nodes {
 		progRoot, dataRoot := filepath.Dir(n.ProgramDir), filepath.Dir(n.DataDir)
 		if progRoot == "/" || dataRoot == "/" {
-			report(n, fmt.Sprintf("%s or %s is directly under /: not removed", n.ProgramDir, n.DataDir))
+			report(n, fmt.Sprintf("%s or %s is directly under /: not removed", n.ProgramDir, n.DataDir), false)
+			continue
+		}
+		req := tunnel.RemoveRequest{
+			OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(),
+			RemoveDirs: true, ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{progRoot, dataRoot},
+		}
+		if !e.d.Agents.Online(n.ServerID) {
+			queue(n, req, ReasonQueuedOffline, "agent offline: the node was not stopped and its dirs were not removed")
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := e.d.Agents.RemoveNode(ctx, n.ServerID, tunnel.RemoveRequest{
-				OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(),
-				RemoveDirs: true, ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{progRoot, dataRoot},
-			})
-			if err != nil {
-				report(n, "remove failed: "+err.Error())
+			err := e.d.Agents.RemoveNode(ctx, n.ServerID, req)
+			switch {
+			case err == nil:
+			case lostDuring(err):
+				queue(n, req, fmt.Sprintf(reasonQueuedLost, err), "remove failed: "+err.Error())
+			default:
+				report(n, "remove failed: "+err.Error(), false)
 			}
 		}()
 	}
 	wg.Wait()
+	queued := 0
+	for _, u := range out {
+		if u.Queued {
+			queued++
+		}
+	}
 	if len(out) > 0 {
-		e.d.Log.Warn("cluster deleted with nodes not cleaned", "cluster", c.Name, "notCleaned", len(out))
+		e.d.Log.Warn("cluster deleted with nodes not cleaned", "cluster", c.Name, "notCleaned", len(out), "queued", queued)
 	}
 	return out, nil
 }

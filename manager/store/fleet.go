@@ -212,7 +212,8 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 
 // DeleteServer removes the server with id, or returns fleet.ErrServerNotFound.
 // In the same transaction its certificate serial, if it has one, is recorded
-// as revoked at now; join tokens bound to it are deleted with it.
+// as revoked at now; join tokens bound to it, and the node cleanups queued
+// for its agent, are deleted with it (ON DELETE CASCADE).
 func (db *DB) DeleteServer(ctx context.Context, id ids.ID, now time.Time) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var serial string
