@@ -94,6 +94,11 @@ type API struct {
 	// streamed are the "METHOD /path" of routes that stream their body
 	// and limit it themselves.
 	streamed map[string]bool
+	// stopping is closed when Serve begins to shut down: long-lived
+	// responses (job event streams) end then instead of holding the
+	// shutdown for its whole grace.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	docOnce sync.Once
 	doc     *openapi3.T
@@ -105,7 +110,7 @@ func New(d Deps) *API {
 	if d.BodyLimit <= 0 {
 		d.BodyLimit = 1 << 20
 	}
-	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}}
+	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}, stopping: make(chan struct{})}
 	// Five failed logins in a row, then one more every 12 s, per address.
 	a.logins = newLoginThrottle(12*time.Second, 5, d.Now)
 	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -151,6 +156,7 @@ func New(d Deps) *API {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHTTP(w, r) }
 
 // Serve serves the API on ln until ctx is done, then drains for up to grace.
+// Event streams end at once, without their "done" event.
 func (a *API) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           a,
@@ -159,6 +165,7 @@ func (a *API) Serve(ctx context.Context, ln net.Listener, grace time.Duration) e
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.d.Log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { a.stoppingOnce.Do(func() { close(a.stopping) }) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

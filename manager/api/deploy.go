@@ -241,7 +241,10 @@ func (a *API) jobDetail(c echo.Context) error {
 
 // jobEvents streams a job's progress as server-sent events: first "job"
 // with the job and one "step" per step, then one event per change, until
-// the job is done ("done" with the final job) or the client goes away.
+// the job is done ("done" with the final job) or the client goes away. A
+// manager shutting down ends the stream without "done": the job goes on
+// (or is failed as interrupted) in the next run, which a client reaches by
+// following the job again.
 func (a *API) jobEvents(c echo.Context) error {
 	eng, err := a.deployer()
 	if err != nil {
@@ -290,6 +293,8 @@ func (a *API) jobEvents(c echo.Context) error {
 	for !j.Done() {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-a.stopping:
 			return nil
 		case <-changed:
 		case <-tick.C:

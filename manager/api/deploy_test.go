@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -251,4 +252,66 @@ func TestDeployAPI(t *testing.T) {
 	}
 	want(t, h.call("GET", "/cluster/cleanup?serverId=x", viewer, nil), 400, codeParamInvalid)
 	want(t, h.call("GET", "/cluster/cleanup", "", nil), 401, codeTokenInvalid)
+}
+
+// runningJobs is a Deployer whose jobs run forever and never change.
+type runningJobs struct{ Deployer }
+
+func (runningJobs) Job(_ context.Context, id ids.ID) (deploy.Job, []deploy.Step, error) {
+	return deploy.Job{ID: id, Type: deploy.TypeDeployNode, State: deploy.JobRunning}, nil, nil
+}
+func (runningJobs) Changed() <-chan struct{} { return make(chan struct{}) }
+
+// TestJobEventsEndOnShutdown: a client following a job does not hold the
+// manager's shutdown for its whole grace; its stream ends cleanly, without
+// "done".
+func TestJobEventsEndOnShutdown(t *testing.T) {
+	h := newHarness(t)
+	viewer := h.userToken("viewer")
+	d := h.deps(t)
+	d.Deploy = runningJobs{}
+	a := New(d)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const grace = 20 * time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln, grace) }()
+
+	req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+Prefix+"/job/events?id=7", nil)
+	req.Header.Set("Authorization", "Bearer "+viewer)
+	resp, err := (&http.Client{Timeout: grace}).Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, len("event: job\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "event: job\n" {
+		cancel()
+		t.Fatalf("first event %q %v", first, err)
+	}
+
+	began := time.Now()
+	cancel()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Errorf("the stream was cut instead of ended: %v", err)
+	}
+	if strings.Contains(string(rest), "event: done") {
+		t.Errorf("\"done\" sent for a job that is still running:\n%s", rest)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(grace):
+		t.Fatal("Serve did not return within its grace")
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("shutdown took %v with a job event stream open", took)
+	}
 }

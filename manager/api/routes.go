@@ -158,6 +158,7 @@ func (a *API) routeTable() []route {
 			query: []queryParam{{"id", "string", "job id"}}, data: jobDetailView{}, handler: a.jobDetail},
 		{method: http.MethodGet, path: "/job/events", role: auth.RoleViewer, summary: "A deployment job's progress as text/event-stream: first a \"job\" event and one \"step\" event per step, " +
 			"then a \"step\" or \"job\" event per change, and \"done\" with the final job, after which the stream closes. " +
+			"A manager shutting down closes the stream without \"done\": follow the job again once it is back. " +
 			"Errors before the stream starts are envelopes",
 			query: []queryParam{{"id", "string", "job id"}}, data: stepView{}, handler: a.jobEvents},
 		{method: http.MethodPost, path: "/admq/cmd", role: auth.RoleOperator, summary: "Start, stop or restart a node now through its agent (seed 2.3.0.10); returns the node's new state. " +

@@ -320,8 +320,16 @@ func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps 
 			continue
 		}
 		if failure != "" || ctx.Err() != nil {
+			// When shutting down ctx can no longer write, but these nodes
+			// were not touched: give them back their state now (Recover
+			// could only fail them), with a context that still writes.
+			wctx, why := context.WithoutCancel(ctx), failure
+			if ctx.Err() != nil {
+				// A node cut short failed with ctx's error: not the cause.
+				why = NotRunStopping
+			}
 			for _, n := range tier {
-				e.cancelNode(ctx, n, steps[n.ID], n.DeployState, "not run: "+failureOr(failure, "the manager is stopping"))
+				e.cancelNode(wctx, n, steps[n.ID], n.DeployState, "not run: "+why)
 			}
 			continue
 		}
@@ -360,13 +368,6 @@ func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps 
 	e.jobs.WithLabelValues(j.Type, j.State).Inc()
 	e.duration.WithLabelValues(j.Type).Observe(j.FinishedAt.Sub(j.StartedAt).Seconds())
 	e.d.Log.Info("deployment job finished", "job", j.ID, "state", j.State, "reason", j.Reason)
-}
-
-func failureOr(f, alt string) string {
-	if f != "" {
-		return f
-	}
-	return alt
 }
 
 func (e *Engine) saveJob(ctx context.Context, j Job) {

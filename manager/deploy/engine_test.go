@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"slices"
@@ -504,7 +505,8 @@ func TestRecoverFailsRunningJobs(t *testing.T) {
 	c, nodes := f.newCluster(t, "c1")
 	gen, _ := ids.NewGenerator(9)
 	j := deploy.Job{ID: gen.Next(), Type: deploy.TypeDeployNode, ClusterID: c.ID, NodeID: nodes[0].ID, State: deploy.JobRunning, CreatedAt: f.clock.Now()}
-	steps := []deploy.Step{{ID: gen.Next(), JobID: j.ID, NodeID: nodes[0].ID, Name: deploy.StepStart, State: deploy.StepRunning}}
+	steps := []deploy.Step{{ID: gen.Next(), JobID: j.ID, NodeID: nodes[0].ID, Name: deploy.StepStart, State: deploy.StepRunning},
+		{ID: gen.Next(), JobID: j.ID, NodeID: nodes[0].ID, Name: deploy.StepHealth, State: deploy.StepPending}}
 	if err := f.db.CreateJob(ctx, j, steps, []ids.ID{nodes[0].ID}, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -516,11 +518,127 @@ func TestRecoverFailsRunningJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, st, err := f.engine.Job(ctx, j.ID)
-	if err != nil || got.State != deploy.JobFailed || got.Reason != deploy.ReasonRestarted || got.FinishedAt.IsZero() || st[0].State != deploy.StepFailed {
+	if err != nil || got.State != deploy.JobFailed || got.Reason != deploy.ReasonRestarted || got.FinishedAt.IsZero() ||
+		st[0].State != deploy.StepFailed || st[1].State != deploy.StepCancelled || st[1].Detail != "not run: "+deploy.ReasonRestarted {
 		t.Fatalf("job %+v %+v %v", got, st, err)
 	}
 	if n, _ := f.clusters.Node(ctx, nodes[0].ID); n.DeployState != cluster.DeployFailed {
 		t.Fatalf("node %s", n.DeployState)
+	}
+}
+
+// healthUntilCancelled is agents whose health checks hang until their
+// context ends.
+type healthUntilCancelled struct{ *agents }
+
+func (healthUntilCancelled) CheckHealth(ctx context.Context, _ ids.ID, _ tunnel.HealthCheck) (bool, string, error) {
+	<-ctx.Done()
+	return false, "", ctx.Err()
+}
+
+// lockedBuffer is a bytes.Buffer for a logger used by several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestStopMidJobThenRecover: the manager stops while the coordinators wait
+// for their health checks. The brokers, not reached, are written cancelled
+// with their state from before the job (no write fails on the cancelled
+// context); the job and the coordinators are left to Recover, which fails
+// the health steps and the job. No step is left running or pending.
+func TestStopMidJobThenRecover(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.newCluster(t, "c1")
+	var logs lockedBuffer
+	ag := healthUntilCancelled{f.agents}
+	gen, _ := ids.NewGenerator(11)
+	eng := deploy.New(deploy.Deps{
+		Store: f.db, Clusters: f.clusters, Packages: f.pkgs, Agents: ag, IDs: gen,
+		Now: f.clock.Now, Sleep: f.clock.Sleep, Log: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { eng.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	j, err := eng.DeployCluster(ctx, c.ID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stopped once every coordinator is in its health step.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, steps, err := eng.Job(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for _, s := range steps {
+			if s.Name == deploy.StepHealth && s.State == deploy.StepRunning {
+				running++
+			}
+		}
+		if running == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d health steps running after 10s: %+v", running, steps)
+		}
+	}
+	stop()
+	<-done
+	if l := logs.String(); strings.Contains(l, "level=ERROR") {
+		t.Errorf("errors logged while stopping:\n%s", l)
+	}
+	got, steps, err := eng.Job(ctx, j.ID)
+	if err != nil || got.State != deploy.JobRunning {
+		t.Fatalf("job after the stop: %+v %v (want running: Recover settles it)", got, err)
+	}
+	for _, n := range nodes {
+		for _, s := range steps {
+			if s.NodeID == n.ID && n.Component == cluster.Broker &&
+				(s.State != deploy.StepCancelled || s.Detail != "not run: "+deploy.NotRunStopping) {
+				t.Errorf("broker %s step %s after the stop: %+v", n.NodeDir, s.Name, s)
+			}
+		}
+		want := cluster.DeployDeploying
+		if n.Component == cluster.Broker {
+			want = n.DeployState // as before the job
+		}
+		if got, _ := f.clusters.Node(ctx, n.ID); got.DeployState != want {
+			t.Errorf("%s deploy state after the stop %q, want %q", n.NodeDir, got.DeployState, want)
+		}
+	}
+
+	// The next run of the manager.
+	if err := f.engine.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, steps, _ = f.engine.Job(ctx, j.ID)
+	if got.State != deploy.JobFailed || got.Reason != deploy.ReasonRestarted {
+		t.Fatalf("job after Recover: %+v", got)
+	}
+	for _, s := range steps {
+		if s.State == deploy.StepRunning || s.State == deploy.StepPending {
+			t.Errorf("step %s of node %s still %s after Recover", s.Name, s.NodeID, s.State)
+		}
+		if s.Name == deploy.StepHealth && slices.ContainsFunc(nodes, func(n cluster.Node) bool { return n.ID == s.NodeID && n.Component == cluster.Coordinator }) &&
+			(s.State != deploy.StepFailed || s.Detail != deploy.ReasonRestarted) {
+			t.Errorf("coordinator health step after Recover: %+v", s)
+		}
+	}
+	for _, n := range nodes {
+		if got, _ := f.clusters.Node(ctx, n.ID); got.DeployState == cluster.DeployDeploying {
+			t.Errorf("%s still deploying after Recover", n.NodeDir)
+		}
 	}
 }
 

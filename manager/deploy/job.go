@@ -13,7 +13,8 @@
 // up). Every step and every change of the job's state is written to the
 // store as it happens, so a console can follow it and a restarted manager
 // knows where each job stood: Recover fails every job that was still
-// pending or running, with ReasonRestarted, and sets the nodes it left
+// pending or running, and the step each node was in, with ReasonRestarted,
+// cancels the steps that had not begun, and sets the nodes it left
 // "deploying" to "failed" (their previous state is not kept, and what is
 // on their hosts is unknown; deploying again settles it).
 package deploy
@@ -33,7 +34,7 @@ var (
 	ErrNothingToDeploy = errors.New("nothing deployable")
 	// ErrNodeUnavailable: a node's agent is offline or the node is being
 	// deployed already (seed 1407).
-	ErrNodeUnavailable = errors.New("a node is unavailable or already deploying")
+	ErrNodeUnavailable = errors.New("nodes cannot be deployed now")
 	ErrJobNotFound     = errors.New("job does not exist")
 	// ErrBadCommand: a node command other than start, stop or restart.
 	ErrBadCommand = errors.New("unknown node command")
@@ -76,6 +77,11 @@ const (
 
 // ReasonRestarted is the reason of a job the manager was restarted under.
 const ReasonRestarted = "manager restarted while the job was running; deploy again"
+
+// NotRunStopping follows "not run: " in the steps of the nodes a job had
+// not reached when the manager was stopped: those nodes are left as they
+// were, and Recover fails the job.
+const NotRunStopping = "the manager stopped while the job ran"
 
 // Job is one deployment.
 type Job struct {
@@ -126,7 +132,8 @@ type Store interface {
 	// JobSteps returns the job's steps in the order they were created.
 	JobSteps(ctx context.Context, jobID ids.ID) ([]Step, error)
 	// FailUnfinishedJobs sets every pending or running job to failed with
-	// reason, their unfinished steps to failed, and every node left
+	// reason, their running steps to failed with reason, their pending
+	// steps to cancelled ("not run: " + reason), and every node left
 	// "deploying" to "failed", in one transaction, and returns the jobs.
 	FailUnfinishedJobs(ctx context.Context, reason string, now time.Time) ([]Job, error)
 	// SetNodeStates sets a node's deploy and run states;

@@ -156,8 +156,9 @@ func (db *DB) JobSteps(ctx context.Context, jobID ids.ID) ([]deploy.Step, error)
 		`SELECT id, job_id, node_id, name, state, detail, started_at, finished_at FROM job_steps WHERE job_id = ? ORDER BY id`, int64(jobID))
 }
 
-// FailUnfinishedJobs fails every pending or running job with reason, their
-// unfinished steps, and every node left deploying, in one transaction.
+// FailUnfinishedJobs fails every pending or running job with reason, and
+// their running steps, cancels their pending steps ("not run: " + reason)
+// and fails every node left deploying, in one transaction.
 func (db *DB) FailUnfinishedJobs(ctx context.Context, reason string, now time.Time) ([]deploy.Job, error) {
 	var out []deploy.Job
 	err := db.write(ctx, func(tx *sql.Tx) error {
@@ -184,8 +185,14 @@ func (db *DB) FailUnfinishedJobs(ctx context.Context, reason string, now time.Ti
 				j.State, j.Reason, millis(now), int64(j.ID)); err != nil {
 				return err
 			}
+			// The step that was running failed; those that never ran are
+			// cancelled, as when a job fails on its own.
 			if _, err := tx.ExecContext(ctx, `UPDATE job_steps SET state = ?, detail = ?, finished_at = ?
-				WHERE job_id = ? AND state IN ('pending', 'running')`, deploy.StepFailed, reason, millis(now), int64(j.ID)); err != nil {
+				WHERE job_id = ? AND state = 'running'`, deploy.StepFailed, reason, millis(now), int64(j.ID)); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE job_steps SET state = ?, detail = ?, finished_at = ?
+				WHERE job_id = ? AND state = 'pending'`, deploy.StepCancelled, "not run: "+reason, millis(now), int64(j.ID)); err != nil {
 				return err
 			}
 		}

@@ -82,8 +82,15 @@ func TestJobs(t *testing.T) {
 	if err != nil || len(st) != 4 {
 		t.Fatalf("steps %v %v", st, err)
 	}
-	if st[0].State != deploy.StepSkipped || st[1].State != deploy.StepFailed || st[3].State != deploy.StepFailed {
+	// The running step failed, the steps not begun are cancelled.
+	if st[0].State != deploy.StepSkipped || st[0].Detail != "present" ||
+		st[1].State != deploy.StepFailed || st[1].Detail != deploy.ReasonRestarted || !st[1].FinishedAt.Equal(now) {
 		t.Fatalf("steps %+v", st)
+	}
+	for _, s := range st[2:] {
+		if s.State != deploy.StepCancelled || s.Detail != "not run: "+deploy.ReasonRestarted || !s.FinishedAt.Equal(now) {
+			t.Fatalf("step %s not begun before the restart: %+v", s.Name, s)
+		}
 	}
 	if n, _ := db.Node(ctx, node); n.DeployState != cluster.DeployFailed {
 		t.Fatalf("deploy state after recover %q", n.DeployState)

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -304,4 +306,64 @@ func (c *Client) DeleteCluster(t testing.TB, id string) DeletedCluster {
 	var d DeletedCluster
 	c.OK(t, http.MethodDelete, "/cluster?id="+url.QueryEscape(id), nil, &d)
 	return d
+}
+
+// Event is one server-sent event of GET /job/events.
+type Event struct {
+	Name string // job, step or done
+	Data string
+}
+
+// JobEvents follows GET /job/events for the job until the manager ends
+// the stream or ctx is done, and returns the events read; each, if not
+// nil, is called with every event as it arrives. err is nil only when the
+// manager ended the stream cleanly; ctx's error when ctx ended it first.
+func (c *Client) JobEvents(ctx context.Context, id string, each func(Event)) ([]Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/job/events?id="+url.QueryEscape(id), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	// No client timeout: the stream lasts as long as the job; ctx bounds it.
+	resp, err := (&http.Client{Transport: c.hc.Transport}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		return nil, fmt.Errorf("GET /job/events: HTTP %d %s: %s", resp.StatusCode, ct, b)
+	}
+	var (
+		out []Event
+		ev  Event
+	)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.Name != "" || ev.Data != "" {
+				out = append(out, ev)
+				if each != nil {
+					each(ev)
+				}
+			}
+			ev = Event{}
+		case strings.HasPrefix(line, "event:"):
+			ev.Name = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			ev.Data += strings.TrimSpace(strings.TrimPrefix(line, "data:"))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		return out, err
+	}
+	return out, nil
 }
