@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -347,11 +348,19 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer m.close()
 	m.log.Info("admq-manager serving", "version", version.Version, "http", m.HTTPAddr(), "tunnel", m.TunnelAddr(), "dataDir", m.cfg.DataDir)
 	g, gctx := errgroup.WithContext(ctx)
+	// The tunnel closes only once the deploy engine and the cleanup runner
+	// have stopped: a job cut short by shutdown then ends its step as
+	// "manager stopping", not as its agent having gone offline.
+	tunCtx, stopTunnel := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopTunnel()
+	var engines sync.WaitGroup
+	engines.Add(2)
+	go func() { engines.Wait(); stopTunnel() }()
 	g.Go(func() error { return m.api.Serve(gctx, m.httpLn, m.cfg.ShutdownGrace) })
-	g.Go(func() error { return m.hub.Serve(gctx, m.tunLn) })
+	g.Go(func() error { return m.hub.Serve(tunCtx, m.tunLn) })
 	g.Go(func() error { return m.presence.Run(gctx) })
-	g.Go(func() error { return m.deploy.Run(gctx) })
-	g.Go(func() error { return m.deploy.RunCleanups(gctx) })
+	g.Go(func() error { defer engines.Done(); return m.deploy.Run(gctx) })
+	g.Go(func() error { defer engines.Done(); return m.deploy.RunCleanups(gctx) })
 	err := g.Wait()
 	// Sessions are closed now; their disconnects are pending. Write them.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
