@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -119,7 +120,7 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 	if job.State != "succeeded" {
 		t.Fatalf("cluster deploy with brokers:\n%s", job)
 	}
-	if got := pids(nodesOf(t, c, cl.ID, "coordinator")); !equalMaps(got, zkPIDs) {
+	if got := pids(nodesOf(t, c, cl.ID, "coordinator")); !maps.Equal(got, zkPIDs) {
 		t.Fatalf("redeploying the cluster restarted coordinators: pids %v, were %v", got, zkPIDs)
 	}
 	natsPubSub(t, hosts[0], hosts[2])
@@ -135,7 +136,7 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 	if st := c.Cmd(t, leader.ID, "stop"); st.Running || st.RunStatus != "stopped" {
 		t.Fatalf("stop answered %+v", st)
 	}
-	if n := nodeByID(t, c, cl.ID, leader.ID); n.RunStatus != "stopped" || n.Pid != 0 {
+	if n := c.Node(t, cl.ID, leader.ID); n.RunStatus != "stopped" || n.Pid != 0 {
 		t.Fatalf("stopped node listed as run %s pid %d", n.RunStatus, n.Pid)
 	}
 	var rest []testenv.Node
@@ -172,7 +173,7 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 	if modes := zkModesNow(hosts[0], zk); modes[follower.ManagerIP] != "follower" {
 		follower = rest[1]
 	}
-	before := nodeByID(t, c, cl.ID, follower.ID).Pid
+	before := c.Node(t, cl.ID, follower.ID).Pid
 	began = time.Now()
 	st := c.Cmd(t, follower.ID, "restart")
 	answered = time.Since(began)
@@ -208,7 +209,7 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 		c.WaitStatus(t, a.serverID(t), "online", 60*time.Second)
 	}
 	after := pids(nodesOf(t, c, cl.ID, ""))
-	if !equalMaps(after, beforeKill) {
+	if !maps.Equal(after, beforeKill) {
 		t.Fatalf("after the agents restarted, node pids %v, were %v", after, beforeKill)
 	}
 	if m := zkModesNow(hosts[0], zk); count(m, "leader") != 1 || count(m, "follower") != 2 {
@@ -250,17 +251,6 @@ func nodesOf(t testing.TB, c *testenv.Client, clusterID, component string) []tes
 	return out
 }
 
-func nodeByID(t testing.TB, c *testenv.Client, clusterID, id string) testenv.Node {
-	t.Helper()
-	for _, n := range c.Nodes(t, clusterID) {
-		if n.ID == id {
-			return n
-		}
-	}
-	t.Fatalf("node %s is not listed", id)
-	return testenv.Node{}
-}
-
 func clustersNamed(t testing.TB, c *testenv.Client, name string) (testenv.Cluster, int) {
 	t.Helper()
 	var page struct {
@@ -295,18 +285,6 @@ func pids(nodes []testenv.Node) map[string]int {
 		m[n.ID] = n.Pid
 	}
 	return m
-}
-
-func equalMaps(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func count(m map[string]string, v string) int {

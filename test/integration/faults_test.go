@@ -184,7 +184,7 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 		}
 	}
 	t.Logf("transfer step: %s", tr.Detail)
-	if got := nodeOf(t, c, n.ClusterID, n.ID); got.DeployStatus != "failed" {
+	if got := c.Node(t, n.ClusterID, n.ID); got.DeployStatus != "failed" {
 		t.Errorf("node deploy status %q after the failed job, want failed", got.DeployStatus)
 	}
 
@@ -265,7 +265,7 @@ func TestFaultStartExitsAtOnce(t *testing.T) {
 	t.Logf("figure: job failed %v after the deploy began (startSeconds %d; cut short by the crash-loop check: %v); health step:\n%s",
 		took.Round(time.Millisecond), startSeconds, crashLoop, h.Detail)
 
-	got := nodeOf(t, c, n.ClusterID, n.ID)
+	got := c.Node(t, n.ClusterID, n.ID)
 	if got.DeployStatus != "failed" || got.RunStatus == "running" {
 		t.Errorf("node after the failed deploy: deploy %s run %s: want failed, not running", got.DeployStatus, got.RunStatus)
 	}
@@ -405,7 +405,7 @@ func TestFaultCmdOnOfflineNode(t *testing.T) {
 	if job := c.WaitJob(t, c.DeployCluster(t, n.ClusterID), 2*time.Minute); job.State != "succeeded" {
 		t.Fatalf("deploy:\n%s", job)
 	}
-	before := nodeOf(t, c, n.ClusterID, n.ID)
+	before := c.Node(t, n.ClusterID, n.ID)
 	if before.RunStatus != "running" || before.Pid == 0 {
 		t.Fatalf("node after the deploy: run %s pid %d", before.RunStatus, before.Pid)
 	}
@@ -415,7 +415,7 @@ func TestFaultCmdOnOfflineNode(t *testing.T) {
 	if err := syscall.Kill(before.Pid, 0); err != nil {
 		t.Fatalf("node process %d died with its agent: %v", before.Pid, err)
 	}
-	if got := nodeOf(t, c, n.ClusterID, n.ID); got.RunStatus != "unknown" {
+	if got := c.Node(t, n.ClusterID, n.ID); got.RunStatus != "unknown" {
 		t.Errorf("node run status %q with its agent offline, want unknown", got.RunStatus)
 	}
 	began := time.Now()
@@ -431,7 +431,7 @@ func TestFaultCmdOnOfflineNode(t *testing.T) {
 	}
 
 	e.a = restartAgent(t, e.tm, c, e.a, ip)
-	after := nodeOf(t, c, n.ClusterID, n.ID)
+	after := c.Node(t, n.ClusterID, n.ID)
 	if after.RunStatus != "running" || after.Pid != before.Pid {
 		t.Errorf("node after the agent came back: run %s pid %d, want running with pid %d as before", after.RunStatus, after.Pid, before.Pid)
 	}

@@ -64,7 +64,7 @@ func TestDeployPortInUse(t *testing.T) {
 		t.Errorf("health step %+v: want cancelled", h)
 	}
 	t.Logf("figure: deploy onto a taken port failed in %v; start step: %s", failedIn.Round(time.Millisecond), start.Detail)
-	got := nodeOf(t, c, cl.ID, n.ID)
+	got := c.Node(t, cl.ID, n.ID)
 	if got.RunStatus == "running" || got.Pid != 0 || got.DeployStatus != "failed" {
 		t.Errorf("node after the refused deploy: deploy %s run %s pid %d: want failed, not running, no pid", got.DeployStatus, got.RunStatus, got.Pid)
 	}
@@ -99,7 +99,7 @@ func TestDeployPortInUse(t *testing.T) {
 		t.Fatalf("health step %+v\n%s", h, job)
 	}
 	t.Logf("figure: deploy with the port free succeeded in %v (health: %s)", time.Since(began).Round(time.Millisecond), job.Step(n.ID, "health").Detail)
-	got = nodeOf(t, c, cl.ID, n.ID)
+	got = c.Node(t, cl.ID, n.ID)
 	if got.RunStatus != "running" || got.Pid == 0 || got.DeployStatus != "deployed" {
 		t.Fatalf("node after the deploy: deploy %s run %s pid %d", got.DeployStatus, got.RunStatus, got.Pid)
 	}
@@ -120,24 +120,12 @@ func TestDeployPortInUse(t *testing.T) {
 	if job.State != "succeeded" {
 		t.Fatalf("redeploy of the running node:\n%s", job)
 	}
-	if again := nodeOf(t, c, cl.ID, n.ID); again.Pid != got.Pid {
+	if again := c.Node(t, cl.ID, n.ID); again.Pid != got.Pid {
 		t.Errorf("redeploy of the running node changed its pid %d to %d", got.Pid, again.Pid)
 	}
 	if d := c.DeleteCluster(t, cl.ID); len(d.NotCleaned) != 0 {
 		t.Errorf("delete cluster left %+v", d.NotCleaned)
 	}
-}
-
-// nodeOf returns one node of the cluster as GET /cluster/node lists it.
-func nodeOf(t testing.TB, c *testenv.Client, clusterID, nodeID string) testenv.Node {
-	t.Helper()
-	for _, n := range c.Nodes(t, clusterID) {
-		if n.ID == nodeID {
-			return n
-		}
-	}
-	t.Fatalf("node %s not in cluster %s", nodeID, clusterID)
-	return testenv.Node{}
 }
 
 // portsPython is a python3 the node can run without the test's

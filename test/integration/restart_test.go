@@ -85,7 +85,7 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 			t.Fatalf("broker step %s is %s before the restart, want pending (next tier):\n%s", s.Name, s.State, job)
 		}
 	}
-	before := nodeOf(t, c, cl.ID, st.ID)
+	before := c.Node(t, cl.ID, st.ID)
 	if before.DeployStatus != "deploying" || before.RunStatus != "running" || before.Pid == 0 {
 		t.Fatalf("storage node in its health step: deploy %s run %s pid %d, want deploying, running, a pid",
 			before.DeployStatus, before.RunStatus, before.Pid)
@@ -236,7 +236,7 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 	if n := strings.Count(e.a.stderr.String(), "connected to manager"); n < 2 {
 		t.Errorf("the agent logged \"connected to manager\" %d times, want a reconnect", n)
 	}
-	if got := nodeOf(t, c, cl.ID, st.ID); got.Pid != before.Pid || got.RunStatus != "running" {
+	if got := c.Node(t, cl.ID, st.ID); got.Pid != before.Pid || got.RunStatus != "running" {
 		t.Errorf("storage node with the agent back: run %s pid %d, want running with pid %d as before", got.RunStatus, got.Pid, before.Pid)
 	}
 
@@ -253,7 +253,7 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 	if s := job.Step(st.ID, "start"); !strings.Contains(s.Detail, "already running with this package and config") {
 		t.Errorf("start step of the redeploy %+v: want the node left running as it was", s)
 	}
-	after := nodeOf(t, c, cl.ID, st.ID)
+	after := c.Node(t, cl.ID, st.ID)
 	if after.DeployStatus != "deployed" || after.RunStatus != "running" || after.Pid != before.Pid {
 		t.Errorf("storage node after the redeploy: deploy %s run %s pid %d, want deployed, running, pid %d (the process the first job started)",
 			after.DeployStatus, after.RunStatus, after.Pid, before.Pid)

@@ -167,6 +167,19 @@ func (c *Client) Nodes(t testing.TB, clusterID string) []Node {
 	return page.List
 }
 
+// Node returns one node of the cluster as GET /cluster/node lists it; the
+// test fails if it is not listed.
+func (c *Client) Node(t testing.TB, clusterID, nodeID string) Node {
+	t.Helper()
+	for _, n := range c.Nodes(t, clusterID) {
+		if n.ID == nodeID {
+			return n
+		}
+	}
+	t.Fatalf("node %s is not listed in cluster %s", nodeID, clusterID)
+	return Node{}
+}
+
 // Job is a deployment job with its steps, as GET /job/detail shows it.
 type Job struct {
 	ID     string `json:"id"`
