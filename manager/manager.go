@@ -26,9 +26,11 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/version"
 	"github.com/admq/admq-manager/manager/api"
+	"github.com/admq/admq-manager/manager/apollo"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -91,6 +93,9 @@ type Config struct {
 	AgentOnlineTimeout time.Duration
 	// MaxPackageSize caps an uploaded package file in bytes (default 2 GiB).
 	MaxPackageSize int64
+	// Env is the environment name the Apollo-compatible Open API serves
+	// (default PRO; matched as Apollo does: case-insensitive, PROD is PRO).
+	Env string
 }
 
 // DefaultConfig returns the defaults.
@@ -111,6 +116,7 @@ func DefaultConfig() Config {
 		SSHDialTimeout:     10 * time.Second,
 		AgentOnlineTimeout: 60 * time.Second,
 		MaxPackageSize:     pkg.DefaultMaxSize,
+		Env:                apollo.DefaultEnv,
 	}
 }
 
@@ -134,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.SSHDialTimeout < 0 || c.AgentOnlineTimeout < 0 {
 		return errors.New("SSH dial timeout and agent online timeout must not be negative")
+	}
+	if _, err := apollo.ValidateEnv(c.Env); err != nil {
+		return err
 	}
 	if err := c.bootstrapConfig(1).Validate(); err != nil {
 		return err
@@ -305,7 +314,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if missing := boot.MissingAgents(); len(missing) > 0 {
 		bootLog.Warn("agent directory lacks binaries; SSH bootstrap of such servers will fail", "agentDir", cfg.AgentDir, "missing", missing)
 	}
+	// The Apollo-compatible Open API, on the console's port.
+	catalog := apollo.NewCatalog(m.db)
+	consumers := consumer.NewService(m.db, catalog, gen, time.Now)
+	env, _ := apollo.ValidateEnv(cfg.Env)
+	openAPI := apollo.New(apollo.Deps{
+		Env: env, Consumers: consumers, Users: m.db, Catalog: catalog, Areas: fleetService, Audit: m.db,
+		IDs: gen, Now: time.Now, Log: log.With("component", "apollo"), Registerer: reg,
+	})
 	m.api = api.New(api.Deps{
+		Consumers: consumers, OpenAPIv1: openAPI,
 		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc,
 		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
 		Registerer: reg, Gatherer: reg,

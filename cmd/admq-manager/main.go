@@ -47,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	onlineTimeout := fs.String("agent-online-timeout", envOr("ADMQ_AGENT_ONLINE_TIMEOUT", cfg.AgentOnlineTimeout.String()), "how long a bootstrapped agent has to come online (env ADMQ_AGENT_ONLINE_TIMEOUT)")
 	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
 	maxPkg := fs.String("max-package-size", envOr("ADMQ_MAX_PACKAGE_SIZE", strconv.FormatInt(cfg.MaxPackageSize, 10)), "largest package file an upload may send, in bytes (env ADMQ_MAX_PACKAGE_SIZE)")
+	fs.StringVar(&cfg.Env, "env", envOr("ADMQ_ENV", cfg.Env), "environment name of the Apollo-compatible Open API at /openapi/v1; case-insensitive, PROD is PRO (env ADMQ_ENV)")
 	logFormat := fs.String("log-format", envOr("ADMQ_LOG_FORMAT", "text"), "log format: text or json (env ADMQ_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr("ADMQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env ADMQ_LOG_LEVEL)")
 	showVersion := fs.Bool("version", false, "print the version and exit")

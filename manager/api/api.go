@@ -23,6 +23,7 @@ import (
 	"github.com/admq/admq-manager/manager/audit"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -73,6 +74,12 @@ type Deps struct {
 	// FleetGatherer is served at /metrics/fleet: the host metrics of every
 	// server, kept apart from /metrics so that the manager's own stay small.
 	FleetGatherer prometheus.Gatherer
+	// Consumers keeps the third-party apps of the Apollo-compatible Open
+	// API and their grants.
+	Consumers *consumer.Service
+	// OpenAPIv1 serves the Apollo-compatible Open API under /openapi/ on
+	// the same port; nil: those paths are unknown routes.
+	OpenAPIv1 http.Handler
 	// Deploy runs deployment jobs, node commands and logs, and reports
 	// nodes' live run states; nil: those routes answer code 1.
 	Deploy Deployer
@@ -152,8 +159,18 @@ func New(d Deps) *API {
 	return a
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.echo.ServeHTTP(w, r) }
+// OpenAPIv1Prefix is where the Apollo-compatible Open API is served.
+const OpenAPIv1Prefix = "/openapi/"
+
+// ServeHTTP implements http.Handler: the Apollo-compatible Open API under
+// /openapi/, the console everywhere else.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.d.OpenAPIv1 != nil && strings.HasPrefix(r.URL.Path, OpenAPIv1Prefix) {
+		a.d.OpenAPIv1.ServeHTTP(w, r)
+		return
+	}
+	a.echo.ServeHTTP(w, r)
+}
 
 // Serve serves the API on ln until ctx is done, then drains for up to grace.
 // Event streams end at once, without their "done" event.

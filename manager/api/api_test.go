@@ -20,7 +20,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/apollo"
 	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
@@ -88,6 +90,7 @@ func newHarness(t *testing.T) *harness {
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
 			Log: log, Registerer: reg, Gatherer: reg, BodyLimit: 4096, TunnelPort: 12306,
 			Exporters: metrics, FleetGatherer: fleetReg,
+			Consumers: consumer.NewService(db, apollo.NewCatalog(db), gen, time.Now),
 		}
 	}
 	h.srv = httptest.NewServer(New(h.deps(t)))

@@ -12,6 +12,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -54,6 +55,12 @@ const (
 	codeUserExist           = 1280 // new
 	codeUserNotExist        = 1281 // new
 	codeLastAdmin           = 1282 // new
+	// Third-party apps of the Open API.
+	codeConsumerNotExist = 1290 // new
+	codeConsumerExist    = 1291 // new
+	codeGrantNotExist    = 1292 // new
+	codeGrantExist       = 1293 // new
+	codeConsumerRevoked  = 1294 // new
 	// Clusters.
 	codeClusterNameExist      = 1000
 	codeClusterNotExist       = 1001 // new
@@ -111,6 +118,13 @@ var codeInfo = map[int]struct {
 	codeUserNotExist:        {"USER_NOT_EXIST", http.StatusNotFound},
 	codeLastAdmin:           {"LAST_ADMIN", http.StatusConflict},
 
+	// Third-party apps.
+	codeConsumerNotExist: {"CONSUMER_NOT_EXIST", http.StatusNotFound},
+	codeConsumerExist:    {"CONSUMER_EXIST", http.StatusConflict},
+	codeGrantNotExist:    {"GRANT_NOT_EXIST", http.StatusNotFound},
+	codeGrantExist:       {"GRANT_EXIST", http.StatusConflict},
+	codeConsumerRevoked:  {"CONSUMER_REVOKED", http.StatusConflict},
+
 	// Clusters.
 	codeClusterNameExist:      {"CLUSTER_NAME_EXIST", http.StatusConflict},
 	codeClusterNotExist:       {"CLUSTER_NOT_EXIST", http.StatusNotFound},
@@ -163,6 +177,11 @@ var domainCodes = []struct {
 	{auth.ErrUserNotFound, codeUserNotExist},
 	{auth.ErrLastAdmin, codeLastAdmin},
 	{enroll.ErrTokenNotFound, codeJoinTokenNotExist},
+	{consumer.ErrNotFound, codeConsumerNotExist},
+	{consumer.ErrAppIDExists, codeConsumerExist},
+	{consumer.ErrGrantNotFound, codeGrantNotExist},
+	{consumer.ErrGrantExists, codeGrantExist},
+	{consumer.ErrConsumerRevoked, codeConsumerRevoked},
 	{bootstrap.ErrUnreachable, codeServerCannotConnect},
 	{bootstrap.ErrAuthFailed, codeServerCannotConnect},
 	{bootstrap.ErrHostKeyChanged, codeServerCannotConnect},

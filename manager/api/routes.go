@@ -92,6 +92,24 @@ func (a *API) routeTable() []route {
 		{method: http.MethodDelete, path: "/agent/token", role: auth.RoleAdmin, summary: "Revoke a join token",
 			query: []queryParam{{"id", "string", "token id (the part before the dot)"}}, body: tokenIDRequest{}, handler: a.revokeToken},
 
+		{method: http.MethodPost, path: "/consumer", role: auth.RoleAdmin, summary: "Register a third-party app of the Apollo-compatible Open API (seed 004, 2.1). " +
+			"data.token is its token, shown this once (only its hash is kept): send it as it is in the Authorization header of /openapi/v1 calls. " +
+			"ttlSeconds 0 or absent: the token never expires. An unrevoked app with the same appId is code 1291",
+			body: consumerRequest{}, data: createdConsumerView{}, handler: a.createConsumer},
+		{method: http.MethodGet, path: "/consumer", role: auth.RoleAdmin, summary: "List third-party apps, newest first (tokens are never shown again)",
+			query: pageQuery, data: pageView[consumerView]{}, handler: a.listConsumers},
+		{method: http.MethodDelete, path: "/consumer", role: auth.RoleAdmin, summary: "Revoke a third-party app: its token stops working at once (code 1290 when it does not exist)",
+			query: idQuery, body: idRequest{}, handler: a.revokeConsumer},
+		{method: http.MethodPost, path: "/consumer/grant", role: auth.RoleAdmin, summary: "Grant a third-party app part of an ADMQ cluster (seed 004, 2.2): appId is the cluster's name; " +
+			"namespaceName (a config file) and clusterName (default, or a node's name) omitted mean all of them. " +
+			"modify allows editing items, release allows publishing and rolling back; reads need any grant. " +
+			"Codes 1290 (no such app), 1294 (app revoked), 1293 (a grant on this scope exists), 1001 (no such ADMQ cluster), 2 (no such cluster or namespace in it)",
+			body: grantRequest{}, data: grantView{}, handler: a.createGrant},
+		{method: http.MethodGet, path: "/consumer/grant", role: auth.RoleAdmin, summary: "List a third-party app's grants, oldest first",
+			query: []queryParam{{"consumerId", "string", "the third-party app's id"}}, data: []grantView{}, handler: a.listGrants},
+		{method: http.MethodDelete, path: "/consumer/grant", role: auth.RoleAdmin, summary: "Remove a grant; it stops applying at once (code 1292 when it does not exist)",
+			query: idQuery, body: idRequest{}, handler: a.deleteGrant},
+
 		{method: http.MethodGet, path: "/audit", role: auth.RoleAdmin, summary: "The audit log of every change, newest first",
 			query: pageQuery, data: pageView[auditView]{}, handler: a.listAudit},
 

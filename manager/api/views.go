@@ -155,6 +155,7 @@ type auditView struct {
 	Time     apiTime `json:"time"`
 	Username string  `json:"username"`
 	Role     string  `json:"role"`
+	Consumer string  `json:"consumer"` // the third-party app of an Open API call, else ""
 	Method   string  `json:"method"`
 	Path     string  `json:"path"`
 	RemoteIP string  `json:"remoteIp"`
@@ -164,7 +165,7 @@ type auditView struct {
 }
 
 func toAuditView(e audit.Entry) auditView {
-	return auditView{ID: e.ID, Time: apiTime(e.At), Username: e.Username, Role: e.Role, Method: e.Method,
+	return auditView{ID: e.ID, Time: apiTime(e.At), Username: e.Username, Role: e.Role, Consumer: e.Consumer, Method: e.Method,
 		Path: e.Path, RemoteIP: e.RemoteIP, Status: e.Status, Code: e.Code, Detail: e.Detail}
 }
 

@@ -13,8 +13,11 @@ import (
 type Entry struct {
 	ID       ids.ID
 	At       time.Time
-	Username string // empty for calls made without a login
+	Username string // empty for calls made without a login; an Open API call's operator
 	Role     string
+	// Consumer is the third-party app whose token made an Open API call
+	// ("appId (name)"); empty for console calls.
+	Consumer string
 	Method   string
 	Path     string
 	RemoteIP string

@@ -13,9 +13,9 @@ import (
 // AppendAudit records e; the caller sets its ID and time.
 func (db *DB) AppendAudit(ctx context.Context, e *audit.Entry) error {
 	_, err := db.w.ExecContext(ctx, `INSERT INTO audit_log (
-			id, at, username, role, method, path, remote_ip, status, code, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		int64(e.ID), millis(e.At), e.Username, e.Role, e.Method, e.Path, e.RemoteIP, e.Status, e.Code, e.Detail)
+			id, at, username, role, consumer, method, path, remote_ip, status, code, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		int64(e.ID), millis(e.At), e.Username, e.Role, e.Consumer, e.Method, e.Path, e.RemoteIP, e.Status, e.Code, e.Detail)
 	if err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
 	}
@@ -28,7 +28,7 @@ func (db *DB) Audit(ctx context.Context, p paging.Page) ([]audit.Entry, int, err
 	return listPage(ctx, db, "list audit log", `SELECT COUNT(*) FROM audit_log`, `SELECT `+auditCols+` FROM audit_log ORDER BY id DESC`, nil, p, scanAudit)
 }
 
-const auditCols = `id, at, username, role, method, path, remote_ip, status, code, detail`
+const auditCols = `id, at, username, role, consumer, method, path, remote_ip, status, code, detail`
 
 func scanAudit(sc scanner) (audit.Entry, error) {
 	var (
@@ -36,7 +36,7 @@ func scanAudit(sc scanner) (audit.Entry, error) {
 		id int64
 		at sql.NullInt64
 	)
-	if err := sc.Scan(&id, &at, &e.Username, &e.Role, &e.Method, &e.Path, &e.RemoteIP, &e.Status, &e.Code, &e.Detail); err != nil {
+	if err := sc.Scan(&id, &at, &e.Username, &e.Role, &e.Consumer, &e.Method, &e.Path, &e.RemoteIP, &e.Status, &e.Code, &e.Detail); err != nil {
 		return audit.Entry{}, err
 	}
 	e.ID = ids.ID(id)

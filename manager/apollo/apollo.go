@@ -1,0 +1,269 @@
+// Package apollo serves the Apollo-compatible configuration Open API under
+// /openapi/v1, so that Apollo's own clients (the Java ApolloOpenApiClient,
+// the .NET client, the bash openapi.sh functions) manage ADMQ configuration
+// unchanged.
+//
+// The mapping: env is this manager's environment name; an appId is an ADMQ
+// cluster's name; a clusterName is "default" for the cluster-wide layer of
+// the config files, or a node's name (its {nodeDir}, e.g. coordinator-2)
+// for that node's overrides; a namespaceName is a config file; items are
+// its keys; a release is a flush of a layer. See catalog.go for how a file
+// name two components share is told apart.
+//
+// The wire format is Apollo's: the raw token in Authorization (no
+// "Bearer"), a JSON content type accepted on every method, Gson-style JSON
+// (Apollo's DTO field names, null fields left out, dates
+// yyyy-MM-dd'T'HH:mm:ss.SSSZ, release ids as numbers), every success a 200
+// (a void answer has an empty body), and errors as
+// {"status","message","timestamp","exception"} with 400, 401, 403, 404,
+// 405 or 500. One route table (routes.go) drives the router and the
+// OpenAPI document served at /openapi/v1/openapi.json.
+package apollo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/audit"
+	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/consumer"
+	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/paging"
+)
+
+// Prefix is where the Open API is served.
+const Prefix = "/openapi/v1"
+
+// Consumers checks tokens; consumer.Service implements it.
+type Consumers interface {
+	Authenticate(ctx context.Context, token string) (consumer.Consumer, []consumer.Grant, error)
+}
+
+// Users tells whether an operator is a console user; the store implements it.
+type Users interface {
+	UserByName(ctx context.Context, username string) (auth.User, error)
+}
+
+// Areas lists the manager's availability areas; fleet.Service implements it.
+type Areas interface {
+	Areas(ctx context.Context, p paging.Page) ([]fleet.Area, int, error)
+}
+
+// Deps are what the Open API serves.
+type Deps struct {
+	// Env is this manager's environment name, normalized (NormalizeEnv).
+	Env       string
+	Consumers Consumers
+	Users     Users
+	// Catalog maps apps, clusters and namespaces onto ADMQ clusters, layers
+	// and config files.
+	Catalog *Catalog
+	// Areas are the organizations.
+	Areas Areas
+	Audit audit.Store
+	IDs   *ids.Generator
+	Now   func() time.Time
+	Log   *slog.Logger
+	// Registerer receives the request duration metrics.
+	Registerer prometheus.Registerer
+	// BodyLimit caps request bodies (default 1 MiB).
+	BodyLimit int64
+}
+
+// Server is the Open API's HTTP handler.
+type Server struct {
+	d        Deps
+	echo     *echo.Echo
+	routes   []route
+	duration *prometheus.HistogramVec
+
+	docOnce sync.Once
+	doc     *openapi3.T
+	docErr  error
+}
+
+// New builds the handler.
+func New(d Deps) *Server {
+	if d.BodyLimit <= 0 {
+		d.BodyLimit = 1 << 20
+	}
+	if d.Env == "" {
+		d.Env = DefaultEnv
+	}
+	s := &Server{d: d, echo: echo.New()}
+	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "admq", Subsystem: "apollo", Name: "request_duration_seconds",
+		Help:    "Apollo-compatible Open API request durations by route, method and HTTP status.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route", "method", "status"})
+	d.Registerer.MustRegister(s.duration)
+
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = func(err error, c echo.Context) { s.handleError(err, c) }
+	e.Pre(cleanPath)
+	e.Use(s.observe, s.recoverPanic, s.limitBody)
+	s.routes = s.routeTable()
+	for _, r := range s.routes {
+		e.Add(r.method, Prefix+r.path, s.wrap(r))
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// cleanPath makes the router see every path escaped, so that a key or a
+// base64 key holding "%2F" stays one path segment (path parameters are
+// unescaped by param), and folds doubled slashes: Apollo's Java client
+// asks for /openapi/v1//organizations.
+func cleanPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		raw := u.EscapedPath()
+		for strings.Contains(raw, "//") {
+			raw = strings.ReplaceAll(raw, "//", "/")
+		}
+		u.RawPath = raw
+		return next(c)
+	}
+}
+
+// Context keys.
+const (
+	ctxCall   = "apollo.call"
+	ctxDetail = "apollo.detail"
+)
+
+func (s *Server) handleError(err error, c echo.Context) {
+	ae, internal := classify(err)
+	if internal {
+		s.d.Log.Error("open api request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	c.Set(ctxDetail, ae.message)
+	if c.Response().Committed {
+		return
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(ae.status)
+		return
+	}
+	body := errorBody{
+		Status:    ae.status,
+		Message:   ae.message,
+		Timestamp: s.d.Now().Format("2006-01-02T15:04:05.999999999"),
+		Exception: exceptionNames[ae.status],
+	}
+	if werr := writeJSON(c, ae.status, body); werr != nil {
+		s.d.Log.Warn("write open api error", "err", werr)
+	}
+}
+
+// writeJSON answers with v as JSON in Spring's content type.
+func writeJSON(c echo.Context, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Blob(status, "application/json;charset=UTF-8", b)
+}
+
+// writeEmpty answers 200 with an empty body, as Apollo does for void calls
+// and for "nothing there" (the latest release of a namespace never
+// released).
+func writeEmpty(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderContentLength, "0")
+	c.Response().WriteHeader(http.StatusOK)
+	return nil
+}
+
+// observe times every request, settles errors into Apollo's error body,
+// and audits every call that may change something.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := s.d.Now()
+		if err := next(c); err != nil {
+			s.handleError(err, c)
+		}
+		status := c.Response().Status
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		s.duration.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Observe(s.d.Now().Sub(start).Seconds())
+		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions && route != "unmatched" {
+			s.audit(c, status)
+		}
+		return nil
+	}
+}
+
+func (s *Server) audit(c echo.Context, status int) {
+	e := audit.Entry{
+		ID:       s.d.IDs.Next(),
+		At:       s.d.Now(),
+		Method:   c.Request().Method,
+		Path:     c.Request().URL.Path,
+		RemoteIP: c.RealIP(),
+		Status:   status,
+	}
+	if x, ok := c.Get(ctxCall).(*call); ok && !x.consumer.ID.IsZero() {
+		e.Consumer = x.consumer.AppID
+		e.Role = "consumer"
+		e.Username = x.operator
+	}
+	if d, ok := c.Get(ctxDetail).(string); ok {
+		e.Detail = truncate(d, 512)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
+	defer cancel()
+	if err := s.d.Audit.AppendAudit(ctx, &e); err != nil {
+		s.d.Log.Error("write audit log", "method", e.Method, "path", e.Path, "err", err)
+	}
+}
+
+func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.d.Log.Error("open api handler panic", "path", c.Request().URL.Path, "panic", r)
+				err = errors.New("handler panic")
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > s.d.BodyLimit {
+			return badRequest("request body larger than %d bytes", s.d.BodyLimit)
+		}
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, s.d.BodyLimit)
+		return next(c)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
