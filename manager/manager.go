@@ -37,6 +37,7 @@ import (
 	"github.com/admq/admq-manager/manager/fleetmetrics"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/pki"
+	"github.com/admq/admq-manager/manager/profiling"
 	"github.com/admq/admq-manager/manager/sealed"
 	"github.com/admq/admq-manager/manager/store"
 	"github.com/admq/admq-manager/manager/tunnel"
@@ -96,6 +97,10 @@ type Config struct {
 	// Env is the environment name the Apollo-compatible Open API serves
 	// (default PRO; matched as Apollo does: case-insensitive, PROD is PRO).
 	Env string
+	// PprofAddr, if set, serves Go's runtime profiles at
+	// http://PprofAddr/debug/pprof/; it must be a loopback address
+	// (default empty: off).
+	PprofAddr string
 }
 
 // DefaultConfig returns the defaults.
@@ -150,6 +155,11 @@ func (c Config) Validate() error {
 	if c.AdminPassword != "" && (len(c.AdminPassword) < 8 || len(c.AdminPassword) > 72) {
 		return errors.New("admin password must be 8 to 72 bytes")
 	}
+	if c.PprofAddr != "" {
+		if err := profiling.CheckAddr(c.PprofAddr); err != nil {
+			return err
+		}
+	}
 	for _, a := range []string{c.HTTPAddr, c.TunnelAddr} {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("listen address %q: %w", a, err)
@@ -181,6 +191,7 @@ type Manager struct {
 	presence *fleet.PresenceTracker
 	httpLn   net.Listener
 	tunLn    net.Listener
+	pprofLn  net.Listener // nil: profiles not served
 	// AdminPassword is the generated first-admin password, set only on the
 	// start that created the database.
 	AdminPassword string
@@ -303,6 +314,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if m.tunLn, err = net.Listen("tcp", cfg.TunnelAddr); err != nil {
 		return nil, fmt.Errorf("tunnel listener: %w", err)
 	}
+	if cfg.PprofAddr != "" {
+		if m.pprofLn, err = profiling.Listen(cfg.PprofAddr); err != nil {
+			return nil, err
+		}
+	}
 	bootLog := log.With("component", "bootstrap")
 	boot, err := bootstrap.New(cfg.bootstrapConfig(m.tunLn.Addr().(*net.TCPAddr).Port), bootstrap.Deps{
 		Tokens: enrollSvc, Agents: m.hub, HostKeys: m.db, Now: time.Now, Log: bootLog,
@@ -360,6 +376,14 @@ func (m *Manager) HTTPAddr() string { return m.httpLn.Addr().String() }
 // TunnelAddr is the tunnel's bound address.
 func (m *Manager) TunnelAddr() string { return m.tunLn.Addr().String() }
 
+// PprofAddr is the profiles' bound address, or "" when they are not served.
+func (m *Manager) PprofAddr() string {
+	if m.pprofLn == nil {
+		return ""
+	}
+	return m.pprofLn.Addr().String()
+}
+
 // Run serves until ctx is done, then shuts down in order: stop taking
 // requests and sessions, flush presence, close the database.
 func (m *Manager) Run(ctx context.Context) error {
@@ -377,6 +401,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	g.Go(func() error { return m.api.Serve(gctx, m.httpLn, m.cfg.ShutdownGrace) })
 	g.Go(func() error { return m.hub.Serve(tunCtx, m.tunLn) })
 	g.Go(func() error { return m.presence.Run(gctx) })
+	if m.pprofLn != nil {
+		m.log.Info("serving runtime profiles", "url", "http://"+m.PprofAddr()+"/debug/pprof/")
+		g.Go(func() error { return profiling.Serve(gctx, m.pprofLn, m.log.With("component", "pprof")) })
+	}
 	g.Go(func() error { defer engines.Done(); return m.deploy.Run(gctx) })
 	g.Go(func() error { defer engines.Done(); return m.deploy.RunCleanups(gctx) })
 	err := g.Wait()
@@ -397,6 +425,9 @@ func (m *Manager) close() {
 	}
 	if m.tunLn != nil {
 		m.tunLn.Close()
+	}
+	if m.pprofLn != nil {
+		m.pprofLn.Close()
 	}
 	if m.db != nil {
 		if err := m.db.Close(); err != nil {

@@ -48,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
 	maxPkg := fs.String("max-package-size", envOr("ADMQ_MAX_PACKAGE_SIZE", strconv.FormatInt(cfg.MaxPackageSize, 10)), "largest package file an upload may send, in bytes (env ADMQ_MAX_PACKAGE_SIZE)")
 	fs.StringVar(&cfg.Env, "env", envOr("ADMQ_ENV", cfg.Env), "environment name of the Apollo-compatible Open API at /openapi/v1; case-insensitive, PROD is PRO (env ADMQ_ENV)")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", envOr("ADMQ_PPROF_ADDR", ""), "serve Go runtime profiles at http://ADDR/debug/pprof/; loopback addresses only; empty: off (env ADMQ_PPROF_ADDR)")
 	logFormat := fs.String("log-format", envOr("ADMQ_LOG_FORMAT", "text"), "log format: text or json (env ADMQ_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr("ADMQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env ADMQ_LOG_LEVEL)")
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -14,6 +14,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -36,11 +37,27 @@ type Config struct {
 	// WriteTimeout bounds a ping answer or a write (default 8s). A silently
 	// lost agent is detected within KeepAliveInterval+WriteTimeout.
 	WriteTimeout time.Duration
-	// HandshakeTimeout bounds the TLS handshake (default 10s).
+	// HelloTimeout is how long a new connection may take to send its TLS
+	// ClientHello (default 3s).
+	HelloTimeout time.Duration
+	// HandshakeTimeout bounds the whole TLS handshake (default 10s).
 	HandshakeTimeout time.Duration
-	// MaxHandshakes caps concurrent TLS handshakes so that a reconnect storm
-	// cannot starve the API of CPU (default 64).
+	// MaxHandshakes caps the TLS handshakes being computed at once, so that
+	// a reconnect storm cannot starve the API of CPU (default 64). A
+	// handshake takes its slot when the ClientHello is in and gives it back
+	// when the manager has answered: silent or stalled clients hold none.
 	MaxHandshakes int
+	// SlotWait is how long a handshake may wait for a slot before its
+	// connection is closed for the agent to come back later (default 2s).
+	SlotWait time.Duration
+	// HandshakeRate caps handshakes begun per second (default 0: no cap
+	// beyond MaxHandshakes).
+	HandshakeRate int
+	// MaxPendingPerSource caps the connections from one address that are
+	// not yet through the handshake (default 32); more are closed at once.
+	MaxPendingPerSource int
+	// MaxPending caps such connections from all addresses (default 4096).
+	MaxPending int
 	// EnrollTimeout is how long a session without a client certificate may
 	// stay open to enroll (default 30s).
 	EnrollTimeout time.Duration
@@ -57,14 +74,18 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		KeepAliveInterval: 5 * time.Second,
-		WriteTimeout:      8 * time.Second,
-		HandshakeTimeout:  10 * time.Second,
-		MaxHandshakes:     64,
-		EnrollTimeout:     30 * time.Second,
-		ClientIdleTimeout: 30 * time.Second,
-		HeartbeatInterval: 30 * time.Second,
-		MetricsInterval:   fleetmetrics.DefaultInterval,
+		KeepAliveInterval:   5 * time.Second,
+		WriteTimeout:        8 * time.Second,
+		HelloTimeout:        3 * time.Second,
+		HandshakeTimeout:    10 * time.Second,
+		MaxHandshakes:       64,
+		SlotWait:            2 * time.Second,
+		MaxPendingPerSource: 32,
+		MaxPending:          4096,
+		EnrollTimeout:       30 * time.Second,
+		ClientIdleTimeout:   30 * time.Second,
+		HeartbeatInterval:   30 * time.Second,
+		MetricsInterval:     fleetmetrics.DefaultInterval,
 	}
 }
 
@@ -76,12 +97,26 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = d.WriteTimeout
 	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = d.HelloTimeout
+	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = d.HandshakeTimeout
 	}
+	c.HelloTimeout = min(c.HelloTimeout, c.HandshakeTimeout)
 	if c.MaxHandshakes <= 0 {
 		c.MaxHandshakes = d.MaxHandshakes
 	}
+	if c.SlotWait <= 0 {
+		c.SlotWait = d.SlotWait
+	}
+	if c.MaxPendingPerSource <= 0 {
+		c.MaxPendingPerSource = d.MaxPendingPerSource
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = d.MaxPending
+	}
+	c.HandshakeRate = max(c.HandshakeRate, 0)
 	if c.EnrollTimeout <= 0 {
 		c.EnrollTimeout = d.EnrollTimeout
 	}
@@ -144,7 +179,7 @@ type Hub struct {
 	metrics *metrics
 	grpc    *grpc.Server
 	streams *streamListener
-	hsSem   chan struct{}
+	gate    *gate
 
 	mu       sync.Mutex
 	sessions map[ids.ID]*session
@@ -160,9 +195,9 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 		deps:     deps,
 		log:      logger,
 		metrics:  newMetrics(reg),
-		hsSem:    make(chan struct{}, cfg.MaxHandshakes),
 		sessions: make(map[ids.ID]*session),
 	}
+	h.gate = newGate(cfg, h.metrics, logger)
 	tc := tlsConfig.Clone()
 	tc.MinVersion = tls.VersionTLS13
 	// Refuse revoked or replaced certificates inside the handshake, so the
@@ -259,20 +294,19 @@ func (h *Hub) verifyConnection(cs tls.ConnectionState) error {
 func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	remote := raw.RemoteAddr().String()
 	log := h.log.With("remote", remote)
-	select {
-	case h.hsSem <- struct{}{}:
-	case <-ctx.Done():
+	src := sourceAddr(raw.RemoteAddr())
+	done, result, ok := h.gate.admit(src)
+	if !ok {
+		h.metrics.handshakes.WithLabelValues(result).Inc()
+		h.gate.logs.warn("tunnel connection refused", "reason", result, "remote", remote)
 		raw.Close()
 		return
 	}
-	tc := tls.Server(raw, h.tls)
-	hctx, cancel := context.WithTimeout(ctx, h.cfg.HandshakeTimeout)
-	err := tc.HandshakeContext(hctx)
-	cancel()
-	<-h.hsSem
+	tc, result, err := h.gate.handshake(ctx, raw, h.tls)
+	done()
 	if err != nil {
-		h.metrics.handshakes.WithLabelValues("tls_failed").Inc()
-		log.Info("tunnel handshake failed", "err", err)
+		h.metrics.handshakes.WithLabelValues(result).Inc()
+		h.gate.logs.warn("tunnel handshake failed", "reason", result, "remote", remote, "err", err)
 		raw.Close()
 		return
 	}
@@ -299,6 +333,18 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	<-mux.CloseChan()
 	h.unregister(s)
 	log.Info("agent disconnected", "agent", id)
+}
+
+// sourceAddr is the address a connection comes from, for per-source limits.
+func sourceAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
 
 // serveEnrollment lets an agent without a certificate call Enroll, and

@@ -15,6 +15,8 @@ type metrics struct {
 	enrollments *prometheus.CounterVec
 	rpc         *prometheus.HistogramVec
 	clientConns prometheus.Gauge
+	// pending counts connections not yet through the TLS handshake.
+	pending prometheus.Gauge
 	// packageBytes counts package bytes sent to agents.
 	packageBytes prometheus.Counter
 }
@@ -27,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "handshakes_total",
-			Help: "Tunnel connection attempts by result.",
+			Help: "Tunnel connection attempts by result: agent, enrollment, or why the connection was closed (no_hello, source_limit, pending_limit, busy, timeout, tls_failed, mux_failed).",
 		}, []string{"result"}),
 		enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "enrollments_total",
@@ -42,12 +44,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "agent_client_conns",
 			Help: "gRPC client connections the manager holds open to agents (dialed on demand, closed when idle).",
 		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "pending_connections",
+			Help: "Tunnel connections accepted but not yet through the TLS handshake.",
+		}),
 		packageBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "package_bytes_total",
 			Help: "Package bytes sent to agents (transfers the agent could skip send none).",
 		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.packageBytes)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.packageBytes)
 	return m
 }
 

@@ -63,6 +63,8 @@ type options struct {
 	logDir            string
 	agentStateRoot    string
 	realHostEtc       bool
+	profileDir        string
+	profileSeconds    time.Duration
 }
 
 func parseFlags(args []string) (options, error) {
@@ -82,6 +84,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipRestart, "skip-restart", false, "skip the manager restart and reconnect storm")
 	fs.StringVar(&o.agentStateRoot, "agent-state-root", defaultAgentStateRoot(), "parent of the agents' temporary state dirs (default tmpfs /dev/shm when present; empty: $TMPDIR); the manager's data dir is always under $TMPDIR")
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "keep the manager's pprof profiles (CPU while connecting, idle, fanning out and reconnecting; heap and goroutines when idle) in this directory (default: the log dir)")
+	fs.DurationVar(&o.profileSeconds, "profile-seconds", 20*time.Second, "length of the CPU profiles taken while connecting and reconnecting")
 	fs.StringVar(&o.logDir, "log-dir", "", "keep manager.log and agents.log in this directory (default: a temp dir, removed)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -149,6 +153,7 @@ type loadTest struct {
 	fleet    *fleet
 	agentLog *msgCounter
 	base     managerSample // manager before any agent
+	prof     *profiler
 }
 
 const adminPassword = "load-test-admin-pw"
@@ -164,10 +169,16 @@ func (t *loadTest) run(ctx context.Context) error {
 		t.log.Warn("cannot check RLIMIT_NOFILE", "err", lerr)
 		t.rep.add("RLIMIT_NOFILE load (soft/hard)", "n/a")
 	} else {
-		t.rep.add("RLIMIT_NOFILE load (soft/hard)", "%d/%d", soft, hard)
-		if need := uint64(3*n + 100); soft < need {
-			return fmt.Errorf("RLIMIT_NOFILE soft limit %d is below 3*N+100 = %d: raise it (ulimit -n) or use fewer agents", soft, need)
+		if err := checkFileLimit(t.opt, hard); err != nil {
+			return err
 		}
+		if need := fileNeed(t.opt); soft < need {
+			if err := raiseFileLimit(hard); err != nil {
+				return fmt.Errorf("raise RLIMIT_NOFILE soft limit from %d to %d: %w", soft, hard, err)
+			}
+			soft = hard
+		}
+		t.rep.add("RLIMIT_NOFILE load (soft/hard)", "%d/%d  (need about %d)", soft, hard, fileNeed(t.opt))
 	}
 	bin, err := filepath.Abs(t.opt.managerBin)
 	if err != nil {
@@ -202,10 +213,29 @@ func (t *loadTest) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	pprofAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	profDir := logDir
+	if t.opt.profileDir != "" {
+		profDir = t.opt.profileDir
+		if err := os.MkdirAll(profDir, 0o755); err != nil {
+			return err
+		}
+	}
+	t.prof = newProfiler(pprofAddr, profDir, t.log)
+	defer func() {
+		t.prof.wait()
+		t.prof.report(t.rep, "cpu-connect", "heap-idle", "goroutines-idle", "cpu-idle", "cpu-fanout", "cpu-reconnect")
+		if profDir != tmp {
+			t.rep.add("pprof profiles in", "%s", profDir)
+		}
+	}()
 	t.api = newAPIClient(httpAddr)
 	defer t.api.close()
 	t.mgr = &managerProc{
-		bin: bin, dataDir: filepath.Join(tmp, "manager"), httpAddr: httpAddr, tunnelAddr: tunnelAddr,
+		bin: bin, dataDir: filepath.Join(tmp, "manager"), httpAddr: httpAddr, tunnelAddr: tunnelAddr, pprofAddr: pprofAddr,
 		password: adminPassword, logPath: filepath.Join(logDir, "manager.log"), log: t.log,
 	}
 	t.log.Info("starting manager", "bin", bin, "http", httpAddr, "tunnel", tunnelAddr, "logs", logDir)
@@ -417,6 +447,7 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 	n := t.opt.agents
 	t.log.Info("starting agents", "n", n, "enrollConcurrency", t.opt.enrollConcurrency)
 	cpu0 := selfCPU()
+	t.prof.cpu(ctx, "cpu-connect", t.opt.profileSeconds)
 	t.fleet.startAll(t.opt.enrollConcurrency)
 	t0 := t.fleet.startedAt
 	var curve [4]time.Duration
@@ -505,6 +536,8 @@ func (t *loadTest) steadyState(ctx context.Context, ms0 *runtime.MemStats, g0 in
 		t.rep.add("manager live heap est. connected (MB)", "%s  (next_gc/(1+GOGC/100); baseline %s)", mb(s.liveHeap), mb(t.base.liveHeap))
 		t.rep.add("manager live heap est. per agent (KB)", "%.1f", (s.liveHeap-t.base.liveHeap)/n/1024)
 	}
+	t.prof.snapshot(ctx, "heap-idle", "heap")
+	t.prof.goroutines(ctx, "goroutines-idle")
 	t.rep.add("manager goroutines connected", "%.0f", s.goroutines)
 	t.rep.add("manager goroutines per agent", "%.2f", (s.goroutines-t.base.goroutines)/n)
 	t.rep.add("manager open fds connected", "%.0f", s.fds)
@@ -534,6 +567,8 @@ func (t *loadTest) fanOut(ctx context.Context) error {
 	var errOnce sync.Once
 	next := make(chan int)
 	var wg sync.WaitGroup
+	t.prof.wait() // one CPU profile at a time: the connect one may still run
+	t.prof.cpu(ctx, "cpu-fanout", 10*time.Second)
 	start := time.Now()
 	for range t.opt.pingConcurrency {
 		wg.Go(func() {
@@ -588,6 +623,10 @@ feed:
 		return nil
 	}
 	t.log.Info("waiting for idle client conns to close", "for", t.opt.idleWait)
+	t.prof.wait() // the fan-out's profile; then one of the idle manager
+	if w := t.opt.idleWait - 5*time.Second; w >= time.Second {
+		t.prof.cpu(ctx, "cpu-idle", w)
+	}
 	if err := sleep(ctx, t.opt.idleWait); err != nil {
 		return err
 	}
@@ -747,6 +786,7 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 		return fmt.Errorf("restart: %w", err)
 	}
 	tReady := time.Now()
+	t.prof.cpu(ctx, "cpu-reconnect", t.opt.profileSeconds)
 	t.rep.add("manager restart until ready (s)", "%s", secs(tReady.Sub(tStart)))
 	if err := t.api.login(ctx, "admin", adminPassword); err != nil {
 		return fmt.Errorf("login after restart: %w", err)
@@ -784,6 +824,7 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 // allLeave stops every agent while the manager keeps running and measures
 // what the manager gives back.
 func (t *loadTest) allLeave(ctx context.Context) error {
+	t.prof.wait() // the reconnect's CPU profile, before the manager goes
 	t.log.Info("stopping all agents")
 	start := time.Now()
 	if err := t.fleet.stop(15 * time.Second); err != nil {

@@ -22,6 +22,7 @@ type managerProc struct {
 	dataDir    string
 	httpAddr   string
 	tunnelAddr string
+	pprofAddr  string // --pprof-addr
 	password   string
 	logPath    string // the manager's stderr (JSON logs), appended across restarts
 	log        *slog.Logger
@@ -58,6 +59,7 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 		"--data-dir", m.dataDir,
 		"--http-addr", m.httpAddr,
 		"--tunnel-addr", m.tunnelAddr,
+		"--pprof-addr", m.pprofAddr,
 		"--admin-password", m.password,
 		"--log-format", "json",
 	)

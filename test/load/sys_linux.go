@@ -58,6 +58,16 @@ func fileLimit() (soft, hard uint64, err error) {
 	return rl.Cur, rl.Max, nil
 }
 
+// raiseFileLimit sets this process's soft RLIMIT_NOFILE to soft.
+func raiseFileLimit(soft uint64) error {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return err
+	}
+	rl.Cur = soft
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+}
+
 // processFileLimit is the "Max open files" line of /proc/PID/limits.
 func processFileLimit(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))

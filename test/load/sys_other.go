@@ -16,6 +16,8 @@ func fileLimit() (soft, hard uint64, err error) {
 	return 0, 0, errors.New("file limit check: Linux only")
 }
 
+func raiseFileLimit(uint64) error { return errors.New("file limit: Linux only") }
+
 func processFileLimit(int) string { return "n/a" }
 
 func selfCPU() time.Duration { return -1 }

@@ -1,0 +1,218 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Reasons a connection does not become a session, the result label of
+// admq_tunnel_handshakes_total.
+const (
+	resultNoHello     = "no_hello"      // nothing (or not a whole ClientHello) within HelloTimeout
+	resultSourceLimit = "source_limit"  // too many unfinished connections from its address
+	resultPending     = "pending_limit" // too many unfinished connections in all
+	resultBusy        = "busy"          // no handshake slot free within SlotWait
+	resultTimeout     = "timeout"       // the handshake did not finish within HandshakeTimeout
+	resultTLSFailed   = "tls_failed"    // the handshake failed (bad certificate, protocol error)
+)
+
+// gate admits new tunnel connections. A connection holds nothing scarce
+// until it has sent its whole TLS ClientHello: silent or slow connections
+// cost a goroutine and a socket for at most HelloTimeout, and at most
+// MaxPendingPerSource of them per address and MaxPending in all. The CPU
+// of the handshake is bounded by MaxHandshakes slots, taken once the
+// ClientHello is in and given back as soon as the manager has sent its
+// reply: a client that stalls after that (or never finishes) holds no
+// slot. A connection that waits longer than SlotWait for a slot, or comes
+// faster than HandshakeRate allows, is closed at once; the agent backs
+// off and comes back, instead of the manager doing a handshake that the
+// agent has already given up on.
+type gate struct {
+	cfg     Config
+	slots   chan struct{}
+	limiter *rate.Limiter // nil: no rate limit
+	metrics *metrics
+	logs    *sampledLog
+
+	mu       sync.Mutex
+	pending  int
+	bySource map[netip.Addr]int
+}
+
+func newGate(cfg Config, m *metrics, log *slog.Logger) *gate {
+	g := &gate{
+		cfg:      cfg,
+		slots:    make(chan struct{}, cfg.MaxHandshakes),
+		metrics:  m,
+		logs:     newSampledLog(log, 10*time.Second),
+		bySource: make(map[netip.Addr]int),
+	}
+	if cfg.HandshakeRate > 0 {
+		g.limiter = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), max(1, cfg.HandshakeRate/10))
+	}
+	return g
+}
+
+// admit counts a new connection against the limits; ok false means it is
+// to be closed at once. done must be called when the handshake ends.
+func (g *gate) admit(src netip.Addr) (done func(), result string, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.pending >= g.cfg.MaxPending:
+		return nil, resultPending, false
+	case g.bySource[src] >= g.cfg.MaxPendingPerSource:
+		return nil, resultSourceLimit, false
+	}
+	g.pending++
+	g.bySource[src]++
+	g.metrics.pending.Inc()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.pending--
+			if g.bySource[src]--; g.bySource[src] <= 0 {
+				delete(g.bySource, src)
+			}
+			g.metrics.pending.Dec()
+		})
+	}, "", true
+}
+
+// errBusy ends a handshake for which no slot came free in time.
+var errBusy = errors.New("tunnel: too many handshakes under way; try again later")
+
+// handshake runs the server side of the TLS handshake on raw under the
+// gate's deadlines and slots. On failure it returns the result label.
+func (g *gate) handshake(ctx context.Context, raw net.Conn, base *tls.Config) (*tls.Conn, string, error) {
+	now := time.Now()
+	helloBy := now.Add(g.cfg.HelloTimeout)
+	if err := raw.SetDeadline(helloBy); err != nil {
+		return nil, resultTLSFailed, err
+	}
+	sc := &slotConn{Conn: raw}
+	defer sc.release()
+	var gotHello bool
+	cfg := base.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		gotHello = true
+		// The hello is in: from here the handshake may take its full time.
+		if err := raw.SetDeadline(now.Add(g.cfg.HandshakeTimeout)); err != nil {
+			return nil, err
+		}
+		if g.limiter != nil && !g.limiter.Allow() {
+			return nil, errBusy
+		}
+		wait := time.NewTimer(g.cfg.SlotWait)
+		defer wait.Stop()
+		select {
+		case g.slots <- struct{}{}:
+			sc.hold(g.slots)
+			return nil, nil // go on with base
+		case <-wait.C:
+			return nil, errBusy
+		case <-hello.Context().Done():
+			return nil, hello.Context().Err()
+		}
+	}
+	tc := tls.Server(sc, cfg)
+	hctx, cancel := context.WithDeadline(ctx, now.Add(g.cfg.HandshakeTimeout))
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		switch {
+		case errors.Is(err, errBusy):
+			return nil, resultBusy, err
+		case !gotHello:
+			return nil, resultNoHello, err
+		case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
+			return nil, resultTimeout, err
+		}
+		return nil, resultTLSFailed, err
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return nil, resultTLSFailed, err
+	}
+	return tc, "", nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// slotConn gives its handshake slot back at its first write: the server's
+// reply to the ClientHello, after which the manager's share of the work is
+// done (but for one signature check) and it only waits for the client.
+type slotConn struct {
+	net.Conn
+	mu   sync.Mutex
+	slot chan struct{}
+}
+
+func (c *slotConn) hold(slots chan struct{}) {
+	c.mu.Lock()
+	c.slot = slots
+	c.mu.Unlock()
+}
+
+func (c *slotConn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.slot != nil {
+		<-c.slot
+		c.slot = nil
+	}
+}
+
+func (c *slotConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.release()
+	return n, err
+}
+
+// sampledLog logs at most one line per interval for each message and says
+// how many were left out since, so that a flood of failing connections
+// cannot flood the log.
+type sampledLog struct {
+	log   *slog.Logger
+	every time.Duration
+
+	mu   sync.Mutex
+	last map[string]time.Time
+	left map[string]int
+}
+
+func newSampledLog(log *slog.Logger, every time.Duration) *sampledLog {
+	return &sampledLog{log: log, every: every, last: make(map[string]time.Time), left: make(map[string]int)}
+}
+
+// warn logs msg with args unless msg was logged less than every ago.
+func (s *sampledLog) warn(msg string, args ...any) {
+	s.mu.Lock()
+	now := time.Now()
+	if last, ok := s.last[msg]; ok && now.Sub(last) < s.every {
+		s.left[msg]++
+		s.mu.Unlock()
+		return
+	}
+	s.last[msg] = now
+	left := s.left[msg]
+	s.left[msg] = 0
+	s.mu.Unlock()
+	if left > 0 {
+		args = append(args, "alikeNotLogged", left, "notLoggedFor", fmt.Sprint(s.every))
+	}
+	s.log.Warn(msg, args...)
+}
