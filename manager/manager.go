@@ -97,6 +97,10 @@ type Config struct {
 	// Env is the environment name the Apollo-compatible Open API serves
 	// (default PRO; matched as Apollo does: case-insensitive, PROD is PRO).
 	Env string
+	// NamespaceLock switches on Apollo's namespace lock in the Open API:
+	// the first editor of a namespace since its last release holds it, and
+	// may not release their own change (default off).
+	NamespaceLock bool
 	// PprofAddr, if set, serves Go's runtime profiles at
 	// http://PprofAddr/debug/pprof/; it must be a loopback address
 	// (default empty: off).
@@ -335,7 +339,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	consumers := consumer.NewService(m.db, catalog, gen, time.Now)
 	env, _ := apollo.ValidateEnv(cfg.Env)
 	openAPI := apollo.New(apollo.Deps{
-		Env: env, Consumers: consumers, Users: m.db, Catalog: catalog, Areas: fleetService, Audit: m.db,
+		Env: env, NamespaceLock: cfg.NamespaceLock, Locks: m.db,
+		Consumers: consumers, Users: m.db, Catalog: catalog, Areas: fleetService, Audit: m.db,
 		IDs: gen, Now: time.Now, Log: log.With("component", "apollo"), Registerer: reg,
 	})
 	m.api = api.New(api.Deps{

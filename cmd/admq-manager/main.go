@@ -49,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	maxPkg := fs.String("max-package-size", envOr("ADMQ_MAX_PACKAGE_SIZE", strconv.FormatInt(cfg.MaxPackageSize, 10)), "largest package file an upload may send, in bytes (env ADMQ_MAX_PACKAGE_SIZE)")
 	fs.StringVar(&cfg.Env, "env", envOr("ADMQ_ENV", cfg.Env), "environment name of the Apollo-compatible Open API at /openapi/v1; case-insensitive, PROD is PRO (env ADMQ_ENV)")
 	fs.StringVar(&cfg.PprofAddr, "pprof-addr", envOr("ADMQ_PPROF_ADDR", ""), "serve Go runtime profiles at http://ADDR/debug/pprof/; loopback addresses only; empty: off (env ADMQ_PPROF_ADDR)")
+	namespaceLock := fs.String("namespace-lock", envOr("ADMQ_NAMESPACE_LOCK", "false"), "Apollo's namespace lock in the Open API: the first editor of a namespace since its last release holds it and may not release it (env ADMQ_NAMESPACE_LOCK)")
 	logFormat := fs.String("log-format", envOr("ADMQ_LOG_FORMAT", "text"), "log format: text or json (env ADMQ_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr("ADMQ_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env ADMQ_LOG_LEVEL)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -62,6 +63,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	lock, err := strconv.ParseBool(*namespaceLock)
+	if err != nil {
+		return fmt.Errorf("--namespace-lock %q: want true or false", *namespaceLock)
+	}
+	cfg.NamespaceLock = lock
 	maxSize, err := strconv.ParseInt(*maxPkg, 10, 64)
 	if err != nil || maxSize <= 0 {
 		return fmt.Errorf("--max-package-size %q: want a positive number of bytes", *maxPkg)

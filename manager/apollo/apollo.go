@@ -64,7 +64,11 @@ type Areas interface {
 // Deps are what the Open API serves.
 type Deps struct {
 	// Env is this manager's environment name, normalized (NormalizeEnv).
-	Env       string
+	Env string
+	// NamespaceLock switches on Apollo's namespace lock (lock.go); Locks
+	// keeps the locks.
+	NamespaceLock bool
+	Locks         Locks
 	Consumers Consumers
 	Users     Users
 	// Catalog maps apps, clusters and namespaces onto ADMQ clusters, layers

@@ -65,5 +65,9 @@ func (s *Server) routeTable() []route {
 			summary: "Refused (400) after its checks: the clusters of an app are default and the nodes of the ADMQ cluster; add nodes through the console",
 			query:   []queryParam{operatorQuery},
 			body:    clusterRequest{}, resp: ClusterDTO{}, handler: s.createCluster},
+
+		{method: http.MethodGet, path: nsPath + "/lock", access: accessRead,
+			summary: "Who holds the namespace's lock (--namespace-lock): the first editor since its last release; never locked when the lock is off",
+			resp:    NamespaceLockDTO{}, handler: s.getLock},
 	}
 }

@@ -19,6 +19,7 @@ func TestApolloOpenAPI(t *testing.T) {
 	e := startApolloEnv(t, "127.0.95")
 	t.Run("apps and clusters", func(t *testing.T) { apolloAppsAndClusters(t, e) })
 	t.Run("tokens and grants", func(t *testing.T) { apolloTokensAndGrants(t, e) })
+	t.Run("namespace names", func(t *testing.T) { apolloNamespaceNames(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })
 }
 
@@ -174,6 +175,40 @@ func apolloTokensAndGrants(t *testing.T, e *apolloEnv) {
 	for _, tok := range []string{"", "Bearer " + e.token, strings.ToUpper(e.token), "x"} {
 		a, _ := e.client(tok, testenv.ApolloBash).Send("GET", []string{"envs"}, nil, nil)
 		apolloError(t, a, 401, "Unauthorized")
+	}
+}
+
+// apolloNamespaceNames: a file name is its namespace unless two
+// components have it; component.file always works.
+func apolloNamespaceNames(t *testing.T, e *apolloEnv) {
+	c := e.bash()
+	for _, tc := range []struct{ cluster, ns, want string }{
+		{"default", "app.properties", "app.properties"},
+		{"default", "coordinator.app.properties", "app.properties"},
+		{"default", "coordinator.log4j.properties", "coordinator.log4j.properties"},
+		{"default", "broker.log4j.properties", "broker.log4j.properties"},
+		{"broker-1", "log4j.properties", "broker.log4j.properties"}, // a node has one component
+		{"coordinator-2", "log4j.properties", "coordinator.log4j.properties"},
+	} {
+		var lock map[string]any
+		a := c.Get(t, testenv.NS("PRO", apolloApp, tc.cluster, tc.ns, "lock"), nil, &lock)
+		checkDTO(t, "OpenNamespaceLockDTO", a.Body)
+		if lock["namespaceName"] != tc.want || lock["isLocked"] != false {
+			t.Errorf("lock of %s/%s = %s, want namespace %s, unlocked", tc.cluster, tc.ns, a.Body, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		cluster, ns string
+		status      int
+		msg         string
+	}{
+		{"default", "log4j.properties", 400, "name one of broker.log4j.properties, coordinator.log4j.properties"},
+		{"default", "nope.cfg", 404, "has no namespace nope.cfg"},
+		{"coordinator-1", "broker.properties", 404, "has no namespace broker.properties"},
+		{"broker-1", "coordinator.app.properties", 404, "has no namespace coordinator.app.properties"},
+	} {
+		a, _ := c.Send("GET", testenv.NS("PRO", apolloApp, tc.cluster, tc.ns, "lock"), nil, nil)
+		apolloError(t, a, tc.status, tc.msg)
 	}
 }
 
