@@ -69,8 +69,8 @@ type Deps struct {
 	// keeps the locks.
 	NamespaceLock bool
 	Locks         Locks
-	Consumers Consumers
-	Users     Users
+	Consumers     Consumers
+	Users         Users
 	// Catalog maps apps, clusters and namespaces onto ADMQ clusters, layers
 	// and config files.
 	Catalog *Catalog
