@@ -286,6 +286,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		return nil, err
 	}
 	clusterSvc := cluster.NewService(m.db, pkgSvc, gen, time.Now)
+	clusterSvc.ProtectDir(cfg.DataDir, "the manager's data dir")
 
 	hosts := append(localHosts(), cfg.TLSHosts...)
 	tlsCfg, err := ca.ServerTLSConfig(hosts)

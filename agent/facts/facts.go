@@ -32,6 +32,8 @@ type Facts struct {
 	DiskFree        uint64
 	AgentVersion    string
 	BootTime        int64
+	// StateDir is the agent's state dir, which no node dir may overlap.
+	StateDir string
 }
 
 // Collector collects facts. What does not change while the agent runs
@@ -41,6 +43,8 @@ type Collector struct {
 	// DiskPath names the filesystem whose size is reported (the agent's
 	// state dir: where nodes will be deployed).
 	DiskPath string
+	// StateDir is reported as it is.
+	StateDir string
 
 	once   sync.Once
 	static Facts
@@ -62,7 +66,7 @@ func (c *Collector) Collect(ctx context.Context) (Facts, error) {
 	})
 	f := c.static
 	f.OS, f.Arch, f.CPUs = runtime.GOOS, runtime.GOARCH, runtime.NumCPU()
-	f.AgentVersion, f.DiskPath = version.Version, c.DiskPath
+	f.AgentVersion, f.DiskPath, f.StateDir = version.Version, c.DiskPath, c.StateDir
 	if c.err != nil {
 		return f, c.err
 	}

@@ -95,6 +95,9 @@ func (r DeployRequest) validate() error {
 	if err := checkDir("log_dir", r.LogDir, true); err != nil {
 		return err
 	}
+	if r.LogDir != "" && r.LogDir != r.DataDir && !within(r.DataDir, r.LogDir) && !within(r.ProgramDir, r.LogDir) {
+		return invalid.Field("log_dir", "%q: want the data dir %s or a dir inside it or the program dir", r.LogDir, r.DataDir)
+	}
 	if len(r.Argv) == 0 || r.Argv[0] == "" {
 		return invalid.Field("argv", "empty command")
 	}
@@ -116,7 +119,7 @@ func (r DeployRequest) validate() error {
 		return invalid.Field("config_files", "%d files: at most %d", len(r.ConfigFiles), MaxConfigFiles)
 	}
 	for _, f := range r.ConfigFiles {
-		if _, err := r.configPath(f.Path); err != nil {
+		if _, err := r.dirs().configPath(f.Path); err != nil {
 			return err
 		}
 		if len(f.Content) > MaxConfigSize {
@@ -137,28 +140,15 @@ func (r DeployRequest) validate() error {
 	return nil
 }
 
-// configPath resolves a config file's path and checks that it stays in
-// the program dir or the data dir.
-func (r DeployRequest) configPath(p string) (string, error) {
-	if p == "" {
-		return "", invalid.Field("config_files", "empty path")
-	}
-	if !filepath.IsAbs(p) {
-		if !filepath.IsLocal(p) {
-			return "", invalid.Field("config_files", "%q leaves the program dir", p)
-		}
-		return filepath.Join(r.ProgramDir, p), nil
-	}
-	if filepath.Clean(p) != p || (!within(r.ProgramDir, p) && !within(r.DataDir, p)) {
-		return "", invalid.Field("config_files", "%q: want a clean path inside program_dir or data_dir", p)
-	}
-	return p, nil
-}
+func (r DeployRequest) dirs() Dirs { return Dirs{Program: r.ProgramDir, Data: r.DataDir} }
 
 // Deploy installs (and, if asked, starts) one node. See the package doc
 // for the operation id.
 func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, error) {
 	if err := r.validate(); err != nil {
+		return DeployResult{}, err
+	}
+	if err := m.CheckDirs(r.dirs()); err != nil {
 		return DeployResult{}, err
 	}
 	m.mu.Lock()
@@ -181,10 +171,11 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 	if logDir == "" {
 		logDir = filepath.Join(r.DataDir, "logs")
 	}
-	for _, d := range []string{r.DataDir, logDir} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
-		}
+	if err := createDataDir(r.Name, r.DataDir); err != nil {
+		return res, fmt.Errorf("deploy %s: data dir: %w", r.Name, err)
+	}
+	if err := os.MkdirAll(logDir, 0o750); err != nil {
+		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 	}
 	// Only the files whose content or mode changes are written: rewriting
 	// the others would shift their history (configfile.Write skips them
@@ -196,8 +187,8 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 	var writes []write
 	var changed []string
 	for _, f := range r.ConfigFiles {
-		p, _ := r.configPath(f.Path)
-		if err := checkNoEscape(r, p); err != nil {
+		p, err := r.dirs().writePath(f.Path)
+		if err != nil {
 			return res, err
 		}
 		if f.Mode == 0 {
@@ -324,43 +315,18 @@ func (m *Manager) clearRestart(name string) error {
 	return nil
 }
 
-// checkNoEscape makes sure that the existing part of a config file's
-// parent, with symbolic links resolved, is still inside the dir it belongs
-// to (a package may hold links).
-func checkNoEscape(r DeployRequest, p string) error {
-	root := r.ProgramDir
-	if within(r.DataDir, p) {
-		root = r.DataDir
-	}
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return fmt.Errorf("deploy %s: %w", r.Name, err)
-	}
-	dir := filepath.Dir(p)
-	for {
-		real, err := filepath.EvalSymlinks(dir)
-		if err == nil {
-			if real != realRoot && !within(realRoot, real) {
-				return invalid.Field("config_files", "%q leads out of %s through a symbolic link", p, root)
-			}
-			return nil
-		}
-		if !errors.Is(err, os.ErrNotExist) || dir == root {
-			return fmt.Errorf("deploy %s: %w", r.Name, err)
-		}
-		dir = filepath.Dir(dir)
-	}
-}
-
 // install unpacks the package into the program dir unless the dir holds it
 // already; it reports whether it unpacked.
 func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (bool, error) {
 	marker := filepath.Join(r.ProgramDir, markerName)
 	have, err := os.ReadFile(marker)
 	if err == nil && strings.TrimSpace(string(have)) == r.PackageSHA256 {
-		return false, nil
+		return false, m.claimProgramDir(r.Name, r.ProgramDir)
 	}
-	replace := false
+	// created: whether the program dir counts as the agent's own (see
+	// dirs.go): it is, unless it existed, empty, before the agent unpacked
+	// into it, or replaces one that was not.
+	replace, created := false, true
 	if _, serr := os.Lstat(r.ProgramDir); serr == nil {
 		switch {
 		case err == nil: // another package: replace it, if the node is down
@@ -368,10 +334,14 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 				return false, fmt.Errorf("%w: %s runs from %s, which holds another package; stop it first", ErrConflict, r.Name, r.ProgramDir)
 			}
 			replace = true
+			if created, err = m.programDirCreated(r.Name, r.ProgramDir); err != nil {
+				return false, err
+			}
 		case isEmptyDir(r.ProgramDir):
 			if err := os.Remove(r.ProgramDir); err != nil {
 				return false, err
 			}
+			created = false
 		default:
 			return false, fmt.Errorf("%w: program dir %s exists and was not installed by the agent", ErrConflict, r.ProgramDir)
 		}
@@ -414,6 +384,9 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 	if err := atomicfile.WriteFile(filepath.Join(dest, markerName), []byte(r.PackageSHA256+"\n"), 0o644); err != nil {
 		return false, fmt.Errorf("unpack %s: mark %s: %w", r.PackageSHA256, dest, err)
 	}
+	if err := writeMarker(dest, dirMarker{Node: r.Name, Dir: r.ProgramDir, Created: created}); err != nil {
+		return false, fmt.Errorf("unpack %s: mark %s: %w", r.PackageSHA256, dest, err)
+	}
 	if replace {
 		old := r.ProgramDir + ".admq-old"
 		_ = os.RemoveAll(old)
@@ -428,6 +401,44 @@ func (m *Manager) install(ctx context.Context, r DeployRequest, pkg string) (boo
 	}
 	done = true
 	return true, nil
+}
+
+// claimProgramDir is for a deploy that finds its package in the program
+// dir already: the dir's install marker goes to this node, and a dir that
+// an agent from before the marker installed gets one when the agent can
+// prove it made it (programDirCreated).
+func (m *Manager) claimProgramDir(name, dir string) error {
+	_, ok, err := readMarker(dir)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return handOver(name, dir)
+	}
+	created, err := m.programDirCreated(name, dir)
+	if err != nil || !created {
+		return err
+	}
+	return writeMarker(dir, dirMarker{Node: name, Dir: dir, Created: true})
+}
+
+// programDirCreated reports whether the program dir a deploy replaces
+// counts as the agent's own: its install marker says so, or (deployed by
+// an agent from before the marker) the agent's spec of the node runs from
+// it.
+func (m *Manager) programDirCreated(name, dir string) (bool, error) {
+	mk, ok, err := readMarker(dir)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		return mk.Created && mk.Dir == dir, nil
+	}
+	spec, have, err := m.loadSpec(name)
+	if err != nil {
+		return false, err
+	}
+	return have && legacyProgramDir(dir, &specInfo{Dir: spec.Dir}), nil
 }
 
 func isEmptyDir(p string) bool {
@@ -589,57 +600,86 @@ type RemoveRequest struct {
 	AllowedRoots []string
 }
 
-// Remove stops and forgets a node, and with RemoveDirs deletes its dirs,
-// each of which must lie strictly inside one of AllowedRoots, symbolic
-// links resolved. Removing a node that is not installed is not an error.
-// It reports whether the result is a recorded one.
-func (m *Manager) Remove(ctx context.Context, r RemoveRequest) (bool, error) {
+// Remove stops and forgets a node, and with RemoveDirs deletes those of
+// its dirs the agent created for it (see dirs.go); the others are kept
+// and listed in the result. Each dir must lie strictly inside one of
+// AllowedRoots, symbolic links resolved, or nothing is done. Removing a
+// node that is not installed is not an error.
+func (m *Manager) Remove(ctx context.Context, r RemoveRequest) (RemoveResult, error) {
+	var res RemoveResult
 	if err := checkOp(r.OperationID); err != nil {
-		return false, err
+		return res, err
 	}
 	if err := checkName("name", r.Name); err != nil {
-		return false, err
+		return res, err
 	}
-	var dirs []string
+	type dir struct {
+		path    string
+		program bool
+	}
+	var dirs []dir
 	if r.RemoveDirs {
 		if len(r.AllowedRoots) == 0 {
-			return false, invalid.Field("allowed_roots", "required to remove dirs")
+			return res, invalid.Field("allowed_roots", "required to remove dirs")
 		}
 		for _, root := range r.AllowedRoots {
 			if err := checkDir("allowed_roots", root, false); err != nil {
-				return false, err
+				return res, err
 			}
 		}
-		for _, d := range []struct{ field, path string }{{"program_dir", r.ProgramDir}, {"data_dir", r.DataDir}} {
+		for _, d := range []struct {
+			field, path string
+			program     bool
+		}{{"program_dir", r.ProgramDir, true}, {"data_dir", r.DataDir, false}} {
 			if d.path == "" {
 				continue
 			}
 			if err := checkDir(d.field, d.path, false); err != nil {
-				return false, err
+				return res, err
 			}
 			if err := insideRoots(d.field, d.path, r.AllowedRoots); err != nil {
-				return false, err
+				return res, err
 			}
-			dirs = append(dirs, d.path)
+			dirs = append(dirs, dir{d.path, d.program})
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if ok, err := m.journal.lookup(r.OperationID, "remove", nil); err != nil || ok {
-		return ok, err
+	if ok, err := m.journal.lookup(r.OperationID, "remove", &res); err != nil || ok {
+		res.Replayed = ok
+		return res, err
 	}
-	if err := m.sup.Remove(ctx, r.Name); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
-		return false, err
+	// Decided before anything changes: the node's spec is part of the
+	// proof for a program dir deployed before the install marker.
+	var spec *specInfo
+	if s, ok, err := m.loadSpec(r.Name); err != nil {
+		return res, err
+	} else if ok {
+		spec = &specInfo{Dir: s.Dir}
 	}
-	if err := os.Remove(m.specPath(r.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, err
-	}
+	var remove []string
 	for _, d := range dirs {
-		if err := os.RemoveAll(d); err != nil {
-			return false, fmt.Errorf("remove %s: %w", r.Name, err)
+		if ok, reason := m.removable(r.Name, d.path, d.program, spec); ok {
+			remove = append(remove, d.path)
+		} else {
+			res.Kept = append(res.Kept, KeptDir{Path: d.path, Reason: reason})
 		}
 	}
-	return false, m.journal.record(r.OperationID, "remove", nil)
+	if len(res.Kept) > 0 {
+		m.log.Warn("remove: dirs kept", "node", r.Name, "operation", r.OperationID, "kept", keptReason(res.Kept))
+	}
+	if err := m.sup.Remove(ctx, r.Name); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+		return res, err
+	}
+	for _, d := range remove {
+		if err := removeOwned(d); err != nil {
+			return res, fmt.Errorf("remove %s: %w", r.Name, err)
+		}
+	}
+	if err := os.Remove(m.specPath(r.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return res, err
+	}
+	return res, m.journal.record(r.OperationID, "remove", res)
 }
 
 // insideRoots checks that p lies strictly inside one of roots, both as

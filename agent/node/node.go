@@ -25,6 +25,7 @@ import (
 
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/nodedir"
 )
 
 // Errors callers branch on. Bad input is an *invalid.Error.
@@ -68,10 +69,17 @@ const (
 
 // Manager deploys and runs the agent's nodes.
 type Manager struct {
-	dir    string // stateDir/node: journal and specs
-	pkgDir string // stateDir/packages
-	sup    *supervisor.Supervisor
-	log    *slog.Logger
+	stateDir string
+	dir      string // stateDir/node: journal and specs
+	pkgDir   string // stateDir/packages
+	// exeDir is the dir of the agent's executable; no node dir may
+	// overlap it or the state dir.
+	exeDir string
+	// homes returns the host's users' home dirs, which no node dir may
+	// be; tests replace it.
+	homes func() []string
+	sup   *supervisor.Supervisor
+	log   *slog.Logger
 
 	// mu serializes the operations that change nodes, so that a journal
 	// lookup and the work it guards are one step.
@@ -103,13 +111,26 @@ func New(stateDir string, sup *supervisor.Supervisor, log *slog.Logger) (*Manage
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	stateDir, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("node state dir: %w", err)
+	}
 	m := &Manager{
+		stateDir:  stateDir,
+		homes:     passwdHomes,
 		dir:       filepath.Join(stateDir, specSubdir),
 		pkgDir:    filepath.Join(stateDir, packageSubdir),
 		sup:       sup,
 		log:       log,
 		pushing:   map[string]bool{},
 		freeSpace: diskFree,
+	}
+	if exe, err := os.Executable(); err == nil {
+		// A system dir (/usr/bin) is refused anyway, and an executable
+		// in "/" would make every dir overlap it.
+		if exe, err = filepath.EvalSymlinks(exe); err == nil && nodedir.Check(filepath.Dir(exe)) == nil {
+			m.exeDir = filepath.Dir(exe)
+		}
 	}
 	for _, d := range []string{m.dir, filepath.Join(m.dir, "specs"), m.pkgDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

@@ -181,13 +181,17 @@ func TestRemoveRoots(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(outside, "victim")); err != nil {
 		t.Fatal("removed through a link")
 	}
-	if _, err := m.Remove(t.Context(), RemoveRequest{OperationID: "ok", Name: "n1", RemoveDirs: true, ProgramDir: prog, AllowedRoots: []string{root}}); err != nil {
+	// As if a deploy of n1 had created it.
+	if err := writeMarker(prog, dirMarker{Node: "n1", Dir: prog, Created: true}); err != nil {
 		t.Fatal(err)
+	}
+	if res, err := m.Remove(t.Context(), RemoveRequest{OperationID: "ok", Name: "n1", RemoveDirs: true, ProgramDir: prog, AllowedRoots: []string{root}}); err != nil || len(res.Kept) != 0 {
+		t.Fatalf("remove: %+v %v", res, err)
 	}
 	if _, err := os.Stat(prog); !os.IsNotExist(err) {
 		t.Fatal("program dir not removed")
 	}
-	if replayed, err := m.Remove(t.Context(), RemoveRequest{OperationID: "ok", Name: "n1"}); err != nil || !replayed {
-		t.Fatalf("repeated remove: %v %v", replayed, err)
+	if res, err := m.Remove(t.Context(), RemoveRequest{OperationID: "ok", Name: "n1"}); err != nil || !res.Replayed {
+		t.Fatalf("repeated remove: %+v %v", res, err)
 	}
 }

@@ -125,7 +125,7 @@ func (s *Service) RemoveNode(ctx context.Context, req *agentv1.RemoveNodeRequest
 	if s.Nodes == nil {
 		return nil, errNoNodes
 	}
-	replayed, err := s.Nodes.Remove(ctx, node.RemoveRequest{
+	res, err := s.Nodes.Remove(ctx, node.RemoveRequest{
 		OperationID:  req.GetOperationId(),
 		Name:         req.GetName(),
 		RemoveDirs:   req.GetRemoveDirs(),
@@ -136,7 +136,11 @@ func (s *Service) RemoveNode(ctx context.Context, req *agentv1.RemoveNodeRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &agentv1.RemoveNodeResponse{Replayed: replayed}, nil
+	out := &agentv1.RemoveNodeResponse{Replayed: res.Replayed}
+	for _, k := range res.Kept {
+		out.KeptDirs = append(out.KeptDirs, &agentv1.KeptDir{Path: k.Path, Reason: k.Reason})
+	}
+	return out, nil
 }
 
 // CheckHealth runs a health check on this host.

@@ -55,5 +55,6 @@ func FactsToProto(f facts.Facts) *agentv1.Facts {
 		DiskFree:        f.DiskFree,
 		AgentVersion:    f.AgentVersion,
 		BootTime:        f.BootTime,
+		StateDir:        f.StateDir,
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -157,7 +158,11 @@ func (p supervisorProcs) Processes() []metrics.Proc {
 // New returns a Client.
 func New(cfg Config, log *slog.Logger) *Client {
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir}}
+	stateDir, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		stateDir = cfg.StateDir
+	}
+	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir, StateDir: stateDir}}
 	if cfg.MetricsInterval > 0 {
 		procs := cfg.Processes
 		if procs == nil {

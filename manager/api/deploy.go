@@ -142,6 +142,8 @@ type notCleanedView struct {
 	// Queued: the node's removal is queued (GET /cluster/cleanup) and sent
 	// when its agent reconnects; otherwise the node is left on its host.
 	Queued bool `json:"queued"`
+	// KeptDirs: the node was removed, but these dirs of it were kept.
+	KeptDirs []string `json:"keptDirs,omitempty"`
 }
 
 type deleteClusterView struct {
@@ -394,7 +396,7 @@ func (a *API) liveRunStatus(c echo.Context, nodes []cluster.Node, views []nodeVi
 func toDeleteClusterView(u []cluster.Uncleaned) deleteClusterView {
 	v := deleteClusterView{NotCleaned: []notCleanedView{}}
 	for _, n := range u {
-		v.NotCleaned = append(v.NotCleaned, notCleanedView{NodeID: n.NodeID, ManagerIP: n.ManagerIP, Reason: n.Reason, Queued: n.Queued})
+		v.NotCleaned = append(v.NotCleaned, notCleanedView{NodeID: n.NodeID, ManagerIP: n.ManagerIP, Reason: n.Reason, Queued: n.Queued, KeptDirs: n.Dirs})
 	}
 	return v
 }

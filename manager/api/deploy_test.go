@@ -58,11 +58,11 @@ func (a *nodeAgents) NodeLogs(_ context.Context, _ ids.ID, name string, _ int) (
 	}
 	return []byte("started " + name + "\n"), nil
 }
-func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) error {
+func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) ([]tunnel.KeptDir, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r.Name)
-	return nil
+	return nil, nil
 }
 func (a *nodeAgents) CheckHealth(context.Context, ids.ID, tunnel.HealthCheck) (bool, string, error) {
 	return true, "connected", nil

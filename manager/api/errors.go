@@ -170,6 +170,7 @@ var domainCodes = []struct {
 	{fleet.ErrServerNotFound, codeServerNotExist},
 	{fleet.ErrServerInUse, codeServerInUse},
 	{fleet.ErrDirsNested, codeServerDirIllegal},
+	{cluster.ErrDirRefused, codeServerDirIllegal},
 	{fleet.ErrAgentNotOnline, codeServerCannotConnect},
 	{auth.ErrBadCredentials, codeAuthorizeFailed},
 	{auth.ErrTokenInvalid, codeTokenInvalid},

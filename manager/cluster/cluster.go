@@ -38,7 +38,11 @@ var (
 	ErrComponentNotInPackage = errors.New("the package does not provide the component")
 	ErrServerRepeated        = errors.New("a server is given twice for one component")
 	ErrPackageDisabled       = errors.New("the package is disabled")
-	ErrTooManyNodes          = errors.New("too many nodes")
+	// ErrDirRefused: a node's dir is a system dir, a home dir, or
+	// overlaps the manager's data dir or the agent's state dir (see
+	// internal/nodedir).
+	ErrDirRefused   = errors.New("directory may not hold a node")
+	ErrTooManyNodes = errors.New("too many nodes")
 	// ErrRender: a config file cannot be rendered for a node (an unknown
 	// variable, a bad template).
 	ErrRender = errors.New("config file cannot be rendered")
@@ -179,6 +183,9 @@ type ServerRef struct {
 	ID        ids.ID
 	ManagerIP string
 	DataIP    string
+	// AgentStateDir is the state dir its agent reported ("": not yet);
+	// no node dir may overlap it.
+	AgentStateDir string
 }
 
 // Store is what cluster needs from persistence.

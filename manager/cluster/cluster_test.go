@@ -305,7 +305,17 @@ func TestValidationLeavesNothing(t *testing.T) {
 	if _, err := f.pkgs.SetEffective(ctx, disabled.ID, false); err != nil {
 		t.Fatal(err)
 	}
+	f.svc.ProtectDir("/srv/admq-manager", "the manager's data dir")
+	gen, _ := ids.NewGenerator(4)
+	if err := f.db.CreateServer(ctx, &fleet.Server{ID: gen.Next(), ManagerIP: "10.0.0.5", Facts: fleet.Facts{StateDir: "/srv/admq/agent-state"}}); err != nil {
+		t.Fatal(err)
+	}
 	before := f.counts(t)
+	refused := func(reason string) func(error) bool {
+		return func(err error) bool {
+			return errors.Is(err, cluster.ErrDirRefused) && strings.Contains(err.Error(), reason)
+		}
+	}
 	spec := func(ip, prog, data string) []cluster.NodeSpec {
 		return []cluster.NodeSpec{{ManagerIP: ip, ProgramDir: prog, DataDir: data}}
 	}
@@ -344,6 +354,20 @@ func TestValidationLeavesNothing(t *testing.T) {
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
 		{"unknown placeholder", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{myid}", "/data")},
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
+		{"system dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/usr/lib", "/data/{cluster}")},
+			refused("zkList[0].programDir: /usr/lib is a system directory (/usr and everything under it)")},
+		{"under /etc", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/etc/{cluster}", "/data/{cluster}")},
+			refused("/etc/x is a system directory")},
+		{"/var/lib itself", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/var/lib")},
+			refused("zkList[0].dataDir: /var/lib is a system directory")},
+		{"home dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/home/{cluster}")},
+			refused("/home/x is a home directory")},
+		{"manager's data dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/srv/admq-manager/{cluster}")},
+			refused("overlaps the manager's data dir /srv/admq-manager")},
+		{"agent's state dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.5", "/opt/{cluster}", "/srv/admq/agent-state")},
+			refused("dataDir: /srv/admq/agent-state overlaps the agent's state dir on 10.0.0.5 /srv/admq/agent-state")},
+		{"dir holding the agent's state dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.5", "/srv/admq", "/data/{cluster}")},
+			refused("programDir: /srv/admq overlaps the agent's state dir")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := f.svc.Create(ctx, tc.n)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/nodedir"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -43,6 +44,9 @@ type Uncleaned struct {
 	// Queued: the removal is queued and sent when the node's agent
 	// reconnects.
 	Queued bool
+	// Dirs are the node's dirs left on its host although the node itself
+	// was stopped and removed (Reason says why each was kept).
+	Dirs []string
 }
 
 // Service manages clusters, nodes and their config.
@@ -52,6 +56,9 @@ type Service struct {
 	gen      *ids.Generator
 	now      func() time.Time
 	teardown Teardown
+	// protected are dirs no node dir may overlap, on any server, each
+	// with what it is (the manager's data dir).
+	protected map[string]string
 
 	// mu serialises the changes that place nodes (ordinals, directory and
 	// port checks read what is there, then write); the store's unique
@@ -61,8 +68,14 @@ type Service struct {
 
 // NewService returns the service.
 func NewService(store Store, packages Packages, gen *ids.Generator, now func() time.Time) *Service {
-	return &Service{store: store, packages: packages, gen: gen, now: now}
+	return &Service{store: store, packages: packages, gen: gen, now: now, protected: map[string]string{}}
 }
+
+// ProtectDir refuses node dirs that overlap dir, an absolute, clean path,
+// on every server; what says what it is ("the manager's data dir"). The
+// manager's data dir is refused everywhere, as nodes are placed by
+// address and the manager's own host can be one of them.
+func (s *Service) ProtectDir(dir, what string) { s.protected[dir] = what }
 
 // UseTeardown sets what Delete calls before it removes a cluster's records.
 func (s *Service) UseTeardown(t Teardown) { s.teardown = t }
@@ -317,6 +330,11 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 			if within(prog, data) || within(data, prog) {
 				return nil, fmt.Errorf("%w: %s: programDir %s and dataDir %s", fleet.ErrDirsNested, field, prog, data)
 			}
+			for _, d := range []struct{ field, path string }{{".programDir", prog}, {".dataDir", data}} {
+				if err := s.checkDir(d.path, srv); err != nil {
+					return nil, fmt.Errorf("%w: %s%s: %v", ErrDirRefused, field, d.field, err)
+				}
+			}
 			n := Node{
 				ID: s.gen.Next(), ClusterID: c.ID, ServerID: srv.ID, Component: g.component, ComponentType: TypeOf(g.component),
 				PackageID: p.ID, ManagerIP: srv.ManagerIP, DataIP: srv.DataIP, ProgramDir: prog, DataDir: data,
@@ -387,6 +405,19 @@ func (s *Service) checkPlacement(ctx context.Context, c Cluster, existing []Node
 		}
 	}
 	return nil
+}
+
+// checkDir applies internal/nodedir's rules to a node's dir p on server
+// srv: no system or home dir, nothing overlapping the manager's protected
+// dirs or the agent's state dir.
+func (s *Service) checkDir(p string, srv ServerRef) error {
+	if err := nodedir.Check(p); err != nil {
+		return err
+	}
+	if err := nodedir.CheckProtected(p, s.protected); err != nil {
+		return err
+	}
+	return nodedir.CheckProtected(p, map[string]string{srv.AgentStateDir: "the agent's state dir on " + srv.ManagerIP})
 }
 
 // expandDir fills {cluster} and {nodeDir} in v and checks the result.

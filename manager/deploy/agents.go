@@ -28,9 +28,9 @@ type Agents interface {
 	NodeStatus(ctx context.Context, server ids.ID, names []string) ([]tunnel.NodeState, error)
 	// NodeLogs returns the last maxBytes of the node's log.
 	NodeLogs(ctx context.Context, server ids.ID, name string, maxBytes int) ([]byte, error)
-	// RemoveNode stops and forgets a node and, with RemoveDirs, deletes its
-	// dirs.
-	RemoveNode(ctx context.Context, server ids.ID, r tunnel.RemoveRequest) error
+	// RemoveNode stops and forgets a node and, with RemoveDirs, deletes
+	// those of its dirs the agent created for it; it returns the others.
+	RemoveNode(ctx context.Context, server ids.ID, r tunnel.RemoveRequest) ([]tunnel.KeptDir, error)
 	// CheckHealth runs one health check on the agent's host.
 	CheckHealth(ctx context.Context, server ids.ID, h tunnel.HealthCheck) (ok bool, detail string, err error)
 }

@@ -47,7 +47,7 @@ type Cleanup struct {
 // Request is the removal the agent is sent: the one Teardown sends.
 func (c Cleanup) Request() tunnel.RemoveRequest {
 	return tunnel.RemoveRequest{
-		OperationID: c.OperationID, Name: c.Node, RemoveDirs: true,
+		OperationID: c.OperationID, Name: c.Node, RemoveDirs: len(c.AllowedRoots) > 0,
 		ProgramDir: c.ProgramDir, DataDir: c.DataDir, AllowedRoots: c.AllowedRoots,
 	}
 }
@@ -242,7 +242,7 @@ func (e *Engine) cleanServer(ctx context.Context, server ids.ID, sweep bool) (in
 		}
 		log := e.d.Log.With("server", server, "managerIp", c.ManagerIP, "node", c.Node, "cluster", c.ClusterName)
 		cctx, cancel := context.WithTimeout(ctx, CleanupTimeout)
-		err := e.d.Agents.RemoveNode(cctx, server, c.Request())
+		kept, err := e.d.Agents.RemoveNode(cctx, server, c.Request())
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -261,6 +261,12 @@ func (e *Engine) cleanServer(ctx context.Context, server ids.ID, sweep bool) (in
 			return done, err
 		}
 		done++
+		if len(kept) > 0 {
+			log.Warn("queued node cleanup done: node stopped and removed, dirs kept",
+				"programDir", c.ProgramDir, "dataDir", c.DataDir, "kept", keptReport(cluster.Node{}, kept).Reason,
+				"queuedFor", e.d.Now().Sub(c.CreatedAt).Round(time.Second))
+			continue
+		}
 		log.Info("queued node cleanup done: node stopped and removed, dirs deleted",
 			"programDir", c.ProgramDir, "dataDir", c.DataDir, "queuedFor", e.d.Now().Sub(c.CreatedAt).Round(time.Second))
 	}

@@ -73,6 +73,8 @@ type agents struct {
 	commands []string
 	// removeErr: node name → the error its removal fails with.
 	removeErr map[string]error
+	// kept: node name → the dirs its removal keeps.
+	kept map[string][]tunnel.KeptDir
 }
 
 func newAgents() *agents {
@@ -124,11 +126,11 @@ func (a *agents) NodeLogs(_ context.Context, _ ids.ID, name string, max int) ([]
 	}
 	return b.Bytes(), nil
 }
-func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) error {
+func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) ([]tunnel.KeptDir, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r)
-	return a.removeErr[r.Name]
+	return a.kept[r.Name], a.removeErr[r.Name]
 }
 func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h tunnel.HealthCheck) (bool, string, error) {
 	a.mu.Lock()
@@ -894,5 +896,46 @@ func TestCleanupWaitsForRecordedNode(t *testing.T) {
 	}
 	if q := f.cleanups(t, n.ServerID); len(q) != 1 || q[0].Attempts != 0 {
 		t.Fatalf("queue %+v", q)
+	}
+}
+
+// TestTeardownReportsKeptDirs: dirs the agent kept are in notCleaned with
+// its reason (the node itself is gone, so not queued); a dir recorded
+// before the manager refused system dirs, or directly under /, is not
+// even sent to the agent, so that an older agent does not remove it.
+func TestTeardownReportsKeptDirs(t *testing.T) {
+	f := newFixture(t)
+	c, nodes := f.newCluster(t, "c1")
+	const noMarker = "it has no install marker: the agent did not create it"
+	f.agents.kept = map[string][]tunnel.KeptDir{nodes[0].ID.String(): {{Path: nodes[0].DataDir, Reason: noMarker}}}
+	nodes[1].ProgramDir = "/usr/lib/legacy"
+	nodes[2].DataDir = "/zk"
+	out, err := f.engine.Teardown(t.Context(), c, nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[ids.ID]cluster.Uncleaned{}
+	for _, u := range out {
+		got[u.NodeID] = u
+	}
+	for i, want := range []struct{ dir, reason string }{
+		{nodes[0].DataDir, "kept " + nodes[0].DataDir + ": " + noMarker},
+		{"/usr/lib/legacy", "kept /usr/lib/legacy: /usr/lib/legacy is a system directory"},
+		{"/zk", "kept /zk: it is directly under /"},
+	} {
+		u := got[nodes[i].ID]
+		if u.Queued || !slices.Equal(u.Dirs, []string{want.dir}) || !strings.Contains(u.Reason, want.reason) || !strings.HasPrefix(u.Reason, "node stopped and removed") {
+			t.Errorf("node %d: notCleaned %+v, want %s kept: %q", i, u, want.dir, want.reason)
+		}
+	}
+	sent := map[string]tunnel.RemoveRequest{}
+	for _, r := range f.agents.removed {
+		sent[r.Name] = r
+	}
+	if r := sent[nodes[1].ID.String()]; r.ProgramDir != "" || r.DataDir != nodes[1].DataDir || !slices.Equal(r.AllowedRoots, []string{filepath.Dir(nodes[1].DataDir)}) {
+		t.Errorf("removal of the node with a system dir: %+v", r)
+	}
+	if r := sent[nodes[2].ID.String()]; r.DataDir != "" || r.ProgramDir != nodes[2].ProgramDir || !r.RemoveDirs {
+		t.Errorf("removal of the node with a dir under /: %+v", r)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/nodedir"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/tunnel"
@@ -154,12 +157,15 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 // cluster.Teardown. The agent deletes a dir only strictly inside an
 // allowed root, and the dirs the operator gave before {cluster} and
 // {nodeDir} were expanded are not kept, so each dir's parent is its root:
-// exactly programDir and dataDir are removed. A node whose agent is
-// offline, or went away during the removal, is reported and its removal
-// queued (when the engine has a CleanupStore): the same request is sent
-// when the agent reconnects (RunCleanups). A node whose dir sits directly
-// under "/", or whose removal the agent refused, is only reported. The
-// records go anyway. A cluster with a node being deployed is
+// exactly programDir and dataDir are removed, and only when the agent
+// created them for the node (it keeps and reports the others). A dir
+// directly under "/", or one internal/nodedir refuses (recorded before
+// the check existed), is not even sent, so that an older agent does not
+// remove it either. A node whose agent is offline, or went away during
+// the removal, is reported and its removal queued (when the engine has a
+// CleanupStore): the same request is sent when the agent reconnects
+// (RunCleanups). A node whose removal the agent refused is only reported.
+// The records go anyway. A cluster with a node being deployed is
 // ErrNodeUnavailable and nothing is done.
 func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluster.Node) ([]cluster.Uncleaned, error) {
 	var busy []string
@@ -176,10 +182,13 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		wg  sync.WaitGroup
 		out []cluster.Uncleaned
 	)
-	report := func(n cluster.Node, reason string, queued bool) {
+	add := func(u cluster.Uncleaned) {
 		mu.Lock()
-		out = append(out, cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP, Reason: reason, Queued: queued})
+		out = append(out, u)
 		mu.Unlock()
+	}
+	report := func(n cluster.Node, reason string, queued bool) {
+		add(cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP, Reason: reason, Queued: queued})
 	}
 	// queue reports n as queued for cleanup, or, when it cannot be
 	// queued, as left on its host.
@@ -194,15 +203,7 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		report(n, reason, true)
 	}
 	for _, n := range nodes {
-		progRoot, dataRoot := filepath.Dir(n.ProgramDir), filepath.Dir(n.DataDir)
-		if progRoot == "/" || dataRoot == "/" {
-			report(n, fmt.Sprintf("%s or %s is directly under /: not removed", n.ProgramDir, n.DataDir), false)
-			continue
-		}
-		req := tunnel.RemoveRequest{
-			OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(),
-			RemoveDirs: true, ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{progRoot, dataRoot},
-		}
+		req, kept := removeRequest(c, n)
 		if !e.d.Agents.Online(n.ServerID) {
 			queue(n, req, ReasonQueuedOffline, "agent offline: the node was not stopped and its dirs were not removed")
 			continue
@@ -210,9 +211,12 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := e.d.Agents.RemoveNode(ctx, n.ServerID, req)
+			agentKept, err := e.d.Agents.RemoveNode(ctx, n.ServerID, req)
 			switch {
 			case err == nil:
+				if kept = append(kept, agentKept...); len(kept) > 0 {
+					add(keptReport(n, kept))
+				}
 			case lostDuring(err):
 				queue(n, req, fmt.Sprintf(reasonQueuedLost, err), "remove failed: "+err.Error())
 			default:
@@ -231,6 +235,49 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 		e.d.Log.Warn("cluster deleted with nodes not cleaned", "cluster", c.Name, "notCleaned", len(out), "queued", queued)
 	}
 	return out, nil
+}
+
+// removeRequest is the removal of node n of cluster c, and the dirs it
+// leaves out: those directly under "/" (no allowed root) and those
+// internal/nodedir refuses.
+func removeRequest(c cluster.Cluster, n cluster.Node) (tunnel.RemoveRequest, []tunnel.KeptDir) {
+	req := tunnel.RemoveRequest{
+		OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(), RemoveDirs: true,
+	}
+	var kept []tunnel.KeptDir
+	for _, d := range []struct {
+		path string
+		set  *string
+	}{{n.ProgramDir, &req.ProgramDir}, {n.DataDir, &req.DataDir}} {
+		if err := nodedir.Check(d.path); err != nil {
+			kept = append(kept, tunnel.KeptDir{Path: d.path, Reason: err.Error()})
+			continue
+		}
+		root := filepath.Dir(d.path)
+		if root == "/" {
+			kept = append(kept, tunnel.KeptDir{Path: d.path, Reason: "it is directly under /"})
+			continue
+		}
+		*d.set = d.path
+		if !slices.Contains(req.AllowedRoots, root) {
+			req.AllowedRoots = append(req.AllowedRoots, root)
+		}
+	}
+	req.RemoveDirs = len(req.AllowedRoots) > 0
+	return req, kept
+}
+
+// keptReport is the notCleaned entry of a node that was removed but
+// whose dirs were (some of them) kept.
+func keptReport(n cluster.Node, kept []tunnel.KeptDir) cluster.Uncleaned {
+	u := cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP}
+	var reasons []string
+	for _, k := range kept {
+		u.Dirs = append(u.Dirs, k.Path)
+		reasons = append(reasons, "kept "+k.Path+": "+k.Reason)
+	}
+	u.Reason = "node stopped and removed; " + strings.Join(reasons, "; ")
+	return u
 }
 
 func joinComma(s []string) string {

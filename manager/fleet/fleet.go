@@ -59,6 +59,8 @@ type Facts struct {
 	DiskFree        uint64 `json:"diskFree"`
 	AgentVersion    string `json:"agentVersion"`
 	BootTime        int64  `json:"bootTime"`
+	// StateDir is the agent's state dir; no node dir may overlap it.
+	StateDir string `json:"stateDir,omitempty"`
 }
 
 // Server is one managed host. ID is also its agent's identity: the CN of the

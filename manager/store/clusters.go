@@ -26,10 +26,10 @@ func (db *DB) ServerByManagerIP(ctx context.Context, ip string) (cluster.ServerR
 			s  cluster.ServerRef
 			id int64
 		)
-		err := sc.Scan(&id, &s.ManagerIP, &s.DataIP)
+		err := sc.Scan(&id, &s.ManagerIP, &s.DataIP, &s.AgentStateDir)
 		s.ID = ids.ID(id)
 		return s, err
-	}, `SELECT id, manager_ip, data_ip FROM servers WHERE manager_ip = ?`, ip)
+	}, `SELECT id, manager_ip, data_ip, COALESCE(json_extract(NULLIF(facts, ''), '$.stateDir'), '') FROM servers WHERE manager_ip = ?`, ip)
 }
 
 // clusterErrors are the domain errors the cluster writes return as they are.

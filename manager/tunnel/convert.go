@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/admq/admq-manager/internal/invalid"
@@ -27,6 +28,7 @@ func factsFromProto(p *agentv1.Facts) fleet.Facts {
 		DiskFree:        p.GetDiskFree(),
 		AgentVersion:    p.GetAgentVersion(),
 		BootTime:        p.GetBootTime(),
+		StateDir:        p.GetStateDir(),
 	}
 }
 
@@ -38,11 +40,14 @@ func factsFromProtoChecked(p *agentv1.Facts) (fleet.Facts, error) {
 	for name, v := range map[string]string{
 		"hostname": f.Hostname, "os": f.OS, "platform": f.Platform,
 		"platformVersion": f.PlatformVersion, "kernelVersion": f.KernelVersion,
-		"arch": f.Arch, "diskPath": f.DiskPath, "agentVersion": f.AgentVersion,
+		"arch": f.Arch, "diskPath": f.DiskPath, "agentVersion": f.AgentVersion, "stateDir": f.StateDir,
 	} {
 		if len(v) > maxFactString {
 			return fleet.Facts{}, invalid.Field("facts."+name, "longer than %d bytes", maxFactString)
 		}
+	}
+	if f.StateDir != "" && (!filepath.IsAbs(f.StateDir) || filepath.Clean(f.StateDir) != f.StateDir) {
+		return fleet.Facts{}, invalid.Field("facts.stateDir", "%q is not an absolute, clean path", f.StateDir)
 	}
 	if f.CPUs < 0 || f.CPUs > 1<<16 {
 		return fleet.Facts{}, invalid.Field("facts.cpus", "%d is not a CPU count", f.CPUs)

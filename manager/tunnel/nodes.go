@@ -130,6 +130,14 @@ type RemoveRequest struct {
 	AllowedRoots []string
 }
 
+// KeptDir is a dir a removal asked for that the agent kept, and why: it
+// did not create it for the node, or it is a system dir, overlaps the
+// agent's own dirs, or holds something that is not the node's.
+type KeptDir struct {
+	Path   string
+	Reason string
+}
+
 // HealthCheck is run by the agent; exactly one of TCPAddr, HTTPURL and
 // Command is set.
 type HealthCheck struct {
@@ -381,10 +389,12 @@ func (h *Hub) NodeLogs(ctx context.Context, id ids.ID, name string, maxBytes int
 }
 
 // RemoveNode stops and forgets a node on the agent, and deletes its dirs
-// when asked (only inside the allowed roots).
-func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) error {
-	return h.nodeCall(ctx, id, "remove node "+r.Name, func(c agentv1.AgentServiceClient) error {
-		_, err := c.RemoveNode(ctx, &agentv1.RemoveNodeRequest{
+// when asked (only inside the allowed roots, and only those the agent
+// created for the node); it returns the dirs the agent kept.
+func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) ([]KeptDir, error) {
+	var kept []KeptDir
+	err := h.nodeCall(ctx, id, "remove node "+r.Name, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.RemoveNode(ctx, &agentv1.RemoveNodeRequest{
 			OperationId:  r.OperationID,
 			Name:         r.Name,
 			RemoveDirs:   r.RemoveDirs,
@@ -392,8 +402,14 @@ func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) error 
 			DataDir:      r.DataDir,
 			AllowedRoots: r.AllowedRoots,
 		})
+		// It was asked about two dirs; what it says is bounded.
+		for _, k := range resp.GetKeptDirs()[:min(len(resp.GetKeptDirs()), 2)] {
+			p, reason := k.GetPath(), k.GetReason()
+			kept = append(kept, KeptDir{Path: p[:min(len(p), 4096)], Reason: reason[:min(len(reason), 1024)]})
+		}
 		return err
 	})
+	return kept, err
 }
 
 // CheckHealth has the agent run a health check on its host; the error is

@@ -313,7 +313,7 @@ func TestDeployRunRemoveNode(t *testing.T) {
 	}
 
 	// Removing dirs outside the allowed roots is refused, and nothing happens.
-	err = e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
+	_, err = e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
 		OperationID: "op-rm-1", Name: "n1", RemoveDirs: true, ProgramDir: programDir, DataDir: dataDir,
 		AllowedRoots: []string{filepath.Join(root, "elsewhere")},
 	})
@@ -327,11 +327,11 @@ func TestDeployRunRemoveNode(t *testing.T) {
 		t.Fatalf("node touched by a refused remove: %+v", sts)
 	}
 	// Inside the allowed roots: stopped, forgotten and deleted.
-	if err := e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
+	if kept, err := e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
 		OperationID: "op-rm-2", Name: "n1", RemoveDirs: true, ProgramDir: programDir, DataDir: dataDir,
 		AllowedRoots: []string{root},
-	}); err != nil {
-		t.Fatal(err)
+	}); err != nil || len(kept) != 0 {
+		t.Fatalf("remove: kept %+v, %v", kept, err)
 	}
 	removed = true
 	for _, d := range []string{programDir, dataDir} {

@@ -19,10 +19,11 @@ import (
 // testenv.DeletedCluster leaves out.
 type deletedCluster struct {
 	NotCleaned []struct {
-		NodeID    string `json:"nodeId"`
-		ManagerIP string `json:"managerIp"`
-		Reason    string `json:"reason"`
-		Queued    bool   `json:"queued"`
+		NodeID    string   `json:"nodeId"`
+		ManagerIP string   `json:"managerIp"`
+		Reason    string   `json:"reason"`
+		Queued    bool     `json:"queued"`
+		KeptDirs  []string `json:"keptDirs"`
 	} `json:"notCleaned"`
 }
 

@@ -30,6 +30,9 @@ type Server struct {
 	Arch         string `json:"arch"`
 	CPUs         int    `json:"cpus"`
 	MemoryTotal  uint64 `json:"memoryTotal"`
+	Facts        struct {
+		StateDir string `json:"stateDir"`
+	} `json:"facts"`
 }
 
 // Servers lists servers; query is "" or "?..." (filters), and the page

@@ -115,12 +115,12 @@ func (n *Node) remove(t testing.TB) {
 			t.Logf("log of node %s (pid %d):\n%s", n.Name, pid, b)
 		}
 	}
-	err := n.h.RemoveNode(ctx, n.Agent.ID, tunnel.RemoveRequest{
+	kept, err := n.h.RemoveNode(ctx, n.Agent.ID, tunnel.RemoveRequest{
 		OperationID: "remove-" + n.Name, Name: n.Name, RemoveDirs: true,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{n.Root},
 	})
-	if err != nil {
-		t.Logf("remove node %s: %v", n.Name, err)
+	if err != nil || len(kept) > 0 {
+		t.Logf("remove node %s: kept %+v, %v", n.Name, kept, err)
 	}
 	if pid > 0 {
 		deadline := time.Now().Add(15 * time.Second)

@@ -235,8 +235,10 @@ type Facts struct {
 	DiskFree        uint64                 `protobuf:"varint,12,opt,name=disk_free,json=diskFree,proto3" json:"disk_free,omitempty"`
 	AgentVersion    string                 `protobuf:"bytes,13,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	BootTime        int64                  `protobuf:"varint,14,opt,name=boot_time,json=bootTime,proto3" json:"boot_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The agent's state dir, which no node dir may overlap.
+	StateDir      string `protobuf:"bytes,15,opt,name=state_dir,json=stateDir,proto3" json:"state_dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Facts) Reset() {
@@ -365,6 +367,13 @@ func (x *Facts) GetBootTime() int64 {
 		return x.BootTime
 	}
 	return 0
+}
+
+func (x *Facts) GetStateDir() string {
+	if x != nil {
+		return x.StateDir
+	}
+	return ""
 }
 
 type HeartbeatRequest struct {
@@ -2072,7 +2081,12 @@ func (x *RemoveNodeRequest) GetAllowedRoots() []string {
 type RemoveNodeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when the operation_id had already been applied.
-	Replayed      bool `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The dirs asked to be removed that the agent kept, each with the
+	// reason: it did not create the dir for this node (no install marker),
+	// or the dir is a system dir, overlaps the agent's own dirs, or holds a
+	// mount point, a manager's data dir or another node's dir.
+	KeptDirs      []*KeptDir `protobuf:"bytes,2,rep,name=kept_dirs,json=keptDirs,proto3" json:"kept_dirs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2114,6 +2128,65 @@ func (x *RemoveNodeResponse) GetReplayed() bool {
 	return false
 }
 
+func (x *RemoveNodeResponse) GetKeptDirs() []*KeptDir {
+	if x != nil {
+		return x.KeptDirs
+	}
+	return nil
+}
+
+type KeptDir struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptDir) Reset() {
+	*x = KeptDir{}
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptDir) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptDir) ProtoMessage() {}
+
+func (x *KeptDir) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptDir.ProtoReflect.Descriptor instead.
+func (*KeptDir) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *KeptDir) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *KeptDir) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type CheckHealthRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Exactly one of tcp_addr, http_url and command is set.
@@ -2131,7 +2204,7 @@ type CheckHealthRequest struct {
 
 func (x *CheckHealthRequest) Reset() {
 	*x = CheckHealthRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2216,7 @@ func (x *CheckHealthRequest) String() string {
 func (*CheckHealthRequest) ProtoMessage() {}
 
 func (x *CheckHealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2229,7 @@ func (x *CheckHealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHealthRequest.ProtoReflect.Descriptor instead.
 func (*CheckHealthRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CheckHealthRequest) GetTcpAddr() string {
@@ -2199,7 +2272,7 @@ type CheckHealthResponse struct {
 
 func (x *CheckHealthResponse) Reset() {
 	*x = CheckHealthResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2211,7 +2284,7 @@ func (x *CheckHealthResponse) String() string {
 func (*CheckHealthResponse) ProtoMessage() {}
 
 func (x *CheckHealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2224,7 +2297,7 @@ func (x *CheckHealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHealthResponse.ProtoReflect.Descriptor instead.
 func (*CheckHealthResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckHealthResponse) GetOk() bool {
@@ -2255,7 +2328,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x0eEnrollResponse\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x19\n" +
 	"\bcert_pem\x18\x02 \x01(\fR\acertPem\x12\x15\n" +
-	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xb2\x03\n" +
+	"\x06ca_pem\x18\x03 \x01(\fR\x05caPem\"\xcf\x03\n" +
 	"\x05Facts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x1a\n" +
@@ -2272,7 +2345,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"disk_total\x18\v \x01(\x04R\tdiskTotal\x12\x1b\n" +
 	"\tdisk_free\x18\f \x01(\x04R\bdiskFree\x12#\n" +
 	"\ragent_version\x18\r \x01(\tR\fagentVersion\x12\x1b\n" +
-	"\tboot_time\x18\x0e \x01(\x03R\bbootTime\">\n" +
+	"\tboot_time\x18\x0e \x01(\x03R\bbootTime\x12\x1b\n" +
+	"\tstate_dir\x18\x0f \x01(\tR\bstateDir\">\n" +
 	"\x10HeartbeatRequest\x12*\n" +
 	"\x05facts\x18\x01 \x01(\v2\x14.admq.agent.v1.FactsR\x05facts\"4\n" +
 	"\x11HeartbeatResponse\x12\x1f\n" +
@@ -2402,9 +2476,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\vprogram_dir\x18\x04 \x01(\tR\n" +
 	"programDir\x12\x19\n" +
 	"\bdata_dir\x18\x05 \x01(\tR\adataDir\x12#\n" +
-	"\rallowed_roots\x18\x06 \x03(\tR\fallowedRoots\"0\n" +
+	"\rallowed_roots\x18\x06 \x03(\tR\fallowedRoots\"e\n" +
 	"\x12RemoveNodeResponse\x12\x1a\n" +
-	"\breplayed\x18\x01 \x01(\bR\breplayed\"\x83\x01\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\x123\n" +
+	"\tkept_dirs\x18\x02 \x03(\v2\x16.admq.agent.v1.KeptDirR\bkeptDirs\"5\n" +
+	"\aKeptDir\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x83\x01\n" +
 	"\x12CheckHealthRequest\x12\x19\n" +
 	"\btcp_addr\x18\x01 \x01(\tR\atcpAddr\x12\x19\n" +
 	"\bhttp_url\x18\x02 \x01(\tR\ahttpUrl\x12\x18\n" +
@@ -2452,7 +2530,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(NodeCommandKind)(0),        // 0: admq.agent.v1.NodeCommandKind
 	(*EnrollRequest)(nil),       // 1: admq.agent.v1.EnrollRequest
@@ -2483,8 +2561,9 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*NodeLogsResponse)(nil),    // 26: admq.agent.v1.NodeLogsResponse
 	(*RemoveNodeRequest)(nil),   // 27: admq.agent.v1.RemoveNodeRequest
 	(*RemoveNodeResponse)(nil),  // 28: admq.agent.v1.RemoveNodeResponse
-	(*CheckHealthRequest)(nil),  // 29: admq.agent.v1.CheckHealthRequest
-	(*CheckHealthResponse)(nil), // 30: admq.agent.v1.CheckHealthResponse
+	(*KeptDir)(nil),             // 29: admq.agent.v1.KeptDir
+	(*CheckHealthRequest)(nil),  // 30: admq.agent.v1.CheckHealthRequest
+	(*CheckHealthResponse)(nil), // 31: admq.agent.v1.CheckHealthResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	3,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
@@ -2495,37 +2574,38 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	22, // 5: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
 	0,  // 6: admq.agent.v1.NodeCommandRequest.command:type_name -> admq.agent.v1.NodeCommandKind
 	22, // 7: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
-	1,  // 8: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
-	4,  // 9: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
-	9,  // 10: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
-	6,  // 11: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
-	8,  // 12: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
-	14, // 13: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
-	16, // 14: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
-	19, // 15: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
-	21, // 16: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
-	23, // 17: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
-	25, // 18: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
-	27, // 19: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
-	29, // 20: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
-	2,  // 21: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
-	5,  // 22: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
-	13, // 23: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
-	7,  // 24: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
-	3,  // 25: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
-	15, // 26: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
-	17, // 27: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
-	20, // 28: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
-	22, // 29: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
-	24, // 30: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
-	26, // 31: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
-	28, // 32: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
-	30, // 33: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
-	21, // [21:34] is the sub-list for method output_type
-	8,  // [8:21] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	29, // 8: admq.agent.v1.RemoveNodeResponse.kept_dirs:type_name -> admq.agent.v1.KeptDir
+	1,  // 9: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
+	4,  // 10: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
+	9,  // 11: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
+	6,  // 12: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
+	8,  // 13: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
+	14, // 14: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
+	16, // 15: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
+	19, // 16: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
+	21, // 17: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
+	23, // 18: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
+	25, // 19: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
+	27, // 20: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
+	30, // 21: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
+	2,  // 22: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
+	5,  // 23: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
+	13, // 24: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
+	7,  // 25: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
+	3,  // 26: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
+	15, // 27: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
+	17, // 28: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
+	20, // 29: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
+	22, // 30: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
+	24, // 31: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
+	26, // 32: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
+	28, // 33: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
+	31, // 34: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
+	22, // [22:35] is the sub-list for method output_type
+	9,  // [9:22] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2539,7 +2619,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

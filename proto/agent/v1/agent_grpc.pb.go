@@ -271,7 +271,8 @@ type AgentServiceClient interface {
 	NodeLogs(ctx context.Context, in *NodeLogsRequest, opts ...grpc.CallOption) (*NodeLogsResponse, error)
 	// RemoveNode stops a node and forgets it; with remove_dirs it also
 	// deletes its program and data dirs, which must lie strictly inside one
-	// of allowed_roots. Idempotent by operation_id like DeployNode.
+	// of allowed_roots, when the agent created them for that node; it keeps
+	// and reports the others. Idempotent by operation_id like DeployNode.
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
 	// CheckHealth runs one health check on the agent's host, where node
 	// ports can be reached.
@@ -430,7 +431,8 @@ type AgentServiceServer interface {
 	NodeLogs(context.Context, *NodeLogsRequest) (*NodeLogsResponse, error)
 	// RemoveNode stops a node and forgets it; with remove_dirs it also
 	// deletes its program and data dirs, which must lie strictly inside one
-	// of allowed_roots. Idempotent by operation_id like DeployNode.
+	// of allowed_roots, when the agent created them for that node; it keeps
+	// and reports the others. Idempotent by operation_id like DeployNode.
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
 	// CheckHealth runs one health check on the agent's host, where node
 	// ports can be reached.
