@@ -118,8 +118,9 @@ func New(d Deps) *API {
 		d.BodyLimit = 1 << 20
 	}
 	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}, stopping: make(chan struct{})}
-	// Five failed logins in a row, then one more every 12 s, per address.
-	a.logins = newLoginThrottle(12*time.Second, 5, d.Now)
+	// Five failed logins in a row per address and ten per username, then
+	// one more every 12 s.
+	a.logins = newLoginThrottle(12*time.Second, 5, 10, d.Now)
 	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "admq", Subsystem: "http", Name: "request_duration_seconds",
 		Help:    "Console API request durations by route, method and HTTP status.",

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -233,7 +234,7 @@ func TestAuthentication(t *testing.T) {
 	h := newHarness(t)
 	forge := func(secret []byte, exp time.Time, sub string) string {
 		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"iss": "admq-manager", "sub": sub, "role": "admin", "iat": time.Now().Unix(), "exp": exp.Unix(),
+			"iss": "admq-manager", "sub": sub, "role": "admin", "iat": time.Now().Unix(), "exp": exp.Unix(), "gen": 0,
 		}).SignedString(secret)
 		return tok
 	}
@@ -514,11 +515,47 @@ func TestUsersAndPasswords(t *testing.T) {
 
 	ops := h.login("ops", "long-enough")
 	want(t, h.call("PUT", "/user/password", ops, map[string]string{"oldPassword": "wrong-one", "newPassword": "brand-new-pw"}), 401, codeAuthorizeFailed)
-	time.Sleep(1100 * time.Millisecond) // tokens carry whole seconds
 	want(t, h.call("PUT", "/user/password", ops, map[string]string{"oldPassword": "long-enough", "newPassword": "brand-new-pw"}), 200, 0)
-	time.Sleep(1100 * time.Millisecond)
 	want(t, h.call("GET", "/area", ops, nil), 401, codeTokenInvalid)
 	h.login("ops", "brand-new-pw")
+}
+
+// TestPasswordChangeEndsEveryToken is the outside probe's break #4: a
+// token issued up to a second or two before a password change stayed
+// valid for its 12 hours (whole-second iat compared with a one-second
+// slack). Now every token issued before the change dies at once, however
+// close, and a token without iat is refused.
+func TestPasswordChangeEndsEveryToken(t *testing.T) {
+	h := newHarness(t)
+	admin := h.login("admin", adminPassword)
+	want(t, h.call("POST", "/user", admin, map[string]string{"username": "ops", "password": "long-enough", "role": "operator"}), 200, 0)
+	before := []string{h.login("ops", "long-enough"), h.login("ops", "long-enough")}
+	want(t, h.call("PUT", "/user/password", before[0], map[string]string{"oldPassword": "long-enough", "newPassword": "brand-new-pw"}), 200, 0)
+	for i, tok := range before {
+		if r := h.call("GET", "/user/info", tok, nil); r.Code != codeTokenInvalid {
+			t.Errorf("token %d issued just before the password change: HTTP %d code %d, want %d", i, r.Status, r.Code, codeTokenInvalid)
+		}
+	}
+	after := h.login("ops", "brand-new-pw")
+	want(t, h.call("GET", "/user/info", after, nil), 200, 0)
+	want(t, h.call("GET", "/user/info", admin, nil), 200, 0) // another user's token lives on
+
+	// A token signed with the right key but without iat.
+	me := decodeData[struct{ ID string }](t, h.call("GET", "/user/info", after, nil))
+	var c map[string]any
+	parts := strings.Split(after, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if err := json.Unmarshal(raw, &c); err != nil || c["sub"] != me.ID {
+		t.Fatalf("claims %s: %v", raw, err)
+	}
+	delete(c, "iat")
+	noIat, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(c)).SignedString(h.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call("GET", "/user/info", noIat, nil); r.Code != codeTokenInvalid {
+		t.Errorf("token without iat: HTTP %d code %d, want %d", r.Status, r.Code, codeTokenInvalid)
+	}
 }
 
 func TestAuditRecordsChangesOnly(t *testing.T) {
@@ -608,21 +645,31 @@ func TestLoginThrottle(t *testing.T) {
 
 func TestLoginThrottleRefills(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	th := newLoginThrottle(12*time.Second, 5, func() time.Time { return now })
+	th := newLoginThrottle(12*time.Second, 5, 10, func() time.Time { return now })
 	for range 5 {
-		if th.retryAfter("a") != 0 {
+		if d, _ := th.reserve("a", "u"); d != 0 {
 			t.Fatal("throttled before the burst was used")
 		}
-		th.failed("a")
 	}
-	if d := th.retryAfter("a"); d <= 0 || d > 12*time.Second {
+	if d, _ := th.reserve("a", "v"); d <= 0 || d > 12*time.Second {
 		t.Fatalf("after 5 failures: retry after %v", d)
 	}
-	if th.retryAfter("b") != 0 {
+	// A right password gives its attempt back.
+	d, refund := th.reserve("b", "u")
+	if d != 0 {
 		t.Fatal("another address is throttled")
 	}
+	refund()
+	for range 5 {
+		if d, _ := th.reserve("c", "u"); d != 0 {
+			t.Fatalf("user u throttled after 5 failures and a success: %v", d)
+		}
+	}
+	if d, _ := th.reserve("d", "u"); d <= 0 {
+		t.Fatal("user u not throttled after 10 failures")
+	}
 	now = now.Add(12 * time.Second)
-	if th.retryAfter("a") != 0 {
+	if d, _ := th.reserve("a", "w"); d != 0 {
 		t.Fatal("not refilled after one interval")
 	}
 }

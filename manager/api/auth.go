@@ -25,17 +25,18 @@ func (a *API) login(c echo.Context) error {
 		return invalid.Field("username", "username and password are required")
 	}
 	addr := c.RealIP()
-	if wait := a.logins.retryAfter(addr); wait > 0 {
+	wait, refund := a.logins.reserve(addr, r.Username)
+	if wait > 0 {
 		secs := int(wait.Seconds() + 0.999)
 		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-		return newError(codeTooManyAttempts, "too many failed logins from %s; try again in %d s", addr, secs)
+		return newError(codeTooManyAttempts, "too many failed logins from %s or for this user; try again in %d s", addr, secs)
 	}
 	token, exp, u, err := a.d.Auth.Login(c.Request().Context(), r.Username, r.Password)
+	if errors.Is(err, auth.ErrBadCredentials) {
+		return newError(codeAuthorizeFailed, "wrong username or password") // the attempt stays taken
+	}
+	refund()
 	if err != nil {
-		if errors.Is(err, auth.ErrBadCredentials) {
-			a.logins.failed(addr)
-			return newError(codeAuthorizeFailed, "wrong username or password")
-		}
 		return err
 	}
 	c.Set(ctxUser, u)

@@ -7,16 +7,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// loginThrottle slows password guessing: each client address may fail a
-// few logins in a row, then one more every interval. While it is throttled
-// even a right password is refused, so guessing gains nothing.
+// loginThrottle slows password guessing, per client address and per
+// username: each may fail a few logins in a row, then one more every
+// interval. An attempt is taken from both allowances before the password
+// is checked (and given back when it was right), so parallel requests
+// cannot all be checked before the first failure is counted. While either
+// allowance is used up even a right password is refused, so guessing
+// gains nothing.
 type loginThrottle struct {
-	every time.Duration
-	burst int
-	now   func() time.Time
+	every   time.Duration
+	perAddr int
+	perUser int
+	now     func() time.Time
 
-	mu      sync.Mutex
-	clients map[string]*throttled
+	mu   sync.Mutex
+	keys map[throttleKey]*throttled
+}
+
+// throttleKey is a client address or a username.
+type throttleKey struct {
+	user bool
+	name string
 }
 
 type throttled struct {
@@ -27,52 +38,69 @@ type throttled struct {
 // maxThrottled bounds the table; idle entries are dropped when it fills.
 const maxThrottled = 10_000
 
-func newLoginThrottle(every time.Duration, burst int, now func() time.Time) *loginThrottle {
-	return &loginThrottle{every: every, burst: burst, now: now, clients: make(map[string]*throttled)}
+// maxThrottledName bounds a username kept as a key; longer names are no
+// user's (and are cut, not refused: the check says so).
+const maxThrottledName = 128
+
+func newLoginThrottle(every time.Duration, perAddr, perUser int, now func() time.Time) *loginThrottle {
+	return &loginThrottle{every: every, perAddr: perAddr, perUser: perUser, now: now, keys: make(map[throttleKey]*throttled)}
 }
 
-// retryAfter says how long addr must wait before its next attempt; zero
-// means it may try now.
-func (t *loginThrottle) retryAfter(addr string) time.Duration {
+// reserve takes one attempt from addr's and user's allowances. When
+// either is used up it takes nothing and returns how long to wait;
+// otherwise it returns a func that gives the attempt back, for a login
+// that succeeded.
+func (t *loginThrottle) reserve(addr, user string) (wait time.Duration, refund func()) {
+	if len(user) > maxThrottledName {
+		user = user[:maxThrottledName]
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.clients[addr]
-	if c == nil {
-		return 0
-	}
 	now := t.now()
-	if c.lim.TokensAt(now) >= 1 {
+	a := t.entryLocked(throttleKey{name: addr}, t.perAddr, now)
+	u := t.entryLocked(throttleKey{user: true, name: user}, t.perUser, now)
+	if wait = max(delay(a.lim, now), delay(u.lim, now)); wait > 0 {
+		return wait, nil
+	}
+	ra, ru := a.lim.ReserveN(now, 1), u.lim.ReserveN(now, 1)
+	a.last, u.last = now, now
+	return 0, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		now := t.now()
+		ra.CancelAt(now)
+		ru.CancelAt(now)
+	}
+}
+
+// delay is how long lim needs to hold one token again.
+func delay(lim *rate.Limiter, now time.Time) time.Duration {
+	if lim.TokensAt(now) >= 1 {
 		return 0
 	}
-	r := c.lim.ReserveN(now, 1)
+	r := lim.ReserveN(now, 1)
 	d := r.DelayFrom(now)
 	r.CancelAt(now)
 	return d
 }
 
-// failed records a failed login from addr.
-func (t *loginThrottle) failed(addr string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	c := t.clients[addr]
+func (t *loginThrottle) entryLocked(k throttleKey, burst int, now time.Time) *throttled {
+	c := t.keys[k]
 	if c == nil {
-		if len(t.clients) >= maxThrottled {
+		if len(t.keys) >= maxThrottled {
 			t.pruneLocked(now)
 		}
-		c = &throttled{lim: rate.NewLimiter(rate.Every(t.every), t.burst)}
-		t.clients[addr] = c
+		c = &throttled{lim: rate.NewLimiter(rate.Every(t.every), burst), last: now}
+		t.keys[k] = c
 	}
-	c.lim.AllowN(now, 1)
-	c.last = now
+	return c
 }
 
 // pruneLocked drops entries that have refilled completely.
 func (t *loginThrottle) pruneLocked(now time.Time) {
-	full := t.every * time.Duration(t.burst)
-	for addr, c := range t.clients {
-		if now.Sub(c.last) > full {
-			delete(t.clients, addr)
+	for k, c := range t.keys {
+		if now.Sub(c.last) > t.every*time.Duration(c.lim.Burst()) {
+			delete(t.keys, k)
 		}
 	}
 }

@@ -58,6 +58,8 @@ func NewService(store Store, secret []byte, ttl time.Duration, cost int, gen *id
 type claims struct {
 	Role string `json:"role"`
 	Name string `json:"name"`
+	// Gen is the user's TokenGen when the token was issued.
+	Gen *int64 `json:"gen"`
 	jwt.RegisteredClaims
 }
 
@@ -79,6 +81,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (token s
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
 		Role: string(u.Role),
 		Name: u.Username,
+		Gen:  &u.TokenGen,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    issuer,
 			Subject:   u.ID.String(),
@@ -107,6 +110,9 @@ func (s *Service) Authenticate(ctx context.Context, token string) (User, error) 
 	if err != nil {
 		return User{}, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
 	}
+	if c.IssuedAt == nil || c.Gen == nil {
+		return User{}, fmt.Errorf("%w: no issue time or generation", ErrTokenInvalid)
+	}
 	id, err := ids.Parse(c.Subject)
 	if err != nil {
 		return User{}, fmt.Errorf("%w: subject: %v", ErrTokenInvalid, err)
@@ -119,7 +125,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (User, error) 
 		return User{}, err
 	}
 	// A token issued before the password changed is no longer good.
-	if c.IssuedAt != nil && u.UpdatedAt.After(c.IssuedAt.Add(time.Second)) {
+	if *c.Gen != u.TokenGen {
 		return User{}, fmt.Errorf("%w: credentials changed since the token was issued", ErrTokenInvalid)
 	}
 	return u, nil

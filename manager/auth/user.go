@@ -56,6 +56,9 @@ type User struct {
 	Role         Role
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+	// TokenGen is the generation of the user's tokens: only a token that
+	// carries it is accepted. A password change moves it on.
+	TokenGen int64
 }
 
 // Store is what auth needs from persistence.
@@ -67,6 +70,7 @@ type Store interface {
 	// DeleteUser removes a user; it refuses with ErrLastAdmin to remove the
 	// only remaining admin.
 	DeleteUser(ctx context.Context, id ids.ID) error
+	// SetPassword stores a new hash and moves the user's TokenGen on.
 	SetPassword(ctx context.Context, id ids.ID, hash []byte, now time.Time) error
 	CountUsers(ctx context.Context) (int, error)
 }

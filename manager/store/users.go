@@ -36,7 +36,7 @@ func nonNilBytes(b []byte) []byte {
 	return b
 }
 
-const userCols = `id, username, password_hash, role, created_at, updated_at`
+const userCols = `id, username, password_hash, role, created_at, updated_at, token_gen`
 
 func scanUser(sc scanner) (auth.User, error) {
 	var (
@@ -45,7 +45,7 @@ func scanUser(sc scanner) (auth.User, error) {
 		role             string
 		created, updated sql.NullInt64
 	)
-	if err := sc.Scan(&id, &u.Username, &u.PasswordHash, &role, &created, &updated); err != nil {
+	if err := sc.Scan(&id, &u.Username, &u.PasswordHash, &role, &created, &updated, &u.TokenGen); err != nil {
 		return auth.User{}, err
 	}
 	u.ID = ids.ID(id)
@@ -107,10 +107,11 @@ func (db *DB) DeleteUser(ctx context.Context, id ids.ID) error {
 	return nil
 }
 
-// SetPassword replaces the password hash of the user with id and sets its
-// UpdatedAt to now, or returns auth.ErrUserNotFound.
+// SetPassword replaces the password hash of the user with id, moves it to
+// its next token generation and sets its UpdatedAt to now, or returns
+// auth.ErrUserNotFound.
 func (db *DB) SetPassword(ctx context.Context, id ids.ID, hash []byte, now time.Time) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?`,
+	res, err := db.w.ExecContext(ctx, `UPDATE users SET password_hash = ?, updated_at = ?, token_gen = token_gen + 1 WHERE id = ?`,
 		nonNilBytes(hash), millis(now), int64(id))
 	if err == nil {
 		err = mustAffect(res, auth.ErrUserNotFound)
