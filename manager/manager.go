@@ -23,7 +23,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/admq/admq-manager/internal/dirlock"
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/nodedir"
 	"github.com/admq/admq-manager/internal/version"
 	"github.com/admq/admq-manager/manager/api"
 	"github.com/admq/admq-manager/manager/apollo"
@@ -196,6 +198,8 @@ type Manager struct {
 	httpLn   net.Listener
 	tunLn    net.Listener
 	pprofLn  net.Listener // nil: profiles not served
+	// lock is held on the data dir while the manager runs.
+	lock *dirlock.Lock
 	// AdminPassword is the generated first-admin password, set only on the
 	// start that created the database.
 	AdminPassword string
@@ -224,6 +228,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 			m.close()
 		}
 	}()
+	if m.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	m.db, err = store.Open(ctx, filepath.Join(cfg.DataDir, "admq.db"))
 	if err != nil {
 		return nil, err
@@ -441,6 +448,26 @@ func (m *Manager) close() {
 		}
 		m.db = nil
 	}
+	if err := m.lock.Release(); err != nil {
+		m.log.Warn("release data dir lock", "err", err)
+	}
+	m.lock = nil
+}
+
+// lockDataDir takes the data dir for this manager. One manager per data
+// dir: a second one would sweep away the first one's uploads and fail its
+// running jobs, so it is refused at once, naming the holder.
+func lockDataDir(dir string) (*dirlock.Lock, error) {
+	l, err := dirlock.Acquire(filepath.Join(dir, nodedir.ManagerLockName))
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		pid := "pid unknown"
+		if held.PID > 0 {
+			pid = fmt.Sprintf("pid %d", held.PID)
+		}
+		return nil, fmt.Errorf("data dir %s is in use by another admq-manager (%s): stop it first or use another --data-dir", dir, pid)
+	}
+	return l, err
 }
 
 // loadOrCreateSecret returns the 32-byte secret in path, creating it (0600)
