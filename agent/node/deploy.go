@@ -12,20 +12,10 @@ import (
 
 	"github.com/admq/admq-manager/internal/atomicfile"
 
-	"github.com/admq/admq-manager/agent/configfile"
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/archive"
 	"github.com/admq/admq-manager/internal/invalid"
 )
-
-// ConfigFile is one file a deploy writes.
-type ConfigFile struct {
-	// Path is relative to the program dir, or absolute inside the program
-	// dir or the data dir.
-	Path    string
-	Content []byte
-	Mode    os.FileMode // 0: 0640
-}
 
 // DeployRequest installs one node.
 type DeployRequest struct {
@@ -115,19 +105,8 @@ func (r DeployRequest) validate() error {
 	if r.StopGrace < 0 || r.StopGrace > time.Hour {
 		return invalid.Field("stop_grace_ms", "%v: want 0 to 1h", r.StopGrace)
 	}
-	if len(r.ConfigFiles) > MaxConfigFiles {
-		return invalid.Field("config_files", "%d files: at most %d", len(r.ConfigFiles), MaxConfigFiles)
-	}
-	for _, f := range r.ConfigFiles {
-		if _, err := r.dirs().configPath(f.Path); err != nil {
-			return err
-		}
-		if len(f.Content) > MaxConfigSize {
-			return invalid.Field("config_files", "%s: %d bytes: at most %d", f.Path, len(f.Content), MaxConfigSize)
-		}
-		if f.Mode&^os.ModePerm != 0 {
-			return invalid.Field("config_files", "%s: mode %o: permission bits only", f.Path, f.Mode)
-		}
+	if err := r.dirs().checkFiles(r.ConfigFiles); err != nil {
+		return err
 	}
 	if len(r.FreeAddrs) > MaxFreeAddrs {
 		return invalid.Field("free_addrs", "%d addresses: at most %d", len(r.FreeAddrs), MaxFreeAddrs)
@@ -158,6 +137,9 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 		res.Replayed = ok
 		return res, err
 	}
+	if err := m.busyErr(r.Name); err != nil {
+		return res, err
+	}
 	pkg := m.PackagePath(r.PackageSHA256)
 	if _, err := os.Stat(pkg); err != nil {
 		return res, fmt.Errorf("%w: %s", ErrNotCached, r.PackageSHA256)
@@ -177,31 +159,13 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 	if err := os.MkdirAll(logDir, 0o750); err != nil {
 		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 	}
-	// Only the files whose content or mode changes are written: rewriting
-	// the others would shift their history (configfile.Write skips them
-	// too), and a changed one means a running node must be restarted.
-	type write struct {
-		path string
-		f    ConfigFile
+	writes, err := r.dirs().plan(r.Name, r.ConfigFiles)
+	if err != nil {
+		return res, err
 	}
-	var writes []write
-	var changed []string
-	for _, f := range r.ConfigFiles {
-		p, err := r.dirs().writePath(f.Path)
-		if err != nil {
-			return res, err
-		}
-		if f.Mode == 0 {
-			f.Mode = 0o640
-		}
-		same, err := configfile.Same(p, f.Content, f.Mode)
-		if err != nil {
-			return res, fmt.Errorf("deploy %s: config file: %w", r.Name, err)
-		}
-		if !same {
-			writes = append(writes, write{p, f})
-			changed = append(changed, p)
-		}
+	changed := make([]string, len(writes))
+	for i, w := range writes {
+		changed[i] = w.path
 	}
 	st, serr := m.sup.Status(r.Name)
 	running := serr == nil && st.Running
@@ -218,10 +182,8 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 			return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 		}
 	}
-	for _, w := range writes {
-		if _, err := configfile.Write(w.path, w.f.Content, w.f.Mode, configKeep); err != nil {
-			return res, fmt.Errorf("deploy %s: config file: %w", r.Name, err)
-		}
+	if _, err := writeFiles(r.Name, writes); err != nil {
+		return res, fmt.Errorf("deploy %s: %w", r.Name, err)
 	}
 	workDir := r.WorkDir
 	if workDir == "" {
@@ -501,6 +463,9 @@ func (m *Manager) Command(ctx context.Context, opID, name string, cmd Command) (
 	if ok, err := m.journal.lookup(opID, "command", &st); err != nil || ok {
 		return st, ok, err
 	}
+	if err := m.busyErr(name); err != nil {
+		return st, false, err
+	}
 	spec, haveSpec, err := m.loadSpec(name)
 	if err != nil {
 		return st, false, err
@@ -649,6 +614,9 @@ func (m *Manager) Remove(ctx context.Context, r RemoveRequest) (RemoveResult, er
 		res.Replayed = ok
 		return res, err
 	}
+	if err := m.busyErr(r.Name); err != nil {
+		return res, err
+	}
 	// Decided before anything changes: the node's spec is part of the
 	// proof for a program dir deployed before the install marker.
 	var spec *specInfo
@@ -676,8 +644,10 @@ func (m *Manager) Remove(ctx context.Context, r RemoveRequest) (RemoveResult, er
 			return res, fmt.Errorf("remove %s: %w", r.Name, err)
 		}
 	}
-	if err := os.Remove(m.specPath(r.Name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return res, err
+	for _, p := range []string{m.specPath(r.Name), m.restartPath(r.Name), m.applyPath(r.Name)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return res, err
+		}
 	}
 	return res, m.journal.record(r.OperationID, "remove", res)
 }

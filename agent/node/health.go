@@ -23,6 +23,44 @@ type HealthCheck struct {
 	HTTPURL string
 	Command []string
 	Timeout time.Duration // 0: 5s; at most 60s
+	// Send, with TCPAddr, is written once connected; the answer, read
+	// until the server closes or the timeout, is the detail (a ZooKeeper
+	// four-letter word and its answer).
+	Send []byte
+}
+
+// maxSend bounds HealthCheck.Send.
+const maxSend = 1 << 10
+
+// check validates the check's form.
+func (c HealthCheck) check() error {
+	set := 0
+	for _, b := range []bool{c.TCPAddr != "", c.HTTPURL != "", len(c.Command) > 0} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return invalid.Field("check", "want exactly one of tcp_addr, http_url and command")
+	}
+	if c.Timeout < 0 || c.Timeout > MaxHealthTimeout {
+		return invalid.Field("timeout_ms", "%v: want 0 to %v", c.Timeout, MaxHealthTimeout)
+	}
+	if len(c.Send) > 0 && c.TCPAddr == "" {
+		return invalid.Field("send", "only a tcp_addr check sends")
+	}
+	if len(c.Send) > maxSend {
+		return invalid.Field("send", "%d bytes: at most %d", len(c.Send), maxSend)
+	}
+	if c.TCPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.TCPAddr); err != nil {
+			return invalid.Field("tcp_addr", "%q: %v", c.TCPAddr, err)
+		}
+	}
+	if len(c.Command) > 0 && c.Command[0] == "" {
+		return invalid.Field("command", "empty command")
+	}
+	return nil
 }
 
 // Health check bounds.
@@ -35,17 +73,8 @@ const (
 // CheckHealth runs the check. The error is for a malformed check only; a
 // failing check is ok=false with the reason in detail.
 func (m *Manager) CheckHealth(ctx context.Context, c HealthCheck) (ok bool, detail string, err error) {
-	set := 0
-	for _, b := range []bool{c.TCPAddr != "", c.HTTPURL != "", len(c.Command) > 0} {
-		if b {
-			set++
-		}
-	}
-	if set != 1 {
-		return false, "", invalid.Field("check", "want exactly one of tcp_addr, http_url and command")
-	}
-	if c.Timeout < 0 || c.Timeout > MaxHealthTimeout {
-		return false, "", invalid.Field("timeout_ms", "%v: want 0 to %v", c.Timeout, MaxHealthTimeout)
+	if err := c.check(); err != nil {
+		return false, "", err
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultHealthTimeout
@@ -54,16 +83,25 @@ func (m *Manager) CheckHealth(ctx context.Context, c HealthCheck) (ok bool, deta
 	defer cancel()
 	switch {
 	case c.TCPAddr != "":
-		if _, _, err := net.SplitHostPort(c.TCPAddr); err != nil {
-			return false, "", invalid.Field("tcp_addr", "%q: %v", c.TCPAddr, err)
-		}
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", c.TCPAddr)
 		if err != nil {
 			return false, bound(err.Error()), nil
 		}
-		conn.Close()
-		return true, "connected to " + c.TCPAddr, nil
+		defer conn.Close()
+		if len(c.Send) == 0 {
+			return true, "connected to " + c.TCPAddr, nil
+		}
+		deadline, _ := ctx.Deadline()
+		_ = conn.SetDeadline(deadline)
+		if _, err := conn.Write(c.Send); err != nil {
+			return false, bound(err.Error()), nil
+		}
+		var out limitedBuffer
+		if _, err := io.Copy(&out, conn); err != nil && out.buf.Len() == 0 {
+			return false, bound(err.Error()), nil
+		}
+		return true, out.buf.String(), nil
 	case c.HTTPURL != "":
 		u, err := url.Parse(c.HTTPURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -82,9 +120,6 @@ func (m *Manager) CheckHealth(ctx context.Context, c HealthCheck) (ok bool, deta
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return resp.StatusCode >= 200 && resp.StatusCode < 300, "HTTP " + resp.Status, nil
 	default:
-		if c.Command[0] == "" {
-			return false, "", invalid.Field("command", "empty command")
-		}
 		cmd := exec.CommandContext(ctx, c.Command[0], c.Command[1:]...)
 		var out limitedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out

@@ -38,8 +38,9 @@ var (
 	ErrNoSpace = errors.New("not enough disk space")
 	// ErrCorrupt: the bytes received do not have the announced sha256.
 	ErrCorrupt = errors.New("package does not match its sha256")
-	// ErrBusy: the same package is being received by another call.
-	ErrBusy = errors.New("a transfer of this package is already running")
+	// ErrBusy: another call is working on the same thing: receiving the
+	// same package, or applying config to the same node.
+	ErrBusy = errors.New("busy with another operation")
 	// ErrConflict: the request cannot be applied to the current state
 	// (offset not matching the partial file, program dir holding something
 	// else, node running with another package).
@@ -86,6 +87,11 @@ type Manager struct {
 	mu      sync.Mutex
 	journal *journal
 
+	// busy maps a node to the apply operation working on it, and
+	// inflight an apply's operation id to its call; guarded by mu.
+	busy     map[string]string
+	inflight map[string]*applyCall
+
 	pushMu  sync.Mutex
 	pushing map[string]bool
 
@@ -123,6 +129,8 @@ func New(stateDir string, sup *supervisor.Supervisor, log *slog.Logger) (*Manage
 		sup:       sup,
 		log:       log,
 		pushing:   map[string]bool{},
+		busy:      map[string]string{},
+		inflight:  map[string]*applyCall{},
 		freeSpace: diskFree,
 	}
 	if exe, err := os.Executable(); err == nil {

@@ -80,7 +80,7 @@ func (m *Manager) PushPackage(ctx context.Context, h PushHeader, first []byte, n
 	m.pushMu.Lock()
 	if m.pushing[h.SHA256] {
 		m.pushMu.Unlock()
-		return PushResult{}, ErrBusy
+		return PushResult{}, fmt.Errorf("%w: a transfer of package %s is already running", ErrBusy, h.SHA256)
 	}
 	m.pushing[h.SHA256] = true
 	m.pushMu.Unlock()

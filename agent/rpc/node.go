@@ -148,16 +148,75 @@ func (s *Service) CheckHealth(ctx context.Context, req *agentv1.CheckHealthReque
 	if s.Nodes == nil {
 		return nil, errNoNodes
 	}
-	ok, detail, err := s.Nodes.CheckHealth(ctx, node.HealthCheck{
-		TCPAddr: req.GetTcpAddr(),
-		HTTPURL: req.GetHttpUrl(),
-		Command: req.GetCommand(),
-		Timeout: time.Duration(req.GetTimeoutMs()) * time.Millisecond,
-	})
+	ok, detail, err := s.Nodes.CheckHealth(ctx, healthFromProto(req))
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &agentv1.CheckHealthResponse{Ok: ok, Detail: detail}, nil
+}
+
+// ApplyConfig writes a node's config files and, as asked, restarts it,
+// checks it and restores its previous files when it is unhealthy.
+func (s *Service) ApplyConfig(ctx context.Context, req *agentv1.ApplyConfigRequest) (*agentv1.ApplyConfigResponse, error) {
+	if s.Nodes == nil {
+		return nil, errNoNodes
+	}
+	r := node.ApplyRequest{
+		OperationID:    req.GetOperationId(),
+		Name:           req.GetName(),
+		ProgramDir:     req.GetProgramDir(),
+		DataDir:        req.GetDataDir(),
+		ConfigFiles:    filesFromProto(req.GetConfigFiles()),
+		HealthStart:    time.Duration(req.GetHealthStartMs()) * time.Millisecond,
+		HealthInterval: time.Duration(req.GetHealthIntervalMs()) * time.Millisecond,
+		Restore:        req.GetRestoreOnFailure(),
+		LogTailBytes:   int(req.GetLogTailBytes()),
+		RecordedOnly:   req.GetRecordedOnly(),
+	}
+	switch req.GetRestart() {
+	case agentv1.RestartPolicy_RESTART_POLICY_NEVER:
+		r.Restart = node.RestartNever
+	case agentv1.RestartPolicy_RESTART_POLICY_IF_CHANGED:
+		r.Restart = node.RestartIfChanged
+	case agentv1.RestartPolicy_RESTART_POLICY_ALWAYS:
+		r.Restart = node.RestartAlways
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "restart: %v: want NEVER, IF_CHANGED or ALWAYS", req.GetRestart())
+	}
+	if h := req.GetHealth(); h != nil {
+		hc := healthFromProto(h)
+		r.Health = &hc
+	}
+	res, err := s.Nodes.Apply(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &agentv1.ApplyConfigResponse{
+		Replayed: res.Replayed, Changed: res.Changed, Restarted: res.Restarted,
+		PidBefore: int32(res.PIDBefore), PidAfter: int32(res.PIDAfter),
+		Healthy: res.Healthy, HealthDetail: res.HealthDetail, HealthChecks: int32(res.HealthChecks),
+		Restored: res.Restored, RestoredHealthy: res.RestoredHealthy, RestoreDetail: res.RestoreDetail,
+		LogTail: res.LogTail, Status: StateToProto(res.Status), DurationMs: res.Duration.Milliseconds(),
+		Interrupted: res.Interrupted, Stopped: res.Stopped,
+	}, nil
+}
+
+func healthFromProto(req *agentv1.CheckHealthRequest) node.HealthCheck {
+	return node.HealthCheck{
+		TCPAddr: req.GetTcpAddr(),
+		HTTPURL: req.GetHttpUrl(),
+		Command: req.GetCommand(),
+		Timeout: time.Duration(req.GetTimeoutMs()) * time.Millisecond,
+		Send:    req.GetSend(),
+	}
+}
+
+func filesFromProto(files []*agentv1.ConfigFileContent) []node.ConfigFile {
+	var out []node.ConfigFile
+	for _, f := range files {
+		out = append(out, node.ConfigFile{Path: f.GetPath(), Content: f.GetContent(), Mode: os.FileMode(f.GetMode())})
+	}
+	return out
 }
 
 var errNoNodes = status.Error(codes.Unimplemented, "this agent does not manage nodes")
@@ -178,9 +237,7 @@ func DeployFromProto(req *agentv1.DeployNodeRequest) node.DeployRequest {
 		StopGrace:     time.Duration(req.GetStopGraceMs()) * time.Millisecond,
 		Start:         req.GetStart(),
 		FreeAddrs:     req.GetFreeAddrs(),
-	}
-	for _, f := range req.GetConfigFiles() {
-		r.ConfigFiles = append(r.ConfigFiles, node.ConfigFile{Path: f.GetPath(), Content: f.GetContent(), Mode: os.FileMode(f.GetMode())})
+		ConfigFiles:   filesFromProto(req.GetConfigFiles()),
 	}
 	return r
 }

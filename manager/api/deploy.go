@@ -15,7 +15,6 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/paging"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Deployer runs deployments, node commands and teardown; *deploy.Engine
@@ -26,7 +25,7 @@ type Deployer interface {
 	Job(ctx context.Context, id ids.ID) (deploy.Job, []deploy.Step, error)
 	Jobs(ctx context.Context, clusterID ids.ID, p paging.Page) ([]deploy.Job, int, error)
 	Changed() <-chan struct{}
-	Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error)
+	Command(ctx context.Context, nodeID ids.ID, cmd string) (deploy.NodeState, error)
 	Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error)
 	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]deploy.LiveState
 	Cleanups(ctx context.Context, serverID ids.ID, p paging.Page) ([]deploy.Cleanup, int, error)

@@ -14,7 +14,6 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/deploy"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // nodeAgents fakes the nodes' agents for the deploy engine: every call
@@ -34,19 +33,22 @@ func (a *nodeAgents) HasPackage(context.Context, ids.ID, string) (bool, int64, e
 func (a *nodeAgents) PushPackage(context.Context, ids.ID, string, int64, io.ReaderAt) (int64, error) {
 	return 0, nil
 }
-func (a *nodeAgents) DeployNode(context.Context, ids.ID, tunnel.DeployRequest) (tunnel.DeployResult, error) {
-	return tunnel.DeployResult{}, nil
+func (a *nodeAgents) DeployNode(context.Context, ids.ID, deploy.DeployRequest) (deploy.DeployResult, error) {
+	return deploy.DeployResult{}, nil
 }
-func (a *nodeAgents) NodeCommand(_ context.Context, _ ids.ID, _, name string, cmd tunnel.NodeCommand) (tunnel.NodeState, error) {
-	if cmd == tunnel.NodeStop {
-		return tunnel.NodeState{Name: name, Desired: "stopped"}, nil
+func (a *nodeAgents) ApplyConfig(_ context.Context, _ ids.ID, r deploy.ApplyRequest) (deploy.ApplyResult, error) {
+	return deploy.ApplyResult{Healthy: true}, nil
+}
+func (a *nodeAgents) NodeCommand(_ context.Context, _ ids.ID, _, name string, cmd deploy.NodeCommand) (deploy.NodeState, error) {
+	if cmd == deploy.NodeStop {
+		return deploy.NodeState{Name: name, Desired: "stopped"}, nil
 	}
-	return tunnel.NodeState{Name: name, Running: true, PID: 42, Desired: "running"}, nil
+	return deploy.NodeState{Name: name, Running: true, PID: 42, Desired: "running"}, nil
 }
-func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]tunnel.NodeState, error) {
-	var out []tunnel.NodeState
+func (a *nodeAgents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
+	var out []deploy.NodeState
 	for _, n := range names {
-		out = append(out, tunnel.NodeState{Name: n, Running: true, Desired: "running"})
+		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
 	}
 	return out, nil
 }
@@ -54,17 +56,17 @@ func (a *nodeAgents) NodeLogs(_ context.Context, _ ids.ID, name string, _ int) (
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.uninstalled[name] {
-		return nil, fmt.Errorf("node logs on agent 1: %w", tunnel.ErrNodeNotFound)
+		return nil, fmt.Errorf("node logs on agent 1: %w", deploy.ErrNodeNotInstalled)
 	}
 	return []byte("started " + name + "\n"), nil
 }
-func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) ([]tunnel.KeptDir, error) {
+func (a *nodeAgents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) ([]deploy.KeptDir, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r.Name)
 	return nil, nil
 }
-func (a *nodeAgents) CheckHealth(context.Context, ids.ID, tunnel.HealthCheck) (bool, string, error) {
+func (a *nodeAgents) CheckHealth(context.Context, ids.ID, deploy.HealthCheck) (bool, string, error) {
 	return true, "connected", nil
 }
 
@@ -163,7 +165,7 @@ func TestDeployAPI(t *testing.T) {
 	r = h.call("GET", "/job/detail?id="+job.ID, viewer, nil)
 	want(t, r, 200, 0)
 	d := decodeData[jobItem](t, r)
-	if d.State != "succeeded" || len(d.Nodes) != 3 || len(d.Nodes[0].Steps) != 4 || d.Nodes[0].Steps[3].Name != "health" || d.Nodes[0].Steps[3].State != "succeeded" {
+	if d.State != "succeeded" || len(d.Nodes) != 3 || len(d.Nodes[0].Steps) != 5 || d.Nodes[0].Steps[4].Name != "health" || d.Nodes[0].Steps[4].State != "succeeded" {
 		t.Fatalf("detail %+v", d)
 	}
 	want(t, h.call("GET", "/job/detail?id=99", viewer, nil), 404, codeJobNotExist)

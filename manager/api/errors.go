@@ -17,7 +17,6 @@ import (
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Envelope codes. The seed's codes keep their numbers; the ones marked new
@@ -217,8 +216,8 @@ var domainCodes = []struct {
 	{deploy.ErrNodeUnavailable, codeNodeUnavailable},
 	{deploy.ErrJobNotFound, codeJobNotExist},
 	// The node exists but its agent does not know it: never deployed there.
-	{tunnel.ErrNodeNotFound, codeNodeNotInstalled},
-	{tunnel.ErrAgentConflict, codeNodeUnavailable},
+	{deploy.ErrNodeNotInstalled, codeNodeNotInstalled},
+	{deploy.ErrAgentConflict, codeNodeUnavailable},
 }
 
 // classify turns any handler error into an apiError; internal errors lose

@@ -11,7 +11,6 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Cleanup is a node of a deleted cluster that its agent has yet to stop
@@ -45,8 +44,8 @@ type Cleanup struct {
 }
 
 // Request is the removal the agent is sent: the one Teardown sends.
-func (c Cleanup) Request() tunnel.RemoveRequest {
-	return tunnel.RemoveRequest{
+func (c Cleanup) Request() RemoveRequest {
+	return RemoveRequest{
 		OperationID: c.OperationID, Name: c.Node, RemoveDirs: len(c.AllowedRoots) > 0,
 		ProgramDir: c.ProgramDir, DataDir: c.DataDir, AllowedRoots: c.AllowedRoots,
 	}
@@ -316,7 +315,7 @@ func (e *Engine) Cleanups(ctx context.Context, serverID ids.ID, p paging.Page) (
 // queueCleanup stores the removal req of node n of cluster c for when its
 // agent is back. It is stored even when ctx is cancelled (the caller went
 // away): the node is not cleaned either way.
-func (e *Engine) queueCleanup(ctx context.Context, c cluster.Cluster, n cluster.Node, req tunnel.RemoveRequest, reason string) error {
+func (e *Engine) queueCleanup(ctx context.Context, c cluster.Cluster, n cluster.Node, req RemoveRequest, reason string) error {
 	if e.d.Cleanups == nil {
 		return errors.New("no cleanup queue")
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Clusters is what the engine reads of clusters; *cluster.Service
@@ -407,21 +406,24 @@ func (e *Engine) cancelNode(ctx context.Context, n cluster.Node, steps []Step, d
 // tier failed.
 var errAborted = errors.New("stopped: another node of the tier failed")
 
-// OperationID is the agent operation id of the node's deploy in the job:
-// the same for every attempt of that job and node.
-func OperationID(jobID, nodeID ids.ID) string {
-	return jobID.String() + ":" + nodeID.String() + ":deploy"
+// OperationID is the agent operation id of a step of the node's deploy
+// in the job: the same for every attempt of that job, node and step.
+func OperationID(jobID, nodeID ids.ID, step string) string {
+	return jobID.String() + ":" + nodeID.String() + ":" + step
 }
 
 // deployNode runs the node's steps in order. steps are the node's
 // StepNames in order.
 func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n cluster.Node, all []cluster.Node, steps []Step, abort *atomic.Bool) error {
 	var (
-		p     pkg.Package
-		comp  manifest.Component
-		vars  cluster.Vars
-		files []tunnel.ConfigFile
-		ran   bool // whether the start step was tried
+		p       pkg.Package
+		comp    manifest.Component
+		vars    cluster.Vars
+		base    DeployRequest // the node's install request, without config
+		files   []ConfigFile
+		names   []string // the config files' names, by files
+		changed []string // the names of the files the configure step changed
+		ran     bool     // whether the start step was tried
 	)
 	fns := map[string]func() (detail string, skipped bool, err error){
 		StepTransfer: func() (string, bool, error) {
@@ -450,17 +452,31 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			}
 			return fmt.Sprintf("sent %s (%d bytes)%s", p.FileName, p.Size, rate), false, nil
 		},
-		StepConfigure: func() (string, bool, error) {
+		StepInstall: func() (string, bool, error) {
 			// comp was loaded by the transfer step, skipped or not.
 			var err error
 			if vars, err = cluster.VarsFor(c, n, all, comp.Peer); err != nil {
 				return "", false, err
 			}
+			if base, err = deployRequest(n, p, comp, vars); err != nil {
+				return "", false, err
+			}
+			r := base
+			r.OperationID = OperationID(j.ID, n.ID, StepInstall)
+			res, err := e.d.Agents.DeployNode(ctx, n.ServerID, r)
+			if err != nil {
+				return "", false, err
+			}
+			if res.Unpacked {
+				return fmt.Sprintf("unpacked %s into %s", p.FileName, n.ProgramDir), false, nil
+			}
+			return fmt.Sprintf("%s holds %s already", n.ProgramDir, p.FileName), false, nil
+		},
+		StepConfigure: func() (string, bool, error) {
 			cfs, err := e.d.Clusters.ConfigFiles(ctx, n.ID)
 			if err != nil {
 				return "", false, err
 			}
-			var names []string
 			for _, f := range cfs {
 				items, err := e.d.Clusters.AllConfigItems(ctx, f.ID)
 				if err != nil {
@@ -474,19 +490,28 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				if err != nil {
 					return "", false, err
 				}
-				files = append(files, tunnel.ConfigFile{Path: dest, Content: content})
+				files = append(files, ConfigFile{Path: dest, Content: content})
 				names = append(names, f.Name)
 			}
-			if len(names) == 0 {
+			if len(files) == 0 {
 				return "no config files", false, nil
 			}
-			return "rendered " + strings.Join(names, ", "), false, nil
-		},
-		StepStart: func() (string, bool, error) {
-			r, err := deployRequest(j, n, p, comp, vars, files)
+			res, err := e.d.Agents.ApplyConfig(ctx, n.ServerID, ApplyRequest{
+				OperationID: OperationID(j.ID, n.ID, StepConfigure), Name: base.Name,
+				ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, Restart: RestartNever,
+			})
 			if err != nil {
 				return "", false, err
 			}
+			changed = changedNames(n, files, names, res.Changed)
+			if len(changed) == 0 {
+				return "unchanged: " + strings.Join(names, ", "), false, nil
+			}
+			return fmt.Sprintf("wrote %s (%d of %d changed)", strings.Join(changed, ", "), len(changed), len(files)), false, nil
+		},
+		StepStart: func() (string, bool, error) {
+			r := base
+			r.OperationID, r.Start = OperationID(j.ID, n.ID, StepStart), true
 			ran = true
 			res, err := e.d.Agents.DeployNode(ctx, n.ServerID, r)
 			if err != nil {
@@ -494,10 +519,10 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			}
 			argv := strings.Join(r.Argv, " ")
 			switch {
-			case res.Restarted && res.Unpacked:
-				return "restarted to apply the new package: " + argv, false, nil
+			case res.Restarted && len(changed) > 0:
+				return fmt.Sprintf("restarted to apply the changed %s: %s", strings.Join(changed, ", "), argv), false, nil
 			case res.Restarted:
-				return "restarted to apply changed config: " + argv, false, nil
+				return "restarted to apply its changes: " + argv, false, nil
 			case res.Started:
 				return "started: " + argv, false, nil
 			}
@@ -549,6 +574,23 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 	return nil
 }
 
+// changedNames returns the names of the files the agent reports written;
+// it reports absolute paths, the files have theirs as the agent takes
+// them (relative to the program dir, or absolute).
+func changedNames(n cluster.Node, files []ConfigFile, names []string, written []string) []string {
+	var out []string
+	for i, f := range files {
+		p := f.Path
+		if !path.IsAbs(p) {
+			p = path.Join(n.ProgramDir, p)
+		}
+		if slices.Contains(written, p) {
+			out = append(out, names[i])
+		}
+	}
+	return out
+}
+
 // configPath is where the node's config file f is written, as the agent
 // takes it: relative to the program dir, or absolute in the data dir. The
 // file's target is the manifest's (looked up by name, as the stored file
@@ -571,14 +613,14 @@ func configPath(n cluster.Node, comp manifest.Component, f cluster.ConfigFile) (
 // deployRequest builds the agent's request from the manifest component,
 // its templates filled in with the node's variables. The agent is asked to
 // make sure the node's dataIp:serverPort is free before it starts the node.
-func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars, files []tunnel.ConfigFile) (tunnel.DeployRequest, error) {
+func deployRequest(n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars) (DeployRequest, error) {
 	format := p.Ext
 	if format == "tgz" {
 		format = "tar.gz"
 	}
-	r := tunnel.DeployRequest{
-		OperationID: OperationID(j.ID, n.ID), Name: n.ID.String(), PackageSHA256: p.SHA256, PackageFormat: format,
-		ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, LogDir: path.Join(n.DataDir, "logs"), Start: true,
+	r := DeployRequest{
+		Name: n.ID.String(), PackageSHA256: p.SHA256, PackageFormat: format,
+		ProgramDir: n.ProgramDir, DataDir: n.DataDir, LogDir: path.Join(n.DataDir, "logs"),
 	}
 	if n.ServerPort > 0 {
 		// {dataIp} as the node's templates see it: the server's data
@@ -595,7 +637,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	for i, a := range comp.Start {
 		v, err := manifest.Expand(a, vars)
 		if err != nil {
-			return tunnel.DeployRequest{}, fmt.Errorf("start[%d]: %w", i, err)
+			return DeployRequest{}, fmt.Errorf("start[%d]: %w", i, err)
 		}
 		r.Argv = append(r.Argv, v)
 	}
@@ -607,7 +649,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	for _, k := range keys {
 		v, err := manifest.Expand(comp.Env[k], vars)
 		if err != nil {
-			return tunnel.DeployRequest{}, fmt.Errorf("env %s: %w", k, err)
+			return DeployRequest{}, fmt.Errorf("env %s: %w", k, err)
 		}
 		r.Env = append(r.Env, k+"="+v)
 	}
@@ -617,7 +659,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 	}
 	wd, err := manifest.Expand(wd, vars)
 	if err != nil {
-		return tunnel.DeployRequest{}, fmt.Errorf("workDir: %w", err)
+		return DeployRequest{}, fmt.Errorf("workDir: %w", err)
 	}
 	if !filepath.IsAbs(wd) {
 		wd = path.Join(n.ProgramDir, wd)
@@ -629,7 +671,7 @@ func deployRequest(j Job, n cluster.Node, p pkg.Package, comp manifest.Component
 // health polls the agent's check of the node until it passes or the start
 // time is up; a failure carries the last lines of the node's log.
 func (e *Engine) health(ctx context.Context, j Job, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
-	hc := tunnel.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
+	hc := HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
 	var err error
 	if h.TCP != "" {
 		if hc.TCPAddr, err = manifest.Expand(h.TCP, vars); err != nil {
@@ -678,7 +720,7 @@ func (e *Engine) health(ctx context.Context, j Job, n cluster.Node, h manifest.H
 			msg = fmt.Sprintf("not healthy: %s; last check: %s", why, last)
 			// Left alone it would go on restarting, with backoff, for good.
 			op := j.ID.String() + ":" + n.ID.String() + ":stop-crashing"
-			if _, err := e.d.Agents.NodeCommand(ctx, n.ServerID, op, n.ID.String(), tunnel.NodeStop); err != nil {
+			if _, err := e.d.Agents.NodeCommand(ctx, n.ServerID, op, n.ID.String(), NodeStop); err != nil {
 				msg += fmt.Sprintf("\n(could not stop it: %v)", err)
 			} else {
 				msg += "\nstopped it so that it does not keep restarting; fix the cause and deploy again"

@@ -27,7 +27,6 @@ import (
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "components": {"coordinator": {
@@ -65,20 +64,22 @@ type agents struct {
 	sick     map[string]bool // health addresses that fail
 	crashing map[string]int  // node name → crash restarts it reports
 	// results: node name → what its deploy reports
-	results  map[string]tunnel.DeployResult
+	results  map[string]deploy.DeployResult
 	pushed   []string
-	deploys  []tunnel.DeployRequest
-	events   []string // "deploy <name>", "healthy <addr>"
-	removed  []tunnel.RemoveRequest
+	deploys  []deploy.DeployRequest
+	applies  []deploy.ApplyRequest
+	files    map[string]string // path → content the applies wrote
+	events   []string          // "deploy <name>", "healthy <addr>"
+	removed  []deploy.RemoveRequest
 	commands []string
 	// removeErr: node name → the error its removal fails with.
 	removeErr map[string]error
 	// kept: node name → the dirs its removal keeps.
-	kept map[string][]tunnel.KeptDir
+	kept map[string][]deploy.KeptDir
 }
 
 func newAgents() *agents {
-	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]tunnel.DeployResult{}, removeErr: map[string]error{}}
+	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]deploy.DeployResult{}, removeErr: map[string]error{}}
 }
 
 func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -93,29 +94,52 @@ func (a *agents) PushPackage(_ context.Context, _ ids.ID, sha string, _ int64, _
 	a.pushed = append(a.pushed, sha)
 	return 0, nil
 }
-func (a *agents) DeployNode(_ context.Context, _ ids.ID, r tunnel.DeployRequest) (tunnel.DeployResult, error) {
+func (a *agents) DeployNode(_ context.Context, _ ids.ID, r deploy.DeployRequest) (deploy.DeployResult, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.deploys = append(a.deploys, r)
 	a.events = append(a.events, "deploy "+r.Name)
 	return a.results[r.Name], nil
 }
-func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd tunnel.NodeCommand) (tunnel.NodeState, error) {
+func (a *agents) ApplyConfig(_ context.Context, _ ids.ID, r deploy.ApplyRequest) (deploy.ApplyResult, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applies = append(a.applies, r)
+	a.events = append(a.events, "apply "+r.Name)
+	if a.files == nil {
+		a.files = map[string]string{}
+	}
+	var res deploy.ApplyResult
+	for _, f := range r.ConfigFiles {
+		p := f.Path
+		if !strings.HasPrefix(p, "/") {
+			p = r.ProgramDir + "/" + p
+		}
+		if a.files[p] != string(f.Content) {
+			a.files[p] = string(f.Content)
+			res.Changed = append(res.Changed, p)
+		}
+	}
+	res.Restarted = r.Restart == deploy.RestartAlways || (r.Restart == deploy.RestartIfChanged && len(res.Changed) > 0)
+	res.Healthy = true
+	return res, nil
+}
+func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd deploy.NodeCommand) (deploy.NodeState, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.commands = append(a.commands, opID+" "+name+" "+cmd.String())
-	return tunnel.NodeState{Name: name, Running: cmd != tunnel.NodeStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != tunnel.NodeStop]}, nil
+	return deploy.NodeState{Name: name, Running: cmd != deploy.NodeStop, Desired: map[bool]string{true: "running", false: "stopped"}[cmd != deploy.NodeStop]}, nil
 }
-func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]tunnel.NodeState, error) {
+func (a *agents) NodeStatus(_ context.Context, _ ids.ID, names []string) ([]deploy.NodeState, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []tunnel.NodeState
+	var out []deploy.NodeState
 	for _, n := range names {
 		if r := a.crashing[n]; r > 0 {
-			out = append(out, tunnel.NodeState{Name: n, Desired: "running", Restarts: r, LastExit: "exit status 3"})
+			out = append(out, deploy.NodeState{Name: n, Desired: "running", Restarts: r, LastExit: "exit status 3"})
 			continue
 		}
-		out = append(out, tunnel.NodeState{Name: n, Running: true, Desired: "running"})
+		out = append(out, deploy.NodeState{Name: n, Running: true, Desired: "running"})
 	}
 	return out, nil
 }
@@ -126,13 +150,13 @@ func (a *agents) NodeLogs(_ context.Context, _ ids.ID, name string, max int) ([]
 	}
 	return b.Bytes(), nil
 }
-func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r tunnel.RemoveRequest) ([]tunnel.KeptDir, error) {
+func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest) ([]deploy.KeptDir, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.removed = append(a.removed, r)
 	return a.kept[r.Name], a.removeErr[r.Name]
 }
-func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h tunnel.HealthCheck) (bool, string, error) {
+func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h deploy.HealthCheck) (bool, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.sick[h.TCPAddr] {
@@ -142,7 +166,7 @@ func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h tunnel.HealthCheck) 
 	return true, "connected", nil
 }
 
-func (a *agents) snapshot() (events []string, deploys []tunnel.DeployRequest, pushed []string) {
+func (a *agents) snapshot() (events []string, deploys []deploy.DeployRequest, pushed []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.events), slices.Clone(a.deploys), slices.Clone(a.pushed)
@@ -277,7 +301,7 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 	if j.State != deploy.JobSucceeded || j.Reason != "" || j.StartedAt.IsZero() || j.FinishedAt.IsZero() {
 		t.Fatalf("job %+v", j)
 	}
-	if len(steps) != 4*len(nodes) {
+	if len(steps) != len(deploy.StepNames)*len(nodes) {
 		t.Fatalf("%d steps", len(steps))
 	}
 	events, deploys, pushed := f.agents.snapshot()
@@ -311,7 +335,7 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 		if tr.State != want {
 			t.Fatalf("%s transfer %+v", n.NodeDir, tr)
 		}
-		for _, name := range []string{deploy.StepConfigure, deploy.StepStart, deploy.StepHealth} {
+		for _, name := range []string{deploy.StepInstall, deploy.StepConfigure, deploy.StepStart, deploy.StepHealth} {
 			if s := stepOf(steps, n.ID, name); s.State != deploy.StepSucceeded {
 				t.Fatalf("%s %s %+v", n.NodeDir, name, s)
 			}
@@ -321,29 +345,42 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 			t.Fatalf("%s states %s %s", n.NodeDir, got.DeployState, got.RunState)
 		}
 	}
-	// The deploy request: operation id per job and node, expanded argv, env,
-	// rendered config, log dir.
+	// The deploy requests: install then start, an operation id per job,
+	// node and step, expanded argv, env, log dir; the config goes apart.
 	for _, r := range deploys {
 		id, _ := ids.Parse(r.Name)
-		if r.OperationID != deploy.OperationID(j.ID, id) {
+		step := deploy.StepInstall
+		if r.Start {
+			step = deploy.StepStart
+		}
+		if r.OperationID != deploy.OperationID(j.ID, id, step) {
 			t.Fatalf("operation id %q", r.OperationID)
 		}
-		if strings.Contains(strings.Join(r.Argv, " "), "{") || !strings.HasPrefix(r.LogDir, "/data/admq/c1/") || !r.Start {
+		if strings.Contains(strings.Join(r.Argv, " "), "{") || !strings.HasPrefix(r.LogDir, "/data/admq/c1/") || len(r.ConfigFiles) != 0 {
 			t.Fatalf("request %+v", r)
 		}
 		if r.PackageFormat != "tar.gz" || r.WorkDir != r.ProgramDir {
 			t.Fatalf("request %+v", r)
 		}
 	}
-	var zk1 tunnel.DeployRequest
+	if len(deploys) != 2*len(nodes) {
+		t.Fatalf("%d deploy requests for %d nodes", len(deploys), len(nodes))
+	}
+	var zk1 deploy.DeployRequest
 	for _, r := range deploys {
 		if strings.HasSuffix(r.ProgramDir, "/coordinator-1") {
 			zk1 = r
 		}
 	}
-	if len(zk1.ConfigFiles) != 2 || !strings.Contains(string(zk1.ConfigFiles[0].Content), "server.3=") ||
-		string(zk1.ConfigFiles[1].Content) != "1\n" || zk1.ConfigFiles[1].Path != "/data/admq/c1/coordinator-1/myid" {
-		t.Fatalf("config files %+v", zk1.ConfigFiles)
+	var zk1Apply deploy.ApplyRequest
+	for _, r := range f.agents.applied() {
+		if strings.HasSuffix(r.ProgramDir, "/coordinator-1") {
+			zk1Apply = r
+		}
+	}
+	if cf := zk1Apply.ConfigFiles; len(cf) != 2 || !strings.Contains(string(cf[0].Content), "server.3=") ||
+		string(cf[1].Content) != "1\n" || cf[1].Path != "/data/admq/c1/coordinator-1/myid" || zk1Apply.Restart != deploy.RestartNever {
+		t.Fatalf("config apply %+v", zk1Apply)
 	}
 	if !slices.Equal(zk1.Env, []string{"ZOO_MYID=1"}) || zk1.Argv[2] != "/data/admq/c1/coordinator-1" {
 		t.Fatalf("argv %v env %v", zk1.Argv, zk1.Env)
@@ -358,7 +395,7 @@ func TestDeployClusterTiersInOrder(t *testing.T) {
 		t.Fatalf("job 2 %+v", j2)
 	}
 	_, deploys, _ = f.agents.snapshot()
-	if last := deploys[len(deploys)-1]; last.OperationID != deploy.OperationID(j2.ID, nodes[0].ID) || last.OperationID == deploys[0].OperationID {
+	if last := deploys[len(deploys)-1]; last.OperationID != deploy.OperationID(j2.ID, nodes[0].ID, deploy.StepStart) || last.OperationID == deploys[1].OperationID {
 		t.Fatalf("operation ids %q %q", last.OperationID, deploys[0].OperationID)
 	}
 	list, total, err := f.engine.Jobs(ctx, c.ID, paging.Page{Num: 1, Size: 10})
@@ -375,18 +412,22 @@ func TestStartStepSaysWhatTheAgentDid(t *testing.T) {
 	_, nodes := f.newCluster(t, "c1")
 	n := nodes[0]
 	argv := "/opt/admq/c1/" + n.NodeDir + "/bin/zkServer.sh start-foreground /data/admq/c1/" + n.NodeDir
-	running := tunnel.NodeState{Name: n.ID.String(), Running: true, Desired: "running", PID: 42}
+	running := deploy.NodeState{Name: n.ID.String(), Running: true, Desired: "running", PID: 42}
 	for _, tc := range []struct {
 		name   string
-		result tunnel.DeployResult
+		result deploy.DeployResult
 		want   string
 	}{
-		{"not running", tunnel.DeployResult{Started: true, Unpacked: true, State: running}, "started: " + argv},
-		{"config changed", tunnel.DeployResult{Restarted: true, State: running}, "restarted to apply changed config: " + argv},
-		{"package unpacked again", tunnel.DeployResult{Restarted: true, Unpacked: true, State: running}, "restarted to apply the new package: " + argv},
-		{"nothing changed", tunnel.DeployResult{State: running}, "already running with this package and config"},
+		{"not running", deploy.DeployResult{Started: true, Unpacked: true, State: running}, "started: " + argv},
+		// The first configure writes the files: the restart names them.
+		{"config changed", deploy.DeployResult{Restarted: true, State: running}, "restarted to apply the changed zoo.cfg, myid: " + argv},
+		{"command changed", deploy.DeployResult{Restarted: true, State: running}, "restarted to apply its changes: " + argv},
+		{"nothing changed", deploy.DeployResult{State: running}, "already running with this package and config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "config changed" {
+				f.agents.set(func() { f.agents.files = nil })
+			}
 			f.agents.mu.Lock()
 			f.agents.results[n.ID.String()] = tc.result
 			f.agents.mu.Unlock()
@@ -533,7 +574,7 @@ func TestRecoverFailsRunningJobs(t *testing.T) {
 // context ends.
 type healthUntilCancelled struct{ *agents }
 
-func (healthUntilCancelled) CheckHealth(ctx context.Context, _ ids.ID, _ tunnel.HealthCheck) (bool, string, error) {
+func (healthUntilCancelled) CheckHealth(ctx context.Context, _ ids.ID, _ deploy.HealthCheck) (bool, string, error) {
 	<-ctx.Done()
 	return false, "", ctx.Err()
 }
@@ -710,15 +751,14 @@ func TestConfigureTargetsAndPeers(t *testing.T) {
 	if j, steps := f.wait(t, j.ID); j.State != deploy.JobSucceeded {
 		t.Fatalf("job %+v %+v", j, steps)
 	}
-	_, deploys, _ := f.agents.snapshot()
-	byName := map[string]tunnel.DeployRequest{}
-	for _, r := range deploys {
+	byName := map[string]deploy.ApplyRequest{}
+	for _, r := range f.agents.applied() {
 		byName[r.Name] = r
 	}
 	for _, n := range nodes {
 		r, ok := byName[n.ID.String()]
 		if !ok {
-			t.Fatalf("%s not deployed", n.NodeDir)
+			t.Fatalf("%s not configured", n.NodeDir)
 		}
 		files := map[string]string{}
 		for _, cf := range r.ConfigFiles {
@@ -741,11 +781,17 @@ func TestConfigureTargetsAndPeers(t *testing.T) {
 
 func (a *agents) set(fn func()) { a.mu.Lock(); defer a.mu.Unlock(); fn() }
 
-// removals returns the removal requests sent for the node named name.
-func (a *agents) removals(name string) []tunnel.RemoveRequest {
+func (a *agents) applied() []deploy.ApplyRequest {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []tunnel.RemoveRequest
+	return slices.Clone(a.applies)
+}
+
+// removals returns the removal requests sent for the node named name.
+func (a *agents) removals(name string) []deploy.RemoveRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []deploy.RemoveRequest
 	for _, r := range a.removed {
 		if r.Name == name {
 			out = append(out, r)
@@ -755,14 +801,14 @@ func (a *agents) removals(name string) []tunnel.RemoveRequest {
 }
 
 // teardownRequest is the removal Teardown sends for node n of cluster c.
-func teardownRequest(c cluster.Cluster, n cluster.Node) tunnel.RemoveRequest {
-	return tunnel.RemoveRequest{
+func teardownRequest(c cluster.Cluster, n cluster.Node) deploy.RemoveRequest {
+	return deploy.RemoveRequest{
 		OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(), RemoveDirs: true,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{filepath.Dir(n.ProgramDir), filepath.Dir(n.DataDir)},
 	}
 }
 
-func sameRemoval(a, b tunnel.RemoveRequest) bool {
+func sameRemoval(a, b deploy.RemoveRequest) bool {
 	return a.OperationID == b.OperationID && a.Name == b.Name && a.RemoveDirs == b.RemoveDirs &&
 		a.ProgramDir == b.ProgramDir && a.DataDir == b.DataDir && slices.Equal(a.AllowedRoots, b.AllowedRoots)
 }
@@ -907,7 +953,7 @@ func TestTeardownReportsKeptDirs(t *testing.T) {
 	f := newFixture(t)
 	c, nodes := f.newCluster(t, "c1")
 	const noMarker = "it has no install marker: the agent did not create it"
-	f.agents.kept = map[string][]tunnel.KeptDir{nodes[0].ID.String(): {{Path: nodes[0].DataDir, Reason: noMarker}}}
+	f.agents.kept = map[string][]deploy.KeptDir{nodes[0].ID.String(): {{Path: nodes[0].DataDir, Reason: noMarker}}}
 	nodes[1].ProgramDir = "/usr/lib/legacy"
 	nodes[2].DataDir = "/zk"
 	out, err := f.engine.Teardown(t.Context(), c, nodes)
@@ -928,7 +974,7 @@ func TestTeardownReportsKeptDirs(t *testing.T) {
 			t.Errorf("node %d: notCleaned %+v, want %s kept: %q", i, u, want.dir, want.reason)
 		}
 	}
-	sent := map[string]tunnel.RemoveRequest{}
+	sent := map[string]deploy.RemoveRequest{}
 	for _, r := range f.agents.removed {
 		sent[r.Name] = r
 	}

@@ -7,10 +7,12 @@
 // component; the nodes of a tier are deployed in parallel and a tier must
 // be healthy before the next starts. Each node goes through the steps
 // transfer (the package to the agent's cache, skipped when it holds it),
-// configure (render the node's config files), start (the agent unpacks,
-// writes the config and starts the process) and health (the manifest's
-// health check, run by the agent, until it passes or the start time is
-// up). Every step and every change of the job's state is written to the
+// install (the agent unpacks it into the program dir unless it holds it
+// there, and records how to run the node), configure (render the node's
+// config files; the agent writes those that changed, keeping their
+// previous versions), start (start the process, or restart it when its
+// package, config or command changed) and health (the manifest's health
+// check, run by the agent, until it passes or the start time is up). Every step and every change of the job's state is written to the
 // store as it happens, so a console can follow it and a restarted manager
 // knows where each job stood: Recover fails every job that was still
 // pending or running, and the step each node was in, with ReasonRestarted,
@@ -57,13 +59,14 @@ const (
 // Step names, in the order they run for a node.
 const (
 	StepTransfer  = "transfer"
+	StepInstall   = "install"
 	StepConfigure = "configure"
 	StepStart     = "start"
 	StepHealth    = "health"
 )
 
 // StepNames are the steps of a node, in order.
-var StepNames = []string{StepTransfer, StepConfigure, StepStart, StepHealth}
+var StepNames = []string{StepTransfer, StepInstall, StepConfigure, StepStart, StepHealth}
 
 // Step states.
 const (

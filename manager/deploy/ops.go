@@ -16,7 +16,6 @@ import (
 	"github.com/admq/admq-manager/internal/nodedir"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 // Node commands.
@@ -26,8 +25,8 @@ const (
 	CmdRestart = "restart"
 )
 
-var commands = map[string]tunnel.NodeCommand{
-	CmdStart: tunnel.NodeStart, CmdStop: tunnel.NodeStop, CmdRestart: tunnel.NodeRestart,
+var commands = map[string]NodeCommand{
+	CmdStart: NodeStart, CmdStop: NodeStop, CmdRestart: NodeRestart,
 }
 
 // Log sizes for Logs.
@@ -53,21 +52,21 @@ func offline(n cluster.Node) error {
 // Command starts, stops or restarts a node through its agent's supervisor,
 // now: an offline agent is fleet.ErrAgentNotOnline and nothing is queued.
 // It records and returns the node's new state.
-func (e *Engine) Command(ctx context.Context, nodeID ids.ID, cmd string) (tunnel.NodeState, error) {
+func (e *Engine) Command(ctx context.Context, nodeID ids.ID, cmd string) (NodeState, error) {
 	kind, known := commands[cmd]
 	if !known {
-		return tunnel.NodeState{}, invalid.Field("cmd", "%q: must be start, stop or restart", cmd)
+		return NodeState{}, invalid.Field("cmd", "%q: must be start, stop or restart", cmd)
 	}
 	n, err := e.d.Clusters.Node(ctx, nodeID)
 	if err != nil {
-		return tunnel.NodeState{}, err
+		return NodeState{}, err
 	}
 	if !e.d.Agents.Online(n.ServerID) {
-		return tunnel.NodeState{}, offline(n)
+		return NodeState{}, offline(n)
 	}
 	st, err := e.d.Agents.NodeCommand(ctx, n.ServerID, randomOpID(cmd), n.ID.String(), kind)
 	if err != nil {
-		return tunnel.NodeState{}, fmt.Errorf("%s %s on %s: %w", cmd, n.NodeDir, n.ManagerIP, err)
+		return NodeState{}, fmt.Errorf("%s %s on %s: %w", cmd, n.NodeDir, n.ManagerIP, err)
 	}
 	e.setNode(ctx, n.ID, "", RunState(st))
 	return st, nil
@@ -100,7 +99,7 @@ type LiveState struct {
 	Run string
 	// Node is the supervisor's view; zero unless the agent answered and
 	// knows the node.
-	Node tunnel.NodeState
+	Node NodeState
 }
 
 // LiveRunStates asks the nodes' agents, one call per server in parallel,
@@ -133,7 +132,7 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 				e.d.Log.Debug("node status", "server", server, "err", err)
 				return
 			}
-			byName := map[string]tunnel.NodeState{}
+			byName := map[string]NodeState{}
 			for _, s := range states {
 				byName[s.Name] = s
 			}
@@ -192,7 +191,7 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 	}
 	// queue reports n as queued for cleanup, or, when it cannot be
 	// queued, as left on its host.
-	queue := func(n cluster.Node, req tunnel.RemoveRequest, reason, left string) {
+	queue := func(n cluster.Node, req RemoveRequest, reason, left string) {
 		if err := e.queueCleanup(ctx, c, n, req, reason); err != nil {
 			if e.d.Cleanups != nil {
 				e.d.Log.Error("node not cleaned and its cleanup not queued", "cluster", c.Name, "node", n.ID, "err", err)
@@ -240,22 +239,22 @@ func (e *Engine) Teardown(ctx context.Context, c cluster.Cluster, nodes []cluste
 // removeRequest is the removal of node n of cluster c, and the dirs it
 // leaves out: those directly under "/" (no allowed root) and those
 // internal/nodedir refuses.
-func removeRequest(c cluster.Cluster, n cluster.Node) (tunnel.RemoveRequest, []tunnel.KeptDir) {
-	req := tunnel.RemoveRequest{
+func removeRequest(c cluster.Cluster, n cluster.Node) (RemoveRequest, []KeptDir) {
+	req := RemoveRequest{
 		OperationID: "teardown:" + c.ID.String() + ":" + n.ID.String(), Name: n.ID.String(), RemoveDirs: true,
 	}
-	var kept []tunnel.KeptDir
+	var kept []KeptDir
 	for _, d := range []struct {
 		path string
 		set  *string
 	}{{n.ProgramDir, &req.ProgramDir}, {n.DataDir, &req.DataDir}} {
 		if err := nodedir.Check(d.path); err != nil {
-			kept = append(kept, tunnel.KeptDir{Path: d.path, Reason: err.Error()})
+			kept = append(kept, KeptDir{Path: d.path, Reason: err.Error()})
 			continue
 		}
 		root := filepath.Dir(d.path)
 		if root == "/" {
-			kept = append(kept, tunnel.KeptDir{Path: d.path, Reason: "it is directly under /"})
+			kept = append(kept, KeptDir{Path: d.path, Reason: "it is directly under /"})
 			continue
 		}
 		*d.set = d.path
@@ -269,7 +268,7 @@ func removeRequest(c cluster.Cluster, n cluster.Node) (tunnel.RemoveRequest, []t
 
 // keptReport is the notCleaned entry of a node that was removed but
 // whose dirs were (some of them) kept.
-func keptReport(n cluster.Node, kept []tunnel.KeptDir) cluster.Uncleaned {
+func keptReport(n cluster.Node, kept []KeptDir) cluster.Uncleaned {
 	u := cluster.Uncleaned{NodeID: n.ID, ManagerIP: n.ManagerIP}
 	var reasons []string
 	for _, k := range kept {

@@ -34,7 +34,7 @@ func TestDeployRequestFreeAddrs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := deployRequest(Job{ID: 9}, n, pkg.Package{Ext: "tar.gz"}, comp, vars, nil)
+			r, err := deployRequest(n, pkg.Package{Ext: "tar.gz"}, comp, vars)
 			if err != nil {
 				t.Fatal(err)
 			}

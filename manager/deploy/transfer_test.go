@@ -9,14 +9,13 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
-	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 func TestTransferError(t *testing.T) {
 	n := cluster.Node{ManagerIP: "10.0.0.7"}
 	p := pkg.Package{FileName: "admq-big-V1.0-x86.tar"}
 	lost := fmt.Errorf("push package on agent 42: %w: error reading from server: EOF", fleet.ErrAgentNotOnline)
-	noSpace := fmt.Errorf("push package on agent 42: %w: needs 9 more bytes", tunnel.ErrAgentNoSpace)
+	noSpace := fmt.Errorf("push package on agent 42: %w: needs 9 more bytes", ErrAgentNoSpace)
 	cases := []struct {
 		name string
 		err  error

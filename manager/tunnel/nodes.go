@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -14,138 +12,20 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
-// Errors of the node calls that callers branch on. An agent that is not
+// The node calls speak manager/deploy's request types; this file only
+// converts them to and from the agents' wire form. An agent that is not
 // connected (or drops the session during a call) gives
 // fleet.ErrAgentNotOnline; a request the agent finds malformed gives an
-// *invalid.Error.
-var (
-	// ErrAgentNoSpace: the agent's disk cannot hold the package.
-	ErrAgentNoSpace = errors.New("agent has not enough disk space")
-	// ErrPackageCorrupt: the bytes sent do not hash to the package's sha256.
-	ErrPackageCorrupt = errors.New("package does not match its sha256")
-	// ErrNodeNotFound: the agent has no node of that name.
-	ErrNodeNotFound = errors.New("agent has no such node")
-	// ErrAgentConflict: the agent's state does not allow the request (a
-	// program dir holding something else, a package not in its cache, a
-	// transfer of the same package still running, a port the node is to
-	// listen on taken by another process).
-	ErrAgentConflict = errors.New("agent refused the request in its current state")
-)
+// *invalid.Error; the agent's refusals give deploy's errors.
+var _ deploy.Agents = (*Hub)(nil)
 
 // PackageChunkSize is the size of the pieces a package is sent in.
 const PackageChunkSize = 1 << 20
-
-// NodeState is an agent's view of one node.
-type NodeState struct {
-	Name      string
-	Running   bool
-	PID       int
-	StartedAt time.Time // zero: never started
-	Restarts  int
-	LastExit  string
-	Adopted   bool
-	// Desired is "running", "stopped", or "" for a node installed but
-	// never started.
-	Desired string
-}
-
-// ConfigFile is one config file a deploy writes on the agent.
-type ConfigFile struct {
-	// Path is relative to the program dir, or absolute inside the program
-	// dir or the data dir.
-	Path    string
-	Content []byte
-	Mode    os.FileMode // 0: 0640
-}
-
-// DeployRequest installs a node on an agent; see agentv1.DeployNodeRequest.
-type DeployRequest struct {
-	OperationID   string
-	Name          string
-	PackageSHA256 string
-	PackageFormat string // "tar.gz" or "tar"
-	ProgramDir    string
-	DataDir       string
-	ConfigFiles   []ConfigFile
-	Argv          []string
-	Env           []string
-	WorkDir       string
-	LogDir        string
-	StopGrace     time.Duration
-	Start         bool
-	// FreeAddrs are TCP "ip:port" addresses the agent checks are free
-	// before it starts a node it does not run yet; at most 16.
-	FreeAddrs []string
-}
-
-// DeployResult is what a deploy did on the agent.
-type DeployResult struct {
-	Unpacked bool
-	State    NodeState
-	// Replayed: the agent had applied this operation id before.
-	Replayed bool
-	// Started: the node was not running and the agent started it.
-	Started bool
-	// Restarted: the node was running and the agent restarted it, because
-	// its package, a config file or its command changed. Both false: the
-	// node runs already with this package and config and was left alone
-	// (or the request did not ask for a start).
-	Restarted bool
-}
-
-// NodeCommand is what NodeCommand asks of a node.
-type NodeCommand int
-
-// Node commands.
-const (
-	NodeStart NodeCommand = iota + 1
-	NodeStop
-	NodeRestart
-)
-
-// String is the command's word: start, stop or restart.
-func (c NodeCommand) String() string {
-	switch c {
-	case NodeStart:
-		return "start"
-	case NodeStop:
-		return "stop"
-	case NodeRestart:
-		return "restart"
-	}
-	return "NodeCommand(" + strconv.Itoa(int(c)) + ")"
-}
-
-// RemoveRequest removes a node from an agent.
-type RemoveRequest struct {
-	OperationID  string
-	Name         string
-	RemoveDirs   bool
-	ProgramDir   string
-	DataDir      string
-	AllowedRoots []string
-}
-
-// KeptDir is a dir a removal asked for that the agent kept, and why: it
-// did not create it for the node, or it is a system dir, overlaps the
-// agent's own dirs, or holds something that is not the node's.
-type KeptDir struct {
-	Path   string
-	Reason string
-}
-
-// HealthCheck is run by the agent; exactly one of TCPAddr, HTTPURL and
-// Command is set.
-type HealthCheck struct {
-	TCPAddr string
-	HTTPURL string
-	Command []string
-	Timeout time.Duration
-}
 
 // agentErr maps an error of a call to an agent to the errors above. The
 // agent's own message says what went wrong in words for people; the kind
@@ -172,13 +52,13 @@ func agentErr(what string, id ids.ID, err error) error {
 	case codes.Unavailable:
 		kind = fleet.ErrAgentNotOnline
 	case codes.ResourceExhausted:
-		kind = ErrAgentNoSpace
+		kind = deploy.ErrAgentNoSpace
 	case codes.DataLoss:
-		kind = ErrPackageCorrupt
+		kind = deploy.ErrPackageCorrupt
 	case codes.NotFound:
-		kind = ErrNodeNotFound
+		kind = deploy.ErrNodeNotInstalled
 	case codes.FailedPrecondition, codes.Aborted:
-		kind = ErrAgentConflict
+		kind = deploy.ErrAgentConflict
 	case codes.Canceled:
 		kind = context.Canceled
 	case codes.DeadlineExceeded:
@@ -197,7 +77,7 @@ type agentError struct {
 
 func (e *agentError) Error() string {
 	switch e.kind {
-	case nil, ErrAgentNoSpace, ErrPackageCorrupt, ErrNodeNotFound, ErrAgentConflict:
+	case nil, deploy.ErrAgentNoSpace, deploy.ErrPackageCorrupt, deploy.ErrNodeNotInstalled, deploy.ErrAgentConflict:
 		return fmt.Sprintf("%s on agent %s: %s", e.what, e.id, e.msg)
 	}
 	// The agent's words alone would not say that it went away, or that
@@ -238,7 +118,7 @@ func (h *Hub) PushPackage(ctx context.Context, id ids.ID, sha256 string, size in
 	for attempt := 0; ; attempt++ {
 		n, err := h.pushOnce(ctx, id, sha256, size, r)
 		sent += n
-		if err == nil || !errors.Is(err, ErrAgentConflict) || attempt >= 10 || ctx.Err() != nil {
+		if err == nil || !errors.Is(err, deploy.ErrAgentConflict) || attempt >= 10 || ctx.Err() != nil {
 			return sent, err
 		}
 		t := time.NewTimer(time.Duration(attempt+1) * 50 * time.Millisecond)
@@ -302,7 +182,7 @@ func (h *Hub) pushOnce(ctx context.Context, id ids.ID, sha256 string, size int64
 
 // DeployNode installs (and, if asked, starts) a node on the agent. The
 // package must be in the agent's cache (PushPackage).
-func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (DeployResult, error) {
+func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r deploy.DeployRequest) (deploy.DeployResult, error) {
 	req := &agentv1.DeployNodeRequest{
 		OperationId:   r.OperationID,
 		Name:          r.Name,
@@ -318,14 +198,12 @@ func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (Deplo
 		Start:         r.Start,
 		FreeAddrs:     r.FreeAddrs,
 	}
-	for _, f := range r.ConfigFiles {
-		req.ConfigFiles = append(req.ConfigFiles, &agentv1.ConfigFileContent{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())})
-	}
-	var res DeployResult
+	req.ConfigFiles = filesToProto(r.ConfigFiles)
+	var res deploy.DeployResult
 	err := h.nodeCall(ctx, id, "deploy node "+r.Name, func(c agentv1.AgentServiceClient) error {
 		resp, err := c.DeployNode(ctx, req)
 		if err == nil {
-			res = DeployResult{
+			res = deploy.DeployResult{
 				Unpacked: resp.GetUnpacked(), State: nodeStateFromProto(resp.GetStatus()), Replayed: resp.GetReplayed(),
 				Started: resp.GetStarted(), Restarted: resp.GetRestarted(),
 			}
@@ -336,19 +214,19 @@ func (h *Hub) DeployNode(ctx context.Context, id ids.ID, r DeployRequest) (Deplo
 }
 
 // NodeCommand starts, stops or restarts a node; opID makes a retry safe.
-func (h *Hub) NodeCommand(ctx context.Context, id ids.ID, opID, name string, cmd NodeCommand) (NodeState, error) {
+func (h *Hub) NodeCommand(ctx context.Context, id ids.ID, opID, name string, cmd deploy.NodeCommand) (deploy.NodeState, error) {
 	var kind agentv1.NodeCommandKind
 	switch cmd {
-	case NodeStart:
+	case deploy.NodeStart:
 		kind = agentv1.NodeCommandKind_NODE_COMMAND_START
-	case NodeStop:
+	case deploy.NodeStop:
 		kind = agentv1.NodeCommandKind_NODE_COMMAND_STOP
-	case NodeRestart:
+	case deploy.NodeRestart:
 		kind = agentv1.NodeCommandKind_NODE_COMMAND_RESTART
 	default:
-		return NodeState{}, invalid.Field("command", "unknown node command %d", int(cmd))
+		return deploy.NodeState{}, invalid.Field("command", "unknown node command %d", int(cmd))
 	}
-	var st NodeState
+	var st deploy.NodeState
 	err := h.nodeCall(ctx, id, "command node "+name, func(c agentv1.AgentServiceClient) error {
 		resp, err := c.NodeCommand(ctx, &agentv1.NodeCommandRequest{OperationId: opID, Name: name, Command: kind})
 		if err == nil {
@@ -361,8 +239,8 @@ func (h *Hub) NodeCommand(ctx context.Context, id ids.ID, opID, name string, cmd
 
 // NodeStatus returns the agent's view of the named nodes (all when names is
 // empty); nodes the agent does not know are left out.
-func (h *Hub) NodeStatus(ctx context.Context, id ids.ID, names []string) ([]NodeState, error) {
-	var out []NodeState
+func (h *Hub) NodeStatus(ctx context.Context, id ids.ID, names []string) ([]deploy.NodeState, error) {
+	var out []deploy.NodeState
 	err := h.nodeCall(ctx, id, "node status", func(c agentv1.AgentServiceClient) error {
 		resp, err := c.NodeStatus(ctx, &agentv1.NodeStatusRequest{Names: names})
 		if err == nil {
@@ -391,8 +269,8 @@ func (h *Hub) NodeLogs(ctx context.Context, id ids.ID, name string, maxBytes int
 // RemoveNode stops and forgets a node on the agent, and deletes its dirs
 // when asked (only inside the allowed roots, and only those the agent
 // created for the node); it returns the dirs the agent kept.
-func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) ([]KeptDir, error) {
-	var kept []KeptDir
+func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r deploy.RemoveRequest) ([]deploy.KeptDir, error) {
+	var kept []deploy.KeptDir
 	err := h.nodeCall(ctx, id, "remove node "+r.Name, func(c agentv1.AgentServiceClient) error {
 		resp, err := c.RemoveNode(ctx, &agentv1.RemoveNodeRequest{
 			OperationId:  r.OperationID,
@@ -405,7 +283,7 @@ func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) ([]Kep
 		// It was asked about two dirs; what it says is bounded.
 		for _, k := range resp.GetKeptDirs()[:min(len(resp.GetKeptDirs()), 2)] {
 			p, reason := k.GetPath(), k.GetReason()
-			kept = append(kept, KeptDir{Path: p[:min(len(p), 4096)], Reason: reason[:min(len(reason), 1024)]})
+			kept = append(kept, deploy.KeptDir{Path: p[:min(len(p), 4096)], Reason: reason[:min(len(reason), 1024)]})
 		}
 		return err
 	})
@@ -414,11 +292,9 @@ func (h *Hub) RemoveNode(ctx context.Context, id ids.ID, r RemoveRequest) ([]Kep
 
 // CheckHealth has the agent run a health check on its host; the error is
 // for a check that could not be run, not for a failing one.
-func (h *Hub) CheckHealth(ctx context.Context, id ids.ID, hc HealthCheck) (ok bool, detail string, err error) {
+func (h *Hub) CheckHealth(ctx context.Context, id ids.ID, hc deploy.HealthCheck) (ok bool, detail string, err error) {
 	err = h.nodeCall(ctx, id, "health check", func(c agentv1.AgentServiceClient) error {
-		resp, err := c.CheckHealth(ctx, &agentv1.CheckHealthRequest{
-			TcpAddr: hc.TCPAddr, HttpUrl: hc.HTTPURL, Command: hc.Command, TimeoutMs: hc.Timeout.Milliseconds(),
-		})
+		resp, err := c.CheckHealth(ctx, healthToProto(hc))
 		if err == nil {
 			ok, detail = resp.GetOk(), resp.GetDetail()
 		}
@@ -427,8 +303,69 @@ func (h *Hub) CheckHealth(ctx context.Context, id ids.ID, hc HealthCheck) (ok bo
 	return ok, detail, err
 }
 
-func nodeStateFromProto(p *agentv1.NodeState) NodeState {
-	st := NodeState{
+// ApplyConfig writes an installed node's config files and, as asked,
+// restarts it, checks its health and restores its previous files.
+func (h *Hub) ApplyConfig(ctx context.Context, id ids.ID, r deploy.ApplyRequest) (deploy.ApplyResult, error) {
+	req := &agentv1.ApplyConfigRequest{
+		OperationId:      r.OperationID,
+		Name:             r.Name,
+		ProgramDir:       r.ProgramDir,
+		DataDir:          r.DataDir,
+		ConfigFiles:      filesToProto(r.ConfigFiles),
+		HealthStartMs:    r.HealthStart.Milliseconds(),
+		HealthIntervalMs: r.HealthInterval.Milliseconds(),
+		RestoreOnFailure: r.Restore,
+		LogTailBytes:     int32(r.LogTailBytes),
+		RecordedOnly:     r.RecordedOnly,
+	}
+	switch r.Restart {
+	case deploy.RestartNever:
+		req.Restart = agentv1.RestartPolicy_RESTART_POLICY_NEVER
+	case deploy.RestartIfChanged:
+		req.Restart = agentv1.RestartPolicy_RESTART_POLICY_IF_CHANGED
+	case deploy.RestartAlways:
+		req.Restart = agentv1.RestartPolicy_RESTART_POLICY_ALWAYS
+	default:
+		return deploy.ApplyResult{}, invalid.Field("restart", "unknown restart policy %d", int(r.Restart))
+	}
+	if r.Health != nil {
+		req.Health = healthToProto(*r.Health)
+	}
+	var res deploy.ApplyResult
+	err := h.nodeCall(ctx, id, "apply config to node "+r.Name, func(c agentv1.AgentServiceClient) error {
+		resp, err := c.ApplyConfig(ctx, req)
+		if err == nil {
+			res = deploy.ApplyResult{
+				Replayed: resp.GetReplayed(), Changed: resp.GetChanged(), Restarted: resp.GetRestarted(),
+				PIDBefore: int(resp.GetPidBefore()), PIDAfter: int(resp.GetPidAfter()),
+				Healthy: resp.GetHealthy(), HealthDetail: resp.GetHealthDetail(), HealthChecks: int(resp.GetHealthChecks()),
+				Restored: resp.GetRestored(), RestoredHealthy: resp.GetRestoredHealthy(), RestoreDetail: resp.GetRestoreDetail(),
+				LogTail: resp.GetLogTail(), State: nodeStateFromProto(resp.GetStatus()),
+				Duration:    time.Duration(resp.GetDurationMs()) * time.Millisecond,
+				Interrupted: resp.GetInterrupted(), Stopped: resp.GetStopped(),
+			}
+		}
+		return err
+	})
+	return res, err
+}
+
+func filesToProto(files []deploy.ConfigFile) []*agentv1.ConfigFileContent {
+	out := make([]*agentv1.ConfigFileContent, len(files))
+	for i, f := range files {
+		out[i] = &agentv1.ConfigFileContent{Path: f.Path, Content: f.Content, Mode: uint32(f.Mode.Perm())}
+	}
+	return out
+}
+
+func healthToProto(hc deploy.HealthCheck) *agentv1.CheckHealthRequest {
+	return &agentv1.CheckHealthRequest{
+		TcpAddr: hc.TCPAddr, HttpUrl: hc.HTTPURL, Command: hc.Command, TimeoutMs: hc.Timeout.Milliseconds(), Send: hc.Send,
+	}
+}
+
+func nodeStateFromProto(p *agentv1.NodeState) deploy.NodeState {
+	st := deploy.NodeState{
 		Name:     p.GetName(),
 		Running:  p.GetRunning(),
 		PID:      int(p.GetPid()),

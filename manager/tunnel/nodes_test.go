@@ -23,6 +23,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/tunnel"
 )
 
@@ -133,7 +134,7 @@ func TestPackageTransfer(t *testing.T) {
 	// A wrong sha256: refused, and nothing kept.
 	bad := strings.Repeat("ab", 32)
 	_, err = e.hub.PushPackage(ctx, id, bad, int64(len(pkg)), bytes.NewReader(pkg))
-	if !errors.Is(err, tunnel.ErrPackageCorrupt) {
+	if !errors.Is(err, deploy.ErrPackageCorrupt) {
 		t.Fatalf("push with a wrong sha256: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(stateDir, "packages", bad+".part")); !os.IsNotExist(err) {
@@ -196,14 +197,14 @@ func TestDeployRunRemoveNode(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "nodes")
 	programDir := filepath.Join(root, "n1", "program")
 	dataDir := filepath.Join(root, "n1", "data")
-	req := tunnel.DeployRequest{
+	req := deploy.DeployRequest{
 		OperationID:   "op-deploy-1",
 		Name:          "n1",
 		PackageSHA256: sha,
 		PackageFormat: "tar.gz",
 		ProgramDir:    programDir,
 		DataDir:       dataDir,
-		ConfigFiles:   []tunnel.ConfigFile{{Path: "conf/server.conf", Content: []byte("port=2\n"), Mode: 0o640}},
+		ConfigFiles:   []deploy.ConfigFile{{Path: "conf/server.conf", Content: []byte("port=2\n"), Mode: 0o640}},
 		Argv:          []string{"/bin/sh", "bin/server.sh"},
 		StopGrace:     2 * time.Second,
 		Start:         true,
@@ -211,7 +212,7 @@ func TestDeployRunRemoveNode(t *testing.T) {
 	removed := false
 	t.Cleanup(func() {
 		if !removed { // do not leave a sleep behind
-			e.hub.RemoveNode(context.Background(), id, tunnel.RemoveRequest{OperationID: "cleanup", Name: "n1"})
+			e.hub.RemoveNode(context.Background(), id, deploy.RemoveRequest{OperationID: "cleanup", Name: "n1"})
 		}
 	})
 	res, err := e.hub.DeployNode(ctx, id, req)
@@ -251,23 +252,23 @@ func TestDeployRunRemoveNode(t *testing.T) {
 	})
 
 	// Commands.
-	st, err := e.hub.NodeCommand(ctx, id, "op-stop-1", "n1", tunnel.NodeStop)
+	st, err := e.hub.NodeCommand(ctx, id, "op-stop-1", "n1", deploy.NodeStop)
 	if err != nil || st.Running || st.Desired != "stopped" {
 		t.Fatalf("stop: %+v %v", st, err)
 	}
-	st, err = e.hub.NodeCommand(ctx, id, "op-start-1", "n1", tunnel.NodeStart)
+	st, err = e.hub.NodeCommand(ctx, id, "op-start-1", "n1", deploy.NodeStart)
 	if err != nil || !st.Running || st.PID == pid {
 		t.Fatalf("start: %+v %v", st, err)
 	}
-	st2, err := e.hub.NodeCommand(ctx, id, "op-restart-1", "n1", tunnel.NodeRestart)
+	st2, err := e.hub.NodeCommand(ctx, id, "op-restart-1", "n1", deploy.NodeRestart)
 	if err != nil || !st2.Running || st2.PID == st.PID {
 		t.Fatalf("restart: %+v %v", st2, err)
 	}
-	st3, err := e.hub.NodeCommand(ctx, id, "op-restart-1", "n1", tunnel.NodeRestart)
+	st3, err := e.hub.NodeCommand(ctx, id, "op-restart-1", "n1", deploy.NodeRestart)
 	if err != nil || st3.PID != st2.PID {
 		t.Fatalf("repeated restart: %+v %v (want pid %d)", st3, err, st2.PID)
 	}
-	if _, err := e.hub.NodeCommand(ctx, id, "op-x", "nope", tunnel.NodeStart); !errors.Is(err, tunnel.ErrNodeNotFound) {
+	if _, err := e.hub.NodeCommand(ctx, id, "op-x", "nope", deploy.NodeStart); !errors.Is(err, deploy.ErrNodeNotInstalled) {
 		t.Fatalf("command on an unknown node: %v", err)
 	}
 	pid = st2.PID
@@ -278,20 +279,20 @@ func TestDeployRunRemoveNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	if ok, detail, err := e.hub.CheckHealth(ctx, id, tunnel.HealthCheck{TCPAddr: addr, Timeout: time.Second}); err != nil || !ok {
+	if ok, detail, err := e.hub.CheckHealth(ctx, id, deploy.HealthCheck{TCPAddr: addr, Timeout: time.Second}); err != nil || !ok {
 		t.Fatalf("tcp check: %v %q %v", ok, detail, err)
 	}
 	ln.Close()
-	if ok, detail, err := e.hub.CheckHealth(ctx, id, tunnel.HealthCheck{TCPAddr: addr, Timeout: time.Second}); err != nil || ok {
+	if ok, detail, err := e.hub.CheckHealth(ctx, id, deploy.HealthCheck{TCPAddr: addr, Timeout: time.Second}); err != nil || ok {
 		t.Fatalf("tcp check of a closed port: %v %q %v", ok, detail, err)
 	}
-	if ok, _, err := e.hub.CheckHealth(ctx, id, tunnel.HealthCheck{Command: []string{"true"}}); err != nil || !ok {
+	if ok, _, err := e.hub.CheckHealth(ctx, id, deploy.HealthCheck{Command: []string{"true"}}); err != nil || !ok {
 		t.Fatalf("command check: %v %v", ok, err)
 	}
-	if ok, detail, err := e.hub.CheckHealth(ctx, id, tunnel.HealthCheck{Command: []string{"sh", "-c", "echo broken; exit 3"}}); err != nil || ok || !strings.Contains(detail, "broken") {
+	if ok, detail, err := e.hub.CheckHealth(ctx, id, deploy.HealthCheck{Command: []string{"sh", "-c", "echo broken; exit 3"}}); err != nil || ok || !strings.Contains(detail, "broken") {
 		t.Fatalf("failing command check: %v %q %v", ok, detail, err)
 	}
-	if _, _, err := e.hub.CheckHealth(ctx, id, tunnel.HealthCheck{}); err == nil {
+	if _, _, err := e.hub.CheckHealth(ctx, id, deploy.HealthCheck{}); err == nil {
 		t.Fatal("empty check accepted")
 	} else if _, ok := invalid.As(err); !ok {
 		t.Fatalf("empty check: %v", err)
@@ -313,7 +314,7 @@ func TestDeployRunRemoveNode(t *testing.T) {
 	}
 
 	// Removing dirs outside the allowed roots is refused, and nothing happens.
-	_, err = e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
+	_, err = e.hub.RemoveNode(ctx, id, deploy.RemoveRequest{
 		OperationID: "op-rm-1", Name: "n1", RemoveDirs: true, ProgramDir: programDir, DataDir: dataDir,
 		AllowedRoots: []string{filepath.Join(root, "elsewhere")},
 	})
@@ -327,7 +328,7 @@ func TestDeployRunRemoveNode(t *testing.T) {
 		t.Fatalf("node touched by a refused remove: %+v", sts)
 	}
 	// Inside the allowed roots: stopped, forgotten and deleted.
-	if kept, err := e.hub.RemoveNode(ctx, id, tunnel.RemoveRequest{
+	if kept, err := e.hub.RemoveNode(ctx, id, deploy.RemoveRequest{
 		OperationID: "op-rm-2", Name: "n1", RemoveDirs: true, ProgramDir: programDir, DataDir: dataDir,
 		AllowedRoots: []string{root},
 	}); err != nil || len(kept) != 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/tunnel"
 )
 
@@ -33,19 +34,19 @@ func TestDeployNodeFreeAddrs(t *testing.T) {
 	defer l.Close()
 	addr := l.Addr().String()
 	root := t.TempDir()
-	req := tunnel.DeployRequest{
+	req := deploy.DeployRequest{
 		OperationID: "op-ports-1", Name: "n1", PackageSHA256: sha, PackageFormat: "tar.gz",
 		ProgramDir: filepath.Join(root, "program"), DataDir: filepath.Join(root, "data"),
 		Argv: []string{"/bin/sh", "bin/server.sh"}, StopGrace: time.Second, Start: true,
 		FreeAddrs: []string{addr},
 	}
 	t.Cleanup(func() {
-		e.hub.RemoveNode(context.Background(), id, tunnel.RemoveRequest{OperationID: "cleanup", Name: "n1"})
+		e.hub.RemoveNode(context.Background(), id, deploy.RemoveRequest{OperationID: "cleanup", Name: "n1"})
 	})
 
 	_, err = e.hub.DeployNode(ctx, id, req)
 	want := addr + " is already in use on this server (address already in use); another process listens there"
-	if !errors.Is(err, tunnel.ErrAgentConflict) || !strings.Contains(err.Error(), want) {
+	if !errors.Is(err, deploy.ErrAgentConflict) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("deploy onto a taken port: %v, want ErrAgentConflict saying %q", err, want)
 	}
 	if sts, err := e.hub.NodeStatus(ctx, id, []string{"n1"}); err != nil || len(sts) != 1 || sts[0].Running || sts[0].Desired != "" {

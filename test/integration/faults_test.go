@@ -178,7 +178,7 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 	if !strings.Contains(job.Reason, tr.Detail) {
 		t.Errorf("job reason %q does not carry the transfer step's detail %q", job.Reason, tr.Detail)
 	}
-	for _, s := range []string{"configure", "start", "health"} {
+	for _, s := range []string{"install", "configure", "start", "health"} {
 		if st := job.Step(n.ID, s); st.State != "cancelled" {
 			t.Errorf("step %s: %+v, want cancelled", s, st)
 		}
@@ -321,17 +321,17 @@ func TestFaultDiskFullDuringUnpack(t *testing.T) {
 	if job.State != "failed" {
 		t.Fatalf("deploy of %d bytes into a 2 MiB tmpfs: want a failed job:\n%s", blob, job)
 	}
-	st := job.Step(n.ID, "start")
+	st := job.Step(n.ID, "install")
 	if st.State != "failed" || !strings.Contains(st.Detail, "no space left on device") {
-		t.Fatalf("start step %+v: want failed, saying \"no space left on device\"\n%s", st, job)
+		t.Fatalf("install step %+v: want failed, saying \"no space left on device\"\n%s", st, job)
 	}
 	if strings.Contains(st.Detail, "rpc error") {
-		t.Errorf("start step detail is a raw gRPC error: %q", st.Detail)
+		t.Errorf("install step detail is a raw gRPC error: %q", st.Detail)
 	}
 	if tr := job.Step(n.ID, "transfer"); tr.State != "succeeded" {
 		t.Errorf("transfer step %+v: want succeeded (the agent's cache is on another disk)", tr)
 	}
-	t.Logf("figure: failed in %v; start step: %s", time.Since(began).Round(time.Millisecond), st.Detail)
+	t.Logf("figure: failed in %v; install step: %s", time.Since(began).Round(time.Millisecond), st.Detail)
 
 	// Nothing left on the small disk: no program dir, no staging dir, no
 	// file; the space is free again. The program dir's parents stay, empty

@@ -168,7 +168,7 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 	if h := job.Step(st.ID, "health"); h.State != "failed" || !strings.Contains(h.Detail, reasonRestarted[0]) {
 		t.Errorf("storage health step %+v: want failed, saying the manager restarted", h)
 	}
-	for _, name := range []string{"transfer", "configure", "start"} {
+	for _, name := range []string{"transfer", "install", "configure", "start"} {
 		if s := job.Step(st.ID, name); s.State != "succeeded" && s.State != "skipped" {
 			t.Errorf("storage step %s %+v: it finished before the restart and must stay as it was", name, s)
 		}

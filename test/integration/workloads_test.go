@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/manager/cluster"
-	"github.com/admq/admq-manager/manager/tunnel"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/test/testenv"
 	"github.com/admq/admq-manager/test/workloads"
 )
@@ -48,10 +48,10 @@ func varsFor(t *testing.T, p *workloads.Package, name string, n cluster.Node, al
 }
 
 // healthCheck is the component's manifest health check for vars.
-func healthCheck(t *testing.T, p *workloads.Package, component string, vars cluster.Vars) tunnel.HealthCheck {
+func healthCheck(t *testing.T, p *workloads.Package, component string, vars cluster.Vars) deploy.HealthCheck {
 	t.Helper()
 	h := p.Manifest.Components[component].Health
-	hc := tunnel.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
+	hc := deploy.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
 	var err error
 	switch {
 	case h.Command != nil:
@@ -113,7 +113,7 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 	start := time.Now()
 	zk := make([]*workloads.Node, len(ips))
 	for i := range ips {
-		var res tunnel.DeployResult
+		var res deploy.DeployResult
 		zk[i], res = h.Deploy(t, agents[i], pkg, workloads.ZooKeeperComponent, nodes[i], varsFor(t, pkg, "zk", nodes[i], nodes))
 		if !res.Unpacked || !res.State.Running || res.State.PID == 0 {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)
@@ -158,7 +158,7 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 	}
 	others := slices.DeleteFunc([]int{0, 1, 2}, func(i int) bool { return i == f })
 	cmdStart := time.Now()
-	if st := zk[f].Command(t, tunnel.NodeStop); st.Running || st.Desired != "stopped" {
+	if st := zk[f].Command(t, deploy.NodeStop); st.Running || st.Desired != "stopped" {
 		t.Fatalf("stop %s: %+v", zk[f].Name, st)
 	}
 	t.Logf("timing: STOP of follower %s returned after %v", zk[f].Name, time.Since(cmdStart).Round(time.Millisecond))
@@ -170,7 +170,7 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 		t.Fatalf("write with one node down: %v\n%s", err, out)
 	}
 	cmdStart = time.Now()
-	if st := zk[f].Command(t, tunnel.NodeStart); !st.Running {
+	if st := zk[f].Command(t, deploy.NodeStart); !st.Running {
 		t.Fatalf("start %s: %+v", zk[f].Name, st)
 	}
 	testenv.Eventually(t, 60*time.Second, zk[f].Name+" to rejoin as follower", func() bool {
@@ -224,7 +224,7 @@ func TestWorkloadNATSCluster(t *testing.T) {
 	brokers := make([]*workloads.Node, len(ips))
 	for i, ip := range ips {
 		a := h.StartAgent(t, filepath.Join(root, fmt.Sprintf("agent-%d", i+1)), ip)
-		var res tunnel.DeployResult
+		var res deploy.DeployResult
 		brokers[i], res = h.Deploy(t, a, pkg, workloads.NATSComponent, nodes[i], varsFor(t, pkg, "nats", nodes[i], nodes))
 		if !res.State.Running {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/manager/cluster"
-	"github.com/admq/admq-manager/manager/tunnel"
+	"github.com/admq/admq-manager/manager/deploy"
 )
 
 // Node is a node deployed on an agent by Deploy.
@@ -37,7 +37,7 @@ func NodeDirs(root, name string) (programDir, dataDir string) {
 // node n, with config files rendered from vars and written to their
 // targets (Package.Render). The node is removed with its dirs when the
 // test ends, and its process killed by PID if that did not end it.
-func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n cluster.Node, vars cluster.Vars) (*Node, tunnel.DeployResult) {
+func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n cluster.Node, vars cluster.Vars) (*Node, deploy.DeployResult) {
 	t.Helper()
 	ctx := t.Context()
 	c := p.Manifest.Components[component]
@@ -63,7 +63,7 @@ func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n clu
 	node := &Node{Agent: a, Name: n.NodeDir, Vars: vars, Root: filepath.Dir(filepath.Dir(n.ProgramDir)),
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, h: h}
 	t.Cleanup(func() { node.remove(t) })
-	res, err := h.DeployNode(ctx, a.ID, tunnel.DeployRequest{
+	res, err := h.DeployNode(ctx, a.ID, deploy.DeployRequest{
 		OperationID:   "deploy-" + n.NodeDir,
 		Name:          n.NodeDir,
 		PackageSHA256: p.SHA256,
@@ -83,7 +83,7 @@ func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n clu
 }
 
 // Command runs a node command with a fresh operation id.
-func (n *Node) Command(t testing.TB, cmd tunnel.NodeCommand) tunnel.NodeState {
+func (n *Node) Command(t testing.TB, cmd deploy.NodeCommand) deploy.NodeState {
 	t.Helper()
 	n.ops++
 	st, err := n.h.NodeCommand(t.Context(), n.Agent.ID, fmt.Sprintf("cmd-%s-%d", n.Name, n.ops), n.Name, cmd)
@@ -94,7 +94,7 @@ func (n *Node) Command(t testing.TB, cmd tunnel.NodeCommand) tunnel.NodeState {
 }
 
 // State returns the agent's view of the node.
-func (n *Node) State(t testing.TB) tunnel.NodeState {
+func (n *Node) State(t testing.TB) deploy.NodeState {
 	t.Helper()
 	sts, err := n.h.NodeStatus(t.Context(), n.Agent.ID, []string{n.Name})
 	if err != nil || len(sts) != 1 {
@@ -115,7 +115,7 @@ func (n *Node) remove(t testing.TB) {
 			t.Logf("log of node %s (pid %d):\n%s", n.Name, pid, b)
 		}
 	}
-	kept, err := n.h.RemoveNode(ctx, n.Agent.ID, tunnel.RemoveRequest{
+	kept, err := n.h.RemoveNode(ctx, n.Agent.ID, deploy.RemoveRequest{
 		OperationID: "remove-" + n.Name, Name: n.Name, RemoveDirs: true,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, AllowedRoots: []string{n.Root},
 	})

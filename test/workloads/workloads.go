@@ -31,7 +31,7 @@ import (
 	"github.com/admq/admq-manager/internal/pkgname"
 	"github.com/admq/admq-manager/internal/properties"
 	"github.com/admq/admq-manager/manager/cluster"
-	"github.com/admq/admq-manager/manager/tunnel"
+	"github.com/admq/admq-manager/manager/deploy"
 )
 
 // build writes the package fileName into dir (Build), small files first
@@ -151,12 +151,12 @@ func readTar(data []byte, want map[string]bool) (map[string][]byte, error) {
 // rendered with cluster.Render and addressed to its target, as the agent
 // takes it: relative to the program dir, or absolute in the data dir.
 // vars must hold {peers} for the component (cluster.VarsFor with its Peer).
-func (p *Package) Render(component string, vars cluster.Vars) ([]tunnel.ConfigFile, error) {
+func (p *Package) Render(component string, vars cluster.Vars) ([]deploy.ConfigFile, error) {
 	c, ok := p.Manifest.Components[component]
 	if !ok {
 		return nil, fmt.Errorf("package %s has no component %q", p.Name, component)
 	}
-	var out []tunnel.ConfigFile
+	var out []deploy.ConfigFile
 	for _, cf := range c.ConfigFiles {
 		data := p.Config[cf.Path]
 		format := cf.Format
@@ -183,7 +183,7 @@ func (p *Package) Render(component string, vars cluster.Vars) ([]tunnel.ConfigFi
 		if dir == manifest.DirData {
 			rel = path.Join(vars["dataDir"], rel)
 		}
-		out = append(out, tunnel.ConfigFile{Path: rel, Content: b, Mode: 0o640})
+		out = append(out, deploy.ConfigFile{Path: rel, Content: b, Mode: 0o640})
 	}
 	return out, nil
 }

@@ -78,6 +78,60 @@ func (NodeCommandKind) EnumDescriptor() ([]byte, []int) {
 	return file_agent_v1_agent_proto_rawDescGZIP(), []int{0}
 }
 
+// RestartPolicy says when ApplyConfig restarts the node.
+type RestartPolicy int32
+
+const (
+	// Never: the files are written only. A running node whose files changed
+	// is marked for a restart, which the next DeployNode with start does.
+	RestartPolicy_RESTART_POLICY_NEVER RestartPolicy = 0
+	// When a file changed (or a restart is pending from an earlier write).
+	RestartPolicy_RESTART_POLICY_IF_CHANGED RestartPolicy = 1
+	// Always, also with no file (a rolling restart).
+	RestartPolicy_RESTART_POLICY_ALWAYS RestartPolicy = 2
+)
+
+// Enum value maps for RestartPolicy.
+var (
+	RestartPolicy_name = map[int32]string{
+		0: "RESTART_POLICY_NEVER",
+		1: "RESTART_POLICY_IF_CHANGED",
+		2: "RESTART_POLICY_ALWAYS",
+	}
+	RestartPolicy_value = map[string]int32{
+		"RESTART_POLICY_NEVER":      0,
+		"RESTART_POLICY_IF_CHANGED": 1,
+		"RESTART_POLICY_ALWAYS":     2,
+	}
+)
+
+func (x RestartPolicy) Enum() *RestartPolicy {
+	p := new(RestartPolicy)
+	*p = x
+	return p
+}
+
+func (x RestartPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RestartPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_v1_agent_proto_enumTypes[1].Descriptor()
+}
+
+func (RestartPolicy) Type() protoreflect.EnumType {
+	return &file_agent_v1_agent_proto_enumTypes[1]
+}
+
+func (x RestartPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RestartPolicy.Descriptor instead.
+func (RestartPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type EnrollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The join token's "<id>.<secret>" part; the CA pin never leaves the agent.
@@ -2197,7 +2251,12 @@ type CheckHealthRequest struct {
 	// A command whose exit status 0 is healthy; argv[0] is looked up in PATH.
 	Command []string `protobuf:"bytes,3,rep,name=command,proto3" json:"command,omitempty"`
 	// How long the check may take; 0: 5 s; at most 60 s.
-	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// With tcp_addr only: bytes to write once connected (a ZooKeeper
+	// four-letter word such as "srvr"); the check then reads the answer
+	// until the server closes the connection or the timeout, and the answer
+	// (at most 4 KiB) is the detail. The check passes when the answer came.
+	Send          []byte `protobuf:"bytes,5,opt,name=send,proto3" json:"send,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2260,6 +2319,13 @@ func (x *CheckHealthRequest) GetTimeoutMs() int64 {
 	return 0
 }
 
+func (x *CheckHealthRequest) GetSend() []byte {
+	if x != nil {
+		return x.Send
+	}
+	return nil
+}
+
 type CheckHealthResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Ok    bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -2312,6 +2378,341 @@ func (x *CheckHealthResponse) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+type ApplyConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As in DeployNodeRequest.
+	OperationId string `protobuf:"bytes,1,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
+	// The node's name; it must be installed (DeployNode).
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The node's dirs as it was deployed with; config file paths must stay
+	// inside them, as in DeployNodeRequest.
+	ProgramDir string `protobuf:"bytes,3,opt,name=program_dir,json=programDir,proto3" json:"program_dir,omitempty"`
+	DataDir    string `protobuf:"bytes,4,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`
+	// Files to write; at most 64, 4 MiB each. Files whose content and mode
+	// are what the node has are left alone (and their history with them).
+	ConfigFiles []*ConfigFileContent `protobuf:"bytes,5,rep,name=config_files,json=configFiles,proto3" json:"config_files,omitempty"`
+	Restart     RestartPolicy        `protobuf:"varint,6,opt,name=restart,proto3,enum=admq.agent.v1.RestartPolicy" json:"restart,omitempty"`
+	// The node's health check, run after a restart until it passes or
+	// health_start_ms runs out; absent: no check (the restart counts as
+	// healthy).
+	Health *CheckHealthRequest `protobuf:"bytes,7,opt,name=health,proto3" json:"health,omitempty"`
+	// How long a restarted node may take to become healthy: 0: 60 s; at
+	// most 1 h.
+	HealthStartMs int64 `protobuf:"varint,8,opt,name=health_start_ms,json=healthStartMs,proto3" json:"health_start_ms,omitempty"`
+	// The longest wait between two checks (they begin 250 ms apart and
+	// double): 0: 2 s; at most 1 min.
+	HealthIntervalMs int64 `protobuf:"varint,9,opt,name=health_interval_ms,json=healthIntervalMs,proto3" json:"health_interval_ms,omitempty"`
+	// Whether a node that does not become healthy gets its previous files
+	// back and is restarted again.
+	RestoreOnFailure bool `protobuf:"varint,10,opt,name=restore_on_failure,json=restoreOnFailure,proto3" json:"restore_on_failure,omitempty"`
+	// How much of the end of the node's log an unhealthy node's answer
+	// carries: 0: 4 KiB; at most 64 KiB.
+	LogTailBytes int32 `protobuf:"varint,11,opt,name=log_tail_bytes,json=logTailBytes,proto3" json:"log_tail_bytes,omitempty"`
+	// Apply nothing: answer with the recorded result of operation_id, wait
+	// for it when it is running, or say interrupted when the agent was
+	// restarted during it. An operation the agent never began is NOT_FOUND.
+	RecordedOnly  bool `protobuf:"varint,12,opt,name=recorded_only,json=recordedOnly,proto3" json:"recorded_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyConfigRequest) Reset() {
+	*x = ApplyConfigRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyConfigRequest) ProtoMessage() {}
+
+func (x *ApplyConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyConfigRequest.ProtoReflect.Descriptor instead.
+func (*ApplyConfigRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ApplyConfigRequest) GetOperationId() string {
+	if x != nil {
+		return x.OperationId
+	}
+	return ""
+}
+
+func (x *ApplyConfigRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApplyConfigRequest) GetProgramDir() string {
+	if x != nil {
+		return x.ProgramDir
+	}
+	return ""
+}
+
+func (x *ApplyConfigRequest) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+func (x *ApplyConfigRequest) GetConfigFiles() []*ConfigFileContent {
+	if x != nil {
+		return x.ConfigFiles
+	}
+	return nil
+}
+
+func (x *ApplyConfigRequest) GetRestart() RestartPolicy {
+	if x != nil {
+		return x.Restart
+	}
+	return RestartPolicy_RESTART_POLICY_NEVER
+}
+
+func (x *ApplyConfigRequest) GetHealth() *CheckHealthRequest {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *ApplyConfigRequest) GetHealthStartMs() int64 {
+	if x != nil {
+		return x.HealthStartMs
+	}
+	return 0
+}
+
+func (x *ApplyConfigRequest) GetHealthIntervalMs() int64 {
+	if x != nil {
+		return x.HealthIntervalMs
+	}
+	return 0
+}
+
+func (x *ApplyConfigRequest) GetRestoreOnFailure() bool {
+	if x != nil {
+		return x.RestoreOnFailure
+	}
+	return false
+}
+
+func (x *ApplyConfigRequest) GetLogTailBytes() int32 {
+	if x != nil {
+		return x.LogTailBytes
+	}
+	return 0
+}
+
+func (x *ApplyConfigRequest) GetRecordedOnly() bool {
+	if x != nil {
+		return x.RecordedOnly
+	}
+	return false
+}
+
+type ApplyConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operation_id had been applied before; this is its recorded result.
+	Replayed bool `protobuf:"varint,1,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// The paths written (absolute), in request order.
+	Changed []string `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"`
+	// Whether the node was restarted (stopped and started) to apply them.
+	Restarted bool `protobuf:"varint,3,opt,name=restarted,proto3" json:"restarted,omitempty"`
+	// The node's pid before and after the apply; 0 when not running.
+	PidBefore int32 `protobuf:"varint,4,opt,name=pid_before,json=pidBefore,proto3" json:"pid_before,omitempty"`
+	PidAfter  int32 `protobuf:"varint,5,opt,name=pid_after,json=pidAfter,proto3" json:"pid_after,omitempty"`
+	// Whether the health check passed after the restart (true when none was
+	// asked for and the node runs).
+	Healthy bool `protobuf:"varint,6,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// The last check's answer, or why the node counts as unhealthy.
+	HealthDetail string `protobuf:"bytes,7,opt,name=health_detail,json=healthDetail,proto3" json:"health_detail,omitempty"`
+	// How many checks ran.
+	HealthChecks int32 `protobuf:"varint,8,opt,name=health_checks,json=healthChecks,proto3" json:"health_checks,omitempty"`
+	// The previous files were put back (and the node restarted again) after
+	// the node failed its health check.
+	Restored bool `protobuf:"varint,9,opt,name=restored,proto3" json:"restored,omitempty"`
+	// Whether the node was healthy again on its previous files.
+	RestoredHealthy bool   `protobuf:"varint,10,opt,name=restored_healthy,json=restoredHealthy,proto3" json:"restored_healthy,omitempty"`
+	RestoreDetail   string `protobuf:"bytes,11,opt,name=restore_detail,json=restoreDetail,proto3" json:"restore_detail,omitempty"`
+	// The end of the node's log when it was unhealthy.
+	LogTail []byte `protobuf:"bytes,12,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
+	// The node's state at the end.
+	Status *NodeState `protobuf:"bytes,13,opt,name=status,proto3" json:"status,omitempty"`
+	// How long the apply took on the agent.
+	DurationMs int64 `protobuf:"varint,14,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// With recorded_only: an apply of this operation began and did not
+	// finish because the agent stopped; each file is either its old or its
+	// new version, and the node was not checked.
+	Interrupted bool `protobuf:"varint,15,opt,name=interrupted,proto3" json:"interrupted,omitempty"`
+	// The node is stopped (an operator stopped it): files were written and
+	// it was neither restarted nor checked.
+	Stopped       bool `protobuf:"varint,16,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyConfigResponse) Reset() {
+	*x = ApplyConfigResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyConfigResponse) ProtoMessage() {}
+
+func (x *ApplyConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyConfigResponse.ProtoReflect.Descriptor instead.
+func (*ApplyConfigResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ApplyConfigResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetChanged() []string {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ApplyConfigResponse) GetRestarted() bool {
+	if x != nil {
+		return x.Restarted
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetPidBefore() int32 {
+	if x != nil {
+		return x.PidBefore
+	}
+	return 0
+}
+
+func (x *ApplyConfigResponse) GetPidAfter() int32 {
+	if x != nil {
+		return x.PidAfter
+	}
+	return 0
+}
+
+func (x *ApplyConfigResponse) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetHealthDetail() string {
+	if x != nil {
+		return x.HealthDetail
+	}
+	return ""
+}
+
+func (x *ApplyConfigResponse) GetHealthChecks() int32 {
+	if x != nil {
+		return x.HealthChecks
+	}
+	return 0
+}
+
+func (x *ApplyConfigResponse) GetRestored() bool {
+	if x != nil {
+		return x.Restored
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetRestoredHealthy() bool {
+	if x != nil {
+		return x.RestoredHealthy
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetRestoreDetail() string {
+	if x != nil {
+		return x.RestoreDetail
+	}
+	return ""
+}
+
+func (x *ApplyConfigResponse) GetLogTail() []byte {
+	if x != nil {
+		return x.LogTail
+	}
+	return nil
+}
+
+func (x *ApplyConfigResponse) GetStatus() *NodeState {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *ApplyConfigResponse) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *ApplyConfigResponse) GetInterrupted() bool {
+	if x != nil {
+		return x.Interrupted
+	}
+	return false
+}
+
+func (x *ApplyConfigResponse) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
 }
 
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -2482,25 +2883,65 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tkept_dirs\x18\x02 \x03(\v2\x16.admq.agent.v1.KeptDirR\bkeptDirs\"5\n" +
 	"\aKeptDir\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x83\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x97\x01\n" +
 	"\x12CheckHealthRequest\x12\x19\n" +
 	"\btcp_addr\x18\x01 \x01(\tR\atcpAddr\x12\x19\n" +
 	"\bhttp_url\x18\x02 \x01(\tR\ahttpUrl\x12\x18\n" +
 	"\acommand\x18\x03 \x03(\tR\acommand\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"=\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12\x12\n" +
+	"\x04send\x18\x05 \x01(\fR\x04send\"=\n" +
 	"\x13CheckHealthResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail*x\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\x8e\x04\n" +
+	"\x12ApplyConfigRequest\x12!\n" +
+	"\foperation_id\x18\x01 \x01(\tR\voperationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vprogram_dir\x18\x03 \x01(\tR\n" +
+	"programDir\x12\x19\n" +
+	"\bdata_dir\x18\x04 \x01(\tR\adataDir\x12C\n" +
+	"\fconfig_files\x18\x05 \x03(\v2 .admq.agent.v1.ConfigFileContentR\vconfigFiles\x126\n" +
+	"\arestart\x18\x06 \x01(\x0e2\x1c.admq.agent.v1.RestartPolicyR\arestart\x129\n" +
+	"\x06health\x18\a \x01(\v2!.admq.agent.v1.CheckHealthRequestR\x06health\x12&\n" +
+	"\x0fhealth_start_ms\x18\b \x01(\x03R\rhealthStartMs\x12,\n" +
+	"\x12health_interval_ms\x18\t \x01(\x03R\x10healthIntervalMs\x12,\n" +
+	"\x12restore_on_failure\x18\n" +
+	" \x01(\bR\x10restoreOnFailure\x12$\n" +
+	"\x0elog_tail_bytes\x18\v \x01(\x05R\flogTailBytes\x12#\n" +
+	"\rrecorded_only\x18\f \x01(\bR\frecordedOnly\"\xa1\x04\n" +
+	"\x13ApplyConfigResponse\x12\x1a\n" +
+	"\breplayed\x18\x01 \x01(\bR\breplayed\x12\x18\n" +
+	"\achanged\x18\x02 \x03(\tR\achanged\x12\x1c\n" +
+	"\trestarted\x18\x03 \x01(\bR\trestarted\x12\x1d\n" +
+	"\n" +
+	"pid_before\x18\x04 \x01(\x05R\tpidBefore\x12\x1b\n" +
+	"\tpid_after\x18\x05 \x01(\x05R\bpidAfter\x12\x18\n" +
+	"\ahealthy\x18\x06 \x01(\bR\ahealthy\x12#\n" +
+	"\rhealth_detail\x18\a \x01(\tR\fhealthDetail\x12#\n" +
+	"\rhealth_checks\x18\b \x01(\x05R\fhealthChecks\x12\x1a\n" +
+	"\brestored\x18\t \x01(\bR\brestored\x12)\n" +
+	"\x10restored_healthy\x18\n" +
+	" \x01(\bR\x0frestoredHealthy\x12%\n" +
+	"\x0erestore_detail\x18\v \x01(\tR\rrestoreDetail\x12\x19\n" +
+	"\blog_tail\x18\f \x01(\fR\alogTail\x120\n" +
+	"\x06status\x18\r \x01(\v2\x18.admq.agent.v1.NodeStateR\x06status\x12\x1f\n" +
+	"\vduration_ms\x18\x0e \x01(\x03R\n" +
+	"durationMs\x12 \n" +
+	"\vinterrupted\x18\x0f \x01(\bR\vinterrupted\x12\x18\n" +
+	"\astopped\x18\x10 \x01(\bR\astopped*x\n" +
 	"\x0fNodeCommandKind\x12\x1c\n" +
 	"\x18NODE_COMMAND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12NODE_COMMAND_START\x10\x01\x12\x15\n" +
 	"\x11NODE_COMMAND_STOP\x10\x02\x12\x18\n" +
-	"\x14NODE_COMMAND_RESTART\x10\x032\xf1\x01\n" +
+	"\x14NODE_COMMAND_RESTART\x10\x03*c\n" +
+	"\rRestartPolicy\x12\x18\n" +
+	"\x14RESTART_POLICY_NEVER\x10\x00\x12\x1d\n" +
+	"\x19RESTART_POLICY_IF_CHANGED\x10\x01\x12\x19\n" +
+	"\x15RESTART_POLICY_ALWAYS\x10\x022\xf1\x01\n" +
 	"\x0eManagerService\x12E\n" +
 	"\x06Enroll\x12\x1c.admq.agent.v1.EnrollRequest\x1a\x1d.admq.agent.v1.EnrollResponse\x12N\n" +
 	"\tHeartbeat\x12\x1f.admq.agent.v1.HeartbeatRequest\x1a .admq.agent.v1.HeartbeatResponse\x12H\n" +
-	"\rReportMetrics\x12\x1c.admq.agent.v1.MetricsReport\x1a\x19.admq.agent.v1.MetricsAck2\x9a\x06\n" +
+	"\rReportMetrics\x12\x1c.admq.agent.v1.MetricsReport\x1a\x19.admq.agent.v1.MetricsAck2\xf0\x06\n" +
 	"\fAgentService\x12?\n" +
 	"\x04Ping\x12\x1a.admq.agent.v1.PingRequest\x1a\x1b.admq.agent.v1.PingResponse\x12@\n" +
 	"\bGetFacts\x12\x1e.admq.agent.v1.GetFactsRequest\x1a\x14.admq.agent.v1.Facts\x12Q\n" +
@@ -2515,7 +2956,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\bNodeLogs\x12\x1e.admq.agent.v1.NodeLogsRequest\x1a\x1f.admq.agent.v1.NodeLogsResponse\x12Q\n" +
 	"\n" +
 	"RemoveNode\x12 .admq.agent.v1.RemoveNodeRequest\x1a!.admq.agent.v1.RemoveNodeResponse\x12T\n" +
-	"\vCheckHealth\x12!.admq.agent.v1.CheckHealthRequest\x1a\".admq.agent.v1.CheckHealthResponseB5Z3github.com/admq/admq-manager/proto/agent/v1;agentv1b\x06proto3"
+	"\vCheckHealth\x12!.admq.agent.v1.CheckHealthRequest\x1a\".admq.agent.v1.CheckHealthResponse\x12T\n" +
+	"\vApplyConfig\x12!.admq.agent.v1.ApplyConfigRequest\x1a\".admq.agent.v1.ApplyConfigResponseB5Z3github.com/admq/admq-manager/proto/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -2529,83 +2971,92 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_agent_v1_agent_proto_rawDescData
 }
 
-var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(NodeCommandKind)(0),        // 0: admq.agent.v1.NodeCommandKind
-	(*EnrollRequest)(nil),       // 1: admq.agent.v1.EnrollRequest
-	(*EnrollResponse)(nil),      // 2: admq.agent.v1.EnrollResponse
-	(*Facts)(nil),               // 3: admq.agent.v1.Facts
-	(*HeartbeatRequest)(nil),    // 4: admq.agent.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),   // 5: admq.agent.v1.HeartbeatResponse
-	(*PingRequest)(nil),         // 6: admq.agent.v1.PingRequest
-	(*PingResponse)(nil),        // 7: admq.agent.v1.PingResponse
-	(*GetFactsRequest)(nil),     // 8: admq.agent.v1.GetFactsRequest
-	(*MetricsReport)(nil),       // 9: admq.agent.v1.MetricsReport
-	(*FilesystemMetrics)(nil),   // 10: admq.agent.v1.FilesystemMetrics
-	(*NetworkMetrics)(nil),      // 11: admq.agent.v1.NetworkMetrics
-	(*ProcessMetrics)(nil),      // 12: admq.agent.v1.ProcessMetrics
-	(*MetricsAck)(nil),          // 13: admq.agent.v1.MetricsAck
-	(*HasPackageRequest)(nil),   // 14: admq.agent.v1.HasPackageRequest
-	(*HasPackageResponse)(nil),  // 15: admq.agent.v1.HasPackageResponse
-	(*PackageChunk)(nil),        // 16: admq.agent.v1.PackageChunk
-	(*PushPackageResponse)(nil), // 17: admq.agent.v1.PushPackageResponse
-	(*ConfigFileContent)(nil),   // 18: admq.agent.v1.ConfigFileContent
-	(*DeployNodeRequest)(nil),   // 19: admq.agent.v1.DeployNodeRequest
-	(*DeployNodeResponse)(nil),  // 20: admq.agent.v1.DeployNodeResponse
-	(*NodeCommandRequest)(nil),  // 21: admq.agent.v1.NodeCommandRequest
-	(*NodeState)(nil),           // 22: admq.agent.v1.NodeState
-	(*NodeStatusRequest)(nil),   // 23: admq.agent.v1.NodeStatusRequest
-	(*NodeStatusList)(nil),      // 24: admq.agent.v1.NodeStatusList
-	(*NodeLogsRequest)(nil),     // 25: admq.agent.v1.NodeLogsRequest
-	(*NodeLogsResponse)(nil),    // 26: admq.agent.v1.NodeLogsResponse
-	(*RemoveNodeRequest)(nil),   // 27: admq.agent.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),  // 28: admq.agent.v1.RemoveNodeResponse
-	(*KeptDir)(nil),             // 29: admq.agent.v1.KeptDir
-	(*CheckHealthRequest)(nil),  // 30: admq.agent.v1.CheckHealthRequest
-	(*CheckHealthResponse)(nil), // 31: admq.agent.v1.CheckHealthResponse
+	(RestartPolicy)(0),          // 1: admq.agent.v1.RestartPolicy
+	(*EnrollRequest)(nil),       // 2: admq.agent.v1.EnrollRequest
+	(*EnrollResponse)(nil),      // 3: admq.agent.v1.EnrollResponse
+	(*Facts)(nil),               // 4: admq.agent.v1.Facts
+	(*HeartbeatRequest)(nil),    // 5: admq.agent.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),   // 6: admq.agent.v1.HeartbeatResponse
+	(*PingRequest)(nil),         // 7: admq.agent.v1.PingRequest
+	(*PingResponse)(nil),        // 8: admq.agent.v1.PingResponse
+	(*GetFactsRequest)(nil),     // 9: admq.agent.v1.GetFactsRequest
+	(*MetricsReport)(nil),       // 10: admq.agent.v1.MetricsReport
+	(*FilesystemMetrics)(nil),   // 11: admq.agent.v1.FilesystemMetrics
+	(*NetworkMetrics)(nil),      // 12: admq.agent.v1.NetworkMetrics
+	(*ProcessMetrics)(nil),      // 13: admq.agent.v1.ProcessMetrics
+	(*MetricsAck)(nil),          // 14: admq.agent.v1.MetricsAck
+	(*HasPackageRequest)(nil),   // 15: admq.agent.v1.HasPackageRequest
+	(*HasPackageResponse)(nil),  // 16: admq.agent.v1.HasPackageResponse
+	(*PackageChunk)(nil),        // 17: admq.agent.v1.PackageChunk
+	(*PushPackageResponse)(nil), // 18: admq.agent.v1.PushPackageResponse
+	(*ConfigFileContent)(nil),   // 19: admq.agent.v1.ConfigFileContent
+	(*DeployNodeRequest)(nil),   // 20: admq.agent.v1.DeployNodeRequest
+	(*DeployNodeResponse)(nil),  // 21: admq.agent.v1.DeployNodeResponse
+	(*NodeCommandRequest)(nil),  // 22: admq.agent.v1.NodeCommandRequest
+	(*NodeState)(nil),           // 23: admq.agent.v1.NodeState
+	(*NodeStatusRequest)(nil),   // 24: admq.agent.v1.NodeStatusRequest
+	(*NodeStatusList)(nil),      // 25: admq.agent.v1.NodeStatusList
+	(*NodeLogsRequest)(nil),     // 26: admq.agent.v1.NodeLogsRequest
+	(*NodeLogsResponse)(nil),    // 27: admq.agent.v1.NodeLogsResponse
+	(*RemoveNodeRequest)(nil),   // 28: admq.agent.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),  // 29: admq.agent.v1.RemoveNodeResponse
+	(*KeptDir)(nil),             // 30: admq.agent.v1.KeptDir
+	(*CheckHealthRequest)(nil),  // 31: admq.agent.v1.CheckHealthRequest
+	(*CheckHealthResponse)(nil), // 32: admq.agent.v1.CheckHealthResponse
+	(*ApplyConfigRequest)(nil),  // 33: admq.agent.v1.ApplyConfigRequest
+	(*ApplyConfigResponse)(nil), // 34: admq.agent.v1.ApplyConfigResponse
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
-	3,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
-	10, // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
-	11, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
-	12, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
-	18, // 4: admq.agent.v1.DeployNodeRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
-	22, // 5: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
+	4,  // 0: admq.agent.v1.HeartbeatRequest.facts:type_name -> admq.agent.v1.Facts
+	11, // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
+	12, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
+	13, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
+	19, // 4: admq.agent.v1.DeployNodeRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
+	23, // 5: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
 	0,  // 6: admq.agent.v1.NodeCommandRequest.command:type_name -> admq.agent.v1.NodeCommandKind
-	22, // 7: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
-	29, // 8: admq.agent.v1.RemoveNodeResponse.kept_dirs:type_name -> admq.agent.v1.KeptDir
-	1,  // 9: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
-	4,  // 10: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
-	9,  // 11: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
-	6,  // 12: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
-	8,  // 13: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
-	14, // 14: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
-	16, // 15: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
-	19, // 16: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
-	21, // 17: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
-	23, // 18: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
-	25, // 19: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
-	27, // 20: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
-	30, // 21: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
-	2,  // 22: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
-	5,  // 23: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
-	13, // 24: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
-	7,  // 25: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
-	3,  // 26: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
-	15, // 27: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
-	17, // 28: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
-	20, // 29: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
-	22, // 30: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
-	24, // 31: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
-	26, // 32: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
-	28, // 33: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
-	31, // 34: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
-	22, // [22:35] is the sub-list for method output_type
-	9,  // [9:22] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	23, // 7: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
+	30, // 8: admq.agent.v1.RemoveNodeResponse.kept_dirs:type_name -> admq.agent.v1.KeptDir
+	19, // 9: admq.agent.v1.ApplyConfigRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
+	1,  // 10: admq.agent.v1.ApplyConfigRequest.restart:type_name -> admq.agent.v1.RestartPolicy
+	31, // 11: admq.agent.v1.ApplyConfigRequest.health:type_name -> admq.agent.v1.CheckHealthRequest
+	23, // 12: admq.agent.v1.ApplyConfigResponse.status:type_name -> admq.agent.v1.NodeState
+	2,  // 13: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
+	5,  // 14: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
+	10, // 15: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
+	7,  // 16: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
+	9,  // 17: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
+	15, // 18: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
+	17, // 19: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
+	20, // 20: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
+	22, // 21: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
+	24, // 22: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
+	26, // 23: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
+	28, // 24: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
+	31, // 25: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
+	33, // 26: admq.agent.v1.AgentService.ApplyConfig:input_type -> admq.agent.v1.ApplyConfigRequest
+	3,  // 27: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
+	6,  // 28: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
+	14, // 29: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
+	8,  // 30: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
+	4,  // 31: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
+	16, // 32: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
+	18, // 33: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
+	21, // 34: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
+	23, // 35: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
+	25, // 36: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
+	27, // 37: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
+	29, // 38: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
+	32, // 39: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
+	34, // 40: admq.agent.v1.AgentService.ApplyConfig:output_type -> admq.agent.v1.ApplyConfigResponse
+	27, // [27:41] is the sub-list for method output_type
+	13, // [13:27] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2618,8 +3069,8 @@ func file_agent_v1_agent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   31,
+			NumEnums:      2,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -228,6 +228,7 @@ const (
 	AgentService_NodeLogs_FullMethodName    = "/admq.agent.v1.AgentService/NodeLogs"
 	AgentService_RemoveNode_FullMethodName  = "/admq.agent.v1.AgentService/RemoveNode"
 	AgentService_CheckHealth_FullMethodName = "/admq.agent.v1.AgentService/CheckHealth"
+	AgentService_ApplyConfig_FullMethodName = "/admq.agent.v1.AgentService/ApplyConfig"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -277,6 +278,16 @@ type AgentServiceClient interface {
 	// CheckHealth runs one health check on the agent's host, where node
 	// ports can be reached.
 	CheckHealth(ctx context.Context, in *CheckHealthRequest, opts ...grpc.CallOption) (*CheckHealthResponse, error)
+	// ApplyConfig writes config files of an installed node without touching
+	// its package: atomically, each file's previous version kept. As asked
+	// it then restarts the node, waits for its health check, and when the
+	// node does not become healthy in time puts the previous files back and
+	// restarts it again. The agent finishes an apply it began even when the
+	// call is cancelled (the manager went away), and records the result:
+	// repeating the operation_id returns it. Another apply, deploy, command
+	// or removal of the same node while one runs is ABORTED; a node the
+	// agent has not installed is NOT_FOUND.
+	ApplyConfig(ctx context.Context, in *ApplyConfigRequest, opts ...grpc.CallOption) (*ApplyConfigResponse, error)
 }
 
 type agentServiceClient struct {
@@ -390,6 +401,16 @@ func (c *agentServiceClient) CheckHealth(ctx context.Context, in *CheckHealthReq
 	return out, nil
 }
 
+func (c *agentServiceClient) ApplyConfig(ctx context.Context, in *ApplyConfigRequest, opts ...grpc.CallOption) (*ApplyConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyConfigResponse)
+	err := c.cc.Invoke(ctx, AgentService_ApplyConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -437,6 +458,16 @@ type AgentServiceServer interface {
 	// CheckHealth runs one health check on the agent's host, where node
 	// ports can be reached.
 	CheckHealth(context.Context, *CheckHealthRequest) (*CheckHealthResponse, error)
+	// ApplyConfig writes config files of an installed node without touching
+	// its package: atomically, each file's previous version kept. As asked
+	// it then restarts the node, waits for its health check, and when the
+	// node does not become healthy in time puts the previous files back and
+	// restarts it again. The agent finishes an apply it began even when the
+	// call is cancelled (the manager went away), and records the result:
+	// repeating the operation_id returns it. Another apply, deploy, command
+	// or removal of the same node while one runs is ABORTED; a node the
+	// agent has not installed is NOT_FOUND.
+	ApplyConfig(context.Context, *ApplyConfigRequest) (*ApplyConfigResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -476,6 +507,9 @@ func (UnimplementedAgentServiceServer) RemoveNode(context.Context, *RemoveNodeRe
 }
 func (UnimplementedAgentServiceServer) CheckHealth(context.Context, *CheckHealthRequest) (*CheckHealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckHealth not implemented")
+}
+func (UnimplementedAgentServiceServer) ApplyConfig(context.Context, *ApplyConfigRequest) (*ApplyConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyConfig not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -667,6 +701,24 @@ func _AgentService_CheckHealth_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_ApplyConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ApplyConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ApplyConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ApplyConfig(ctx, req.(*ApplyConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -709,6 +761,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CheckHealth",
 			Handler:    _AgentService_CheckHealth_Handler,
+		},
+		{
+			MethodName: "ApplyConfig",
+			Handler:    _AgentService_ApplyConfig_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
