@@ -32,6 +32,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
@@ -294,6 +295,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	}
 	clusterSvc := cluster.NewService(m.db, pkgSvc, gen, time.Now)
 	clusterSvc.ProtectDir(cfg.DataDir, "the manager's data dir")
+	configSvc := config.NewService(m.db, pkgSvc, gen, time.Now)
 
 	hosts := append(localHosts(), cfg.TLSHosts...)
 	tlsCfg, err := ca.ServerTLSConfig(hosts)
@@ -312,7 +314,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	agents.Agents = m.hub
 	// Deployments: jobs a previous run left unfinished are failed now.
 	m.deploy = deploy.New(deploy.Deps{
-		Store: m.db, Clusters: clusterSvc, Packages: pkgSvc, Agents: m.hub, Cleanups: m.db,
+		Store: m.db, Clusters: clusterSvc, Configs: configSvc, Packages: pkgSvc, Agents: m.hub, Cleanups: m.db,
 		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg,
 	})
 	if err := m.deploy.Recover(ctx); err != nil {
@@ -353,7 +355,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	})
 	m.api = api.New(api.Deps{
 		Consumers: consumers, OpenAPIv1: openAPI,
-		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc,
+		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc, Config: configSvc,
 		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
 		Registerer: reg, Gatherer: reg,
 		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,

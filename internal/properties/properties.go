@@ -12,9 +12,9 @@
 // the comment lines directly above each one, and it never fails: a
 // malformed \u escape is kept as literal text.
 //
-// Render writes entries back so that Properties.load (which reads
-// ISO-8859-1) gets the same keys and values: non-ASCII characters are
-// written as \uXXXX escapes.
+// Render writes entries back as Properties.store does, so that
+// Properties.load (which reads ISO-8859-1) gets the same keys and values:
+// non-ASCII characters are written as \uXXXX escapes.
 package properties
 
 import (
@@ -265,22 +265,18 @@ func unicodeEscape(s string) (rune, int) {
 }
 
 // Render writes entries as properties text: each entry's comment lines as
-// "# " lines, then "key=value". Keys and values are escaped so that Parse
-// and java.util.Properties.load read them back unchanged; bytes that are
-// not UTF-8 are written as they are.
+// "# " lines, then "key=value". Keys and values are escaped as
+// java.util.Properties.store escapes them — backslash, tab, newline,
+// carriage return, form feed, '=', ':', '#' and '!', a space anywhere in a
+// key and a leading one in a value, and every character outside printable
+// ASCII as \uXXXX (a surrogate pair beyond the BMP) — so that Parse and
+// Properties.load (which reads ISO-8859-1) get the same keys and values
+// back. Bytes that are not UTF-8 are written as they are; Writable tells
+// such a string apart.
 func Render(entries []Entry) []byte {
 	var b strings.Builder
 	for _, e := range entries {
-		if e.Comment != "" {
-			for _, l := range splitLines(e.Comment) {
-				b.WriteString("#")
-				if l != "" {
-					b.WriteString(" ")
-					b.WriteString(l)
-				}
-				b.WriteString("\n")
-			}
-		}
+		b.WriteString(RenderComment(e.Comment))
 		escape(&b, e.Key, true)
 		b.WriteByte('=')
 		escape(&b, e.Value, false)
@@ -288,6 +284,28 @@ func Render(entries []Entry) []byte {
 	}
 	return []byte(b.String())
 }
+
+// RenderComment writes comment as comment lines ("# " and each line), or
+// nothing for an empty comment.
+func RenderComment(comment string) string {
+	if comment == "" {
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range splitLines(comment) {
+		b.WriteString("#")
+		if l != "" {
+			b.WriteString(" ")
+			b.WriteString(l)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// Writable reports whether s is valid UTF-8, which Render writes so that
+// it reads back unchanged.
+func Writable(s string) bool { return utf8.ValidString(s) }
 
 func escape(b *strings.Builder, s string, key bool) {
 	for i := 0; i < len(s); {
@@ -312,7 +330,7 @@ func escape(b *strings.Builder, s string, key bool) {
 			b.WriteString(`\f`)
 		case r == ' ' && (key || first):
 			b.WriteString(`\ `)
-		case key && (r == '=' || r == ':' || r == '#' || r == '!'):
+		case r == '=' || r == ':' || r == '#' || r == '!':
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		case r < 0x20 || r >= 0x7f:

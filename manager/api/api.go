@@ -23,6 +23,7 @@ import (
 	"github.com/admq/admq-manager/manager/audit"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -66,8 +67,10 @@ type Deps struct {
 	AgentsConnected func() int
 	// Packages keeps software packages; its MaxSize caps uploads.
 	Packages *pkg.Service
-	// Clusters keeps clusters, their nodes and the nodes' config.
+	// Clusters keeps clusters and their nodes.
 	Clusters *cluster.Service
+	// Config keeps the nodes' config files, items and releases.
+	Config *config.Service
 	// Exporters says which servers' agents report host metrics, for a
 	// server's serverExporterStatus.
 	Exporters Exporters

@@ -9,6 +9,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 )
 
 func (a *API) clusters() (*cluster.Service, error) {
@@ -125,7 +126,7 @@ func componentTypeStr(n cluster.Node) string {
 	return n.Component
 }
 
-func toNodeView(n cluster.Node, files []cluster.ConfigFile) nodeView {
+func toNodeView(n cluster.Node, files []config.NodeFile) nodeView {
 	refs := make([]configFileRef, len(files))
 	for i, f := range files {
 		refs[i] = configFileRef{ID: f.ID, Name: f.Name}
@@ -134,43 +135,10 @@ func toNodeView(n cluster.Node, files []cluster.ConfigFile) nodeView {
 		ID: n.ID, CreateTime: apiTime(n.CreatedAt), UpdateTime: apiTime(n.UpdatedAt), ClusterID: n.ClusterID,
 		ServerID: n.ServerID, ManagerIP: n.ManagerIP, DataIP: n.DataIP, Component: n.Component,
 		ComponentType: n.ComponentType, ComponentTypeStr: componentTypeStr(n), ServerPort: n.ServerPort,
-		DeployStatus: n.DeployState, RunStatus: n.RunState, SyncNodeConfigStatus: n.SyncNodeConfigStatus, Mode: 1,
+		DeployStatus: n.DeployState, RunStatus: n.RunState, Mode: 1,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, NodeDir: n.NodeDir, Myid: n.Ordinal, PackageID: n.PackageID,
 		ConfigFiles: refs,
 	}
-}
-
-type configFileView struct {
-	ID         ids.ID  `json:"id"`
-	CreateTime apiTime `json:"createTime"`
-	UpdateTime apiTime `json:"updateTime"`
-	NodeID     ids.ID  `json:"nodeId"`
-	Name       string  `json:"name"`
-	Path       string  `json:"path"`   // in the package
-	Format     string  `json:"format"` // properties or raw
-}
-
-// configItemView is a config item as the seed shows it (2.3.0.5).
-type configItemView struct {
-	ID          ids.ID  `json:"id"`
-	CreateTime  apiTime `json:"createTime"`
-	UpdateTime  apiTime `json:"updateTime"`
-	ConfigKey   string  `json:"configKey"`
-	ConfigValue string  `json:"configValue"`
-	Effective   int     `json:"effective"` // 1 enabled, 0 disabled
-	Describes   string  `json:"describes"`
-}
-
-func toItemView(it cluster.ConfigItem) configItemView {
-	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
-		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func toSpecs(list []clusterNodeRequest) []cluster.NodeSpec {
@@ -217,9 +185,12 @@ func (a *API) createCluster(c echo.Context) error {
 func (a *API) nodeViews(c echo.Context, svc *cluster.Service, nodes []cluster.Node) ([]nodeView, error) {
 	views := make([]nodeView, len(nodes))
 	for i, n := range nodes {
-		files, err := svc.ConfigFiles(c.Request().Context(), n.ID)
-		if err != nil {
-			return nil, err
+		var files []config.NodeFile
+		if a.d.Config != nil {
+			var err error
+			if files, err = a.d.Config.NodeFiles(c.Request().Context(), n.ID); err != nil {
+				return nil, err
+			}
 		}
 		views[i] = toNodeView(n, files)
 	}
@@ -305,173 +276,6 @@ func (a *API) listClusterNodes(c echo.Context) error {
 	}
 	a.liveRunStatus(c, list, views)
 	return ok(c, newPage(p, total, views))
-}
-
-func (a *API) listNodeConfigFiles(c echo.Context) error {
-	svc, err := a.clusters()
-	if err != nil {
-		return err
-	}
-	nid, err := requiredID(c, "nodeId")
-	if err != nil {
-		return err
-	}
-	files, err := svc.ConfigFiles(c.Request().Context(), nid)
-	if err != nil {
-		return err
-	}
-	views := make([]configFileView, len(files))
-	for i, f := range files {
-		views[i] = configFileView{ID: f.ID, CreateTime: apiTime(f.CreatedAt), UpdateTime: apiTime(f.UpdatedAt),
-			NodeID: f.NodeID, Name: f.Name, Path: f.Path, Format: f.Format}
-	}
-	return ok(c, views)
-}
-
-func (a *API) listConfigItems(c echo.Context) error {
-	svc, err := a.clusters()
-	if err != nil {
-		return err
-	}
-	fid, err := requiredID(c, "configFileId")
-	if err != nil {
-		return err
-	}
-	p, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	list, total, err := svc.ConfigItems(c.Request().Context(), fid, p)
-	if err != nil {
-		return err
-	}
-	views := make([]configItemView, len(list))
-	for i, it := range list {
-		views[i] = toItemView(it)
-	}
-	return ok(c, newPage(p, total, views))
-}
-
-// configItemRequest adds an item to a node's config file (seed 2.3.0.6).
-// fileMap and total are accepted as the console sends them and not used.
-type configItemRequest struct {
-	FileMap      map[string]string `json:"fileMap,omitempty"`
-	ConfigFileID ids.ID            `json:"configFileId"`
-	// Cid, when given, is the cluster the file's node must belong to.
-	Cid         ids.ID  `json:"cid,omitempty"`
-	Total       int     `json:"total,omitempty"`
-	ConfigKey   string  `json:"configKey"`
-	ConfigValue *string `json:"configValue"`
-	Describes   string  `json:"describes,omitempty"`
-}
-
-func (a *API) addConfigItem(c echo.Context) error {
-	svc, err := a.clusters()
-	if err != nil {
-		return err
-	}
-	var r configItemRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	switch {
-	case r.ConfigFileID.IsZero():
-		return invalid.Field("configFileId", "is required")
-	case r.ConfigValue == nil:
-		return invalid.Field("configValue", "is required (may be empty)")
-	}
-	ctx := c.Request().Context()
-	detail(c, "configFile=%s key=%q", r.ConfigFileID, truncate(r.ConfigKey, 128))
-	if !r.Cid.IsZero() {
-		f, err := svc.ConfigFile(ctx, r.ConfigFileID)
-		if err != nil {
-			return err
-		}
-		n, err := svc.Node(ctx, f.NodeID)
-		if err != nil {
-			return err
-		}
-		if n.ClusterID != r.Cid {
-			return invalid.Field("cid", "config file %s belongs to cluster %s, not %s", f.ID, n.ClusterID, r.Cid)
-		}
-	}
-	it, err := svc.AddConfigItem(ctx, r.ConfigFileID, r.ConfigKey, *r.ConfigValue, r.Describes)
-	if err != nil {
-		return err
-	}
-	detail(c, "configFile=%s key=%q item=%s", r.ConfigFileID, truncate(it.Key, 128), it.ID)
-	return ok(c, toItemView(it))
-}
-
-// itemStatusRequest enables or disables one item (seed 2.3.0.7).
-type itemStatusRequest struct {
-	ID ids.ID `json:"id"`
-	// Effective is 1 to enable the item, 0 to disable it.
-	Effective *int `json:"effective"`
-}
-
-// itemsStatusRequest enables or disables items at once (seed 2.3.0.8).
-type itemsStatusRequest struct {
-	IDs       []ids.ID `json:"ids"`
-	Effective *int     `json:"effective"`
-}
-
-func effectiveOf(e *int) (bool, error) {
-	switch {
-	case e == nil:
-		return false, invalid.Field("effective", "is required: 1 to enable, 0 to disable")
-	case *e != 0 && *e != 1:
-		return false, invalid.Field("effective", "must be 1 (enabled) or 0 (disabled)")
-	}
-	return *e == 1, nil
-}
-
-func (a *API) setConfigItemStatus(c echo.Context) error {
-	svc, err := a.clusters()
-	if err != nil {
-		return err
-	}
-	var r itemStatusRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	if r.ID.IsZero() {
-		return invalid.Field("id", "is required")
-	}
-	eff, err := effectiveOf(r.Effective)
-	if err != nil {
-		return err
-	}
-	detail(c, "item=%s effective=%d", r.ID, boolInt(eff))
-	if err := svc.SetItemEffective(c.Request().Context(), []ids.ID{r.ID}, eff); err != nil {
-		return err
-	}
-	return ok(c, nil)
-}
-
-func (a *API) setConfigItemsStatus(c echo.Context) error {
-	svc, err := a.clusters()
-	if err != nil {
-		return err
-	}
-	var r itemsStatusRequest
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	for i, id := range r.IDs {
-		if id.IsZero() {
-			return invalid.Field("ids", "entry %d is empty", i)
-		}
-	}
-	eff, err := effectiveOf(r.Effective)
-	if err != nil {
-		return err
-	}
-	detail(c, "items=%d effective=%d", len(r.IDs), boolInt(eff))
-	if err := svc.SetItemEffective(c.Request().Context(), r.IDs, eff); err != nil {
-		return err
-	}
-	return ok(c, nil)
 }
 
 func (a *API) deleteCluster(c echo.Context) error {

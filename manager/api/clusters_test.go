@@ -12,6 +12,7 @@ import (
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/pkg"
 )
 
@@ -25,10 +26,12 @@ func newClusterHarness(t *testing.T) (h *harness, op string, zk, nats string) {
 	gen, _ := ids.NewGenerator(4)
 	pkgs := pkg.NewService(h.db, filepath.Join(t.TempDir(), "packages"), 1<<20, gen, time.Now)
 	clusters := cluster.NewService(h.db, pkgs, gen, time.Now)
+	configs := config.NewService(h.db, pkgs, gen, time.Now)
 	deps := h.deps
 	h.deps = func(t *testing.T) Deps {
 		d := deps(t)
-		d.Packages, d.Clusters = pkgs, clusters
+		d.Packages, d.Clusters, d.Config = pkgs, clusters, configs
+		d.BodyLimit = 64 << 10 // a config value may be 20000 characters
 		return d
 	}
 	h.srv.Close()

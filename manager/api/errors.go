@@ -12,6 +12,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
@@ -204,14 +205,15 @@ var domainCodes = []struct {
 	{cluster.ErrClusterExists, codeClusterNameExist},
 	{cluster.ErrClusterNotFound, codeClusterNotExist},
 	{cluster.ErrNodeNotFound, codeNodeNotExist},
-	{cluster.ErrConfigFileNotFound, codeConfigFileNotExist},
-	{cluster.ErrConfigItemNotFound, codeConfigItemNotExist},
-	{cluster.ErrConfigItemExists, codeConfigItemExist},
+	{config.ErrFileNotFound, codeConfigFileNotExist},
+	{config.ErrItemNotFound, codeConfigItemNotExist},
+	{config.ErrItemExists, codeConfigItemExist},
+	{config.ErrNodeNotFound, codeNodeNotExist},
 	{cluster.ErrComponentNotInPackage, codeComponentNotInPackage},
 	{cluster.ErrServerRepeated, codeNodeServerRepeated},
 	{cluster.ErrPackageDisabled, codePackageDisabled},
 	{cluster.ErrTooManyNodes, codeTooManyNodes},
-	{cluster.ErrRender, codeConfigRenderFailed},
+	{config.ErrRender, codeConfigRenderFailed},
 	{deploy.ErrNothingToDeploy, codeNothingToDeploy},
 	{deploy.ErrNodeUnavailable, codeNodeUnavailable},
 	{deploy.ErrJobNotFound, codeJobNotExist},

@@ -136,18 +136,51 @@ func (a *API) routeTable() []route {
 			"runStatus, pid, startTime, restarts and lastExit are what the nodes' agents report now (runStatus unknown and pid 0 when the agent is offline or does not answer within 2 s)",
 			query: append([]queryParam{{"clusterId", "string", "the cluster"}}, pageQuery...),
 			data:  pageView[nodeView]{}, handler: a.listClusterNodes},
-		{method: http.MethodGet, path: "/cluster/node/config/file", role: auth.RoleViewer, summary: "List a node's config files",
+		{method: http.MethodGet, path: "/cluster/node/config/file", role: auth.RoleViewer, summary: "List a node's config files: " +
+			"each overlays the cluster layer clusterFileId (see /cluster/config/file) and is written at target on the node",
 			query: []queryParam{{"nodeId", "string", "the node"}}, data: []configFileView{}, handler: a.listNodeConfigFiles},
-		{method: http.MethodGet, path: "/cluster/node/config", role: auth.RoleViewer, summary: "List a config file's items, newest first (seed 2.3.0.5)",
-			query: append([]queryParam{{"configFileId", "string", "the config file"}}, pageQuery...),
+		{method: http.MethodGet, path: "/cluster/node/config", role: auth.RoleViewer, summary: "List a node's config file's effective items, newest first (seed 2.3.0.5): " +
+			"the cluster layer overlaid key by key with the node's overrides; source says \"cluster\" (the layer's item as it is, clusterItemId) " +
+			"or \"node\" (the node overrides its value or on/off, or the key is the node's own)",
+			query: append([]queryParam{{"configFileId", "string", "the node's config file"}}, pageQuery...),
 			data:  pageView[configItemView]{}, handler: a.listConfigItems},
-		{method: http.MethodPost, path: "/cluster/node/config", role: auth.RoleOperator, summary: "Add an item to a node's config file (seed 2.3.0.6); takes effect at the next flush. " +
-			"A key the file has is code 1005; a value may use the {variables} of the package manifest. fileMap and total are accepted and ignored; cid, when given, must be the file's cluster",
+		{method: http.MethodPost, path: "/cluster/node/config", role: auth.RoleOperator, summary: "Add a key of their own to nodes' config files (seed 2.3.0.6): " +
+			"configFileId and every file id of fileMap (the names are not used) get it, all or none; it takes effect at the next flush. " +
+			"A key a file has (from its cluster layer or its own) is code 1005; cid, when given, must be every file's cluster. " +
+			"Keys: at most 128 characters, no control characters; values at most 20000 characters, a template that may use the manifest's {variables} " +
+			"({{ and }} are literal braces); describes at most 256. A properties value is written escaped as java.util.Properties reads it. " +
+			"Bad input is code 2 naming the field. Answers with the item of configFileId's file",
 			body: configItemRequest{}, data: configItemView{}, handler: a.addConfigItem},
-		{method: http.MethodPut, path: "/cluster/node/config/status", role: auth.RoleOperator, summary: "Enable (effective 1) or disable (effective 0) a config item (seed 2.3.0.7)",
+		{method: http.MethodPut, path: "/cluster/node/config", role: auth.RoleOperator, summary: "Change a node's item: configValue overrides the cluster layer's value " +
+			"for this node (the layer's value itself drops the override); describes changes only a key of the node's own. Code 1004 when it does not exist, 2 for a bad value",
+			body: configItemUpdate{}, data: configItemView{}, handler: a.updateNodeConfigItem},
+		{method: http.MethodDelete, path: "/cluster/node/config", role: auth.RoleOperator, summary: "Reset a node's item: an item of the cluster layer loses the node's overrides " +
+			"(it follows the layer again); a key of the node's own is deleted. Code 1004 when it does not exist",
+			query: idQuery, body: idRequest{}, handler: a.resetNodeConfigItem},
+		{method: http.MethodPut, path: "/cluster/node/config/status", role: auth.RoleOperator, summary: "Enable (effective 1) or disable (effective 0) a node's item for that node (seed 2.3.0.7); " +
+			"the cluster layer's own on/off drops the override",
 			body: itemStatusRequest{}, handler: a.setConfigItemStatus},
-		{method: http.MethodPut, path: "/cluster/node/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable config items at once (seed 2.3.0.8): all of them, or none if one does not exist (code 1004)",
+		{method: http.MethodPut, path: "/cluster/node/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable nodes' items at once (seed 2.3.0.8): all of them, or none if one does not exist (code 1004)",
 			body: itemsStatusRequest{}, handler: a.setConfigItemsStatus},
+
+		{method: http.MethodGet, path: "/cluster/config/file", role: auth.RoleViewer, summary: "List a cluster's config files as cluster layers: one per component and file name, " +
+			"imported from the package with the cluster's first node of the component; every node of the component overlays it",
+			query: []queryParam{{"clusterId", "string", "the cluster"}}, data: []clusterFileView{}, handler: a.listClusterConfigFiles},
+		{method: http.MethodGet, path: "/cluster/config", role: auth.RoleViewer, summary: "List the items of a cluster layer, newest first",
+			query: append([]queryParam{{"configFileId", "string", "the cluster layer's file"}}, pageQuery...),
+			data:  pageView[configItemView]{}, handler: a.listClusterConfigItems},
+		{method: http.MethodPost, path: "/cluster/config", role: auth.RoleOperator, summary: "Add a key to a cluster layer: every node of the layer gets it " +
+			"(a node that had the key of its own keeps its value as an override). Same rules as /cluster/node/config; code 1005 when the layer has the key",
+			body: clusterItemRequest{}, data: configItemView{}, handler: a.addClusterConfigItem},
+		{method: http.MethodPut, path: "/cluster/config", role: auth.RoleOperator, summary: "Change a cluster layer's item: value and/or describes, for every node that does not override it",
+			body: configItemUpdate{}, data: configItemView{}, handler: a.updateClusterConfigItem},
+		{method: http.MethodDelete, path: "/cluster/config", role: auth.RoleOperator, summary: "Delete a cluster layer's item: nodes that override its value keep the key as their own, " +
+			"the others lose it. A raw file's content cannot be deleted (code 2)",
+			query: idQuery, body: idRequest{}, handler: a.deleteClusterConfigItem},
+		{method: http.MethodPut, path: "/cluster/config/status", role: auth.RoleOperator, summary: "Enable (effective 1) or disable (effective 0) a cluster layer's item for every node that does not override it",
+			body: itemStatusRequest{}, handler: a.setClusterItemStatus},
+		{method: http.MethodPut, path: "/cluster/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable cluster layer items at once: all of them, or none if one does not exist (code 1004)",
+			body: itemsStatusRequest{}, handler: a.setClusterItemsStatus},
 		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
 			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed (each dir's parent is the allowed root; " +
 			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway. " +

@@ -11,6 +11,7 @@ import (
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/paging"
 )
 
@@ -24,7 +25,7 @@ type Clusters interface {
 	ClusterByName(ctx context.Context, name string) (cluster.Cluster, error)
 	Clusters(ctx context.Context, p paging.Page) ([]cluster.Cluster, int, error)
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
-	ConfigFiles(ctx context.Context, nodeID ids.ID) ([]cluster.ConfigFile, error)
+	NodeFiles(ctx context.Context, nodeID ids.ID) ([]config.NodeFile, error)
 }
 
 // Catalog maps Apollo's apps, clusters and namespaces onto ADMQ clusters,
@@ -64,7 +65,7 @@ type namespace struct {
 	// name is how it is listed: the file name, or component.file when
 	// another component has a file of that name.
 	name  string
-	files map[ids.ID]cluster.ConfigFile // by node id
+	files map[ids.ID]config.NodeFile // by node id
 }
 
 // qualified is the name that always reaches the namespace.
@@ -96,7 +97,7 @@ func (c *Catalog) loadApp(ctx context.Context, name string) (*app, error) {
 	byKey := map[string]*namespace{}
 	fileOwners := map[string]map[string]bool{} // file name → components
 	for _, n := range nodes {
-		files, err := c.clusters.ConfigFiles(ctx, n.ID)
+		files, err := c.clusters.NodeFiles(ctx, n.ID)
 		if err != nil {
 			return nil, fmt.Errorf("app %s: node %s: %w", name, n.NodeDir, err)
 		}
@@ -104,7 +105,7 @@ func (c *Catalog) loadApp(ctx context.Context, name string) (*app, error) {
 			key := n.Component + "." + f.Name
 			ns := byKey[key]
 			if ns == nil {
-				ns = &namespace{component: n.Component, file: f.Name, format: apolloFormat(f.Format), files: map[ids.ID]cluster.ConfigFile{}}
+				ns = &namespace{component: n.Component, file: f.Name, format: apolloFormat(f.Format), files: map[ids.ID]config.NodeFile{}}
 				byKey[key] = ns
 				a.namespaces = append(a.namespaces, ns)
 				if fileOwners[f.Name] == nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/consumer"
 )
 
@@ -57,8 +58,8 @@ var domainStatus = []struct {
 	{consumer.ErrTokenRefused, http.StatusUnauthorized},
 	{cluster.ErrClusterNotFound, http.StatusNotFound},
 	{cluster.ErrNodeNotFound, http.StatusNotFound},
-	{cluster.ErrConfigFileNotFound, http.StatusNotFound},
-	{cluster.ErrConfigItemNotFound, http.StatusNotFound},
+	{config.ErrFileNotFound, http.StatusNotFound},
+	{config.ErrItemNotFound, http.StatusNotFound},
 	{auth.ErrUserNotFound, http.StatusBadRequest},
 }
 

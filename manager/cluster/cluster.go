@@ -1,8 +1,8 @@
-// Package cluster owns ADMQ clusters: their nodes (one component of a
-// package placed on one server, with its directories, port and ordinal),
-// each node's config files, imported from the package when the node is
-// created, and their config items, which operators edit and a later flush
-// renders (Render) and ships to the node.
+// Package cluster owns ADMQ clusters and their nodes: one component of a
+// package placed on one server, with its directories, port and ordinal.
+// A node gets its config files (manager/config) when it is created: the
+// cluster's layer of each file, imported from the package with the
+// cluster's first node of the component, and the node's own copy.
 //
 // Placement rules. A node's programDir and dataDir may use the
 // placeholders {cluster} (the cluster's name) and {nodeDir}
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/paging"
 )
 
@@ -32,9 +33,6 @@ var (
 	ErrClusterExists         = errors.New("cluster name already exists")
 	ErrClusterNotFound       = errors.New("cluster does not exist")
 	ErrNodeNotFound          = errors.New("cluster node does not exist")
-	ErrConfigFileNotFound    = errors.New("config file does not exist")
-	ErrConfigItemNotFound    = errors.New("config item does not exist")
-	ErrConfigItemExists      = errors.New("config item already exists in the file")
 	ErrComponentNotInPackage = errors.New("the package does not provide the component")
 	ErrServerRepeated        = errors.New("a server is given twice for one component")
 	ErrPackageDisabled       = errors.New("the package is disabled")
@@ -43,15 +41,12 @@ var (
 	// internal/nodedir).
 	ErrDirRefused   = errors.New("directory may not hold a node")
 	ErrTooManyNodes = errors.New("too many nodes")
-	// ErrRender: a config file cannot be rendered for a node (an unknown
-	// variable, a bad template).
-	ErrRender = errors.New("config file cannot be rendered")
 )
 
 // Well-known components and their console types.
 const (
-	Coordinator = "coordinator" // ZooKeeper
-	Storage     = "storage"     // BookKeeper
+	Coordinator = config.Coordinator // ZooKeeper
+	Storage     = "storage"          // BookKeeper
 	Broker      = "broker"
 )
 
@@ -126,56 +121,18 @@ type Node struct {
 	ServerPort int
 	// Ordinal counts from 1 per component in the cluster; a coordinator's
 	// is its ZooKeeper myid.
-	Ordinal              int
-	DeployState          string
-	RunState             string
-	SyncNodeConfigStatus int
-	CreatedAt            time.Time
-	UpdatedAt            time.Time
+	Ordinal     int
+	DeployState string
+	RunState    string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
-// ConfigFile is one config file of a node.
-type ConfigFile struct {
-	ID     ids.ID
-	NodeID ids.ID
-	// Name is the manifest's name for the file (the Apollo namespace).
-	Name string
-	// Path is the file's path in the package, relative.
-	Path string
-	// Format is manifest.FormatProperties or manifest.FormatRaw.
-	Format    string
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// RawKey is the key of the one item that holds a raw-format file's content.
-const RawKey = "content"
-
-// ConfigItem is one key=value of a config file.
-type ConfigItem struct {
-	ID     ids.ID
-	FileID ids.ID
-	Key    string
-	Value  string
-	// Comment is the comment lines above the key in the package's file, or
-	// the operator's description (the seed's describes).
-	Comment   string
-	Effective bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// NewNode is a node with its config files and their items, as written by
-// the store in one transaction.
+// NewNode is a node with the config files its package gives it, as the
+// store writes them in one transaction.
 type NewNode struct {
-	Node  Node
-	Files []NewFile
-}
-
-// NewFile is a config file with its items.
-type NewFile struct {
-	File  ConfigFile
-	Items []ConfigItem
+	Node   Node
+	Config []config.Imported
 }
 
 // ServerRef is what the cluster needs of a registered server.
@@ -197,11 +154,14 @@ type Store interface {
 	// transaction, and records each node's ordinal. A taken name is
 	// ErrClusterExists; a server or package that no longer exists is
 	// fleet.ErrServerNotFound or pkg.ErrPackageNotFound.
-	CreateCluster(ctx context.Context, c *Cluster, nodes []NewNode) error
+	// newID gives the ids of the config records the store derives (layers
+	// and node items).
+	CreateCluster(ctx context.Context, c *Cluster, nodes []NewNode, newID func() ids.ID) error
 	// AddNodes inserts nodes, their files and items into the cluster in one
 	// transaction; ErrClusterNotFound, fleet.ErrServerNotFound and
-	// pkg.ErrPackageNotFound as for CreateCluster.
-	AddNodes(ctx context.Context, clusterID ids.ID, nodes []NewNode, now time.Time) error
+	// pkg.ErrPackageNotFound as for CreateCluster. A node gets the layers
+	// its component has in the cluster already.
+	AddNodes(ctx context.Context, clusterID ids.ID, nodes []NewNode, now time.Time, newID func() ids.ID) error
 	// Ordinals returns the ordinals ever given to servers for component
 	// in the cluster (including nodes since removed), by server.
 	Ordinals(ctx context.Context, clusterID ids.ID, component string) (map[ids.ID]int, error)
@@ -219,19 +179,6 @@ type Store interface {
 	// NodesOnServers returns every node, of any cluster, on those servers.
 	NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]Node, error)
 	Node(ctx context.Context, id ids.ID) (Node, error)
-	ConfigFiles(ctx context.Context, nodeID ids.ID) ([]ConfigFile, error)
-	ConfigFile(ctx context.Context, id ids.ID) (ConfigFile, error)
-	// ConfigItems returns one page of the file's items, newest first, and
-	// the total.
-	ConfigItems(ctx context.Context, fileID ids.ID, p paging.Page) ([]ConfigItem, int, error)
-	// AllConfigItems returns every item of the file, in import order.
-	AllConfigItems(ctx context.Context, fileID ids.ID) ([]ConfigItem, error)
-	// CreateConfigItem inserts it: ErrConfigFileNotFound, or
-	// ErrConfigItemExists when the file has the key.
-	CreateConfigItem(ctx context.Context, it *ConfigItem) error
-	// SetConfigItemsEffective sets effective on all the items or, if one
-	// does not exist (ErrConfigItemNotFound), on none.
-	SetConfigItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error
 	// DeleteCluster removes the cluster with its nodes, files, items and
 	// ordinals in one transaction, or returns ErrClusterNotFound.
 	DeleteCluster(ctx context.Context, id ids.ID) error

@@ -13,10 +13,8 @@ import (
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
-	"github.com/admq/admq-manager/internal/properties"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/fleet"
-	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
 )
@@ -138,8 +136,6 @@ func TestCreateZooKeeperEnsemble(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Fatalf("%d nodes", len(nodes))
 	}
-	wantEntries, _ := properties.Parse([]byte(ZooCfg))
-	var rendered [][]byte
 	for i, n := range nodes {
 		if n.Ordinal != i+1 || n.ComponentType != cluster.TypeCoordinator || n.ServerPort != 2181 {
 			t.Errorf("node %d: %+v", i, n)
@@ -150,95 +146,10 @@ func TestCreateZooKeeperEnsemble(t *testing.T) {
 		if n.DeployState != cluster.DeployUndeployed || n.RunState != cluster.RunUnknown {
 			t.Errorf("node %d states %s %s", i, n.DeployState, n.RunState)
 		}
-		files, err := f.svc.ConfigFiles(ctx, n.ID)
-		if err != nil || len(files) != 2 || files[0].Name != "zoo.cfg" || files[1].Name != "myid" {
-			t.Fatalf("files %+v %v", files, err)
-		}
-		items, err := f.svc.AllConfigItems(ctx, files[0].ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(items) != len(wantEntries) {
-			t.Fatalf("%d items, want %d", len(items), len(wantEntries))
-		}
-		for j, e := range wantEntries {
-			it := items[j]
-			wantValue := e.Value
-			if e.Key == "log.pattern" {
-				wantValue = "%d{{ISO8601}} %m" // a literal brace, escaped at import
-			}
-			if it.Key != e.Key || it.Value != wantValue || it.Comment != e.Comment || !it.Effective {
-				t.Errorf("item %d: %+v, want %+v", j, it, e)
-			}
-		}
-		if items[1].Comment != "The number of ticks that the initial\nsynchronization phase can take" {
-			t.Errorf("comment %q", items[1].Comment)
-		}
-		page, total, err := f.svc.ConfigItems(ctx, files[0].ID, paging.Page{Num: 1, Size: 5})
-		if err != nil || total != len(wantEntries) || len(page) != 5 || page[0].Key != "{zkEnsemble}" {
-			t.Fatalf("page %+v total %d %v", page, total, err)
-		}
-
-		vars, err := cluster.VarsFor(c, n, nodes, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := cluster.Render(files[0], items, vars)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rendered = append(rendered, out)
-		s := string(out)
-		for _, want := range []string{
-			"# The number of milliseconds of each tick\ntickTime=2000\n",
-			fmt.Sprintf("dataDir=/data/admq/c1/coordinator-%d/zookeeper\n", i+1),
-			"log.pattern=%d{ISO8601} %m\n",
-			"# the ensemble\nserver.1=192.168.0.1:2888:3888\nserver.2=192.168.0.2:2888:3888\nserver.3=192.168.0.3:2888:3888\n",
-		} {
-			if !strings.Contains(s, want) {
-				t.Errorf("node %d zoo.cfg lacks %q:\n%s", i, want, s)
-			}
-		}
-		myidItems, _ := f.svc.AllConfigItems(ctx, files[1].ID)
-		myid, err := cluster.Render(files[1], myidItems, vars)
-		if err != nil || string(myid) != fmt.Sprintf("%d\n", i+1) {
-			t.Errorf("myid %q %v", myid, err)
-		}
 	}
-	// Everything but dataDir is the same on every node.
-	strip := func(b []byte) string {
-		var keep []string
-		for _, l := range strings.Split(string(b), "\n") {
-			if !strings.HasPrefix(l, "dataDir=") {
-				keep = append(keep, l)
-			}
-		}
-		return strings.Join(keep, "\n")
-	}
-	if strip(rendered[0]) != strip(rendered[1]) || strip(rendered[1]) != strip(rendered[2]) {
-		t.Errorf("zoo.cfg differs between nodes beyond dataDir")
-	}
-
-	// Disabled items are left out; unknown variables are named.
-	files, _ := f.svc.ConfigFiles(ctx, nodes[0].ID)
-	it, err := f.svc.AddConfigItem(ctx, files[0].ID, "extra", "{nosuch}", "added")
-	if err == nil {
-		t.Fatalf("unknown variable accepted: %+v", it)
-	}
-	if _, ok := invalid.As(err); !ok {
-		t.Fatalf("unknown variable: %v", err)
-	}
-	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
-	items = append(items, cluster.ConfigItem{Key: "bad", Value: "{nosuch} {other}", Effective: true})
-	vars, _ := cluster.VarsFor(c, nodes[0], nodes, "")
-	if _, err := cluster.Render(files[0], items, vars); !errors.Is(err, cluster.ErrRender) || !strings.Contains(err.Error(), "nosuch") {
-		t.Fatalf("render unknown: %v", err)
-	}
-	items[len(items)-1].Effective = false
-	items[0].Effective = false
-	out, err := cluster.Render(files[0], items, vars)
-	if err != nil || strings.Contains(string(out), "tickTime") {
-		t.Fatalf("disabled item rendered: %v\n%s", err, out)
+	// Each node mirrors the cluster layer of zoo.cfg (11 keys) and myid (1).
+	if got := f.counts(t); got != (counts{1, 3, 3 * 12}) {
+		t.Fatalf("counts %+v", got)
 	}
 }
 
@@ -268,19 +179,6 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 	if c.NodeCount != 5 || strings.Join(c.Components, ",") != "broker,coordinator" {
 		t.Fatalf("cluster %+v", c)
 	}
-	files, _ := f.svc.ConfigFiles(ctx, brokers[1].ID)
-	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
-	vars, err := cluster.VarsFor(c, brokers[1], all, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cluster.Render(files[0], items, vars)
-	want := "port: 4333\ncluster {{ name: mixed }}\nzk: \"192.168.0.1:2181,192.168.0.2:2181,192.168.0.3:2181\"\n"
-	want = strings.NewReplacer("{{", "{", "}}", "}").Replace(want)
-	if err != nil || string(out) != want {
-		t.Fatalf("nats.conf: %v\n%s", err, out)
-	}
-
 	// The same server twice for brokers, and again for a component it has.
 	_, err = f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{{ManagerIP: "10.0.0.1", ProgramDir: "/opt/x", DataDir: "/data/x"}})
 	if !errors.Is(err, cluster.ErrServerRepeated) {
@@ -387,45 +285,17 @@ type failingStore struct {
 	*store.DB
 }
 
-func (failingStore) CreateCluster(context.Context, *cluster.Cluster, []cluster.NewNode) error {
+func (failingStore) CreateCluster(context.Context, *cluster.Cluster, []cluster.NewNode, func() ids.ID) error {
 	return errors.New("boom")
 }
 
-func TestSetItemEffectiveAndDelete(t *testing.T) {
+func TestDeleteFreesServerAndPackage(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := f.svc.ConfigFiles(ctx, nodes[0].ID)
-	it, err := f.svc.AddConfigItem(ctx, files[0].ID, "test", "test", "111")
-	if err != nil || it.Comment != "111" || !it.Effective {
-		t.Fatalf("add %+v %v", it, err)
-	}
-	if _, err := f.svc.AddConfigItem(ctx, files[0].ID, "tickTime", "1", ""); !errors.Is(err, cluster.ErrConfigItemExists) {
-		t.Fatalf("duplicate key: %v", err)
-	}
-	if _, err := f.svc.AddConfigItem(ctx, 999, "k", "v", ""); !errors.Is(err, cluster.ErrConfigFileNotFound) {
-		t.Fatalf("unknown file: %v", err)
-	}
-	items, _ := f.svc.AllConfigItems(ctx, files[0].ID)
-	idList := []ids.ID{items[0].ID, items[1].ID}
-	if err := f.svc.SetItemEffective(ctx, append(idList, 42), false); !errors.Is(err, cluster.ErrConfigItemNotFound) {
-		t.Fatalf("unknown id: %v", err)
-	}
-	items, _ = f.svc.AllConfigItems(ctx, files[0].ID)
-	if !items[0].Effective || !items[1].Effective {
-		t.Fatal("a failed batch changed items")
-	}
-	if err := f.svc.SetItemEffective(ctx, idList, false); err != nil {
-		t.Fatal(err)
-	}
-	items, _ = f.svc.AllConfigItems(ctx, files[0].ID)
-	if items[0].Effective || items[1].Effective || !items[2].Effective {
-		t.Fatal("batch not applied")
-	}
-
 	// A server or package in use cannot be deleted.
 	if err := f.db.DeleteServer(ctx, nodes[0].ServerID, time.Now()); !errors.Is(err, fleet.ErrServerInUse) {
 		t.Fatalf("delete a server with nodes: %v, want ErrServerInUse", err)

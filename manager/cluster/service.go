@@ -15,6 +15,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/internal/nodedir"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
@@ -175,7 +176,7 @@ func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, er
 	if err != nil {
 		return Cluster{}, nil, err
 	}
-	if err := s.store.CreateCluster(ctx, &c, nodes); err != nil {
+	if err := s.store.CreateCluster(ctx, &c, nodes, s.gen.Next); err != nil {
 		return Cluster{}, nil, err
 	}
 	return s.result(ctx, c.ID, nodes)
@@ -208,7 +209,7 @@ func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component stri
 	if err != nil {
 		return nil, err
 	}
-	if err := s.store.AddNodes(ctx, clusterID, nodes, now); err != nil {
+	if err := s.store.AddNodes(ctx, clusterID, nodes, now, s.gen.Next); err != nil {
 		return nil, err
 	}
 	_, out, err := s.result(ctx, clusterID, nodes)
@@ -241,7 +242,7 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 	var (
 		out      []NewNode
 		servers  = map[string]ServerRef{}
-		imported = map[string][]NewFile{} // by package id and component
+		imported = map[string][]config.Imported{} // by package id and component
 	)
 	for _, g := range groups {
 		p, err := s.packages.Package(ctx, g.packageID)
@@ -262,7 +263,7 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 		key := p.ID.String() + "/" + g.component
 		files, ok := imported[key]
 		if !ok {
-			if files, err = importConfig(s.packages.Path(p), p, comp.ConfigFiles); err != nil {
+			if files, err = config.ImportPackage(s.packages.Path(p), p.Ext, comp.ConfigFiles); err != nil {
 				return nil, err
 			}
 			imported[key] = files
@@ -341,16 +342,7 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 				NodeDir: nodeDir, ServerPort: port, Ordinal: ord, DeployState: DeployUndeployed, RunState: RunUnknown,
 				CreatedAt: now, UpdatedAt: now,
 			}
-			nn := NewNode{Node: n}
-			for _, f := range files {
-				nf := NewFile{File: f.File, Items: make([]ConfigItem, len(f.Items))}
-				nf.File.ID, nf.File.NodeID, nf.File.CreatedAt, nf.File.UpdatedAt = s.gen.Next(), n.ID, now, now
-				for j, it := range f.Items {
-					it.ID, it.FileID, it.CreatedAt, it.UpdatedAt = s.gen.Next(), nf.File.ID, now, now
-					nf.Items[j] = it
-				}
-				nn.Files = append(nn.Files, nf)
-			}
+			nn := NewNode{Node: n, Config: files}
 			out = append(out, nn)
 		}
 	}
@@ -487,77 +479,6 @@ func (s *Service) AllNodes(ctx context.Context, clusterID ids.ID) ([]Node, error
 
 // Node returns the node with id, or ErrNodeNotFound.
 func (s *Service) Node(ctx context.Context, id ids.ID) (Node, error) { return s.store.Node(ctx, id) }
-
-// ConfigFiles returns the node's config files, or ErrNodeNotFound.
-func (s *Service) ConfigFiles(ctx context.Context, nodeID ids.ID) ([]ConfigFile, error) {
-	if _, err := s.store.Node(ctx, nodeID); err != nil {
-		return nil, err
-	}
-	return s.store.ConfigFiles(ctx, nodeID)
-}
-
-// ConfigFile returns the config file with id, or ErrConfigFileNotFound.
-func (s *Service) ConfigFile(ctx context.Context, id ids.ID) (ConfigFile, error) {
-	return s.store.ConfigFile(ctx, id)
-}
-
-// ConfigItems returns one page of the file's items, newest first, and the
-// total, or ErrConfigFileNotFound.
-func (s *Service) ConfigItems(ctx context.Context, fileID ids.ID, p paging.Page) ([]ConfigItem, int, error) {
-	if _, err := s.store.ConfigFile(ctx, fileID); err != nil {
-		return nil, 0, err
-	}
-	return s.store.ConfigItems(ctx, fileID, p)
-}
-
-// AllConfigItems returns every item of the file, in import order.
-func (s *Service) AllConfigItems(ctx context.Context, fileID ids.ID) ([]ConfigItem, error) {
-	return s.store.AllConfigItems(ctx, fileID)
-}
-
-// AddConfigItem adds an effective item to a file: ErrConfigFileNotFound,
-// or ErrConfigItemExists when the file has the key.
-func (s *Service) AddConfigItem(ctx context.Context, fileID ids.ID, key, value, comment string) (ConfigItem, error) {
-	key = strings.TrimSpace(key)
-	switch {
-	case key == "":
-		return ConfigItem{}, invalid.Field("configKey", "is required")
-	case len(key) > 256 || strings.ContainsAny(key, "\x00\r\n"):
-		return ConfigItem{}, invalid.Field("configKey", "must be at most 256 characters on one line")
-	case len(value) > 64<<10 || strings.ContainsRune(value, 0):
-		return ConfigItem{}, invalid.Field("configValue", "must be at most 64 KiB of text")
-	case len(comment) > 4096 || strings.ContainsRune(comment, 0):
-		return ConfigItem{}, invalid.Field("describes", "must be at most 4096 characters")
-	}
-	f, err := s.store.ConfigFile(ctx, fileID)
-	if err != nil {
-		return ConfigItem{}, err
-	}
-	if f.Format == formatRaw {
-		return ConfigItem{}, invalid.Field("configKey", "%s is a raw file: edit its %q item instead", f.Name, RawKey)
-	}
-	if err := checkTemplate(value); err != nil {
-		return ConfigItem{}, invalid.Field("configValue", "%v", err)
-	}
-	now := s.now()
-	it := ConfigItem{ID: s.gen.Next(), FileID: fileID, Key: key, Value: value, Comment: comment, Effective: true, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.CreateConfigItem(ctx, &it); err != nil {
-		return ConfigItem{}, err
-	}
-	return it, nil
-}
-
-// SetItemEffective enables or disables the items: all of them, or none if
-// one does not exist (ErrConfigItemNotFound).
-func (s *Service) SetItemEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error {
-	if len(itemIDs) == 0 {
-		return invalid.Field("ids", "give at least one item id")
-	}
-	if len(itemIDs) > 10000 {
-		return invalid.Field("ids", "at most 10000 ids at once")
-	}
-	return s.store.SetConfigItemsEffective(ctx, itemIDs, effective, s.now())
-}
 
 // Delete removes the cluster and everything it holds, and returns it. The
 // Teardown, when set, first stops the nodes and cleans their hosts; without

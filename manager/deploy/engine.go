@@ -22,6 +22,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
 )
@@ -32,8 +33,15 @@ type Clusters interface {
 	Cluster(ctx context.Context, id ids.ID) (cluster.Cluster, error)
 	Node(ctx context.Context, id ids.ID) (cluster.Node, error)
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
-	ConfigFiles(ctx context.Context, nodeID ids.ID) ([]cluster.ConfigFile, error)
-	AllConfigItems(ctx context.Context, fileID ids.ID) ([]cluster.ConfigItem, error)
+}
+
+// Configs renders nodes' config; *config.Service implements it.
+type Configs interface {
+	// Vars returns the node's variables (for its start command and health
+	// check).
+	Vars(ctx context.Context, nodeID ids.ID) (config.Vars, error)
+	// Render renders the node's config files.
+	Render(ctx context.Context, nodeID ids.ID) (config.NodeConfig, error)
 }
 
 // Packages is what the engine reads of packages; *pkg.Service implements it.
@@ -46,6 +54,7 @@ type Packages interface {
 type Deps struct {
 	Store    Store
 	Clusters Clusters
+	Configs  Configs
 	Packages Packages
 	Agents   Agents
 	IDs      *ids.Generator
@@ -418,7 +427,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 	var (
 		p       pkg.Package
 		comp    manifest.Component
-		vars    cluster.Vars
+		vars    config.Vars
 		base    DeployRequest // the node's install request, without config
 		files   []ConfigFile
 		names   []string // the config files' names, by files
@@ -455,7 +464,7 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 		StepInstall: func() (string, bool, error) {
 			// comp was loaded by the transfer step, skipped or not.
 			var err error
-			if vars, err = cluster.VarsFor(c, n, all, comp.Peer); err != nil {
+			if vars, err = e.d.Configs.Vars(ctx, n.ID); err != nil {
 				return "", false, err
 			}
 			if base, err = deployRequest(n, p, comp, vars); err != nil {
@@ -473,24 +482,12 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 			return fmt.Sprintf("%s holds %s already", n.ProgramDir, p.FileName), false, nil
 		},
 		StepConfigure: func() (string, bool, error) {
-			cfs, err := e.d.Clusters.ConfigFiles(ctx, n.ID)
+			nc, err := e.d.Configs.Render(ctx, n.ID)
 			if err != nil {
 				return "", false, err
 			}
-			for _, f := range cfs {
-				items, err := e.d.Clusters.AllConfigItems(ctx, f.ID)
-				if err != nil {
-					return "", false, err
-				}
-				content, err := cluster.Render(f, items, vars)
-				if err != nil {
-					return "", false, err
-				}
-				dest, err := configPath(n, comp, f)
-				if err != nil {
-					return "", false, err
-				}
-				files = append(files, ConfigFile{Path: dest, Content: content})
+			for _, f := range nc.Files {
+				files = append(files, ConfigFile{Path: f.Path, Content: f.Content})
 				names = append(names, f.Name)
 			}
 			if len(files) == 0 {
@@ -591,29 +588,10 @@ func changedNames(n cluster.Node, files []ConfigFile, names []string, written []
 	return out
 }
 
-// configPath is where the node's config file f is written, as the agent
-// takes it: relative to the program dir, or absolute in the data dir. The
-// file's target is the manifest's (looked up by name, as the stored file
-// keeps only its package path); without one, its package path.
-func configPath(n cluster.Node, comp manifest.Component, f cluster.ConfigFile) (string, error) {
-	mf := manifest.ConfigFile{Name: f.Name, Path: f.Path}
-	if i := slices.IndexFunc(comp.ConfigFiles, func(cf manifest.ConfigFile) bool { return cf.Name == f.Name }); i >= 0 {
-		mf.Target = comp.ConfigFiles[i].Target
-	}
-	dir, rel, err := mf.Destination()
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", cluster.ErrRender, err)
-	}
-	if dir == manifest.DirData {
-		return path.Join(n.DataDir, rel), nil
-	}
-	return rel, nil
-}
-
 // deployRequest builds the agent's request from the manifest component,
 // its templates filled in with the node's variables. The agent is asked to
 // make sure the node's dataIp:serverPort is free before it starts the node.
-func deployRequest(n cluster.Node, p pkg.Package, comp manifest.Component, vars cluster.Vars) (DeployRequest, error) {
+func deployRequest(n cluster.Node, p pkg.Package, comp manifest.Component, vars config.Vars) (DeployRequest, error) {
 	format := p.Ext
 	if format == "tgz" {
 		format = "tar.gz"
@@ -629,7 +607,7 @@ func deployRequest(n cluster.Node, p pkg.Package, comp manifest.Component, vars 
 		r.FreeAddrs = []string{net.JoinHostPort(ip, strconv.Itoa(n.ServerPort))}
 		if n.Component == cluster.Coordinator {
 			// The quorum and election ports {zkEnsemble} gives it.
-			for _, off := range []int{cluster.QuorumPortOffset, cluster.ElectionPortOffset} {
+			for _, off := range []int{config.QuorumPortOffset, config.ElectionPortOffset} {
 				r.FreeAddrs = append(r.FreeAddrs, net.JoinHostPort(ip, strconv.Itoa(n.ServerPort+off)))
 			}
 		}
@@ -670,7 +648,7 @@ func deployRequest(n cluster.Node, p pkg.Package, comp manifest.Component, vars 
 
 // health polls the agent's check of the node until it passes or the start
 // time is up; a failure carries the last lines of the node's log.
-func (e *Engine) health(ctx context.Context, j Job, n cluster.Node, h manifest.Health, vars cluster.Vars) (string, bool, error) {
+func (e *Engine) health(ctx context.Context, j Job, n cluster.Node, h manifest.Health, vars config.Vars) (string, bool, error) {
 	hc := HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
 	var err error
 	if h.TCP != "" {

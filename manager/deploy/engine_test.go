@@ -22,6 +22,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
@@ -175,6 +176,7 @@ func (a *agents) snapshot() (events []string, deploys []deploy.DeployRequest, pu
 type fixture struct {
 	db       *store.DB
 	clusters *cluster.Service
+	configs  *config.Service
 	pkgs     *pkg.Service
 	zk, nats pkg.Package
 	agents   *agents
@@ -196,6 +198,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{db: db, agents: newAgents(), clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	f.pkgs = pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)
 	f.clusters = cluster.NewService(db, f.pkgs, gen, time.Now)
+	f.configs = config.NewService(db, f.pkgs, gen, time.Now)
 	upload := func(name string, data []byte) pkg.Package {
 		p, err := f.pkgs.Upload(ctx, name, bytes.NewReader(data))
 		if err != nil {
@@ -222,7 +225,7 @@ func newFixture(t *testing.T) *fixture {
 		f.servers = append(f.servers, s)
 	}
 	f.engine = deploy.New(deploy.Deps{
-		Store: db, Clusters: f.clusters, Packages: f.pkgs, Agents: f.agents, Cleanups: db, IDs: gen,
+		Store: db, Clusters: f.clusters, Configs: f.configs, Packages: f.pkgs, Agents: f.agents, Cleanups: db, IDs: gen,
 		Now: f.clock.Now, Sleep: f.clock.Sleep, Registerer: prometheus.NewRegistry(),
 	})
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -606,7 +609,7 @@ func TestStopMidJobThenRecover(t *testing.T) {
 	ag := healthUntilCancelled{f.agents}
 	gen, _ := ids.NewGenerator(11)
 	eng := deploy.New(deploy.Deps{
-		Store: f.db, Clusters: f.clusters, Packages: f.pkgs, Agents: ag, IDs: gen,
+		Store: f.db, Clusters: f.clusters, Configs: f.configs, Packages: f.pkgs, Agents: ag, IDs: gen,
 		Now: f.clock.Now, Sleep: f.clock.Sleep, Log: slog.New(slog.NewTextHandler(&logs, nil)),
 	})
 	runCtx, stop := context.WithCancel(context.Background())

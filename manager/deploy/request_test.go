@@ -7,6 +7,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/pkg"
 )
 
@@ -30,7 +31,9 @@ func TestDeployRequestFreeAddrs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := cluster.Node{ID: 7, ClusterID: 1, Component: cmp.Or(tc.component, "broker"), ManagerIP: tc.managerIP, DataIP: tc.dataIP,
 				ProgramDir: "/opt/admq/b1", DataDir: "/data/admq/b1", NodeDir: "broker-1", ServerPort: tc.port, Ordinal: 1}
-			vars, err := cluster.VarsFor(cluster.Cluster{ID: 1, Name: "c1"}, n, []cluster.Node{n}, "")
+			m := config.Member{ID: n.ID, Component: n.Component, ManagerIP: n.ManagerIP, DataIP: n.DataIP, ProgramDir: n.ProgramDir,
+				DataDir: n.DataDir, NodeDir: n.NodeDir, ServerPort: n.ServerPort, Ordinal: n.Ordinal}
+			vars, err := config.VarsFor(config.Topology{ClusterID: 1, Cluster: "c1", Members: []config.Member{m}}, m, "")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,8 +34,7 @@ func (db *DB) ServerByManagerIP(ctx context.Context, ip string) (cluster.ServerR
 
 // clusterErrors are the domain errors the cluster writes return as they are.
 var clusterErrors = []error{
-	cluster.ErrClusterExists, cluster.ErrClusterNotFound, fleet.ErrServerNotFound, pkg.ErrPackageNotFound,
-	cluster.ErrConfigFileNotFound, cluster.ErrConfigItemExists, cluster.ErrConfigItemNotFound, cluster.ErrServerRepeated,
+	cluster.ErrClusterExists, cluster.ErrClusterNotFound, fleet.ErrServerNotFound, pkg.ErrPackageNotFound, cluster.ErrServerRepeated,
 }
 
 func clusterErr(what string, err error) error {
@@ -53,7 +52,7 @@ func clusterErr(what string, err error) error {
 // CreateCluster inserts c with its nodes, their config files and items and
 // their ordinals, in one transaction. A taken name is
 // cluster.ErrClusterExists.
-func (db *DB) CreateCluster(ctx context.Context, c *cluster.Cluster, nodes []cluster.NewNode) error {
+func (db *DB) CreateCluster(ctx context.Context, c *cluster.Cluster, nodes []cluster.NewNode, newID func() ids.ID) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO clusters (id, name, description, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
 			int64(c.ID), c.Name, c.Description, millis(c.CreatedAt), millis(c.UpdatedAt))
@@ -63,14 +62,14 @@ func (db *DB) CreateCluster(ctx context.Context, c *cluster.Cluster, nodes []clu
 		if err != nil {
 			return err
 		}
-		return insertNodes(ctx, tx, nodes)
+		return insertNodes(ctx, tx, nodes, c.CreatedAt, newID)
 	})
 	return clusterErr("create cluster", err)
 }
 
 // AddNodes inserts nodes, their files, items and ordinals into the cluster
 // in one transaction and sets the cluster's update time.
-func (db *DB) AddNodes(ctx context.Context, clusterID ids.ID, nodes []cluster.NewNode, now time.Time) error {
+func (db *DB) AddNodes(ctx context.Context, clusterID ids.ID, nodes []cluster.NewNode, now time.Time, newID func() ids.ID) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE clusters SET updated_at = ? WHERE id = ?`, millis(now), int64(clusterID))
 		if err == nil {
@@ -79,33 +78,21 @@ func (db *DB) AddNodes(ctx context.Context, clusterID ids.ID, nodes []cluster.Ne
 		if err != nil {
 			return err
 		}
-		return insertNodes(ctx, tx, nodes)
+		return insertNodes(ctx, tx, nodes, now, newID)
 	})
 	return clusterErr("add cluster nodes", err)
 }
 
-func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode) error {
+func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode, now time.Time, newID func() ids.ID) error {
 	nodeStmt, err := tx.PrepareContext(ctx, `INSERT INTO cluster_nodes (
 			id, cluster_id, server_id, package_id, component, component_type, manager_ip, data_ip,
 			program_dir, data_dir, node_dir, server_port, ordinal, deploy_state, run_state,
-			sync_node_config_status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer nodeStmt.Close()
-	fileStmt, err := tx.PrepareContext(ctx, `INSERT INTO node_config_files (id, node_id, name, path, format, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer fileStmt.Close()
-	itemStmt, err := tx.PrepareContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer itemStmt.Close()
 
 	for _, nn := range nodes {
 		n := nn.Node
@@ -122,7 +109,7 @@ func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode) error
 		}
 		_, err := nodeStmt.ExecContext(ctx, int64(n.ID), int64(n.ClusterID), int64(n.ServerID), int64(n.PackageID), n.Component,
 			n.ComponentType, n.ManagerIP, n.DataIP, n.ProgramDir, n.DataDir, n.NodeDir, n.ServerPort, n.Ordinal,
-			n.DeployState, n.RunState, n.SyncNodeConfigStatus, millis(n.CreatedAt), millis(n.UpdatedAt))
+			n.DeployState, n.RunState, millis(n.CreatedAt), millis(n.UpdatedAt))
 		switch {
 		case isUnique(err, "cluster_nodes.cluster_id"):
 			return fmt.Errorf("%w: %s already has a %s node in the cluster, or its ordinal %d is taken", cluster.ErrServerRepeated, n.ManagerIP, n.Component, n.Ordinal)
@@ -139,17 +126,8 @@ func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode) error
 			}
 			return err
 		}
-		for _, nf := range nn.Files {
-			f := nf.File
-			if _, err := fileStmt.ExecContext(ctx, int64(f.ID), int64(n.ID), f.Name, f.Path, f.Format, millis(f.CreatedAt), millis(f.UpdatedAt)); err != nil {
-				return err
-			}
-			for _, it := range nf.Items {
-				if _, err := itemStmt.ExecContext(ctx, int64(it.ID), int64(f.ID), it.Key, it.Value, it.Comment, it.Effective,
-					millis(it.CreatedAt), millis(it.UpdatedAt)); err != nil {
-					return err
-				}
-			}
+		if err := insertNodeConfig(ctx, tx, n.ClusterID, n.ID, n.Component, n.DataDir, n.PackageID, nn.Config, now, newID); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -232,7 +210,7 @@ func (db *DB) ClusterCounts(ctx context.Context) (clusters, nodes, items int, er
 }
 
 const nodeCols = `id, cluster_id, server_id, package_id, component, component_type, manager_ip, data_ip,
-	program_dir, data_dir, node_dir, server_port, ordinal, deploy_state, run_state, sync_node_config_status,
+	program_dir, data_dir, node_dir, server_port, ordinal, deploy_state, run_state,
 	created_at, updated_at`
 
 const nodeOrder = ` ORDER BY CASE component_type WHEN 0 THEN 9 ELSE component_type END, component, ordinal, id`
@@ -245,7 +223,7 @@ func scanNode(sc scanner) (cluster.Node, error) {
 	)
 	err := sc.Scan(&id, &cid, &sid, &pid, &n.Component, &n.ComponentType, &n.ManagerIP, &n.DataIP,
 		&n.ProgramDir, &n.DataDir, &n.NodeDir, &n.ServerPort, &n.Ordinal, &n.DeployState, &n.RunState,
-		&n.SyncNodeConfigStatus, &created, &updated)
+		&created, &updated)
 	if err != nil {
 		return cluster.Node{}, err
 	}
@@ -283,106 +261,6 @@ func (db *DB) NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster
 func (db *DB) Node(ctx context.Context, id ids.ID) (cluster.Node, error) {
 	return getOne(ctx, db, cluster.ErrNodeNotFound, "get cluster node", scanNode,
 		`SELECT `+nodeCols+` FROM cluster_nodes WHERE id = ?`, int64(id))
-}
-
-const fileCols = `id, node_id, name, path, format, created_at, updated_at`
-
-func scanFile(sc scanner) (cluster.ConfigFile, error) {
-	var (
-		f                cluster.ConfigFile
-		id, nid          int64
-		created, updated sql.NullInt64
-	)
-	if err := sc.Scan(&id, &nid, &f.Name, &f.Path, &f.Format, &created, &updated); err != nil {
-		return cluster.ConfigFile{}, err
-	}
-	f.ID, f.NodeID = ids.ID(id), ids.ID(nid)
-	f.CreatedAt, f.UpdatedAt = fromMillis(created), fromMillis(updated)
-	return f, nil
-}
-
-// ConfigFiles returns the node's config files, in manifest order.
-func (db *DB) ConfigFiles(ctx context.Context, nodeID ids.ID) ([]cluster.ConfigFile, error) {
-	return queryAll(ctx, db, "list config files", scanFile,
-		`SELECT `+fileCols+` FROM node_config_files WHERE node_id = ? ORDER BY id`, int64(nodeID))
-}
-
-// ConfigFile returns the config file with id, or cluster.ErrConfigFileNotFound.
-func (db *DB) ConfigFile(ctx context.Context, id ids.ID) (cluster.ConfigFile, error) {
-	return getOne(ctx, db, cluster.ErrConfigFileNotFound, "get config file", scanFile,
-		`SELECT `+fileCols+` FROM node_config_files WHERE id = ?`, int64(id))
-}
-
-const itemCols = `id, file_id, key, value, comment, effective, created_at, updated_at`
-
-func scanItem(sc scanner) (cluster.ConfigItem, error) {
-	var (
-		it               cluster.ConfigItem
-		id, fid          int64
-		created, updated sql.NullInt64
-	)
-	if err := sc.Scan(&id, &fid, &it.Key, &it.Value, &it.Comment, &it.Effective, &created, &updated); err != nil {
-		return cluster.ConfigItem{}, err
-	}
-	it.ID, it.FileID = ids.ID(id), ids.ID(fid)
-	it.CreatedAt, it.UpdatedAt = fromMillis(created), fromMillis(updated)
-	return it, nil
-}
-
-// ConfigItems returns one page of the file's items, newest first (as the
-// seed lists them), and the total.
-func (db *DB) ConfigItems(ctx context.Context, fileID ids.ID, p paging.Page) ([]cluster.ConfigItem, int, error) {
-	return listPage(ctx, db, "list config items", `SELECT COUNT(*) FROM node_config_items WHERE file_id = ?`,
-		`SELECT `+itemCols+` FROM node_config_items WHERE file_id = ? ORDER BY id DESC`, []any{int64(fileID)}, p, scanItem)
-}
-
-// AllConfigItems returns every item of the file, in import order.
-func (db *DB) AllConfigItems(ctx context.Context, fileID ids.ID) ([]cluster.ConfigItem, error) {
-	return queryAll(ctx, db, "list config items", scanItem,
-		`SELECT `+itemCols+` FROM node_config_items WHERE file_id = ? ORDER BY id`, int64(fileID))
-}
-
-// CreateConfigItem inserts it: cluster.ErrConfigFileNotFound, or
-// cluster.ErrConfigItemExists when the file has the key.
-func (db *DB) CreateConfigItem(ctx context.Context, it *cluster.ConfigItem) error {
-	_, err := db.w.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.FileID), it.Key, it.Value, it.Comment, it.Effective,
-		millis(it.CreatedAt), millis(it.UpdatedAt))
-	switch {
-	case isUnique(err, "node_config_items.file_id"):
-		return fmt.Errorf("%w: %s", cluster.ErrConfigItemExists, it.Key)
-	case isForeignKey(err): // file_id is the table's only foreign key
-		return fmt.Errorf("%w: %s", cluster.ErrConfigFileNotFound, it.FileID)
-	case err != nil:
-		return fmt.Errorf("store: create config item: %w", err)
-	}
-	return nil
-}
-
-// SetConfigItemsEffective sets effective on all the items, or on none if
-// one of them does not exist.
-func (db *DB) SetConfigItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE node_config_items SET effective = ?, updated_at = ? WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, id := range itemIDs {
-			res, err := stmt.ExecContext(ctx, effective, millis(now), int64(id))
-			if err == nil {
-				err = mustAffect(res, cluster.ErrConfigItemNotFound)
-			}
-			if errors.Is(err, cluster.ErrConfigItemNotFound) {
-				return fmt.Errorf("%w: %s", err, id)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return clusterErr("set config items effective", err)
 }
 
 // DeleteCluster removes the cluster; its nodes, their files and items, and

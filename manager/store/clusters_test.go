@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
@@ -18,12 +19,9 @@ func newTestNode(c cluster.Cluster, srv fleet.Server, p pkg.Package, ordinal int
 		NodeDir: dir, ServerPort: 2181, Ordinal: ordinal, DeployState: cluster.DeployUndeployed, RunState: cluster.RunUnknown,
 		CreatedAt: base, UpdatedAt: base,
 	}
-	f := cluster.ConfigFile{ID: nextID(), NodeID: n.ID, Name: "zoo.cfg", Path: "conf/zoo.cfg", Format: "properties", CreatedAt: base, UpdatedAt: base}
-	items := []cluster.ConfigItem{
-		{ID: nextID(), FileID: f.ID, Key: "tickTime", Value: "2000", Comment: "tick", Effective: true, CreatedAt: base, UpdatedAt: base},
-		{ID: nextID(), FileID: f.ID, Key: "dataDir", Value: "{dataDir}", Effective: true, CreatedAt: base, UpdatedAt: base},
-	}
-	return cluster.NewNode{Node: n, Files: []cluster.NewFile{{File: f, Items: items}}}
+	zoo := config.Imported{File: config.File{Name: "zoo.cfg", Path: "conf/zoo.cfg", Format: "properties", Target: "conf/zoo.cfg"},
+		Entries: []config.Entry{{Key: "tickTime", Value: "2000", Comment: "tick", Effective: true}, {Key: "dataDir", Value: "{dataDir}", Effective: true}}}
+	return cluster.NewNode{Node: n, Config: []config.Imported{zoo}}
 }
 
 func clusterCounts(t *testing.T, db *store.DB) [3]int {
@@ -52,9 +50,10 @@ func TestClusters(t *testing.T) {
 	}
 
 	c := cluster.Cluster{ID: nextID(), Name: "c1", CreatedAt: base, UpdatedAt: base}
-	if err := db.CreateCluster(ctx, &c, []cluster.NewNode{newTestNode(c, s1, p, 1, "a"), newTestNode(c, s2, p, 2, "b")}); err != nil {
+	if err := db.CreateCluster(ctx, &c, []cluster.NewNode{newTestNode(c, s1, p, 1, "a"), newTestNode(c, s2, p, 2, "b")}, nextID); err != nil {
 		t.Fatal(err)
 	}
+	// Two node items each, mirroring the one layer of zoo.cfg.
 	if got := clusterCounts(t, db); got != [3]int{1, 2, 4} {
 		t.Fatalf("counts %v", got)
 	}
@@ -67,18 +66,18 @@ func TestClusters(t *testing.T) {
 	// nothing is written.
 	before := clusterCounts(t, db)
 	dup := cluster.Cluster{ID: nextID(), Name: "c1"}
-	if err := db.CreateCluster(ctx, &dup, []cluster.NewNode{newTestNode(dup, s1, p, 1, "x")}); !errors.Is(err, cluster.ErrClusterExists) {
+	if err := db.CreateCluster(ctx, &dup, []cluster.NewNode{newTestNode(dup, s1, p, 1, "x")}, nextID); !errors.Is(err, cluster.ErrClusterExists) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	c2 := cluster.Cluster{ID: nextID(), Name: "c2"}
-	if err := db.CreateCluster(ctx, &c2, []cluster.NewNode{newTestNode(c2, s1, p, 1, "x"), newTestNode(c2, s1, p, 2, "y")}); !errors.Is(err, cluster.ErrServerRepeated) {
+	if err := db.CreateCluster(ctx, &c2, []cluster.NewNode{newTestNode(c2, s1, p, 1, "x"), newTestNode(c2, s1, p, 2, "y")}, nextID); !errors.Is(err, cluster.ErrServerRepeated) {
 		t.Fatalf("repeated server: %v", err)
 	}
 	gone := fleet.Server{ID: nextID(), ManagerIP: "10.2.0.3"}
-	if err := db.CreateCluster(ctx, &c2, []cluster.NewNode{newTestNode(c2, s1, p, 1, "x"), newTestNode(c2, gone, p, 2, "y")}); !errors.Is(err, fleet.ErrServerNotFound) {
+	if err := db.CreateCluster(ctx, &c2, []cluster.NewNode{newTestNode(c2, s1, p, 1, "x"), newTestNode(c2, gone, p, 2, "y")}, nextID); !errors.Is(err, fleet.ErrServerNotFound) {
 		t.Fatalf("missing server: %v", err)
 	}
-	if err := db.AddNodes(ctx, nextID(), []cluster.NewNode{newTestNode(c2, s1, p, 1, "x")}, base); !errors.Is(err, cluster.ErrClusterNotFound) {
+	if err := db.AddNodes(ctx, nextID(), []cluster.NewNode{newTestNode(c2, s1, p, 1, "x")}, base, nextID); !errors.Is(err, cluster.ErrClusterNotFound) {
 		t.Fatalf("missing cluster: %v", err)
 	}
 	if got := clusterCounts(t, db); got != before {

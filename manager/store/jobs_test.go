@@ -20,7 +20,7 @@ func TestJobs(t *testing.T) {
 	p := mustPackage(t, db, "admq-zookeeper", "3.8.4", "x86")
 	c := cluster.Cluster{ID: nextID(), Name: "c1", CreatedAt: base, UpdatedAt: base}
 	nn := newTestNode(c, s1, p, 1, "a")
-	if err := db.CreateCluster(ctx, &c, []cluster.NewNode{nn}); err != nil {
+	if err := db.CreateCluster(ctx, &c, []cluster.NewNode{nn}, nextID); err != nil {
 		t.Fatal(err)
 	}
 	node := nn.Node.ID

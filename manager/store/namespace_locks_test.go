@@ -12,7 +12,7 @@ func TestNamespaceLocks(t *testing.T) {
 	ctx := context.Background()
 	db := MustOpen(t)
 	c := cluster.Cluster{ID: 7, Name: "mq1", CreatedAt: base, UpdatedAt: base}
-	if err := db.CreateCluster(ctx, &c, nil); err != nil {
+	if err := db.CreateCluster(ctx, &c, nil, nextID); err != nil {
 		t.Fatal(err)
 	}
 	if owner, held, err := db.NamespaceLock(ctx, c.ID, "default", "coordinator.zoo.cfg"); err != nil || held || owner != "" {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/test/testenv"
 	"github.com/admq/admq-manager/test/workloads"
@@ -17,38 +17,18 @@ import (
 // These tests run real workloads (Debian's ZooKeeper and NATS) on three
 // agents through the tunnel hub's node calls: the packages are built from
 // the installed files, config files are rendered as the manager renders
-// them (cluster.Render with cluster.VarsFor, {peers} from the component's
-// peer template) and written to their targets (ZooKeeper's myid in the
+// them (config.RenderFiles, {peers} from the component's peer template) and written to their targets (ZooKeeper's myid in the
 // data dir), and each agent gets a
 // loopback address of its own (127.0.83.x, 127.0.84.x: Linux answers the
 // whole 127/8 without setup) so that every node uses the default ports.
 
 // workloadCluster places one node of component per agent.
-func workloadCluster(t *testing.T, root, name, component string, ips []string, port int) []cluster.Node {
-	t.Helper()
-	var nodes []cluster.Node
-	for i, ip := range ips {
-		nd := fmt.Sprintf("%s-%d", component, i+1)
-		pd, dd := workloads.NodeDirs(filepath.Join(root, "nodes"), nd)
-		nodes = append(nodes, cluster.Node{ClusterID: 1, Component: component, ManagerIP: ip, DataIP: ip,
-			ProgramDir: pd, DataDir: dd, NodeDir: nd, ServerPort: port, Ordinal: i + 1})
-	}
-	return nodes
-}
-
-// varsFor returns node n's variables, {peers} made with the peer template
-// of its component in p, as the manager's configure step does.
-func varsFor(t *testing.T, p *workloads.Package, name string, n cluster.Node, all []cluster.Node) cluster.Vars {
-	t.Helper()
-	v, err := cluster.VarsFor(cluster.Cluster{ID: 1, Name: name}, n, all, p.Manifest.Components[n.Component].Peer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+func workloadCluster(root, name, component string, ips []string, port int) config.Topology {
+	return workloads.Cluster(name, component, filepath.Join(root, "nodes"), ips, port)
 }
 
 // healthCheck is the component's manifest health check for vars.
-func healthCheck(t *testing.T, p *workloads.Package, component string, vars cluster.Vars) deploy.HealthCheck {
+func healthCheck(t *testing.T, p *workloads.Package, component string, vars config.Vars) deploy.HealthCheck {
 	t.Helper()
 	h := p.Manifest.Components[component].Health
 	hc := deploy.HealthCheck{Timeout: time.Duration(h.TimeoutSeconds) * time.Second}
@@ -86,7 +66,8 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 	}
 	t.Logf("timing: ZooKeeper package %s (%d bytes) built and checked in %v", filepath.Base(pkg.Path), pkg.Size, time.Since(built).Round(time.Millisecond))
 	ips := []string{"127.0.83.1", "127.0.83.2", "127.0.83.3"}
-	nodes := workloadCluster(t, root, "zk", workloads.ZooKeeperComponent, ips, 2181)
+	top := workloadCluster(root, "zk", workloads.ZooKeeperComponent, ips, 2181)
+	nodes := top.Members
 	agents := make([]*workloads.Agent, len(ips))
 	for i, ip := range ips {
 		agents[i] = h.StartAgent(t, filepath.Join(root, fmt.Sprintf("agent-%d", i+1)), ip)
@@ -114,7 +95,7 @@ func TestWorkloadZooKeeperEnsemble(t *testing.T) {
 	zk := make([]*workloads.Node, len(ips))
 	for i := range ips {
 		var res deploy.DeployResult
-		zk[i], res = h.Deploy(t, agents[i], pkg, workloads.ZooKeeperComponent, nodes[i], varsFor(t, pkg, "zk", nodes[i], nodes))
+		zk[i], res = h.Deploy(t, agents[i], pkg, workloads.ZooKeeperComponent, top, nodes[i])
 		if !res.Unpacked || !res.State.Running || res.State.PID == 0 {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)
 		}
@@ -219,13 +200,14 @@ func TestWorkloadNATSCluster(t *testing.T) {
 	}
 	t.Logf("timing: NATS package %s (%d bytes) built and checked in %v", filepath.Base(pkg.Path), pkg.Size, time.Since(built).Round(time.Millisecond))
 	ips := []string{"127.0.84.1", "127.0.84.2", "127.0.84.3"}
-	nodes := workloadCluster(t, root, "nats", workloads.NATSComponent, ips, 4222)
+	top := workloadCluster(root, "nats", workloads.NATSComponent, ips, 4222)
+	nodes := top.Members
 	start := time.Now()
 	brokers := make([]*workloads.Node, len(ips))
 	for i, ip := range ips {
 		a := h.StartAgent(t, filepath.Join(root, fmt.Sprintf("agent-%d", i+1)), ip)
 		var res deploy.DeployResult
-		brokers[i], res = h.Deploy(t, a, pkg, workloads.NATSComponent, nodes[i], varsFor(t, pkg, "nats", nodes[i], nodes))
+		brokers[i], res = h.Deploy(t, a, pkg, workloads.NATSComponent, top, nodes[i])
 		if !res.State.Running {
 			t.Fatalf("deploy %s: %+v", nodes[i].NodeDir, res)
 		}

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 )
 
@@ -18,7 +19,7 @@ import (
 type Node struct {
 	Agent *Agent
 	Name  string
-	Vars  cluster.Vars
+	Vars  config.Vars
 	// Root holds ProgramDir and DataDir; RemoveNode may delete inside it.
 	Root       string
 	ProgramDir string
@@ -33,20 +34,39 @@ func NodeDirs(root, name string) (programDir, dataDir string) {
 	return filepath.Join(root, "program", name), filepath.Join(root, "data", name)
 }
 
+// Cluster places one node of component per ip, the node dirs under root
+// (NodeDirs), and returns the cluster named name as rendering sees it;
+// members' ids are their ordinals.
+func Cluster(name, component, root string, ips []string, port int) config.Topology {
+	t := config.Topology{ClusterID: 1, Cluster: name}
+	for i, ip := range ips {
+		nd := fmt.Sprintf("%s-%d", component, i+1)
+		pd, dd := NodeDirs(root, nd)
+		t.Members = append(t.Members, config.Member{ID: ids.ID(i + 1), Component: component, ManagerIP: ip, DataIP: ip,
+			ProgramDir: pd, DataDir: dd, NodeDir: nd, ServerPort: port, Ordinal: i + 1})
+	}
+	return t
+}
+
 // Deploy pushes p to the agent and deploys and starts its component as
-// node n, with config files rendered from vars and written to their
-// targets (Package.Render). The node is removed with its dirs when the
-// test ends, and its process killed by PID if that did not end it.
-func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, n cluster.Node, vars cluster.Vars) (*Node, deploy.DeployResult) {
+// node n of the cluster top, with config files rendered and written to
+// their targets (Package.Render). The node is removed with its dirs when
+// the test ends, and its process killed by PID if that did not end it.
+func (h *Hub) Deploy(t testing.TB, a *Agent, p *Package, component string, top config.Topology, n config.Member) (*Node, deploy.DeployResult) {
 	t.Helper()
 	ctx := t.Context()
 	c := p.Manifest.Components[component]
 	if _, err := h.PushPackage(ctx, a.ID, p.SHA256, p.Size, bytes.NewReader(p.Data)); err != nil {
 		t.Fatalf("push %s to agent %s: %v", p.Name, a.ID, err)
 	}
-	files, err := p.Render(component, vars)
+	nc, err := p.Render(component, top, n)
 	if err != nil {
 		t.Fatalf("render %s for %s: %v", p.Name, n.NodeDir, err)
+	}
+	vars := nc.Vars
+	var files []deploy.ConfigFile
+	for _, f := range nc.Files {
+		files = append(files, deploy.ConfigFile{Path: f.Path, Content: f.Content, Mode: 0o640})
 	}
 	argv, err := Expand(c.Start, vars)
 	if err != nil {

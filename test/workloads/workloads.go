@@ -1,7 +1,7 @@
 // Package workloads is test-only support for running real workloads
 // (Debian's ZooKeeper and NATS) through ADMQ: it builds admq packages
 // (tarball + admq-package.json) from the files Debian installed, renders
-// their config files per node the way the manager does (cluster.Render),
+// their config files per node the way the manager does (config.RenderFiles),
 // runs an in-process tunnel hub with real agent tunnel clients, and talks
 // to the servers (ZooKeeper four-letter words and zkCli.sh, the NATS text
 // protocol and monitoring endpoints).
@@ -29,9 +29,7 @@ import (
 	"github.com/admq/admq-manager/internal/archive"
 	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/internal/pkgname"
-	"github.com/admq/admq-manager/internal/properties"
-	"github.com/admq/admq-manager/manager/cluster"
-	"github.com/admq/admq-manager/manager/deploy"
+	"github.com/admq/admq-manager/manager/config"
 )
 
 // build writes the package fileName into dir (Build), small files first
@@ -145,51 +143,35 @@ func readTar(data []byte, want map[string]bool) (map[string][]byte, error) {
 	return out, nil
 }
 
-// Render renders the component's config files for one node, as the
-// manager does: each file is imported into items (a properties file per
-// key, a raw file whole, braces that are not {variables} escaped),
-// rendered with cluster.Render and addressed to its target, as the agent
-// takes it: relative to the program dir, or absolute in the data dir.
-// vars must hold {peers} for the component (cluster.VarsFor with its Peer).
-func (p *Package) Render(component string, vars cluster.Vars) ([]deploy.ConfigFile, error) {
+// Render renders the component's config files for node n of the cluster
+// t as the manager does, through config.Import (each file imported into a
+// layer: a properties file per key, a raw file whole, braces that are not
+// {variables} escaped) and config.RenderFiles (the rendering the manager's
+// Render uses), each file addressed to its target as the agent takes it:
+// relative to the program dir, or absolute in the data dir.
+func (p *Package) Render(component string, t config.Topology, n config.Member) (config.NodeConfig, error) {
 	c, ok := p.Manifest.Components[component]
 	if !ok {
-		return nil, fmt.Errorf("package %s has no component %q", p.Name, component)
+		return config.NodeConfig{}, fmt.Errorf("package %s has no component %q", p.Name, component)
 	}
-	var out []deploy.ConfigFile
-	for _, cf := range c.ConfigFiles {
-		data := p.Config[cf.Path]
-		format := cf.Format
-		if format == "" {
-			format = manifest.FormatProperties
-		}
-		var items []cluster.ConfigItem
-		if format == manifest.FormatRaw {
-			items = []cluster.ConfigItem{{Key: cluster.RawKey, Value: cluster.EscapeBraces(string(data)), Effective: true}}
-		} else {
-			entries, _ := properties.Parse(data)
-			for _, e := range entries {
-				items = append(items, cluster.ConfigItem{Key: e.Key, Value: cluster.EscapeBraces(e.Value), Comment: e.Comment, Effective: true})
-			}
-		}
-		b, err := cluster.Render(cluster.ConfigFile{Name: cf.Name, Path: cf.Path, Format: format}, items, vars)
-		if err != nil {
-			return nil, err
-		}
-		dir, rel, err := cf.Destination()
-		if err != nil {
-			return nil, fmt.Errorf("package %s: %w", p.Name, err)
-		}
-		if dir == manifest.DirData {
-			rel = path.Join(vars["dataDir"], rel)
-		}
-		out = append(out, deploy.ConfigFile{Path: rel, Content: b, Mode: 0o640})
+	layers, err := config.Import(c.ConfigFiles, p.Config)
+	if err != nil {
+		return config.NodeConfig{}, fmt.Errorf("package %s: %w", p.Name, err)
 	}
-	return out, nil
+	files := make([]config.FileEntries, len(layers))
+	for i, l := range layers {
+		target, err := config.ResolveTarget(l.File.Target, n.DataDir)
+		if err != nil {
+			return config.NodeConfig{}, fmt.Errorf("package %s: %w", p.Name, err)
+		}
+		files[i] = config.FileEntries{File: config.NodeFile{Name: l.File.Name, Path: l.File.Path, Format: l.File.Format, Target: target},
+			Entries: l.Entries}
+	}
+	return config.RenderFiles(t, n, c.Peer, files)
 }
 
 // Expand fills the variables of every string of argv.
-func Expand(argv []string, vars cluster.Vars) ([]string, error) {
+func Expand(argv []string, vars config.Vars) ([]string, error) {
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		v, err := manifest.Expand(a, vars)

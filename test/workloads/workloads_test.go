@@ -10,30 +10,18 @@ import (
 	"testing"
 
 	"github.com/admq/admq-manager/internal/archive"
-	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 )
 
-// testVars returns the variables of one node of component per ip, peer
-// being the component's peer template.
-func testVars(t *testing.T, component, peer string, ips []string, port int) []cluster.Vars {
+// render renders the component's files for the node of ips[i].
+func render(t *testing.T, p *Package, component string, ips []string, port, i int) config.NodeConfig {
 	t.Helper()
-	c := cluster.Cluster{ID: 1, Name: "c1"}
-	var nodes []cluster.Node
-	for i, ip := range ips {
-		name := component + "-" + string(rune('1'+i))
-		pd, dd := NodeDirs("/srv/admq", name)
-		nodes = append(nodes, cluster.Node{ClusterID: 1, Component: component, ManagerIP: ip, ProgramDir: pd, DataDir: dd,
-			NodeDir: name, ServerPort: port, Ordinal: i + 1})
+	top := Cluster("c1", component, "/srv/admq", ips, port)
+	nc, err := p.Render(component, top, top.Members[i])
+	if err != nil {
+		t.Fatal(err)
 	}
-	var out []cluster.Vars
-	for _, n := range nodes {
-		v, err := cluster.VarsFor(c, n, nodes, peer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, v)
-	}
-	return out
+	return nc
 }
 
 func inspect(t *testing.T, path string) archive.Inspection {
@@ -68,11 +56,8 @@ func TestZooKeeperPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	comp := pkg.Manifest.Components[ZooKeeperComponent]
-	vars := testVars(t, ZooKeeperComponent, comp.Peer, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 2181)
-	files, err := pkg.Render(ZooKeeperComponent, vars[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := render(t, pkg, ZooKeeperComponent, []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}, 2181, 1)
+	files := nc.Files
 	cfg := string(files[0].Content)
 	for _, want := range []string{
 		"dataDir=/srv/admq/data/coordinator-2\n", "clientPort=2181\n", "clientPortAddress=127.0.0.12\n",
@@ -91,7 +76,7 @@ func TestZooKeeperPackage(t *testing.T) {
 		t.Errorf("myid: %s %q", files[2].Path, files[2].Content)
 	}
 	// The agent runs java itself: no shell.
-	argv, err := Expand(comp.Start, vars[1])
+	argv, err := Expand(comp.Start, nc.Vars)
 	want := []string{"java", "-cp", "/srv/admq/program/coordinator-2/conf:/srv/admq/program/coordinator-2/lib/*",
 		"-Dzookeeper.log.dir=/srv/admq/data/coordinator-2/logs", "-Dzookeeper.root.logger=INFO,ROLLINGFILE",
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", "/srv/admq/program/coordinator-2/conf/zoo.cfg"}
@@ -118,11 +103,7 @@ func TestNATSPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	hosts := []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"}
-	vars := testVars(t, NATSComponent, pkg.Manifest.Components[NATSComponent].Peer, hosts, 4222)
-	files, err := pkg.Render(NATSComponent, vars[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := render(t, pkg, NATSComponent, hosts, 4222, 0).Files
 	if len(files) != 1 || files[0].Path != "conf/nats.conf" {
 		t.Fatalf("config files %+v", files)
 	}

@@ -38,7 +38,7 @@ var zooKeeperJars = []string{
 const ZooKeeperComponent = "coordinator"
 
 // zooCfg is conf/zoo.cfg, a properties template. The line "{zkEnsemble}"
-// becomes the server.N lines (cluster.Render).
+// becomes the server.N lines (config.RenderFile).
 const zooCfg = `# ZooKeeper for ADMQ: rendered per node by the manager.
 tickTime=2000
 initLimit=10

@@ -1,0 +1,471 @@
+package api
+
+import (
+	"errors"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/config"
+)
+
+func (a *API) configs() (*config.Service, error) {
+	if a.d.Config == nil {
+		return nil, errors.New("api: no config service configured")
+	}
+	return a.d.Config, nil
+}
+
+// itemFields names config's fields as the console's requests do.
+var itemFields = map[string]string{"key": "configKey", "value": "configValue", "comment": "describes", "items": "ids", "file": "fileMap"}
+
+// consoleFields renames the field of a config validation error to the
+// console's name for it.
+func consoleFields(err error) error {
+	if e, ok := invalid.As(err); ok {
+		if name, ok := itemFields[e.Field]; ok {
+			return &invalid.Error{Field: name, Reason: e.Reason}
+		}
+	}
+	return err
+}
+
+type configFileView struct {
+	ID         ids.ID  `json:"id"`
+	CreateTime apiTime `json:"createTime"`
+	UpdateTime apiTime `json:"updateTime"`
+	NodeID     ids.ID  `json:"nodeId"`
+	// ClusterFileID is the cluster layer this node file overlays.
+	ClusterFileID ids.ID `json:"clusterFileId"`
+	Name          string `json:"name"`
+	Path          string `json:"path"`   // in the package
+	Format        string `json:"format"` // properties or raw
+	// Target is where the file is written on the node: relative to its
+	// programDir, or absolute in its dataDir.
+	Target string `json:"target"`
+}
+
+func toConfigFileView(f config.NodeFile) configFileView {
+	return configFileView{ID: f.ID, CreateTime: apiTime(f.CreatedAt), UpdateTime: apiTime(f.UpdatedAt), NodeID: f.NodeID,
+		ClusterFileID: f.FileID, Name: f.Name, Path: f.Path, Format: f.Format, Target: f.Target}
+}
+
+// clusterFileView is the cluster layer of a config file.
+type clusterFileView struct {
+	ID         ids.ID  `json:"id"`
+	CreateTime apiTime `json:"createTime"`
+	UpdateTime apiTime `json:"updateTime"`
+	ClusterID  ids.ID  `json:"clusterId"`
+	Component  string  `json:"component"`
+	Name       string  `json:"name"`
+	Path       string  `json:"path"`   // in the package
+	Format     string  `json:"format"` // properties or raw
+	// Target is where nodes get the file: a path under their programDir,
+	// or "{programDir}/…" or "{dataDir}/…".
+	Target    string `json:"target"`
+	PackageID ids.ID `json:"packageId"`
+}
+
+func toClusterFileView(f config.File) clusterFileView {
+	return clusterFileView{ID: f.ID, CreateTime: apiTime(f.CreatedAt), UpdateTime: apiTime(f.UpdatedAt), ClusterID: f.ClusterID,
+		Component: f.Component, Name: f.Name, Path: f.Path, Format: f.Format, Target: f.Target, PackageID: f.PackageID}
+}
+
+// configItemView is a config item as the seed shows it (2.3.0.5), with
+// where a node's item comes from.
+type configItemView struct {
+	ID          ids.ID  `json:"id"`
+	CreateTime  apiTime `json:"createTime"`
+	UpdateTime  apiTime `json:"updateTime"`
+	ConfigKey   string  `json:"configKey"`
+	ConfigValue string  `json:"configValue"`
+	Effective   int     `json:"effective"` // 1 enabled, 0 disabled
+	Describes   string  `json:"describes"`
+	// Source is "cluster" when a node's item is the cluster layer's as it
+	// is, "node" when the node overrides its value or on/off, or the key
+	// is the node's own; a cluster layer's items say "cluster".
+	Source string `json:"source"`
+	// ClusterItemID is the cluster layer's item a node's item mirrors
+	// (null for a key of the node's own or a layer's item).
+	ClusterItemID ids.ID `json:"clusterItemId"`
+}
+
+func toItemView(it config.Item) configItemView {
+	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
+		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment, Source: config.SourceCluster}
+}
+
+func toNodeItemView(it config.NodeItem) configItemView {
+	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
+		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment,
+		Source: it.Source(), ClusterItemID: it.ItemID}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (a *API) listNodeConfigFiles(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	nid, err := requiredID(c, "nodeId")
+	if err != nil {
+		return err
+	}
+	if a.d.Clusters != nil {
+		if _, err := a.d.Clusters.Node(c.Request().Context(), nid); err != nil {
+			return err
+		}
+	}
+	files, err := svc.NodeFiles(c.Request().Context(), nid)
+	if err != nil {
+		return err
+	}
+	views := make([]configFileView, len(files))
+	for i, f := range files {
+		views[i] = toConfigFileView(f)
+	}
+	return ok(c, views)
+}
+
+func (a *API) listConfigItems(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	fid, err := requiredID(c, "configFileId")
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := svc.NodeItems(c.Request().Context(), fid, p)
+	if err != nil {
+		return err
+	}
+	views := make([]configItemView, len(list))
+	for i, it := range list {
+		views[i] = toNodeItemView(it)
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+// configItemRequest adds an item to nodes' config files (seed 2.3.0.6):
+// every file of fileMap (by id; the names are the console's and not
+// used) and configFileId.
+type configItemRequest struct {
+	FileMap      map[string]string `json:"fileMap,omitempty"`
+	ConfigFileID ids.ID            `json:"configFileId"`
+	// Cid, when given, is the cluster the files' nodes must belong to.
+	Cid         ids.ID  `json:"cid,omitempty"`
+	Total       int     `json:"total,omitempty"`
+	ConfigKey   string  `json:"configKey"`
+	ConfigValue *string `json:"configValue"`
+	Describes   string  `json:"describes,omitempty"`
+}
+
+func (a *API) addConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	var r configItemRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	switch {
+	case r.ConfigFileID.IsZero():
+		return invalid.Field("configFileId", "is required")
+	case r.ConfigValue == nil:
+		return invalid.Field("configValue", "is required (may be empty)")
+	}
+	files := []ids.ID{r.ConfigFileID}
+	for k := range r.FileMap {
+		id, err := ids.Parse(k)
+		if err != nil {
+			return invalid.Field("fileMap", "%q: %v", truncate(k, 32), err)
+		}
+		if id != r.ConfigFileID {
+			files = append(files, id)
+		}
+	}
+	ctx := c.Request().Context()
+	detail(c, "configFile=%s files=%d key=%q", r.ConfigFileID, len(files), truncate(r.ConfigKey, 128))
+	if !r.Cid.IsZero() && a.d.Clusters != nil {
+		for _, id := range files {
+			f, err := svc.NodeFile(ctx, id)
+			if err != nil {
+				return err
+			}
+			n, err := a.d.Clusters.Node(ctx, f.NodeID)
+			if err != nil {
+				return err
+			}
+			if n.ClusterID != r.Cid {
+				return invalid.Field("cid", "config file %s belongs to cluster %s, not %s", f.ID, n.ClusterID, r.Cid)
+			}
+		}
+	}
+	items, err := svc.AddNodeItem(ctx, files, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes})
+	if err != nil {
+		return consoleFields(err)
+	}
+	detail(c, "configFile=%s files=%d key=%q item=%s", r.ConfigFileID, len(items), truncate(items[0].Key, 128), items[0].ID)
+	return ok(c, toNodeItemView(items[0]))
+}
+
+// configItemUpdate changes an item's value or description; absent fields
+// are left as they are.
+type configItemUpdate struct {
+	ID          ids.ID  `json:"id"`
+	ConfigValue *string `json:"configValue,omitempty"`
+	Describes   *string `json:"describes,omitempty"`
+}
+
+func (a *API) updateNodeConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	var r configItemUpdate
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	if r.ID.IsZero() {
+		return invalid.Field("id", "is required")
+	}
+	detail(c, "item=%s", r.ID)
+	it, err := svc.UpdateNodeItem(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
+	if err != nil {
+		return consoleFields(err)
+	}
+	detail(c, "item=%s key=%q source=%s", r.ID, truncate(it.Key, 128), it.Source())
+	return ok(c, toNodeItemView(it))
+}
+
+func (a *API) resetNodeConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	id, err := idOf(c)
+	if err != nil {
+		return err
+	}
+	detail(c, "item=%s", id)
+	return consoleFields(okOrErr(c, svc.ResetNodeItem(c.Request().Context(), id)))
+}
+
+func okOrErr(c echo.Context, err error) error {
+	if err != nil {
+		return err
+	}
+	return ok(c, nil)
+}
+
+// itemStatusRequest enables or disables one item (seed 2.3.0.7).
+type itemStatusRequest struct {
+	ID ids.ID `json:"id"`
+	// Effective is 1 to enable the item, 0 to disable it.
+	Effective *int `json:"effective"`
+}
+
+// itemsStatusRequest enables or disables items at once (seed 2.3.0.8).
+type itemsStatusRequest struct {
+	IDs       []ids.ID `json:"ids"`
+	Effective *int     `json:"effective"`
+}
+
+func effectiveOf(e *int) (bool, error) {
+	switch {
+	case e == nil:
+		return false, invalid.Field("effective", "is required: 1 to enable, 0 to disable")
+	case *e != 0 && *e != 1:
+		return false, invalid.Field("effective", "must be 1 (enabled) or 0 (disabled)")
+	}
+	return *e == 1, nil
+}
+
+// setStatus serves the single and batch status routes of nodes' and the
+// cluster layer's items with set.
+func (a *API) setStatus(c echo.Context, batch bool, set func(svc *config.Service, ids []ids.ID, eff bool) error) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	var (
+		list []ids.ID
+		e    *int
+	)
+	if batch {
+		var r itemsStatusRequest
+		if err := decode(c, &r); err != nil {
+			return err
+		}
+		list, e = r.IDs, r.Effective
+	} else {
+		var r itemStatusRequest
+		if err := decode(c, &r); err != nil {
+			return err
+		}
+		if r.ID.IsZero() {
+			return invalid.Field("id", "is required")
+		}
+		list, e = []ids.ID{r.ID}, r.Effective
+	}
+	eff, err := effectiveOf(e)
+	if err != nil {
+		return err
+	}
+	detail(c, "items=%d effective=%d", len(list), boolInt(eff))
+	return consoleFields(okOrErr(c, set(svc, list, eff)))
+}
+
+func (a *API) setConfigItemStatus(c echo.Context) error {
+	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool) error {
+		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff)
+	})
+}
+
+func (a *API) setConfigItemsStatus(c echo.Context) error {
+	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool) error {
+		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff)
+	})
+}
+
+func (a *API) setClusterItemStatus(c echo.Context) error {
+	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool) error {
+		return svc.SetItemsEffective(c.Request().Context(), l, eff)
+	})
+}
+
+func (a *API) setClusterItemsStatus(c echo.Context) error {
+	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool) error {
+		return svc.SetItemsEffective(c.Request().Context(), l, eff)
+	})
+}
+
+func (a *API) listClusterConfigFiles(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	cid, err := requiredID(c, "clusterId")
+	if err != nil {
+		return err
+	}
+	if a.d.Clusters != nil {
+		if _, err := a.d.Clusters.Cluster(c.Request().Context(), cid); err != nil {
+			return err
+		}
+	}
+	files, err := svc.Files(c.Request().Context(), cid)
+	if err != nil {
+		return err
+	}
+	views := make([]clusterFileView, len(files))
+	for i, f := range files {
+		views[i] = toClusterFileView(f)
+	}
+	return ok(c, views)
+}
+
+func (a *API) listClusterConfigItems(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	fid, err := requiredID(c, "configFileId")
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	list, total, err := svc.Items(c.Request().Context(), fid, p)
+	if err != nil {
+		return err
+	}
+	views := make([]configItemView, len(list))
+	for i, it := range list {
+		views[i] = toItemView(it)
+	}
+	return ok(c, newPage(p, total, views))
+}
+
+// clusterItemRequest adds a key to a file's cluster layer.
+type clusterItemRequest struct {
+	// ConfigFileID is the cluster layer's file (clusterFileId of a node's
+	// file, id in /cluster/config/file).
+	ConfigFileID ids.ID  `json:"configFileId"`
+	ConfigKey    string  `json:"configKey"`
+	ConfigValue  *string `json:"configValue"`
+	Describes    string  `json:"describes,omitempty"`
+}
+
+func (a *API) addClusterConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	var r clusterItemRequest
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	switch {
+	case r.ConfigFileID.IsZero():
+		return invalid.Field("configFileId", "is required")
+	case r.ConfigValue == nil:
+		return invalid.Field("configValue", "is required (may be empty)")
+	}
+	detail(c, "clusterFile=%s key=%q", r.ConfigFileID, truncate(r.ConfigKey, 128))
+	it, err := svc.AddItem(c.Request().Context(), r.ConfigFileID, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes})
+	if err != nil {
+		return consoleFields(err)
+	}
+	detail(c, "clusterFile=%s key=%q item=%s", r.ConfigFileID, truncate(it.Key, 128), it.ID)
+	return ok(c, toItemView(it))
+}
+
+func (a *API) updateClusterConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	var r configItemUpdate
+	if err := decode(c, &r); err != nil {
+		return err
+	}
+	if r.ID.IsZero() {
+		return invalid.Field("id", "is required")
+	}
+	detail(c, "clusterItem=%s", r.ID)
+	it, err := svc.UpdateItem(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
+	if err != nil {
+		return consoleFields(err)
+	}
+	detail(c, "clusterItem=%s key=%q", r.ID, truncate(it.Key, 128))
+	return ok(c, toItemView(it))
+}
+
+func (a *API) deleteClusterConfigItem(c echo.Context) error {
+	svc, err := a.configs()
+	if err != nil {
+		return err
+	}
+	id, err := idOf(c)
+	if err != nil {
+		return err
+	}
+	detail(c, "clusterItem=%s", id)
+	return consoleFields(okOrErr(c, svc.DeleteItem(c.Request().Context(), id)))
+}
