@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 
 	"github.com/labstack/echo/v4"
@@ -8,6 +9,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/config"
+	"github.com/admq/admq-manager/manager/paging"
 )
 
 func (a *API) configs() (*config.Service, error) {
@@ -139,6 +141,12 @@ func (a *API) listConfigItems(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return listItems(c, svc.NodeItems, toNodeItemView)
+}
+
+// listItems serves a page of the items of the file ?configFileId= that
+// list reads.
+func listItems[T any](c echo.Context, list func(context.Context, ids.ID, paging.Page) ([]T, int, error), view func(T) configItemView) error {
 	fid, err := requiredID(c, "configFileId")
 	if err != nil {
 		return err
@@ -147,13 +155,13 @@ func (a *API) listConfigItems(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	list, total, err := svc.NodeItems(c.Request().Context(), fid, p)
+	items, total, err := list(c.Request().Context(), fid, p)
 	if err != nil {
 		return err
 	}
-	views := make([]configItemView, len(list))
-	for i, it := range list {
-		views[i] = toNodeItemView(it)
+	views := make([]configItemView, len(items))
+	for i, it := range items {
+		views[i] = view(it)
 	}
 	return ok(c, newPage(p, total, views))
 }
@@ -383,23 +391,7 @@ func (a *API) listClusterConfigItems(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	fid, err := requiredID(c, "configFileId")
-	if err != nil {
-		return err
-	}
-	p, err := pageOf(c)
-	if err != nil {
-		return err
-	}
-	list, total, err := svc.Items(c.Request().Context(), fid, p)
-	if err != nil {
-		return err
-	}
-	views := make([]configItemView, len(list))
-	for i, it := range list {
-		views[i] = toItemView(it)
-	}
-	return ok(c, newPage(p, total, views))
+	return listItems(c, svc.Items, toItemView)
 }
 
 // clusterItemRequest adds a key to a file's cluster layer.

@@ -37,11 +37,15 @@ var clusterErrors = []error{
 	cluster.ErrClusterExists, cluster.ErrClusterNotFound, fleet.ErrServerNotFound, pkg.ErrPackageNotFound, cluster.ErrServerRepeated,
 }
 
-func clusterErr(what string, err error) error {
+func clusterErr(what string, err error) error { return domainErr(what, err, clusterErrors) }
+
+// domainErr returns err as it is when it is one of known, which callers
+// branch on, and wrapped as the store's own failure to do what otherwise.
+func domainErr(what string, err error, known []error) error {
 	if err == nil {
 		return nil
 	}
-	for _, e := range clusterErrors {
+	for _, e := range known {
 		if errors.Is(err, e) {
 			return err
 		}

@@ -17,17 +17,7 @@ var _ config.Store = (*DB)(nil)
 // configErrors are the domain errors the config writes return as they are.
 var configErrors = []error{config.ErrFileNotFound, config.ErrItemNotFound, config.ErrItemExists, config.ErrNodeNotFound}
 
-func configErr(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	for _, e := range configErrors {
-		if errors.Is(err, e) {
-			return err
-		}
-	}
-	return fmt.Errorf("store: %s: %w", what, err)
-}
+func configErr(what string, err error) error { return domainErr(what, err, configErrors) }
 
 // NodeTopology returns the node's cluster: its name and every node.
 func (db *DB) NodeTopology(ctx context.Context, nodeID ids.ID) (config.Topology, error) {
