@@ -22,7 +22,7 @@ const migrationNode = 1023
 // goMigrations are the migrations written in Go, beside the SQL ones.
 func goMigrations() []*goose.Migration {
 	return []*goose.Migration{
-		goose.NewGoMigration(9, &goose.GoFunc{RunTx: migrateConfigLayers}, nil),
+		goose.NewGoMigration(10, &goose.GoFunc{RunTx: migrateConfigLayers}, nil),
 	}
 }
 

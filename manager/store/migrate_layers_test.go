@@ -15,7 +15,7 @@ import (
 )
 
 // oldSchemaDB makes a database file with the schema before config layers
-// (migrations 1-8) and the rows the old code wrote: a cluster of three
+// (migrations 1-9) and the rows the old code wrote: a cluster of three
 // coordinators whose zoo.cfg items agree but for maxClientCnxns (node 3
 // differs), tickTime (off on node 2), and a key only node 1 has; and a
 // myid raw file whose manifest target is {dataDir}/myid.
@@ -33,7 +33,7 @@ func oldSchemaDB(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.UpTo(ctx, 8); err != nil {
+	if _, err := p.UpTo(ctx, 9); err != nil {
 		t.Fatal(err)
 	}
 	manifest := `{"name":"zookeeper","version":"3.8.4","mqType":1,"components":{"coordinator":{"start":["x"],` +
