@@ -345,12 +345,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		bootLog.Warn("agent directory lacks binaries; SSH bootstrap of such servers will fail", "agentDir", cfg.AgentDir, "missing", missing)
 	}
 	// The Apollo-compatible Open API, on the console's port.
-	catalog := apollo.NewCatalog(m.db)
+	catalog := apollo.NewCatalog(m.db, configSvc)
 	consumers := consumer.NewService(m.db, catalog, gen, time.Now)
 	env, _ := apollo.ValidateEnv(cfg.Env)
 	openAPI := apollo.New(apollo.Deps{
 		Env: env, NamespaceLock: cfg.NamespaceLock, Locks: m.db,
-		Consumers: consumers, Users: m.db, Catalog: catalog, Areas: fleetService, Audit: m.db,
+		Consumers: consumers, Users: m.db, Catalog: catalog, Items: apollo.NewConfigItems(configSvc), Areas: fleetService, Audit: m.db,
 		IDs: gen, Now: time.Now, Log: log.With("component", "apollo"), Registerer: reg,
 	})
 	m.api = api.New(api.Deps{

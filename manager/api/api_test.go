@@ -91,7 +91,7 @@ func newHarness(t *testing.T) *harness {
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
 			Log: log, Registerer: reg, Gatherer: reg, BodyLimit: 4096, TunnelPort: 12306,
 			Exporters: metrics, FleetGatherer: fleetReg,
-			Consumers: consumer.NewService(db, apollo.NewCatalog(db), gen, time.Now),
+			Consumers: consumer.NewService(db, apollo.NewCatalog(db, db), gen, time.Now),
 		}
 	}
 	h.srv = httptest.NewServer(New(h.deps(t)))

@@ -74,6 +74,8 @@ type Deps struct {
 	// Catalog maps apps, clusters and namespaces onto ADMQ clusters, layers
 	// and config files.
 	Catalog *Catalog
+	// Items reads and edits the items of namespaces.
+	Items Items
 	// Areas are the organizations.
 	Areas Areas
 	Audit audit.Store

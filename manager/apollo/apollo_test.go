@@ -41,7 +41,7 @@ func newHarness(t *testing.T) *harness {
 	if err := fleetSvc.EnsureDefaultArea(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	catalog := NewCatalog(db)
+	catalog := NewCatalog(db, db)
 	consumers := consumer.NewService(db, catalog, gen, time.Now)
 	issued, err := consumers.Create(t.Context(), consumer.Spec{AppID: "ci", Name: "CI", OrgID: "dev", OrgName: "Dev", OwnerName: "ops", OwnerEmail: "ops@example.com"})
 	if err != nil {

@@ -25,7 +25,12 @@ type Clusters interface {
 	ClusterByName(ctx context.Context, name string) (cluster.Cluster, error)
 	Clusters(ctx context.Context, p paging.Page) ([]cluster.Cluster, int, error)
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
-	NodeFiles(ctx context.Context, nodeID ids.ID) ([]config.NodeFile, error)
+}
+
+// Files lists a cluster's config files (their cluster layers);
+// config.Service implements it.
+type Files interface {
+	Files(ctx context.Context, clusterID ids.ID) ([]config.File, error)
 }
 
 // Catalog maps Apollo's apps, clusters and namespaces onto ADMQ clusters,
@@ -42,10 +47,13 @@ type Clusters interface {
 // name, so adding a component later never widens or narrows one.
 type Catalog struct {
 	clusters Clusters
+	files    Files
 }
 
-// NewCatalog returns a catalog over clusters.
-func NewCatalog(clusters Clusters) *Catalog { return &Catalog{clusters: clusters} }
+// NewCatalog returns a catalog over clusters and their config files.
+func NewCatalog(clusters Clusters, files Files) *Catalog {
+	return &Catalog{clusters: clusters, files: files}
+}
 
 // app is an ADMQ cluster with its nodes and namespaces.
 type app struct {
@@ -54,9 +62,10 @@ type app struct {
 	namespaces []*namespace   // by display name
 }
 
-// namespace is one config file of a component: the layer of the whole
-// cluster, and the files of the component's nodes.
+// namespace is one config file of a component: its cluster layer, which
+// the component's nodes each have a copy of.
 type namespace struct {
+	layer     config.File
 	component string
 	file      string
 	// format is Apollo's: "properties" for key=value files, "txt" for raw
@@ -64,8 +73,7 @@ type namespace struct {
 	format string
 	// name is how it is listed: the file name, or component.file when
 	// another component has a file of that name.
-	name  string
-	files map[ids.ID]config.NodeFile // by node id
+	name string
 }
 
 // qualified is the name that always reaches the namespace.
@@ -74,7 +82,7 @@ func (n *namespace) qualified() string { return n.component + "." + n.file }
 // isProperties reports whether the namespace holds key=value items.
 func (n *namespace) isProperties() bool { return n.format == "properties" }
 
-// apollFormat maps a manifest format onto Apollo's.
+// apolloFormat maps a manifest format onto Apollo's.
 func apolloFormat(f string) string {
 	if f == manifest.FormatRaw {
 		return "txt"
@@ -93,32 +101,19 @@ func (c *Catalog) loadApp(ctx context.Context, name string) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", name, err)
 	}
+	files, err := c.files.Files(ctx, cl.ID)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", name, err)
+	}
 	a := &app{cluster: cl, nodes: nodes}
-	byKey := map[string]*namespace{}
-	fileOwners := map[string]map[string]bool{} // file name → components
-	for _, n := range nodes {
-		files, err := c.clusters.NodeFiles(ctx, n.ID)
-		if err != nil {
-			return nil, fmt.Errorf("app %s: node %s: %w", name, n.NodeDir, err)
-		}
-		for _, f := range files {
-			key := n.Component + "." + f.Name
-			ns := byKey[key]
-			if ns == nil {
-				ns = &namespace{component: n.Component, file: f.Name, format: apolloFormat(f.Format), files: map[ids.ID]config.NodeFile{}}
-				byKey[key] = ns
-				a.namespaces = append(a.namespaces, ns)
-				if fileOwners[f.Name] == nil {
-					fileOwners[f.Name] = map[string]bool{}
-				}
-				fileOwners[f.Name][n.Component] = true
-			}
-			ns.files[n.ID] = f
-		}
+	fileOwners := map[string]int{} // file name → components that have it
+	for _, f := range files {
+		a.namespaces = append(a.namespaces, &namespace{layer: f, component: f.Component, file: f.Name, format: apolloFormat(f.Format)})
+		fileOwners[f.Name]++
 	}
 	for _, ns := range a.namespaces {
 		ns.name = ns.file
-		if len(fileOwners[ns.file]) > 1 {
+		if fileOwners[ns.file] > 1 {
 			ns.name = ns.qualified()
 		}
 	}
@@ -269,4 +264,33 @@ func (c *Catalog) CanonicalScope(ctx context.Context, appID, clusterName, namesp
 		return "", "", invalid.Field("namespaceName", "%v", err)
 	}
 	return clusterName, ns.qualified(), nil
+}
+
+// Target is a namespace as one Apollo cluster sees it: what the
+// configuration model needs to find its items.
+type Target struct {
+	ClusterID ids.ID // the ADMQ cluster (the app)
+	App       string
+	// Node is the node of a node's cluster; zero: the default cluster,
+	// the cluster-wide layer.
+	Node      ids.ID
+	NodeName  string
+	// Layer is the config file's cluster layer.
+	Layer     ids.ID
+	Component string
+	File      string
+}
+
+// target is the namespace the call's path names.
+func (x *call) target() Target {
+	return x.targetOf(x.ns)
+}
+
+// targetOf is namespace ns as the call's cluster sees it.
+func (x *call) targetOf(ns *namespace) Target {
+	t := Target{ClusterID: x.app.cluster.ID, App: x.app.cluster.Name, Layer: ns.layer.ID, Component: ns.component, File: ns.file}
+	if x.node != nil {
+		t.Node, t.NodeName = x.node.ID, x.node.NodeDir
+	}
+	return t
 }

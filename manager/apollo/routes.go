@@ -29,6 +29,8 @@ const (
 	nsPath = "/envs/:env/apps/:appId/clusters/:clusterName/namespaces/:namespaceName"
 )
 
+var fillItemDetailQuery = queryParam{"fillItemDetail", "boolean", "include the items (default true)"}
+
 var operatorQuery = queryParam{"operator", "string", "the console user the call acts for (else the body's dataChangeCreatedBy/dataChangeLastModifiedBy/releasedBy); must exist"}
 
 // routeTable lists every Open API route; New serves exactly these and the
@@ -66,8 +68,69 @@ func (s *Server) routeTable() []route {
 			query:   []queryParam{operatorQuery},
 			body:    clusterRequest{}, resp: ClusterDTO{}, handler: s.createCluster},
 
+		{method: http.MethodGet, path: "/envs/:env/apps/:appId/clusters/:clusterName/namespaces", access: accessRead,
+			summary: "The namespaces (config files) of a cluster the token may read: every file for default, the files of the node's component for a node",
+			query:   []queryParam{fillItemDetailQuery},
+			resp:    []NamespaceDTO{}, handler: s.listNamespaces},
+		{method: http.MethodGet, path: nsPath, access: accessRead,
+			summary: "One namespace; comment says its component and path in the package, format is properties or txt (a raw file: one item, content)",
+			query:   []queryParam{fillItemDetailQuery},
+			resp:    NamespaceDTO{}, handler: s.getNamespace},
+		{method: http.MethodGet, path: "/apps/:appId/appnamespaces", access: accessRead,
+			summary: "The app's namespaces the token may read",
+			resp:    []AppNamespaceDTO{}, handler: s.listAppNamespaces},
+		{method: http.MethodPost, path: "/apps/:appId/appnamespaces", access: accessModify,
+			summary: "Refused (400) after its checks: a namespace is a config file a package's manifest declares, and comes with the nodes of its component",
+			query:   []queryParam{operatorQuery},
+			body:    AppNamespaceDTO{}, resp: AppNamespaceDTO{}, handler: s.createAppNamespace},
+		{method: http.MethodGet, path: nsPath + "/instances", access: accessRead,
+			summary: "How many nodes hold the file: every node of its component for default, 1 for a node",
+			resp:    0, handler: s.instanceCount},
 		{method: http.MethodGet, path: nsPath + "/lock", access: accessRead,
 			summary: "Who holds the namespace's lock (--namespace-lock): the first editor since its last release; never locked when the lock is off",
 			resp:    NamespaceLockDTO{}, handler: s.getLock},
+
+		{method: http.MethodGet, path: nsPath + "/items", access: accessRead,
+			summary: "A page of the namespace's items in file order: {content, page, size, total}",
+			query:   []queryParam{{"page", "integer", "page number from 0 (default 0)"}, {"size", "integer", "page size, 1-10000 (default 50)"}},
+			resp:    ItemPageDTO{}, handler: s.listItems},
+		{method: http.MethodGet, path: nsPath + "/items/:key", access: accessRead,
+			summary: "One item; 404 when the key is not there",
+			resp:    ItemDTO{}, handler: s.getItem},
+		{method: http.MethodGet, path: nsPath + "/encodedItems/:key", access: accessRead,
+			summary: "One item whose key (holding / or \\) is given as standard base64",
+			resp:    ItemDTO{}, handler: s.getItem},
+		{method: http.MethodPost, path: nsPath + "/items", access: accessModify,
+			summary: "Add an item (key ≤ 128, value ≤ 20000, comment ≤ 256 characters); the operator is ?operator= or dataChangeCreatedBy. " +
+				"An item of a node's cluster is that node's own key (or, for a key of the cluster layer switched off there, switches it on with this value)",
+			query: []queryParam{operatorQuery},
+			body:  itemRequest{}, resp: ItemDTO{}, handler: s.createItem},
+		{method: http.MethodPut, path: nsPath + "/items/:key", access: accessModify,
+			summary: "Change an item; the body's key must be the path's. createIfNotExists=true adds it when missing. " +
+				"On a node's cluster the value overrides the layer's for that node (a layer key's comment is kept)",
+			query: []queryParam{operatorQuery, {"createIfNotExists", "boolean", "add the item when the key is missing"}},
+			body:  itemRequest{}, handler: s.updateItem},
+		{method: http.MethodPut, path: nsPath + "/encodedItems/:key", access: accessModify,
+			summary: "Change an item whose key is given as standard base64",
+			query:   []queryParam{operatorQuery, {"createIfNotExists", "boolean", "add the item when the key is missing"}},
+			body:    itemRequest{}, handler: s.updateItem},
+		{method: http.MethodDelete, path: nsPath + "/items/:key", access: accessModify,
+			summary: "Delete an item (operator required). On a node's cluster a key of the layer is switched off for that node; a node's own key is deleted",
+			query:   []queryParam{operatorQuery}, handler: s.deleteItem},
+		{method: http.MethodDelete, path: nsPath + "/encodedItems/:key", access: accessModify,
+			summary: "Delete an item whose key is given as standard base64",
+			query:   []queryParam{operatorQuery}, handler: s.deleteItem},
+		{method: http.MethodPost, path: nsPath + "/items/batch-create", access: accessModify,
+			summary: "Add a list of items: all of them or, when one is refused, none",
+			query:   []queryParam{operatorQuery},
+			body:    []itemRequest{}, handler: s.batchItems},
+		{method: http.MethodPost, path: nsPath + "/items/batch-update", access: accessModify,
+			summary: "Change a list of items: all of them or none",
+			query:   []queryParam{operatorQuery, {"createIfNotExists", "boolean", "add the items that are missing"}},
+			body:    []itemRequest{}, handler: s.batchItems},
+		{method: http.MethodPost, path: nsPath + "/items/batch-delete", access: accessModify,
+			summary: "Delete a list of items (only their keys count): all of them or none",
+			query:   []queryParam{operatorQuery},
+			body:    []itemRequest{}, handler: s.batchItems},
 	}
 }
