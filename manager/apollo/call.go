@@ -298,6 +298,8 @@ func (x *call) decode(dst any) (bool, error) {
 		switch {
 		case errors.As(err, &se):
 			return false, badRequest("malformed JSON at byte %d", se.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return false, badRequest("malformed JSON: the body ends before the value does")
 		case errors.As(err, &te):
 			return false, badRequest("field %s: want a JSON %s, got %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
 		}

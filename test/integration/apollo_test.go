@@ -20,6 +20,8 @@ func TestApolloOpenAPI(t *testing.T) {
 	t.Run("apps and clusters", func(t *testing.T) { apolloAppsAndClusters(t, e) })
 	t.Run("tokens and grants", func(t *testing.T) { apolloTokensAndGrants(t, e) })
 	t.Run("namespace names", func(t *testing.T) { apolloNamespaceNames(t, e) })
+	t.Run("items", func(t *testing.T) { apolloItems(t, e) })
+	t.Run("items bad input", func(t *testing.T) { apolloItemsBadInput(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })
 }
 

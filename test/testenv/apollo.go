@@ -128,6 +128,10 @@ func (c *ApolloClient) Send(method string, segments []string, query [][2]string,
 	case withBody:
 		req.Header.Set("Content-Type", "application/json; charset=UTF-8")
 	}
+	return c.do(req, method, path)
+}
+
+func (c *ApolloClient) do(req *http.Request, method, path string) (ApolloAnswer, error) {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return ApolloAnswer{}, err
@@ -142,6 +146,19 @@ func (c *ApolloClient) Send(method string, segments []string, query [][2]string,
 		c.Observe(method, "/"+path, a)
 	}
 	return a, nil
+}
+
+// SendRaw sends body as it is with contentType, as a client that gets
+// the content type wrong would.
+func (c *ApolloClient) SendRaw(method string, segments []string, contentType, body string) (ApolloAnswer, error) {
+	path := c.path(segments)
+	req, err := http.NewRequest(method, c.base+"/openapi/v1/"+path, strings.NewReader(body))
+	if err != nil {
+		return ApolloAnswer{}, err
+	}
+	req.Header.Set("Authorization", c.token)
+	req.Header.Set("Content-Type", contentType)
+	return c.do(req, method, path)
 }
 
 // path joins segments as the flavor builds paths. An "items" segment
@@ -236,4 +253,23 @@ func escapeBytes(s, safe string, plusForSpace bool) string {
 		}
 	}
 	return b.String()
+}
+
+// ApolloItem is OpenItemDTO as ApolloOpenApiClient sends it with Gson:
+// null strings left out, the int type always there.
+type ApolloItem struct {
+	Key                      string `json:"key,omitempty"`
+	Type                     int    `json:"type"`
+	Value                    string `json:"value"`
+	Comment                  string `json:"comment,omitempty"`
+	DataChangeCreatedBy      string `json:"dataChangeCreatedBy,omitempty"`
+	DataChangeLastModifiedBy string `json:"dataChangeLastModifiedBy,omitempty"`
+}
+
+// ApolloRelease is NamespaceReleaseDTO as ApolloOpenApiClient sends it.
+type ApolloRelease struct {
+	ReleaseTitle       string `json:"releaseTitle,omitempty"`
+	ReleaseComment     string `json:"releaseComment,omitempty"`
+	ReleasedBy         string `json:"releasedBy,omitempty"`
+	IsEmergencyPublish bool   `json:"isEmergencyPublish"`
 }
