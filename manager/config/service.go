@@ -73,6 +73,10 @@ type Store interface {
 	// dropped where it equals the layer) for all of them or, if one does
 	// not exist (ErrItemNotFound), none.
 	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error
+
+	// Atomically runs fn in one transaction: every write fn makes with
+	// the context it is given takes effect, or none does.
+	Atomically(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // Packages is what the service needs of packages; *pkg.Service
@@ -390,6 +394,15 @@ func (s *Service) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, e
 		return err
 	}
 	return s.store.SetNodeItemsEffective(ctx, itemIDs, effective, s.now())
+}
+
+// Atomically runs fn, whose edits of items and node items through the
+// service (with the context fn is given) all take effect or, when fn
+// fails, none: one store transaction. Reads inside fn see the config as
+// it was before fn; fn should edit each item at most once. The Open API's
+// batch item calls are made of it.
+func (s *Service) Atomically(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.store.Atomically(ctx, fn)
 }
 
 // maxIDs caps the ids of one call.

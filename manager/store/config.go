@@ -179,15 +179,23 @@ func txIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64,
 
 // UpdateItem sets a layer item's value and comment.
 func (db *DB) UpdateItem(ctx context.Context, id ids.ID, value, comment string, now time.Time) (config.Item, error) {
-	res, err := db.w.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, updated_at = ? WHERE id = ?`,
-		value, comment, millis(now), int64(id))
-	if err == nil {
-		err = mustAffect(res, config.ErrItemNotFound)
-	}
+	var it config.Item
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, updated_at = ? WHERE id = ?`,
+			value, comment, millis(now), int64(id))
+		if err == nil {
+			err = mustAffect(res, config.ErrItemNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		it, err = scanLayerItem(tx.QueryRowContext(ctx, `SELECT `+layerItemCols+` FROM config_items WHERE id = ?`, int64(id)))
+		return err
+	})
 	if err != nil {
 		return config.Item{}, configErr("update config item", err)
 	}
-	return db.Item(ctx, id)
+	return it, nil
 }
 
 // DeleteItem removes a layer item; nodes that override its value keep the
@@ -349,21 +357,29 @@ func (db *DB) SetNodeItem(ctx context.Context, id ids.ID, value, comment *string
 	if comment != nil {
 		c = sql.NullString{String: *comment, Valid: true}
 	}
-	res, err := db.w.ExecContext(ctx, `UPDATE node_config_items SET
-			value = CASE
-				WHEN ?1 IS NULL THEN value
-				WHEN layer_item_id IS NOT NULL AND ?1 = (SELECT value FROM config_items WHERE id = layer_item_id) THEN NULL
-				ELSE ?1 END,
-			comment = CASE WHEN ?2 IS NULL OR layer_item_id IS NOT NULL THEN comment ELSE ?2 END,
-			updated_at = ?3
-		WHERE id = ?4`, v, c, millis(now), int64(id))
-	if err == nil {
-		err = mustAffect(res, config.ErrItemNotFound)
-	}
+	var it config.NodeItem
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE node_config_items SET
+				value = CASE
+					WHEN ?1 IS NULL THEN value
+					WHEN layer_item_id IS NOT NULL AND ?1 = (SELECT value FROM config_items WHERE id = layer_item_id) THEN NULL
+					ELSE ?1 END,
+				comment = CASE WHEN ?2 IS NULL OR layer_item_id IS NOT NULL THEN comment ELSE ?2 END,
+				updated_at = ?3
+			WHERE id = ?4`, v, c, millis(now), int64(id))
+		if err == nil {
+			err = mustAffect(res, config.ErrItemNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		it, err = scanNodeItem(tx.QueryRowContext(ctx, nodeItemSelect+` WHERE n.id = ?`, int64(id)))
+		return err
+	})
 	if err != nil {
 		return config.NodeItem{}, configErr("set node config item", err)
 	}
-	return db.NodeItem(ctx, id)
+	return it, nil
 }
 
 // ResetNodeItem drops a mirroring item's overrides, or deletes a key of

@@ -155,8 +155,13 @@ func (db *DB) Close() error {
 }
 
 // write runs fn in an immediate transaction on the writer and commits it
-// when fn returns nil; otherwise everything fn did is rolled back.
+// when fn returns nil; otherwise everything fn did is rolled back. Inside
+// Atomically, fn runs in Atomically's transaction instead, which commits
+// or rolls back as a whole.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if tx, ok := ctx.Value(atomicTx{}).(*sql.Tx); ok {
+		return fn(tx)
+	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -166,6 +171,21 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// atomicTx is the context key of Atomically's transaction.
+type atomicTx struct{}
+
+// Atomically runs fn in one write transaction: every store write fn makes
+// with the context it is given takes effect, or, when fn fails, none
+// does. Reads inside fn see the database as it was before fn. fn must only
+// call store methods that write through db.write (the config edits do):
+// the writer has one connection, which fn's transaction holds.
+func (db *DB) Atomically(ctx context.Context, fn func(ctx context.Context) error) error {
+	if _, ok := ctx.Value(atomicTx{}).(*sql.Tx); ok {
+		return fn(ctx)
+	}
+	return db.write(ctx, func(tx *sql.Tx) error { return fn(context.WithValue(ctx, atomicTx{}, tx)) })
 }
 
 // read runs fn in a read transaction, so that several queries (a page and
