@@ -22,6 +22,7 @@ type Layers interface {
 	UpdateNodeItem(ctx context.Context, id ids.ID, c config.Change) (config.NodeItem, error)
 	ResetNodeItem(ctx context.Context, id ids.ID) error
 	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error
+	Atomically(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // ConfigItems is the Items model over manager/config: the default
@@ -83,20 +84,24 @@ func (m *ConfigItems) List(ctx context.Context, t Target) ([]item, error) {
 	return out, nil
 }
 
-// Apply makes the changes one after the other.
+// Apply makes the changes in one transaction: all of them, or none.
+// Each change names another key (the handlers see to it), so each sees
+// the items as they were before the call.
 func (m *ConfigItems) Apply(ctx context.Context, t Target, changes []itemChange) error {
-	for _, c := range changes {
-		var err error
-		if t.Node.IsZero() {
-			err = m.applyLayer(ctx, t, c)
-		} else {
-			err = m.applyNode(ctx, t, c)
+	return m.layers.Atomically(ctx, func(ctx context.Context) error {
+		for _, c := range changes {
+			var err error
+			if t.Node.IsZero() {
+				err = m.applyLayer(ctx, t, c)
+			} else {
+				err = m.applyNode(ctx, t, c)
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (m *ConfigItems) applyLayer(ctx context.Context, t Target, c itemChange) error {

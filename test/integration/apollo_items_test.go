@@ -259,3 +259,72 @@ func apolloItemsBadInput(t *testing.T, e *apolloEnv) {
 
 // rawBody is a body sent as it is, with its content type.
 type rawBody struct{ contentType, body string }
+
+// apolloBatch: batch-create, batch-update and batch-delete change every
+// item or none.
+func apolloBatch(t *testing.T, e *apolloEnv) {
+	j, b := e.java(), e.bash()
+	path := func(cluster, op string) []string {
+		return testenv.NS("PRO", apolloApp, cluster, "broker.properties", "items", "batch-"+op)
+	}
+	items := func(kv ...string) []testenv.ApolloItem {
+		var out []testenv.ApolloItem
+		for i := 0; i < len(kv); i += 2 {
+			out = append(out, testenv.ApolloItem{Key: kv[i], Value: kv[i+1], DataChangeCreatedBy: "admin", DataChangeLastModifiedBy: "admin"})
+		}
+		return out
+	}
+	state := func(cluster string) string { return fmt.Sprint(itemsOf(t, j, cluster, "broker.properties")) }
+
+	if a := j.Must(t, 200, "POST", path("default", "create"), nil, items("b.one", "1", "b.two", "2")); len(a.Body) != 0 {
+		t.Errorf("batch-create answered %q", a.Body)
+	}
+	before := state("default")
+	for _, tc := range []struct {
+		name   string
+		op     string
+		query  [][2]string
+		body   any
+		status int
+		msg    string
+	}{
+		{"create with an existing key", "create", nil, items("b.three", "3", "num.partitions", "9"), 400, "item already exists"},
+		{"create with a bad key", "create", nil, items("b.three", "3", "bad\nkey", "9"), 400, "would corrupt the file"},
+		{"create with a long value", "create", nil, items("b.three", "3", "b.four", strings.Repeat("x", 20001)), 400, "value too long"},
+		{"update with a missing key", "update", nil, items("b.one", "11", "b.missing", "x"), 404, "item not found"},
+		{"delete with a missing key", "delete", [][2]string{{"operator", "admin"}}, items("b.one", "", "b.missing", ""), 404, "item not found"},
+		{"delete without operator", "delete", nil, items("b.one", ""), 400, "names no operator"},
+		{"a key twice", "update", nil, items("b.one", "11", "b.one", "12"), 400, "given twice"},
+		{"two operators", "create", nil, []testenv.ApolloItem{{Key: "x1", Value: "1", DataChangeCreatedBy: "admin"}, {Key: "x2", Value: "2", DataChangeCreatedBy: "other"}}, 400, "two operators"},
+		{"unknown operator", "create", [][2]string{{"operator", "mallory"}}, items("x1", "1"), 400, "user not exist"},
+		{"empty list", "create", nil, []testenv.ApolloItem{}, 400, "at least one item"},
+		{"not a list", "create", nil, testenv.ApolloItem{Key: "x", Value: "1"}, 400, "want a JSON array"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := b.Send("POST", path("default", tc.op), tc.query, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			apolloError(t, a, tc.status, tc.msg)
+			if after := state("default"); after != before {
+				t.Fatalf("a refused batch changed the namespace: %s, was %s", after, before)
+			}
+		})
+	}
+	j.Must(t, 200, "POST", path("default", "update"), [][2]string{{"createIfNotExists", "true"}}, items("b.one", "11", "b.three", "3"))
+	if m := itemsOf(t, j, "default", "broker.properties"); m["b.one"] != "11" || m["b.two"] != "2" || m["b.three"] != "3" {
+		t.Fatalf("after batch-update: %v", m)
+	}
+	j.Must(t, 200, "POST", path("default", "delete"), [][2]string{{"operator", "admin"}}, items("b.one", "", "b.two", "", "b.three", ""))
+	if m := itemsOf(t, j, "default", "broker.properties"); m["b.one"] != "" || m["b.two"] != "" || len(m) != 2 {
+		t.Fatalf("after batch-delete: %v", m)
+	}
+	// On a node's cluster: an override and a key of its own in one call.
+	j.Must(t, 200, "POST", path("broker-1", "update"), [][2]string{{"createIfNotExists", "true"}}, items("num.partitions", "6", "broker.own", "o"))
+	if m := itemsOf(t, j, "broker-1", "broker.properties"); m["num.partitions"] != "6" || m["broker.own"] != "o" {
+		t.Fatalf("broker-1 after its batch: %v", m)
+	}
+	if m := itemsOf(t, j, "default", "broker.properties"); m["num.partitions"] != "3" {
+		t.Fatalf("default after broker-1's batch: %v", m)
+	}
+}

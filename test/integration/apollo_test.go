@@ -22,6 +22,7 @@ func TestApolloOpenAPI(t *testing.T) {
 	t.Run("namespace names", func(t *testing.T) { apolloNamespaceNames(t, e) })
 	t.Run("items", func(t *testing.T) { apolloItems(t, e) })
 	t.Run("items bad input", func(t *testing.T) { apolloItemsBadInput(t, e) })
+	t.Run("batch", func(t *testing.T) { apolloBatch(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })
 }
 
