@@ -273,8 +273,8 @@ type Target struct {
 	App       string
 	// Node is the node of a node's cluster; zero: the default cluster,
 	// the cluster-wide layer.
-	Node      ids.ID
-	NodeName  string
+	Node     ids.ID
+	NodeName string
 	// Layer is the config file's cluster layer.
 	Layer     ids.ID
 	Component string

@@ -30,7 +30,9 @@ func itemsOf(t *testing.T, c *testenv.ApolloClient, cluster, ns string) map[stri
 
 func apolloItems(t *testing.T, e *apolloEnv) {
 	j, b := e.java(), e.bash()
-	ns := func(cluster, name string, more ...string) []string { return testenv.NS("PRO", apolloApp, cluster, name, more...) }
+	ns := func(cluster, name string, more ...string) []string {
+		return testenv.NS("PRO", apolloApp, cluster, name, more...)
+	}
 
 	// Read what the package brought.
 	var got map[string]any
@@ -179,7 +181,9 @@ func apolloItems(t *testing.T, e *apolloEnv) {
 // nothing.
 func apolloItemsBadInput(t *testing.T, e *apolloEnv) {
 	j, b := e.java(), e.bash()
-	ns := func(cluster, name string, more ...string) []string { return testenv.NS("PRO", apolloApp, cluster, name, more...) }
+	ns := func(cluster, name string, more ...string) []string {
+		return testenv.NS("PRO", apolloApp, cluster, name, more...)
+	}
 	_, ro := e.consumer(t, "reader", map[string]any{"appId": apolloApp})
 	_, other := e.consumer(t, "other-ns", map[string]any{"appId": apolloApp, "namespaceName": "broker.properties", "modify": true, "release": true})
 	reader, stranger := e.client(ro, testenv.ApolloJava), e.client(other, testenv.ApolloJava)
