@@ -144,6 +144,21 @@ func (m *Manager) Deploy(ctx context.Context, r DeployRequest) (DeployResult, er
 	if _, err := os.Stat(pkg); err != nil {
 		return res, fmt.Errorf("%w: %s", ErrNotCached, r.PackageSHA256)
 	}
+	// Before anything is written: the command must be the package's, and
+	// every config file must stay in the node's dirs as they are now (they
+	// are checked again once the package is unpacked, for its links).
+	mf, err := m.packageManifest(r.PackageSHA256, r.PackageFormat)
+	if err != nil {
+		return res, err
+	}
+	if err := CheckDeclared(mf, r); err != nil {
+		return res, err
+	}
+	for _, f := range r.ConfigFiles {
+		if _, err := r.dirs().writePath(f.Path); err != nil {
+			return res, err
+		}
+	}
 	unpacked, err := m.install(ctx, r, pkg)
 	if err != nil {
 		return res, err

@@ -193,6 +193,9 @@ func (d Dirs) checkNoEscape(p string) error {
 		root = d.Data
 	}
 	realRoot, err := filepath.EvalSymlinks(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // the agent will create it: nothing there leads out
+	}
 	if err != nil {
 		return fmt.Errorf("config file %s: %w", p, err)
 	}

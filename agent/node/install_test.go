@@ -15,6 +15,21 @@ import (
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 )
 
+// testManifest declares a component for each command the package's tests
+// run; tgz packs it with the entries given.
+const testManifest = `{"manifestVersion": 1, "name": "test", "version": "1.0", "components": {
+  "run": {"start": ["./run.sh"], "serverPort": 1, "health": {"command": ["true"]}},
+  "true": {"start": ["true"], "serverPort": 1, "health": {"command": ["true"]}},
+  "bintrue": {"start": ["/bin/true"], "serverPort": 1, "health": {"command": ["true"]}},
+  "sleep": {"start": ["/bin/sleep", "{myid}"], "serverPort": 1, "health": {"command": ["true"]}},
+  "declared": {"start": ["{programDir}/bin/server", "--data", "{dataDir}/db", "--id={myid}"],
+               "env": {"SERVER_HOME": "{programDir}", "ADDR": "{managerIp}:{serverPort}"}, "workDir": "bin", "serverPort": 1, "health": {"command": ["true"]}}}}`
+
+func tgz(t *testing.T, entries ...at.Entry) []byte {
+	t.Helper()
+	return at.TarGz(t, append([]at.Entry{at.File("admq-package.json", testManifest)}, entries...)...)
+}
+
 // cache puts the tar.gz data in m's package cache and returns its sha256.
 func cache(t *testing.T, m *Manager, data []byte) string {
 	t.Helper()
@@ -35,8 +50,8 @@ func TestInstallFailureLeavesNoProgramDir(t *testing.T) {
 	// The package holds a directory where the agent writes its marker: the
 	// unpack succeeds, marking it fails (as it would on a disk that fills
 	// up just then).
-	bad := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n"), at.File(markerName+"/x", "in the way\n")))
-	good := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n")))
+	bad := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n"), at.File(markerName+"/x", "in the way\n")))
+	good := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n")))
 	r := DeployRequest{
 		OperationID: "op1", Name: "n1", PackageSHA256: bad, PackageFormat: "tar.gz",
 		ProgramDir: filepath.Join(root, "program"), DataDir: filepath.Join(root, "data"), Argv: []string{"./run.sh"},
@@ -84,7 +99,7 @@ func TestInstallNoSpace(t *testing.T) {
 		}
 	})
 	m := newManager(t)
-	sha := cache(t, m, at.TarGz(t, at.File("big", strings.Repeat("x", 1<<20))))
+	sha := cache(t, m, tgz(t, at.File("big", strings.Repeat("x", 1<<20))))
 	r := DeployRequest{
 		OperationID: "op1", Name: "n1", PackageSHA256: sha, PackageFormat: "tar.gz",
 		ProgramDir: filepath.Join(mnt, "program"), DataDir: filepath.Join(t.TempDir(), "data"), Argv: []string{"true"},

@@ -1,13 +1,7 @@
 package node
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/admq/admq-manager/agent/supervisor"
+	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/invalid"
 )
 
@@ -137,27 +132,11 @@ func TestCheckFreeAddr(t *testing.T) {
 	}
 }
 
-// sleepPackage puts a package with one file in m's cache and returns its
-// sha256.
+// sleepPackage puts a package whose run.sh sleeps in m's cache and
+// returns its sha256.
 func sleepPackage(t *testing.T, m *Manager) string {
 	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	body := []byte("#!/bin/sh\nexec sleep 1000\n")
-	if err := tw.WriteHeader(&tar.Header{Name: "run.sh", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(body))}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(body)
-	tw.Close()
-	gz.Close()
-	s := sha256.Sum256(buf.Bytes())
-	sha := hex.EncodeToString(s[:])
-	eof := func() ([]byte, error) { return nil, io.EOF }
-	if _, err := m.PushPackage(t.Context(), PushHeader{SHA256: sha, Size: int64(buf.Len())}, buf.Bytes(), eof); err != nil {
-		t.Fatal(err)
-	}
-	return sha
+	return cache(t, m, tgz(t, at.Entry{Name: "run.sh", Body: "#!/bin/sh\nexec sleep 1000\n", Mode: 0o755}))
 }
 
 func TestDeployRefusesTakenAddr(t *testing.T) {

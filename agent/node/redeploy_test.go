@@ -35,8 +35,8 @@ func sleeper(t *testing.T, m *Manager, sha string) DeployRequest {
 // back, and says what the deploy must have done to the running process.
 func TestRedeployRestartsOnlyOnChange(t *testing.T) {
 	m := newManager(t)
-	pkg1 := cache(t, m, at.TarGz(t, at.File("README", "package 1\n")))
-	pkg2 := cache(t, m, at.TarGz(t, at.File("README", "package 2\n")))
+	pkg1 := cache(t, m, tgz(t, at.File("README", "package 1\n")))
+	pkg2 := cache(t, m, tgz(t, at.File("README", "package 2\n")))
 	r := sleeper(t, m, pkg1)
 	conf := filepath.Join(r.ProgramDir, "conf", "app.conf")
 	myid := r.ConfigFiles[1].Path
@@ -141,8 +141,8 @@ func TestRedeployRestartsOnlyOnChange(t *testing.T) {
 // over the dir the process runs from. The deploy changes nothing.
 func TestRedeployOtherPackageOfRunningNode(t *testing.T) {
 	m := newManager(t)
-	pkg1 := cache(t, m, at.TarGz(t, at.File("README", "package 1\n")))
-	pkg2 := cache(t, m, at.TarGz(t, at.File("README", "package 2\n")))
+	pkg1 := cache(t, m, tgz(t, at.File("README", "package 1\n")))
+	pkg2 := cache(t, m, tgz(t, at.File("README", "package 2\n")))
 	r := sleeper(t, m, pkg1)
 	res, err := m.Deploy(t.Context(), r)
 	if err != nil {

@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/admq/admq-manager/agent/supervisor"
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/manifest"
 	"github.com/admq/admq-manager/internal/nodedir"
 )
 
@@ -82,7 +84,7 @@ func TestRemoveKeepsDirsItDidNotCreate(t *testing.T) {
 	m := newManager(t)
 	root := plant(t, t.TempDir(), "usr/lib/libc.so.6", "var/lib/postgres/PG_VERSION")
 	usrLib, pg := filepath.Join(root, "usr/lib"), filepath.Join(root, "var/lib/postgres")
-	sha := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n")))
+	sha := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n")))
 	r := DeployRequest{
 		OperationID: "d1", Name: "n1", PackageSHA256: sha, PackageFormat: "tar.gz",
 		ProgramDir: usrLib, DataDir: pg, Argv: []string{"/bin/true"},
@@ -121,7 +123,7 @@ func TestRemoveKeepsDirsItDidNotCreate(t *testing.T) {
 // kept; an empty program dir that existed is unpacked into and kept.
 func TestRemoveDeletesWhatItCreated(t *testing.T) {
 	m := newManager(t)
-	sha := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n"), at.File(nodeMarkerName, `{"node":"n1","dir":"/","created":true}`)))
+	sha := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n"), at.File(nodeMarkerName, `{"node":"n1","dir":"/","created":true}`)))
 	root := t.TempDir()
 	deploy := func(name, prog, data string) {
 		t.Helper()
@@ -305,7 +307,7 @@ func TestRemoveKeepsMountPoints(t *testing.T) {
 // nothing proves.
 func TestRemoveLegacyProgramDir(t *testing.T) {
 	m := newManager(t)
-	sha := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n")))
+	sha := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n")))
 	root := t.TempDir()
 	prog, data := filepath.Join(root, "opt/n1"), filepath.Join(root, "data/n1")
 	r := DeployRequest{
@@ -359,7 +361,7 @@ func TestRemoveLegacyProgramDir(t *testing.T) {
 func TestDeployRefusesSystemDirs(t *testing.T) {
 	m := newManager(t)
 	m.homes = func() []string { return []string{"/srv/postgres"} }
-	sha := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n")))
+	sha := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n")))
 	root := t.TempDir()
 	toUsr := filepath.Join(root, "usr")
 	if err := os.Symlink("/usr/lib", toUsr); err != nil {
@@ -406,7 +408,7 @@ func TestDeployRefusesSystemDirs(t *testing.T) {
 // other node's late removal keeps them.
 func TestDeployHandsMarkerOver(t *testing.T) {
 	m := newManager(t)
-	sha := cache(t, m, at.TarGz(t, at.File("run.sh", "#!/bin/sh\n")))
+	sha := cache(t, m, tgz(t, at.File("run.sh", "#!/bin/sh\n")))
 	root := t.TempDir()
 	prog, data := filepath.Join(root, "p"), filepath.Join(root, "d")
 	for _, name := range []string{"a", "b"} {
@@ -434,5 +436,48 @@ func TestDeployHandsMarkerOver(t *testing.T) {
 	mustBeGone(t, prog, data)
 	if ents, _ := os.ReadDir(root); len(ents) != 0 {
 		t.Fatalf("left in %s: %v", root, ents)
+	}
+}
+
+// TestCheckDeclared: the command, environment and work dir a deploy asks
+// for must be one component's, with the node's own dirs.
+func TestCheckDeclared(t *testing.T) {
+	mf, err := manifest.Parse([]byte(testManifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := DeployRequest{
+		ProgramDir: "/opt/n1", DataDir: "/data/n1",
+		Argv:    []string{"/opt/n1/bin/server", "--data", "/data/n1/db", "--id=3"},
+		Env:     []string{"SERVER_HOME=/opt/n1", "ADDR=10.0.0.1:2181"},
+		WorkDir: "/opt/n1/bin",
+	}
+	if err := CheckDeclared(mf, base); err != nil {
+		t.Fatalf("the declared command: %v", err)
+	}
+	for name, change := range map[string]func(r *DeployRequest){
+		"other program dir":   func(r *DeployRequest) { r.Argv[0] = "/opt/n2/bin/server" },
+		"other data dir":      func(r *DeployRequest) { r.Argv[2] = "/tmp/db" },
+		"literal changed":     func(r *DeployRequest) { r.Argv[1] = "--config" },
+		"undeclared env":      func(r *DeployRequest) { r.Env = append(r.Env, "LD_PRELOAD=/tmp/x.so") },
+		"env of another dir":  func(r *DeployRequest) { r.Env[0] = "SERVER_HOME=/etc" },
+		"work dir not bin":    func(r *DeployRequest) { r.WorkDir = "/opt/n1" },
+		"one argument less":   func(r *DeployRequest) { r.Argv = r.Argv[:3] },
+		"another component's": func(r *DeployRequest) { r.Argv = []string{"/bin/sleep", "1"}; r.Env = r.Env[:1] },
+	} {
+		r := base
+		r.Argv, r.Env = slices.Clone(base.Argv), slices.Clone(base.Env)
+		change(&r)
+		if err := CheckDeclared(mf, r); err == nil {
+			t.Errorf("%s: accepted %+v", name, r)
+		} else if _, ok := invalid.As(err); !ok {
+			t.Errorf("%s: %v, want an *invalid.Error", name, err)
+		}
+	}
+	// Another component's command, without the env it does not declare.
+	r := base
+	r.Argv, r.Env, r.WorkDir = []string{"/bin/sleep", "600"}, nil, ""
+	if err := CheckDeclared(mf, r); err != nil {
+		t.Fatalf("sleep: %v", err)
 	}
 }

@@ -585,38 +585,92 @@ func mustExpand(s string) string {
 
 func expand(s string, value func(string) (string, error)) (string, error) {
 	var b strings.Builder
+	err := segments(s, func(lit, name string) error {
+		if name == "" {
+			b.WriteString(lit)
+			return nil
+		}
+		val, err := value(name)
+		b.WriteString(val)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// segments calls each, in order, with the literal text of template s
+// (braces unescaped; name empty) and with the name of each variable it
+// refers to.
+func segments(s string, each func(lit, name string) error) error {
+	start := 0 // of the literal text not yet given to each
+	var lit strings.Builder
+	flush := func(end int) error {
+		lit.WriteString(s[start:end])
+		if lit.Len() == 0 {
+			return nil
+		}
+		err := each(lit.String(), "")
+		lit.Reset()
+		return err
+	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
-		case c == '{' && strings.HasPrefix(s[i:], "{{"):
-			b.WriteByte('{')
+		case c == '{' && strings.HasPrefix(s[i:], "{{"), c == '}' && strings.HasPrefix(s[i:], "}}"):
+			lit.WriteString(s[start : i+1])
 			i += 2
-		case c == '}' && strings.HasPrefix(s[i:], "}}"):
-			b.WriteByte('}')
-			i += 2
+			start = i
 		case c == '}':
-			return "", fmt.Errorf(`stray "}" at byte %d (write "}}" for a literal brace)`, i)
+			return fmt.Errorf(`stray "}" at byte %d (write "}}" for a literal brace)`, i)
 		case c == '{':
 			end := strings.IndexByte(s[i:], '}')
 			if end < 0 {
-				return "", fmt.Errorf(`unclosed "{" at byte %d (write "{{" for a literal brace)`, i)
+				return fmt.Errorf(`unclosed "{" at byte %d (write "{{" for a literal brace)`, i)
 			}
 			name := s[i+1 : i+end]
 			if !slices.Contains(Variables, name) {
-				return "", fmt.Errorf("unknown variable {%s}; known: {%s}", truncate(name, 40), strings.Join(Variables, "} {"))
+				return fmt.Errorf("unknown variable {%s}; known: {%s}", truncate(name, 40), strings.Join(Variables, "} {"))
 			}
-			val, err := value(name)
-			if err != nil {
-				return "", err
+			if err := flush(i); err != nil {
+				return err
 			}
-			b.WriteString(val)
+			if err := each("", name); err != nil {
+				return err
+			}
 			i += end + 1
+			start = i
 		default:
-			b.WriteByte(c)
 			i++
 		}
 	}
-	return b.String(), nil
+	return flush(len(s))
+}
+
+// Matcher returns a pattern that matches what template s can expand to
+// when the variables in fixed have those values and every other variable
+// any value: the agent checks with it that a command it is asked to run
+// is one the package declares, without knowing every variable.
+func Matcher(s string, fixed map[string]string) (*regexp.Regexp, error) {
+	var b strings.Builder
+	b.WriteString(`^(?s:`)
+	err := segments(s, func(lit, name string) error {
+		switch v, ok := fixed[name]; {
+		case name == "":
+			b.WriteString(regexp.QuoteMeta(lit))
+		case ok:
+			b.WriteString(regexp.QuoteMeta(v))
+		default:
+			b.WriteString(`.*`)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.WriteString(`)$`)
+	return regexp.Compile(b.String())
 }
 
 func kindOf(k string) string {

@@ -267,3 +267,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMatcher(t *testing.T) {
+	fixed := map[string]string{"programDir": "/opt/a.b", "dataDir": "/data/x"}
+	for _, c := range []struct {
+		tmpl, v string
+		want    bool
+	}{
+		{"{programDir}/bin/server", "/opt/a.b/bin/server", true},
+		{"{programDir}/bin/server", "/opt/aXb/bin/server", false}, // the dot is literal
+		{"{programDir}/bin/server", "/opt/a.b/bin/server2", false},
+		{"--id={myid}", "--id=3", true},
+		{"--id={myid}", "--id=", true},
+		{"--id={myid}", "-id=3", false},
+		{"{managerIp}:{serverPort}", "10.0.0.1:2181", true},
+		{"{{literal}} {dataDir}", "{literal} /data/x", true},
+		{"{{literal}} {dataDir}", "{{literal}} /data/x", false},
+		{"a\nb{myid}", "a\nb\nc", true},
+		{".*", "anything", false},
+	} {
+		re, err := Matcher(c.tmpl, fixed)
+		if err != nil {
+			t.Fatalf("Matcher(%q): %v", c.tmpl, err)
+		}
+		if got := re.MatchString(c.v); got != c.want {
+			t.Errorf("Matcher(%q).MatchString(%q) = %v, want %v", c.tmpl, c.v, got, c.want)
+		}
+	}
+	for _, bad := range []string{"{nope}", "{myid", "}"} {
+		if _, err := Matcher(bad, fixed); err == nil {
+			t.Errorf("Matcher(%q) accepted", bad)
+		}
+	}
+}

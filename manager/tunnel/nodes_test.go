@@ -39,6 +39,9 @@ func testPackage(t *testing.T) []byte {
 	}{
 		{"bin/server.sh", "#!/bin/sh\necho \"server up: $(cat conf/server.conf)\"\nexec sleep 1000\n", 0o755},
 		{"conf/server.conf", "port=1\n", 0o644},
+		// The agent runs only what the manifest declares.
+		{"admq-package.json", `{"manifestVersion": 1, "name": "server", "version": "1.0", "components": {"broker": {
+			"start": ["/bin/sh", "bin/server.sh"], "serverPort": 4222, "health": {"command": ["true"]}}}}`, 0o644},
 	}
 	for _, d := range []string{"bin/", "conf/"} {
 		if err := tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}); err != nil {
