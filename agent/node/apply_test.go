@@ -21,15 +21,16 @@ import (
 // removed when the test ends.
 func configured(t *testing.T, m *Manager) (DeployRequest, HealthCheck) {
 	t.Helper()
-	sha := cache(t, m, at.TarGz(t, at.File("README", "config test\n")))
+	argv := []string{"/bin/sh", "-c", `rm -f ../data/started; c=$(cat conf/app.conf); case "$c" in bad*) echo "refusing $c"; exit 3;; esac; ` +
+		`echo "$c" > ../data/started.tmp && mv ../data/started.tmp ../data/started; exec sleep 600`}
+	sha := cache(t, m, at.TarGz(t, declaring(t, argv...), at.File("README", "config test\n")))
 	root := t.TempDir()
 	r := DeployRequest{
 		OperationID: "deploy", Name: "n1", PackageSHA256: sha, PackageFormat: "tar.gz",
 		ProgramDir: filepath.Join(root, "program"), DataDir: filepath.Join(root, "data"),
 		ConfigFiles: []ConfigFile{{Path: "conf/app.conf", Content: []byte("good 1\n")}},
-		Argv: []string{"/bin/sh", "-c", `rm -f ../data/started; c=$(cat conf/app.conf); case "$c" in bad*) echo "refusing $c"; exit 3;; esac; ` +
-			`echo "$c" > ../data/started.tmp && mv ../data/started.tmp ../data/started; exec sleep 600`},
-		StopGrace: 5 * time.Second, Start: true,
+		Argv:        argv,
+		StopGrace:   5 * time.Second, Start: true,
 	}
 	t.Cleanup(func() { m.Remove(context.Background(), RemoveRequest{OperationID: "cleanup", Name: r.Name}) })
 	if _, err := m.Deploy(t.Context(), r); err != nil {

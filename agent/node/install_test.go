@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -28,6 +29,23 @@ const testManifest = `{"manifestVersion": 1, "name": "test", "version": "1.0", "
 func tgz(t *testing.T, entries ...at.Entry) []byte {
 	t.Helper()
 	return at.TarGz(t, append([]at.Entry{at.File("admq-package.json", testManifest)}, entries...)...)
+}
+
+// declaring is a manifest that declares exactly argv (braces escaped), to
+// be packed as the package's first entry.
+func declaring(t *testing.T, argv ...string) at.Entry {
+	t.Helper()
+	start := make([]string, len(argv))
+	for i, a := range argv {
+		start[i] = strings.NewReplacer("{", "{{", "}", "}}").Replace(a)
+	}
+	b, err := json.Marshal(map[string]any{"manifestVersion": 1, "name": "test", "version": "1.0", "components": map[string]any{
+		"main": map[string]any{"start": start, "serverPort": 1, "health": map[string]any{"command": []string{"true"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at.File("admq-package.json", string(b))
 }
 
 // cache puts the tar.gz data in m's package cache and returns its sha256.

@@ -6,33 +6,44 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/auth"
 )
 
-// slowUser is a user whose password hash costs bcrypt's default, so that
-// checking it takes tens of milliseconds, as in production: long enough
-// for parallel logins to overlap.
-const slowUser = "carol"
+// slowUser is a user whose password hash costs slowCost, so that checking
+// it takes milliseconds (production's cost 10 takes ~60 ms; under the race
+// detector far longer): long enough for parallel logins to overlap.
+const (
+	slowUser = "carol"
+	slowCost = 8
+)
 
+// The throttle's clock stands still, so that no attempt comes back while
+// the test runs, however slowly.
 func slowUserHarness(t *testing.T) *harness {
 	t.Helper()
 	h := newHarness(t)
 	gen, _ := ids.NewGenerator(9)
-	slow, err := auth.NewService(h.db, h.secret, time.Hour, bcrypt.DefaultCost, gen, time.Now)
+	slow, err := auth.NewService(h.db, h.secret, time.Hour, slowCost, gen, time.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := slow.CreateUser(t.Context(), slowUser, adminPassword, auth.RoleViewer); err != nil {
 		t.Fatal(err)
 	}
+	d := h.deps(t)
+	a := New(d)
+	frozen := time.Now()
+	a.logins.now = func() time.Time { return frozen }
+	h.srv.Close()
+	h.srv = httptest.NewServer(a)
+	t.Cleanup(h.srv.Close)
 	return h
 }
 
