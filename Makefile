@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/admq/admq-manager/internal/version.Version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: all build run test test-setup unit lint vet fmt-check proto proto-check bench load clean
+.PHONY: all build run test test-setup unit lint vet fmt-check proto proto-check console console-check bench load clean
 
 all: build
 
@@ -20,7 +20,7 @@ run: build
 	@BIN=$(BIN) bash packaging/scripts/run-local.sh
 
 ## test: install what the tests need, then lint and run every test
-test: test-setup lint proto-check unit
+test: test-setup lint proto-check console-check unit
 
 test-setup:
 	@bash test/setup.sh
@@ -56,6 +56,21 @@ proto-check:
 		agent/v1/agent.proto && \
 	diff -r proto $$tmp/proto >/dev/null || { echo "generated protobuf code is stale: run make proto"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp; echo "proto: generated code is current"
+
+CONSOLE := manager/console
+
+## console: rebuild the web console into manager/console/dist (committed, embedded) with node/npm and the lockfile
+console:
+	cd $(CONSOLE) && npm ci --prefer-offline --no-audit --no-fund && npm run build
+
+## console-check: fail when the committed console build differs from what `make console` makes
+console-check:
+	@cd $(CONSOLE) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null && \
+	tmp=$$(mktemp -d) && \
+	npx vue-tsc --noEmit -p tsconfig.json && \
+	npx vite build --logLevel error --outDir $$tmp/dist --emptyOutDir && \
+	{ diff -r dist $$tmp/dist >/dev/null || { echo "the committed console build is stale: run make console"; diff -rq dist $$tmp/dist; rm -rf $$tmp; exit 1; }; } && \
+	rm -rf $$tmp && echo "console: committed build is current"
 
 ## bench: benchmarks of the store, API and tunnel
 bench:

@@ -33,6 +33,7 @@ import (
 	"github.com/admq/admq-manager/manager/bootstrap"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/config"
+	"github.com/admq/admq-manager/manager/console"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
@@ -353,6 +354,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		Consumers: consumers, Users: m.db, Catalog: catalog, Items: apollo.NewConfigItems(configSvc), Areas: fleetService, Audit: m.db,
 		IDs: gen, Now: time.Now, Log: log.With("component", "apollo"), Registerer: reg,
 	})
+	web, err := console.New()
+	if err != nil {
+		return nil, err
+	}
 	m.api = api.New(api.Deps{
 		Consumers: consumers, OpenAPIv1: openAPI,
 		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc, Config: configSvc,
@@ -363,6 +368,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		Exporters:       fleetMetrics,
 		FleetGatherer:   fleetReg,
 		Deploy:          m.deploy,
+		Console:         web,
+		FleetMetrics:    fleetMetrics,
 	})
 	return m, nil
 }

@@ -86,6 +86,12 @@ type Deps struct {
 	// Deploy runs deployment jobs, node commands and logs, and reports
 	// nodes' live run states; nil: those routes answer code 1.
 	Deploy Deployer
+	// Console, when set, answers GET and HEAD outside the API's prefix and
+	// the metrics paths: the web console (manager/console).
+	Console http.Handler
+	// FleetMetrics gives the latest host metrics of every reporting
+	// server, for /server/metrics; nil: an empty fleet.
+	FleetMetrics FleetMetrics
 }
 
 // Exporters tells whether a server's metrics collector, its agent, is
@@ -160,6 +166,10 @@ func New(d Deps) *API {
 			MaxRequestsInFlight: 4,
 		})))
 	}
+	if d.Console != nil {
+		e.GET("/*", a.console)
+		e.HEAD("/*", a.console)
+	}
 	return a
 }
 
@@ -174,6 +184,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.echo.ServeHTTP(w, r)
+}
+
+// console serves the web console for every GET outside the API: a path
+// under the API's prefix or /metrics that no route matched is still the
+// API's JSON "no such route", never the console's page.
+func (a *API) console(c echo.Context) error {
+	p := c.Request().URL.Path
+	for _, reserved := range []string{Prefix, "/metrics", strings.TrimSuffix(OpenAPIv1Prefix, "/")} {
+		if p == reserved || strings.HasPrefix(p, reserved+"/") {
+			return echo.ErrNotFound
+		}
+	}
+	a.d.Console.ServeHTTP(c.Response(), c.Request())
+	return nil
 }
 
 // Serve serves the API on ln until ctx is done, then drains for up to grace.

@@ -23,6 +23,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/apollo"
 	"github.com/admq/admq-manager/manager/auth"
+	"github.com/admq/admq-manager/manager/console"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -84,13 +85,17 @@ func newHarness(t *testing.T) *harness {
 	fleetReg := prometheus.NewRegistry()
 	metrics := fleetmetrics.New(fleetmetrics.Config{}, fleetSvc, fleetReg)
 	fleetSvc.ForgetOnDelete(metrics)
+	web, err := console.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := &harness{t: t, db: db, secret: secret, metrics: metrics}
 	h.deps = func(t *testing.T) Deps {
 		reg := prometheus.NewRegistry()
 		return Deps{
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
 			Log: log, Registerer: reg, Gatherer: reg, BodyLimit: 4096, TunnelPort: 12306,
-			Exporters: metrics, FleetGatherer: fleetReg,
+			Exporters: metrics, FleetGatherer: fleetReg, FleetMetrics: metrics, Console: web,
 			Consumers: consumer.NewService(db, apollo.NewCatalog(db, db), gen, time.Now),
 		}
 	}

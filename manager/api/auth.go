@@ -48,7 +48,8 @@ func (a *API) health(c echo.Context) error {
 	if a.d.AgentsConnected != nil {
 		n = a.d.AgentsConnected()
 	}
-	return ok(c, healthView{Status: "ok", AgentsConnected: n})
+	zone, offset := a.d.Now().Zone()
+	return ok(c, healthView{Status: "ok", AgentsConnected: n, TimeZone: zone, UTCOffsetSeconds: offset})
 }
 
 func (a *API) userInfo(c echo.Context) error { return ok(c, toUserView(userOf(c))) }

@@ -79,6 +79,13 @@ func (a *API) routeTable() []route {
 			query: idQuery, body: idRequest{}, handler: a.deleteServer},
 		{method: http.MethodGet, path: "/server/ping", role: auth.RoleViewer, summary: "Round trip to a server's agent through the tunnel",
 			query: []queryParam{{"id", "string", "server id"}}, data: pingView{}, handler: a.pingServer},
+		{method: http.MethodGet, path: "/server/metrics", role: auth.RoleViewer, summary: "The latest host metrics of servers whose agent has reported since the manager started, by managerIp: " +
+			"CPU, load, memory and disk (every filesystem once per device); up is false once the reports stopped (the JSON view of /metrics/fleet)",
+			query: append([]queryParam{{"serverIds", "string", "only these servers: ids separated by commas, at most 500"}}, pageQuery...),
+			data:  pageView[serverMetricsView]{}, handler: a.listServerMetrics},
+		{method: http.MethodGet, path: "/server/metrics/summary", role: auth.RoleViewer, summary: "The fleet's host metrics summed up over the servers that are up: mean CPU, memory and disk usage, " +
+			"and how many servers fall in each tenth of usage (histograms of 10 buckets, 0-10 % first)",
+			data: fleetSummaryView{}, handler: a.fleetSummary},
 		{method: http.MethodDelete, path: "/server/hostkey", role: auth.RoleOperator, summary: "Forget the SSH host key recorded on first use for managerIp:sshPort (after the host was reinstalled), so the next bootstrap records the new one",
 			query: []queryParam{
 				{"managerIp", "string", "the server's address (may be sent in the JSON body instead)"},
@@ -110,8 +117,8 @@ func (a *API) routeTable() []route {
 		{method: http.MethodDelete, path: "/consumer/grant", role: auth.RoleAdmin, summary: "Remove a grant; it stops applying at once (code 1292 when it does not exist)",
 			query: idQuery, body: idRequest{}, handler: a.deleteGrant},
 
-		{method: http.MethodGet, path: "/audit", role: auth.RoleAdmin, summary: "The audit log of every change, newest first",
-			query: pageQuery, data: pageView[auditView]{}, handler: a.listAudit},
+		{method: http.MethodGet, path: "/audit", role: auth.RoleAdmin, summary: "The audit log of every change, newest first, filtered by user, method, path and time",
+			query: append(auditQuery, pageQuery...), data: pageView[auditView]{}, handler: a.listAudit},
 
 		{method: http.MethodPost, path: "/package", role: auth.RoleOperator, summary: "Upload a package named name-Vversion-arch.ext (.tar.gz, .tgz or .tar) with admq-package.json at its root, as multipart field \"file\"",
 			multipart: true, data: packageView{}, handler: a.uploadPackage},

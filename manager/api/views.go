@@ -178,4 +178,8 @@ type pingView struct {
 type healthView struct {
 	Status          string `json:"status"`
 	AgentsConnected int    `json:"agentsConnected"`
+	// TimeZone and UTCOffsetSeconds are the manager's zone now: the API's
+	// times (yyyy-MM-dd HH:mm:ss) are in it.
+	TimeZone         string `json:"timeZone"`
+	UTCOffsetSeconds int    `json:"utcOffsetSeconds"`
 }

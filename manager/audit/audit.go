@@ -26,8 +26,16 @@ type Entry struct {
 	Detail   string // short, secret-free description of the target or error
 }
 
+// Filter selects audit entries; zero fields select everything.
+type Filter struct {
+	Username string // exactly this user
+	Method   string // exactly this HTTP method
+	Path     string // paths that contain this
+	From, To time.Time
+}
+
 // Store is what audit needs from persistence.
 type Store interface {
 	AppendAudit(ctx context.Context, e *Entry) error
-	Audit(ctx context.Context, p paging.Page) ([]Entry, int, error)
+	Audit(ctx context.Context, f Filter, p paging.Page) ([]Entry, int, error)
 }

@@ -164,3 +164,45 @@ func (s *Store) snapshot() []*entry {
 	}
 	return out
 }
+
+// Sample is a server's latest report as the store holds it.
+type Sample struct {
+	ServerID  ids.ID
+	ManagerIP string
+	Hostname  string
+	Area      string
+	// Received is when the manager got the report; Up says whether it is
+	// recent enough to count (as admq_node_up does).
+	Received time.Time
+	Up       bool
+	Report   Report
+}
+
+// DiskUsage sums the filesystems of the report once per device (a device
+// mounted twice counts once), in bytes.
+func (r *Report) DiskUsage() (total, used uint64) {
+	seen := make(map[string]bool, len(r.Filesystems))
+	for _, f := range r.Filesystems {
+		if seen[f.Device] {
+			continue
+		}
+		seen[f.Device] = true
+		total += f.Total
+		used += f.Used
+	}
+	return total, used
+}
+
+// Latest returns the latest sample of every server that has reported
+// since the manager started, in no particular order.
+func (s *Store) Latest() []Sample {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Sample, 0, len(s.entries))
+	for id, e := range s.entries {
+		out = append(out, Sample{ServerID: id, ManagerIP: e.managerIP, Hostname: e.report.Hostname, Area: e.area,
+			Received: e.received, Up: s.fresh(e, now), Report: e.report})
+	}
+	return out
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/audit"
@@ -22,10 +23,34 @@ func (db *DB) AppendAudit(ctx context.Context, e *audit.Entry) error {
 	return nil
 }
 
-// Audit returns one page of the audit log, newest first, and the total
-// number of entries.
-func (db *DB) Audit(ctx context.Context, p paging.Page) ([]audit.Entry, int, error) {
-	return listPage(ctx, db, "list audit log", `SELECT COUNT(*) FROM audit_log`, `SELECT `+auditCols+` FROM audit_log ORDER BY id DESC`, nil, p, scanAudit)
+// Audit returns one page of the audit log entries f selects, newest
+// first, and how many it selects.
+func (db *DB) Audit(ctx context.Context, f audit.Filter, p paging.Page) ([]audit.Entry, int, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.Username != "" {
+		where, args = append(where, "username = ?"), append(args, f.Username)
+	}
+	if f.Method != "" {
+		where, args = append(where, "method = ?"), append(args, f.Method)
+	}
+	if f.Path != "" {
+		where, args = append(where, "instr(path, ?) > 0"), append(args, f.Path)
+	}
+	if !f.From.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, millis(f.From))
+	}
+	if !f.To.IsZero() {
+		where, args = append(where, "at <= ?"), append(args, millis(f.To))
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	return listPage(ctx, db, "list audit log", `SELECT COUNT(*) FROM audit_log`+cond,
+		`SELECT `+auditCols+` FROM audit_log`+cond+` ORDER BY id DESC`, args, p, scanAudit)
 }
 
 const auditCols = `id, at, username, role, consumer, method, path, remote_ip, status, code, detail`

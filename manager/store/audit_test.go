@@ -36,7 +36,7 @@ func TestAudit(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("page %d", tc.page.Num), func(t *testing.T) {
-			list, total, err := db.Audit(ctx, tc.page)
+			list, total, err := db.Audit(ctx, audit.Filter{}, tc.page)
 			if err != nil {
 				t.Fatal(err)
 			}
