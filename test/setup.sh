@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 go mod download
 (cd packaging/dist && go mod download)
 
-need=(protobuf-compiler iproute2 nftables openssh-server sudo systemd rpm zookeeper nats-server libslf4j-java liblog4j1.2-java default-jdk-headless)
+need=(protobuf-compiler iproute2 nftables openssh-server sudo systemd rpm zookeeper nats-server libslf4j-java liblog4j1.2-java default-jdk-headless chromium fonts-wqy-microhei)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

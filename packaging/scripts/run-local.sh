@@ -61,6 +61,7 @@ cat <<MSG
 
   admq-manager is running (logs: $DATA/manager.log, $DATA/agent.log)
 
+  web console  http://$HTTP/      (log in as admin)
   console API  $URL      (OpenAPI: $URL/openapi.json, metrics: http://$HTTP/metrics)
   agent tunnel $TUNNEL
   admin        username admin, password $password

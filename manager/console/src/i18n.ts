@@ -7,7 +7,7 @@ const zh = {
   nav: { label: '主菜单', overview: '概览', areas: '可用区', servers: '服务器', packages: '软件包', clusters: '集群', jobs: '部署任务', tokens: '加入令牌', users: '用户', audit: '审计日志' },
   common: {
     actions: '操作', cancel: '取消', close: '关闭', code: '错误码', confirm: '请确认', copied: '已复制', copy: '复制', created: '创建时间',
-    delete: '删除', done: '操作成功', no: '否', yes: '是', notFound: '页面不存在', ok: '确定', open: '查看', pages: '分页', refresh: '刷新',
+    delete: '删除', done: '操作成功', no: '否', yes: '是', notFound: '页面不存在', ok: '确定', open: '查看', pages: '分页', pageSize: '每页条数', refresh: '刷新',
     remove: '移除', search: '查询', unreachable: '无法连接管理服务，正在重试…',
   },
   login: { username: '用户名', password: '密码', submit: '登录', expired: '登录已失效，请重新登录' },
@@ -75,7 +75,7 @@ const en: Messages = {
   nav: { label: 'Main menu', overview: 'Overview', areas: 'Areas', servers: 'Servers', packages: 'Packages', clusters: 'Clusters', jobs: 'Jobs', tokens: 'Join tokens', users: 'Users', audit: 'Audit log' },
   common: {
     actions: 'Actions', cancel: 'Cancel', close: 'Close', code: 'code', confirm: 'Please confirm', copied: 'Copied', copy: 'Copy', created: 'Created',
-    delete: 'Delete', done: 'Done', no: 'No', yes: 'Yes', notFound: 'No such page', ok: 'OK', open: 'Open', pages: 'Pages', refresh: 'Refresh',
+    delete: 'Delete', done: 'Done', no: 'No', yes: 'Yes', notFound: 'No such page', ok: 'OK', open: 'Open', pages: 'Pages', pageSize: 'Rows per page', refresh: 'Refresh',
     remove: 'Remove', search: 'Search', unreachable: 'The manager does not answer; retrying…',
   },
   login: { username: 'Username', password: 'Password', submit: 'Log in', expired: 'Your session has ended; please log in again' },

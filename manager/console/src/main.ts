@@ -9,6 +9,7 @@ import App from './App.vue'
 import { router } from './router'
 import { i18n } from './i18n'
 import { session } from './session'
+import './theme.css'
 import './style.css'
 
 session.onExpired = () => {

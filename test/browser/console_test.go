@@ -1,0 +1,301 @@
+package browser
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/admq/admq-manager/internal/manifest"
+	"github.com/admq/admq-manager/manager"
+	"github.com/admq/admq-manager/test/testenv"
+	"github.com/admq/admq-manager/test/workloads"
+)
+
+// Each test has loopback addresses of its own (Linux answers all of
+// 127/8), so that its nodes' ports meet no other test's.
+const (
+	agentIP  = "127.0.71.1"
+	nodePort = 18371
+)
+
+// nodeManifest is a broker that says it started, then sleeps; healthy
+// while its port is... not needed: /bin/true.
+func nodeManifest(port int) manifest.Manifest {
+	return manifest.Manifest{
+		ManifestVersion: 1, Name: "admq-ui", Version: "1.0", MqType: 3, Description: "a broker that sleeps, for the browser tests",
+		Components: map[string]manifest.Component{"broker": {
+			Start:      []string{"/bin/sh", "-c", "echo broker started with pid $$; exec sleep 3600"},
+			ServerPort: port,
+			Health:     manifest.Health{Command: []string{"/bin/true"}, TimeoutSeconds: 5, IntervalSeconds: 1, StartSeconds: 30},
+		}},
+	}
+}
+
+// TestConsoleOperatorJourney does, through the console only, what an
+// operator does on a new manager: log in with the keyboard, create an
+// area, create a join token and install an agent with the command shown,
+// upload a package and watch its progress, create a cluster, deploy it and
+// follow the job to the end, restart a node and see its pid change, tail
+// its log, read the audit log, switch the language, survive a manager
+// restart, and see a viewer's console without buttons that would be
+// refused. Every page is screenshotted and checked with axe-core.
+func TestConsoleOperatorJourney(t *testing.T) {
+	needBrowser(t)
+	axeJS := axeSource(t)
+	root := t.TempDir()
+	m := testenv.StartManager(t, func(c *manager.Config) { c.Tunnel.MetricsInterval = time.Second })
+	b := newBrowser(t, "http://"+m.HTTPAddr(), "zh-CN")
+	page := func(name string) {
+		t.Helper()
+		b.waitGone(".el-message", 15*time.Second) // toasts fade: let them go first
+		b.shot(name)
+		b.axe(axeJS, name)
+		b.noProblems()
+	}
+
+	// Login, with the keyboard only; the browser asked for Chinese.
+	b.visit("/", "#login-username")
+	if got := b.text("h1"); got != "ADMQ 管控台" {
+		t.Errorf("login page title %q in a zh-CN browser, want ADMQ 管控台", got)
+	}
+	page("login")
+	b.tab("#login-username", 10)
+	b.run("type the username", chromedp.KeyEvent("admin"))
+	b.tab("#login-password", 3)
+	b.run("type the password and Enter", chromedp.KeyEvent(testenv.AdminPassword), chromedp.KeyEvent(kb.Enter))
+	b.waitText("[data-test=overview]", regexp.MustCompile(`概览`), stepTimeout)
+	page("overview-empty")
+
+	// An area.
+	b.visit("/areas", "[data-test=add-area]")
+	b.click("[data-test=add-area]")
+	b.fill("#area-code", "east-1")
+	b.fill("#area-name", "华东一区")
+	b.click("[data-test=area-submit]")
+	b.waitText("[data-test=areas-table]", regexp.MustCompile(`east-1[\s\S]*华东一区|华东一区[\s\S]*east-1`), stepTimeout)
+	page("areas")
+
+	// A join token; the command shown installs an agent in that area.
+	b.visit("/servers", "[data-test=join-token]")
+	b.click("[data-test=join-token]")
+	b.fill("#tok-desc", "browser test agent")
+	b.choose("[data-test=tok-area]", "华东一区")
+	b.click("[data-test=token-submit]")
+	b.run("wait for the join command", chromedp.WaitVisible(chromedp.CSS("textarea[data-test=join-command]")))
+	join := eval[string](b, "read the join command", `document.querySelector('textarea[data-test=join-command]').value`)
+	token := regexp.MustCompile(`--token (\S+)`).FindStringSubmatch(join)
+	if !strings.HasPrefix(join, "admq-agent install --manager ") || token == nil {
+		t.Fatalf("join command %q: want admq-agent install --manager … --token …", join)
+	}
+	if _, port, _ := strings.Cut(m.TunnelAddr(), ":"); !strings.Contains(join, ":"+port+" ") {
+		t.Errorf("join command %q does not name the tunnel port %s", join, port)
+	}
+	b.shot("join-token")
+	b.click("[data-test=copy-command]")
+	b.pick(".el-dialog__footer button", "关闭")
+	startAgent(t, m, token[1], agentIP)
+	// Live status: the list refreshes itself.
+	b.waitText("[data-test=servers-table]", regexp.MustCompile(agentIP+`[\s\S]*在线`), time.Minute)
+	b.click("[data-test=servers-table] .el-table__expand-icon")
+	page("servers")
+
+	// A package, uploaded with progress shown.
+	pkgPath := workloads.Build(t, t.TempDir(), "admq-ui-V1.0-x86.tar", nodeManifest(nodePort),
+		workloads.Entry{Name: "lib/blob.bin", Random: 48 << 20})
+	b.visit("/packages", "[data-test=upload]")
+	// Record every value the progress bar shows while the file streams.
+	eval[bool](b, "watch the progress bar", `window.__progress = []; (function tick() {
+		const bar = document.querySelector('[data-test=upload-progress] [role=progressbar]');
+		if (bar) window.__progress.push(+bar.getAttribute('aria-valuenow'));
+		requestAnimationFrame(tick) })(); true`)
+	b.run("choose the file", chromedp.SetUploadFiles(chromedp.CSS("#pkg-file"), []string{pkgPath}))
+	b.waitText("[data-test=packages-table]", regexp.MustCompile(`admq-ui-V1.0-x86.tar`), time.Minute)
+	seen := eval[[]int](b, "read the progress seen", `window.__progress`)
+	if len(seen) == 0 {
+		t.Errorf("no upload progress bar was shown")
+	} else if last := seen[len(seen)-1]; last <= 0 {
+		t.Errorf("upload progress values %v: want it to reach more than 0", seen)
+	}
+	t.Logf("upload progress bar showed %d frames, values %v…", len(seen), head(seen, 8))
+	b.click("[data-test=packages-table] .el-table__expand-icon")
+	b.waitText("[data-test=packages-table]", regexp.MustCompile(`broker`), stepTimeout)
+	page("packages")
+
+	// A cluster with one broker on the agent's server, dirs under the test's.
+	b.visit("/clusters", "[data-test=create-cluster]")
+	b.click("[data-test=create-cluster]")
+	b.fill("#cl-name", "ui1")
+	b.choose("[data-test=cluster-package]", "admq-ui-V1.0-x86.tar")
+	b.click("[data-test=add-brokerList]")
+	b.choose("[data-test=list-brokerList] [data-test=node-server]", agentIP)
+	b.fill("[data-test=list-brokerList] [data-test=prog-dir]", filepath.Join(root, "opt/{cluster}/{nodeDir}"))
+	b.fill("[data-test=list-brokerList] [data-test=data-dir]", filepath.Join(root, "data/{cluster}/{nodeDir}"))
+	// The placeholders are shown expanded before the cluster is made.
+	b.waitText("[data-test=expanded]", regexp.MustCompile(regexp.QuoteMeta(filepath.Join(root, "opt/ui1/broker-1"))), stepTimeout)
+	b.shot("cluster-create")
+	b.click("[data-test=cluster-submit]")
+	b.waitText("[data-test=cluster-title]", regexp.MustCompile(`^ui1$`), stepTimeout)
+	b.waitText("[data-test=nodes-table]", regexp.MustCompile(`broker-1`), stepTimeout)
+
+	// Deploy it and follow the job's events to the end.
+	b.click("[data-test=deploy-all]")
+	b.waitText("[data-test=job-progress] [data-step=transfer]", regexp.MustCompile(`MB/s`), 2*time.Minute)
+	b.waitText("[data-test=job-state]", regexp.MustCompile(`成功|失败`), 2*time.Minute)
+	if s := b.text("[data-test=job-state]"); s != "成功" {
+		t.Fatalf("deploy job ended %q:\n%s", s, b.text("[data-test=job-progress]"))
+	}
+	for _, step := range []string{"transfer", "configure", "start", "health"} {
+		if !b.exists(fmt.Sprintf(`[data-test=job-progress] [data-step=%s][data-state=succeeded]`, step)) {
+			t.Errorf("step %s did not show as succeeded:\n%s", step, b.text("[data-test=job-progress]"))
+		}
+	}
+	pidRE := regexp.MustCompile(`^\d+$`)
+	pid := b.waitText("[data-test=nodes-table] [data-test=pid]", pidRE, stepTimeout)
+	b.waitText("[data-test=nodes-table] [data-test=run-status]", regexp.MustCompile(`运行中`), stepTimeout)
+	page("cluster-deployed")
+
+	// Restart the node: a new pid.
+	b.click("[data-test=nodes-table] [data-test=restart]")
+	newPid := b.waitText("[data-test=nodes-table] [data-test=pid]", regexp.MustCompile(`^(?:\d+)$`), stepTimeout)
+	for deadline := time.Now().Add(stepTimeout); newPid == pid && time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		newPid = b.text("[data-test=nodes-table] [data-test=pid]")
+	}
+	if newPid == pid || !pidRE.MatchString(newPid) {
+		t.Errorf("pid after restart %q, was %q: want a new pid", newPid, pid)
+	}
+	if p, _ := strconv.Atoi(newPid); p > 0 && !processRuns(p) {
+		t.Errorf("pid %d the console shows runs no process", p)
+	}
+	b.shot("node-restarted")
+
+	// Its log, followed.
+	b.click("[data-test=nodes-table] [data-test=log]")
+	b.waitText("pre[data-test=log]", regexp.MustCompile(`broker started with pid `+newPid), stepTimeout)
+	page("node-log")
+	b.run("close the log", chromedp.KeyEvent(kb.Escape))
+
+	// The overview now has a server, a cluster and a job.
+	b.visit("/overview", "[data-test=server-totals]")
+	b.waitText("[data-test=server-totals]", regexp.MustCompile(`^1\b`), stepTimeout)
+	b.waitText("[data-test=overview-clusters]", regexp.MustCompile(`ui1`), stepTimeout)
+	b.waitText("[data-test=fleet-summary]", regexp.MustCompile(`1 台上报，1 台在线`), stepTimeout)
+	page("overview")
+
+	// Jobs.
+	b.visit("/jobs", "[data-test=jobs-table]")
+	b.waitText("[data-test=jobs-table]", regexp.MustCompile(`集群部署`), stepTimeout)
+	page("jobs")
+
+	// The audit log, filtered to node commands.
+	b.visit("/audit", "[data-test=audit-table]")
+	b.fill("[data-test=audit-path]", "/admq/cmd")
+	b.click("[data-test=audit-search]")
+	// Only node commands: the restart, and no login or area.
+	s := b.waitText("[data-test=audit-table]", regexp.MustCompile(`/admq-manager/admq/cmd[\s\S]*restart`), stepTimeout)
+	for deadline := time.Now().Add(stepTimeout); (strings.Contains(s, "/login") || strings.Contains(s, "/area")) && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		s = b.text("[data-test=audit-table]")
+	}
+	if strings.Contains(s, "/login") || strings.Contains(s, "/area") {
+		t.Errorf("the audit log filtered to /admq/cmd shows other calls:\n%s", s)
+	}
+	page("audit")
+
+	// Join tokens: the one the agent used is used up.
+	b.visit("/tokens", "[data-test=tokens-table]")
+	b.waitText("[data-test=tokens-table]", regexp.MustCompile(`browser test agent[\s\S]*已用完`), stepTimeout)
+	page("tokens")
+
+	// A viewer, to come back to.
+	b.visit("/users", "[data-test=add-user]")
+	b.click("[data-test=add-user]")
+	b.fill("#user-name", "watcher")
+	b.fill("#user-pw", "watcher-secret-1")
+	b.choose("[data-test=user-role]", "只读")
+	b.click("[data-test=user-submit]")
+	b.waitText("[data-test=users-table]", regexp.MustCompile(`watcher[\s\S]*只读`), stepTimeout)
+	page("users")
+
+	// English.
+	b.choose("[data-test=lang]", "English")
+	b.waitText(".aside", regexp.MustCompile(`Overview[\s\S]*Clusters`), stepTimeout)
+	b.visit("/clusters", "[data-test=clusters-table]")
+	b.waitText("[data-test=clusters-table]", regexp.MustCompile(`ui1`), stepTimeout)
+	page("clusters-en")
+
+	// A manager restart: the console says it lost the manager, then goes
+	// on with the same session.
+	allow := b.expect("/admq-manager/")
+	m.Stop()
+	b.pick(".toolbar button", "Refresh")
+	b.waitText(".offline-banner", regexp.MustCompile(`does not answer`), stepTimeout)
+	b.shot("manager-stopped")
+	m.Start()
+	b.waitGone(".offline-banner", time.Minute)
+	allow()
+	b.mu.Lock()
+	b.problems = nil // the requests refused while the manager was down
+	b.mu.Unlock()
+	b.visit("/clusters/"+clusterID(t, m), "[data-test=nodes-table]")
+	b.waitText("[data-test=nodes-table] [data-test=run-status]", regexp.MustCompile(`running`), time.Minute)
+	page("cluster-after-restart")
+
+	// The viewer sees no button that would be refused.
+	b.click("[data-test=user-menu]")
+	b.pick(".el-dropdown-menu__item", "Log out")
+	b.visit("/login", "#login-username")
+	b.fill("#login-username", "watcher")
+	b.fill("#login-password", "watcher-secret-1")
+	b.click("[data-test=login]")
+	b.waitText("[data-test=overview]", regexp.MustCompile(`Overview`), stepTimeout)
+	for _, p := range []struct{ path, ready, forbidden string }{
+		{"/areas", "[data-test=areas-table]", "[data-test=add-area]"},
+		{"/servers", "[data-test=servers-table]", "[data-test=add-server], [data-test=join-token]"},
+		{"/packages", "[data-test=packages-table]", "[data-test=upload]"},
+		{"/clusters", "[data-test=clusters-table]", "[data-test=create-cluster]"},
+		{"/clusters/" + clusterID(t, m), "[data-test=nodes-table] [data-test=log]", "[data-test=deploy-all], [data-test=restart], [data-test=deploy-node]"},
+	} {
+		b.visit(p.path, p.ready)
+		if b.exists(p.forbidden) {
+			t.Errorf("a viewer sees %s on %s", p.forbidden, p.path)
+		}
+		if b.exists(".el-table .el-button--danger") {
+			t.Errorf("a viewer sees a delete button on %s", p.path)
+		}
+	}
+	if b.exists(".aside a[href='/users'], .el-menu-item:nth-child(9)") || strings.Contains(b.text(".aside"), "Users") {
+		t.Errorf("a viewer's menu offers admin pages: %q", b.text(".aside"))
+	}
+	page("viewer-cluster")
+}
+
+func head(v []int, n int) []int {
+	if len(v) > n {
+		return v[:n]
+	}
+	return v
+}
+
+// clusterID is the only cluster's id, from the API (for a URL the test
+// types, as a user would paste one).
+func clusterID(t *testing.T, m *testenv.Manager) string {
+	t.Helper()
+	var page struct {
+		List []struct {
+			ID string `json:"id"`
+		} `json:"list"`
+	}
+	m.Client(t).OK(t, "GET", "/admq/cluster", nil, &page)
+	if len(page.List) != 1 {
+		t.Fatalf("clusters %+v: want one", page.List)
+	}
+	return page.List[0].ID
+}
