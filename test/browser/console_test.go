@@ -2,6 +2,7 @@ package browser
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,8 +32,9 @@ func nodeManifest(port int) manifest.Manifest {
 	return manifest.Manifest{
 		ManifestVersion: 1, Name: "admq-ui", Version: "1.0", MqType: 3, Description: "a broker that sleeps, for the browser tests",
 		Components: map[string]manifest.Component{"broker": {
-			Start:      []string{"/bin/sh", "-c", "echo broker started with pid $$; exec sleep 3600"},
-			ServerPort: port,
+			Start:       []string{"/bin/sh", "-c", "echo broker started with pid $$; exec sleep 3600"},
+			ConfigFiles: []manifest.ConfigFile{{Name: "broker.properties", Path: "conf/broker.properties", Format: "properties"}},
+			ServerPort:  port,
 			Health:     manifest.Health{Command: []string{"/bin/true"}, TimeoutSeconds: 5, IntervalSeconds: 1, StartSeconds: 30},
 		}},
 	}
@@ -108,6 +110,7 @@ func TestConsoleOperatorJourney(t *testing.T) {
 
 	// A package, uploaded with progress shown.
 	pkgPath := workloads.Build(t, t.TempDir(), "admq-ui-V1.0-x86.tar", nodeManifest(nodePort),
+		workloads.Entry{Name: "conf/broker.properties", Data: []byte("greeting=hello\nlisteners=PLAINTEXT://:9092\n")},
 		workloads.Entry{Name: "lib/blob.bin", Random: 48 << 20})
 	b.visit("/packages", "[data-test=upload]")
 	// Record every value the progress bar shows while the file streams.
@@ -151,7 +154,7 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	if s := b.text("[data-test=job-state]"); s != "成功" {
 		t.Fatalf("deploy job ended %q:\n%s", s, b.text("[data-test=job-progress]"))
 	}
-	for _, step := range []string{"transfer", "configure", "start", "health"} {
+	for _, step := range []string{"transfer", "install", "configure", "start", "health"} {
 		if !b.exists(fmt.Sprintf(`[data-test=job-progress] [data-step=%s][data-state=succeeded]`, step)) {
 			t.Errorf("step %s did not show as succeeded:\n%s", step, b.text("[data-test=job-progress]"))
 		}
@@ -182,6 +185,66 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	page("node-log")
 	b.run("close the log", chromedp.KeyEvent(kb.Escape))
 
+	// Configuration: the cluster layer beside the node's file; a changed
+	// item reaches the node's file on disk with the next deployment.
+	brokerConf := filepath.Join(root, "opt/ui1/broker-1/conf/broker.properties")
+	if b, err := os.ReadFile(brokerConf); err != nil || !strings.Contains(string(b), "greeting=hello") {
+		t.Fatalf("the deployed %s: %q, %v; want greeting=hello", brokerConf, b, err)
+	}
+	b.click("[data-test=open-config]")
+	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*hello`), stepTimeout)
+	b.waitText("[data-test=node-items]", regexp.MustCompile(`greeting[\s\S]*hello[\s\S]*集群`), stepTimeout)
+	page("config")
+	b.click("[data-test=layer-items] [data-test=edit-layer-item][data-key=greeting]")
+	b.fill("#item-value", "bonjour")
+	b.click("[data-test=item-submit]")
+	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
+	b.waitText("[data-test=node-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
+	// A value the API refuses shows its message and code.
+	b.click("[data-test=add-layer-item]")
+	b.fill("#item-key", strings.Repeat("k", 129))
+	b.fill("#item-value", "x")
+	done := b.expect("/admq-manager/cluster/config")
+	b.click("[data-test=item-submit]")
+	b.waitText(".el-dialog .api-error", regexp.MustCompile(`(错误码|code) 2 PARAM_INVALID`), stepTimeout)
+	done()
+	b.forget("HTTP 400", "status of 400")
+	b.run("close the dialog", chromedp.KeyEvent(kb.Escape))
+	b.click("[data-test=apply-config]")
+	b.pick(".el-message-box__btns button", "确定")
+	b.waitText("[data-test=job-state]", regexp.MustCompile(`成功|失败`), 2*time.Minute)
+	if s := b.text("[data-test=job-state]"); s != "成功" {
+		t.Fatalf("applying the config ended %q:\n%s", s, b.text("[data-test=job-progress]"))
+	}
+	if b, err := os.ReadFile(brokerConf); err != nil || !strings.Contains(string(b), "greeting=bonjour") {
+		t.Errorf("after the change was deployed %s reads %q, %v; want greeting=bonjour", brokerConf, b, err)
+	}
+	page("config-applied")
+
+	// A third-party app of the Open API: its token shown once, a grant.
+	b.visit("/consumers", "[data-test=add-consumer]")
+	b.click("[data-test=add-consumer]")
+	b.fill("#cs-app", "ops-portal")
+	b.fill("#cs-name", "运维门户")
+	b.fill("#cs-owner", "ops")
+	b.fill("#cs-email", "ops@example.com")
+	b.click("[data-test=consumer-submit]")
+	b.run("wait for the token", chromedp.WaitVisible(chromedp.CSS("input[data-test=consumer-token]")))
+	tok := eval[string](b, "read the token", `document.querySelector('input[data-test=consumer-token]').value`)
+	if len(tok) < 20 {
+		t.Errorf("consumer token %q: want a long secret", tok)
+	}
+	b.shot("consumer-token")
+	b.pick(".el-dialog__footer button", "关闭")
+	b.waitText("[data-test=consumers-table]", regexp.MustCompile(`ops-portal`), stepTimeout)
+	b.click("[data-test=consumers-table] [data-test=grants]")
+	b.choose("[data-test=grant-cluster]", "ui1")
+	b.choose("[data-test=grant-namespace]", "broker.properties")
+	b.click("[data-test=grant-submit]")
+	b.waitText("[data-test=grants-table]", regexp.MustCompile(`ui1[\s\S]*broker.properties`), stepTimeout)
+	page("consumer-grants")
+	b.run("close the grants", chromedp.KeyEvent(kb.Escape))
+
 	// The overview now has a server, a cluster and a job.
 	b.visit("/overview", "[data-test=server-totals]")
 	b.waitText("[data-test=server-totals]", regexp.MustCompile(`^1\b`), stepTimeout)
@@ -191,7 +254,7 @@ func TestConsoleOperatorJourney(t *testing.T) {
 
 	// Jobs.
 	b.visit("/jobs", "[data-test=jobs-table]")
-	b.waitText("[data-test=jobs-table]", regexp.MustCompile(`集群部署`), stepTimeout)
+	b.waitText("[data-test=jobs-table]", regexp.MustCompile(`集群部署[\s\S]*集群部署`), stepTimeout)
 	page("jobs")
 
 	// The audit log, filtered to node commands.

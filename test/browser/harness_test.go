@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,6 +162,20 @@ func (b *browser) expect(part string) func() {
 			}
 		}
 	}
+}
+
+// forget drops the problems so far that contain any of parts: the ones a
+// step provoked on purpose.
+func (b *browser) forget(parts ...string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := b.problems[:0]
+	for _, p := range b.problems {
+		if !slices.ContainsFunc(parts, func(s string) bool { return strings.Contains(p, s) }) {
+			kept = append(kept, p)
+		}
+	}
+	b.problems = kept
 }
 
 // noProblems fails the test with every problem the page reported so far.

@@ -4,7 +4,7 @@ import { createI18n } from 'vue-i18n'
 
 const zh = {
   app: { title: 'ADMQ 管控台', subtitle: '分布式消息队列管理', language: '语言' },
-  nav: { label: '主菜单', overview: '概览', areas: '可用区', servers: '服务器', packages: '软件包', clusters: '集群', jobs: '部署任务', tokens: '加入令牌', users: '用户', audit: '审计日志' },
+  nav: { label: '主菜单', overview: '概览', areas: '可用区', servers: '服务器', packages: '软件包', clusters: '集群', jobs: '部署任务', tokens: '加入令牌', consumers: '第三方应用', users: '用户', audit: '审计日志' },
   common: {
     actions: '操作', cancel: '取消', close: '关闭', code: '错误码', confirm: '请确认', copied: '已复制', copy: '复制', created: '创建时间',
     delete: '删除', done: '操作成功', no: '否', yes: '是', notFound: '页面不存在', ok: '确定', open: '查看', pages: '分页', pageSize: '每页条数', refresh: '刷新',
@@ -21,7 +21,7 @@ const zh = {
   deploy: { undeployed: '未部署', deploying: '部署中', deployed: '已部署', failed: '部署失败' },
   jobState: { pending: '等待中', running: '进行中', succeeded: '成功', failed: '失败' },
   jobType: { deploy_cluster: '集群部署', deploy_node: '节点部署' },
-  steps: { transfer: '传输', configure: '配置', start: '启动', health: '健康检查' },
+  steps: { transfer: '传输', install: '安装', configure: '配置', start: '启动', health: '健康检查' },
   stepState: { pending: '等待', running: '进行中', succeeded: '完成', failed: '失败', skipped: '跳过', cancelled: '取消' },
   tokenStatus: { active: '有效', revoked: '已撤销', expired: '已过期', used: '已用完' },
   areas: { add: '添加可用区', code: '可用区编码', name: '可用区名称', confirmDelete: '删除可用区 {name}？' },
@@ -64,6 +64,20 @@ const zh = {
     disk: '磁盘', cpuHist: 'CPU 使用率分布（台数）', memHist: '内存使用率分布（台数）', diskHist: '磁盘使用率分布（台数）', clusters: '集群与节点状态',
     jobs: '部署任务（{n} 个进行中）',
   },
+  consumers: {
+    about: '第三方应用通过 Apollo 兼容的开放接口（/openapi/v1）读写配置：应用 = 集群，namespace = 配置文件，cluster = default 或节点。',
+    add: '创建第三方应用', appId: '应用 ID', name: '名称', owner: '负责人', orgId: '部门 ID', orgName: '部门名称', ownerName: '负责人', ownerEmail: '负责人邮箱',
+    ttlDays: '有效期（天）', token: '令牌', confirmRevoke: '撤销第三方应用 {name} 的令牌？', grants: '授权', grantsOf: '{name} 的授权', cluster: '集群（appId）',
+    namespace: '配置文件（namespace）', scope: '范围（cluster）', rights: '权限', all: '全部', allNamespaces: '全部配置文件', allScopes: '全部（default 与各节点）',
+    modify: '修改', release: '发布', read: '只读', addGrant: '添加授权',
+  },
+  config: {
+    title: '配置', file: '配置文件', apply: '部署以生效', confirmApply: '部署集群：配置有变化的节点会写入新文件并重启，其他节点不变。继续？',
+    layer: '集群层', layerHint: '该组件的所有节点', node: '节点', nodeHint: '节点的生效配置', add: '新增配置项', addOwn: '新增节点自有项',
+    key: '配置项', value: '值', describes: '说明', on: '启用', source: '来源', edit: '编辑', overrideShort: '覆盖', reset: '恢复', src: { cluster: '集群', node: '节点' },
+    addLayer: '新增集群层配置项', editLayer: '编辑集群层配置项 {key}', addNode: '新增节点自有配置项', override: '节点覆盖 {key}',
+    confirmDelete: '删除配置项 {key}？', confirmReset: '恢复 {key} 为集群层的值？',
+  },
   users: { add: '添加用户', role: '角色', confirmDelete: '删除用户 {name}？' },
   audit: { user: '用户', method: '方法', path: '路径', time: '时间', from: '开始时间', to: '结束时间', result: 'HTTP/错误码', ip: '来源地址', detail: '详情' },
 }
@@ -72,7 +86,7 @@ type Messages = typeof zh
 
 const en: Messages = {
   app: { title: 'ADMQ Console', subtitle: 'Distributed message queue management', language: 'Language' },
-  nav: { label: 'Main menu', overview: 'Overview', areas: 'Areas', servers: 'Servers', packages: 'Packages', clusters: 'Clusters', jobs: 'Jobs', tokens: 'Join tokens', users: 'Users', audit: 'Audit log' },
+  nav: { label: 'Main menu', overview: 'Overview', areas: 'Areas', servers: 'Servers', packages: 'Packages', clusters: 'Clusters', jobs: 'Jobs', tokens: 'Join tokens', consumers: 'Third-party apps', users: 'Users', audit: 'Audit log' },
   common: {
     actions: 'Actions', cancel: 'Cancel', close: 'Close', code: 'code', confirm: 'Please confirm', copied: 'Copied', copy: 'Copy', created: 'Created',
     delete: 'Delete', done: 'Done', no: 'No', yes: 'Yes', notFound: 'No such page', ok: 'OK', open: 'Open', pages: 'Pages', pageSize: 'Rows per page', refresh: 'Refresh',
@@ -89,7 +103,7 @@ const en: Messages = {
   deploy: { undeployed: 'undeployed', deploying: 'deploying', deployed: 'deployed', failed: 'failed' },
   jobState: { pending: 'pending', running: 'running', succeeded: 'succeeded', failed: 'failed' },
   jobType: { deploy_cluster: 'deploy cluster', deploy_node: 'deploy node' },
-  steps: { transfer: 'transfer', configure: 'configure', start: 'start', health: 'health' },
+  steps: { transfer: 'transfer', install: 'install', configure: 'configure', start: 'start', health: 'health' },
   stepState: { pending: 'pending', running: 'running', succeeded: 'done', failed: 'failed', skipped: 'skipped', cancelled: 'cancelled' },
   tokenStatus: { active: 'active', revoked: 'revoked', expired: 'expired', used: 'used up' },
   areas: { add: 'Add area', code: 'Code', name: 'Name', confirmDelete: 'Delete area {name}?' },
@@ -132,6 +146,20 @@ const en: Messages = {
     disk: 'Disk', cpuHist: 'CPU usage (servers)', memHist: 'Memory usage (servers)', diskHist: 'Disk usage (servers)', clusters: 'Clusters and node states',
     jobs: 'Deployment jobs ({n} running)',
   },
+  consumers: {
+    about: 'Third-party apps read and change configuration through the Apollo-compatible Open API (/openapi/v1): app = cluster, namespace = config file, cluster = default or a node.',
+    add: 'Add third-party app', appId: 'App id', name: 'Name', owner: 'Owner', orgId: 'Org id', orgName: 'Org name', ownerName: 'Owner', ownerEmail: 'Owner email',
+    ttlDays: 'Valid for (days)', token: 'Token', confirmRevoke: 'Revoke the token of {name}?', grants: 'Grants', grantsOf: 'Grants of {name}', cluster: 'Cluster (appId)',
+    namespace: 'Config file (namespace)', scope: 'Scope (cluster)', rights: 'Rights', all: 'all', allNamespaces: 'every config file', allScopes: 'all (default and each node)',
+    modify: 'modify', release: 'release', read: 'read', addGrant: 'Add a grant',
+  },
+  config: {
+    title: 'Configuration', file: 'Config file', apply: 'Deploy to apply', confirmApply: 'Deploy the cluster: nodes whose config changed get the new files and restart; the others stay as they are. Go on?',
+    layer: 'Cluster layer', layerHint: 'every node of the component', node: 'Node', nodeHint: 'the node\'s effective file', add: 'Add item', addOwn: 'Add a key of the node\'s own',
+    key: 'Key', value: 'Value', describes: 'Description', on: 'On', source: 'Source', edit: 'Edit', overrideShort: 'Override', reset: 'Reset', src: { cluster: 'cluster', node: 'node' },
+    addLayer: 'Add a cluster layer item', editLayer: 'Edit cluster layer item {key}', addNode: 'Add a key of the node\'s own', override: 'Override {key} on the node',
+    confirmDelete: 'Delete item {key}?', confirmReset: 'Reset {key} to the cluster layer\'s value?',
+  },
   users: { add: 'Add user', role: 'Role', confirmDelete: 'Delete user {name}?' },
   audit: { user: 'User', method: 'Method', path: 'Path', time: 'Time', from: 'From', to: 'To', result: 'HTTP/code', ip: 'Address', detail: 'Detail' },
 }
@@ -147,7 +175,7 @@ function initial(): Locale {
 
 // Keys built from API values (a job type, a run state): an unknown value
 // shows as itself. A missing static key is an error the browser tests see.
-const dynamic = ['run.', 'deploy.', 'jobState.', 'jobType.', 'steps.', 'stepState.', 'tokenStatus.', 'status.', 'role.']
+const dynamic = ['config.src.', 'run.', 'deploy.', 'jobState.', 'jobType.', 'steps.', 'stepState.', 'tokenStatus.', 'status.', 'role.']
 
 export const i18n = createI18n({
   legacy: false,

@@ -12,9 +12,11 @@ const routes: RouteRecordRaw[] = [
   { path: '/packages', name: 'packages', component: () => import('./views/Packages.vue') },
   { path: '/clusters', name: 'clusters', component: () => import('./views/Clusters.vue') },
   { path: '/clusters/:id', name: 'cluster', component: () => import('./views/ClusterDetail.vue'), props: true },
+  { path: '/clusters/:id/config', name: 'config', component: () => import('./views/ClusterConfig.vue'), props: true },
   { path: '/jobs', name: 'jobs', component: () => import('./views/Jobs.vue') },
   { path: '/users', name: 'users', component: () => import('./views/Users.vue'), meta: { admin: true } },
   { path: '/tokens', name: 'tokens', component: () => import('./views/Tokens.vue'), meta: { admin: true } },
+  { path: '/consumers', name: 'consumers', component: () => import('./views/Consumers.vue'), meta: { admin: true } },
   { path: '/audit', name: 'audit', component: () => import('./views/Audit.vue'), meta: { admin: true } },
   { path: '/:rest(.*)*', name: 'notfound', component: () => import('./views/NotFound.vue') },
 ]

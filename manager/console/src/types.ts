@@ -42,3 +42,21 @@ export interface CreatedToken extends Token { token: string; caCertHash: string;
 export interface AuditEntry {
   id: string; time: string; username: string; role: string; method: string; path: string; remoteIp: string; status: number; code: number; detail: string
 }
+export interface Consumer {
+  id: string; appId: string; name: string; orgId: string; orgName: string; ownerName: string; ownerEmail: string
+  status: string; expireTime: string | null; revokeTime: string | null; createdBy: string; createTime: string
+}
+export interface Grant {
+  id: string; consumerId: string; appId: string; namespaceName: string; clusterName: string; modify: boolean; release: boolean
+  createdBy: string; createTime: string
+}
+export interface ClusterFile {
+  id: string; clusterId: string; component: string; name: string; path: string; format: string; target: string; packageId: string
+}
+export interface NodeFile {
+  id: string; nodeId: string; clusterFileId: string; name: string; path: string; format: string; target: string
+}
+export interface ConfigItem {
+  id: string; configKey: string; configValue: string; effective: number; describes: string; source: string
+  clusterItemId: string | null; updateTime: string
+}
