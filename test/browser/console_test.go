@@ -226,6 +226,8 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	b.click("[data-test=add-consumer]")
 	b.fill("#cs-app", "ops-portal")
 	b.fill("#cs-name", "运维门户")
+	b.fill("#cs-org", "ops")
+	b.fill("#cs-orgname", "运维部")
 	b.fill("#cs-owner", "ops")
 	b.fill("#cs-email", "ops@example.com")
 	b.click("[data-test=consumer-submit]")
