@@ -35,7 +35,7 @@ func nodeManifest(port int) manifest.Manifest {
 			Start:       []string{"/bin/sh", "-c", "echo broker started with pid $$; exec sleep 3600"},
 			ConfigFiles: []manifest.ConfigFile{{Name: "broker.properties", Path: "conf/broker.properties", Format: "properties"}},
 			ServerPort:  port,
-			Health:     manifest.Health{Command: []string{"/bin/true"}, TimeoutSeconds: 5, IntervalSeconds: 1, StartSeconds: 30},
+			Health:      manifest.Health{Command: []string{"/bin/true"}, TimeoutSeconds: 5, IntervalSeconds: 1, StartSeconds: 30},
 		}},
 	}
 }
