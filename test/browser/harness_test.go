@@ -36,7 +36,7 @@ const stepTimeout = 30 * time.Second
 // Chromium's own errors (CSP violations among them), failed requests and
 // HTTP errors — is collected, and the test fails on it at the end.
 type browser struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	base  string
 	shots string
@@ -50,7 +50,7 @@ type browser struct {
 
 // newBrowser starts Chromium headless with a fresh profile and the
 // network features of a desktop browser off, its UI language lang.
-func newBrowser(t *testing.T, base, lang string) *browser {
+func newBrowser(t testing.TB, base, lang string) *browser {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
@@ -396,7 +396,7 @@ type axeViolation struct {
 
 // axeSource is axe-core's script from the console's node_modules (npm ci,
 // which make console-check runs): the test injects it, nothing is fetched.
-func axeSource(t *testing.T) string {
+func axeSource(t testing.TB) string {
 	t.Helper()
 	root, err := moduleRoot()
 	if err != nil {
@@ -449,7 +449,7 @@ type agent struct {
 
 // startAgent runs the agent against the manager's tunnel with the join
 // token and advertise address; it is killed in cleanup.
-func startAgent(t *testing.T, m *testenv.Manager, token, ip string) *agent {
+func startAgent(t testing.TB, m *testenv.Manager, token, ip string) *agent {
 	t.Helper()
 	a := &agent{stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	a.cmd = exec.Command(agentBin, "run", "--manager", m.TunnelAddr(), "--state-dir", filepath.Join(t.TempDir(), "agent"),
