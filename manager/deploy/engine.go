@@ -433,6 +433,9 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 		names   []string // the config files' names, by files
 		changed []string // the names of the files the configure step changed
 		ran     bool     // whether the start step was tried
+		// progress replaces the running step's detail while it runs (a
+		// transfer's bytes and rate), for those who follow the job.
+		progress func(detail string)
 	)
 	fns := map[string]func() (detail string, skipped bool, err error){
 		StepTransfer: func() (string, bool, error) {
@@ -452,7 +455,16 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				return fmt.Sprintf("the agent holds %s already", p.FileName), true, nil
 			}
 			began := e.d.Now()
-			if err := e.push(ctx, n.ServerID, p); err != nil {
+			last := began
+			report := func(at int64) {
+				now := e.d.Now()
+				if now.Sub(last) < progressEvery {
+					return
+				}
+				last = now
+				progress(transferProgress(p.FileName, at, partial, p.Size, now.Sub(began)))
+			}
+			if err := e.push(ctx, n.ServerID, p, report); err != nil {
 				return "", false, transferError(n, p, err)
 			}
 			rate := transferRate(p.Size-partial, e.d.Now().Sub(began))
@@ -539,6 +551,10 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 		}
 		s.State, s.StartedAt = StepRunning, e.d.Now()
 		e.saveStep(ctx, s)
+		progress = func(detail string) {
+			s.Detail = detail
+			e.saveStep(ctx, s)
+		}
 		detail, skipped, err := fns[s.Name]()
 		s.FinishedAt = e.d.Now()
 		switch {
@@ -753,13 +769,14 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// push streams the package file to the server's agent.
-func (e *Engine) push(ctx context.Context, server ids.ID, p pkg.Package) error {
+// push streams the package file to the server's agent, calling report
+// with how far into the file the transfer has read.
+func (e *Engine) push(ctx context.Context, server ids.ID, p pkg.Package, report func(at int64)) error {
 	f, err := os.Open(e.d.Packages.Path(p))
 	if err != nil {
 		return fmt.Errorf("open package file: %w", err)
 	}
 	defer f.Close()
-	_, err = e.d.Agents.PushPackage(ctx, server, p.SHA256, p.Size, f)
+	_, err = e.d.Agents.PushPackage(ctx, server, p.SHA256, p.Size, &readProgress{r: f, report: report})
 	return err
 }

@@ -3,6 +3,8 @@ package deploy
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +54,37 @@ func TestTransferRate(t *testing.T) {
 		if got := transferRate(tc.n, tc.d); got != tc.want {
 			t.Errorf("transferRate(%d, %v) = %q, want %q", tc.n, tc.d, got, tc.want)
 		}
+	}
+}
+
+func TestTransferProgress(t *testing.T) {
+	for _, tc := range []struct {
+		at, partial, size int64
+		d                 time.Duration
+		want              string
+	}{
+		{12e6, 0, 48e6, 300 * time.Millisecond, "sending p.tar: 12.0 of 48.0 MB (25%), 40.0 MB/s"},
+		{30e6, 20e6, 40e6, time.Second, "sending p.tar: 30.0 of 40.0 MB (75%), 10.0 MB/s"},
+		{0, 0, 0, 0, "sending p.tar: 0.0 of 0.0 MB (0%)"},
+	} {
+		if got := transferProgress("p.tar", tc.at, tc.partial, tc.size, tc.d); got != tc.want {
+			t.Errorf("transferProgress(%d, %d, %d, %v) = %q, want %q", tc.at, tc.partial, tc.size, tc.d, got, tc.want)
+		}
+	}
+}
+
+// TestReadProgressReportsTheFurthestRead: a reread of earlier bytes (a
+// retried chunk) does not move the progress back.
+func TestReadProgressReportsTheFurthestRead(t *testing.T) {
+	var got []int64
+	rp := &readProgress{r: strings.NewReader(strings.Repeat("x", 100)), report: func(at int64) { got = append(got, at) }}
+	buf := make([]byte, 40)
+	for _, off := range []int64{0, 40, 0, 80} {
+		if _, err := rp.ReadAt(buf, off); err != nil && off != 80 {
+			t.Fatal(err)
+		}
+	}
+	if want := []int64{40, 80, 100}; !slices.Equal(got, want) {
+		t.Errorf("reported %v, want %v", got, want)
 	}
 }
