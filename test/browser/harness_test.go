@@ -395,7 +395,9 @@ type axeViolation struct {
 }
 
 // axeSource is axe-core's script from the console's node_modules (npm ci,
-// which make console-check runs): the test injects it, nothing is fetched.
+// which make console-check runs before the Go tests): the test injects it,
+// nothing is fetched. Without it the accessibility pass is left out, and
+// the test says so.
 func axeSource(t testing.TB) string {
 	t.Helper()
 	root, err := moduleRoot()
@@ -404,7 +406,8 @@ func axeSource(t testing.TB) string {
 	}
 	b, err := os.ReadFile(filepath.Join(root, "manager", "console", "node_modules", "axe-core", "axe.min.js"))
 	if err != nil {
-		t.Skipf("accessibility pass needs axe-core: run npm ci in manager/console (make console-check does): %v", err)
+		t.Logf("NO ACCESSIBILITY PASS: axe-core is not installed (run npm ci in manager/console; make test does): %v", err)
+		return ""
 	}
 	return string(b)
 }
@@ -413,6 +416,9 @@ func axeSource(t testing.TB) string {
 // fails the test on every violation.
 func (b *browser) axe(src, page string) {
 	b.t.Helper()
+	if src == "" {
+		return
+	}
 	eval[bool](b, "inject axe-core", src+";true")
 	out := eval[[]axeViolation](b, "axe "+page, `axe.run(document, {
 			runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
