@@ -300,9 +300,11 @@ func (m *Manager) apply(ctx context.Context, r ApplyRequest, spec supervisor.Spe
 	if restart {
 		res.Restarted = true
 		if err := m.restartNode(ctx, r.Name, spec); err != nil {
-			return res, err
+			// As unhealthy as can be: the previous files go back.
+			res.HealthDetail = err.Error()
+		} else {
+			res.Healthy, res.HealthDetail, res.HealthChecks = m.waitHealthy(ctx, r)
 		}
-		res.Healthy, res.HealthDetail, res.HealthChecks = m.waitHealthy(ctx, r)
 		if !res.Healthy {
 			res.LogTail = m.logTail(r)
 			if r.Restore && len(done) > 0 {

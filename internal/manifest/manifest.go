@@ -136,6 +136,32 @@ type Component struct {
 	Peer string `json:"peer,omitempty"`
 	// Health tells whether a started component works.
 	Health Health `json:"health"`
+	// Quorum says that the component's nodes keep a quorum, as a
+	// ZooKeeper ensemble does: a rollout over an ensemble of 2f+1 never
+	// has more than f of them down. Coordinators always do.
+	Quorum bool `json:"quorum,omitempty"`
+	// RoleProbe finds the node whose restart costs the most (a ZooKeeper
+	// leader): a rollout restarts it last. Optional.
+	RoleProbe RoleProbe `json:"roleProbe,omitzero"`
+}
+
+// RoleProbe asks a node for its role: over TCP (send TCPSend, read the
+// answer) or with a command (its output); the node leads when the answer
+// matches Leader, a regular expression. ZooKeeper's:
+//
+//	{"tcp": "{dataIp}:{serverPort}", "send": "srvr", "leader": "Mode: leader"}
+type RoleProbe struct {
+	TCP     string   `json:"tcp,omitempty"`
+	Send    string   `json:"send,omitempty"`
+	Command []string `json:"command,omitempty"`
+	Leader  string   `json:"leader,omitempty"`
+	// TimeoutSeconds bounds one probe (0: 5s; at most 60).
+	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
+}
+
+// IsZero reports whether no probe is set.
+func (r RoleProbe) IsZero() bool {
+	return r.TCP == "" && r.Send == "" && r.Command == nil && r.Leader == "" && r.TimeoutSeconds == 0
 }
 
 // ConfigFile is a config file of a component.
@@ -481,6 +507,38 @@ func (v *validator) component(p string, c Component) {
 		}
 	}
 	v.health(p+".health", c.Health)
+	if !c.RoleProbe.IsZero() {
+		v.roleProbe(p+".roleProbe", c.RoleProbe)
+	}
+}
+
+func (v *validator) roleProbe(p string, r RoleProbe) {
+	switch {
+	case (r.TCP == "") == (r.Command == nil):
+		v.add(p, "exactly one of tcp and command is required")
+	case r.TCP != "":
+		if v.template(p+".tcp", r.TCP) {
+			if host, port, err := net.SplitHostPort(mustExpand(r.TCP)); err != nil || host == "" || port == "" {
+				v.add(p+".tcp", "must be host:port, e.g. {dataIp}:{serverPort}")
+			}
+		}
+		if len(r.Send) > 1024 {
+			v.add(p+".send", "must be at most 1024 bytes")
+		}
+	default:
+		if r.Send != "" {
+			v.add(p+".send", "only a tcp probe sends")
+		}
+		v.argv(p+".command", r.Command, "command")
+	}
+	if r.Leader == "" {
+		v.add(p+".leader", "is required: a regular expression the leader's answer matches")
+	} else if _, err := regexp.Compile(r.Leader); err != nil {
+		v.add(p+".leader", "%v", err)
+	}
+	if r.TimeoutSeconds < 0 || r.TimeoutSeconds > 60 {
+		v.add(p+".timeoutSeconds", "must be from 0 (the default) to 60")
+	}
 }
 
 // target records where config file i is written (key) and reports a file

@@ -37,6 +37,7 @@ func TestParseGood(t *testing.T) {
 			},
 			ServerPort: 2181, PortKey: "clientPort",
 			Health: Health{TCP: "{managerIp}:{serverPort}", TimeoutSeconds: 5, IntervalSeconds: 10, StartSeconds: 60},
+			Quorum: true, RoleProbe: RoleProbe{TCP: "{dataIp}:{serverPort}", Send: "srvr", Leader: "^Mode: leader$", TimeoutSeconds: 3},
 		}},
 	}
 	if !reflect.DeepEqual(m, want) {
@@ -70,7 +71,7 @@ func TestParseBad(t *testing.T) {
 		{"truncated.json", "the document ends early"},
 		{"array.json", "want a JSON object, got array"},
 		{"no-components.json", "components: at least one component is required"},
-		{"unknown-field.json", `components.coordinator.strat: unknown field; known: configFiles, env, health, peer, portKey, serverPort, start, workDir`},
+		{"unknown-field.json", `components.coordinator.strat: unknown field; known: configFiles, env, health, peer, portKey, quorum, roleProbe, serverPort, start, workDir`},
 		{"wrong-case.json", `Components: unknown field (did you mean "components"? names are case-sensitive)`},
 		{"duplicate-key.json", "components.coordinator: duplicate key"},
 		{"trailing.json", "exactly one JSON object"},
@@ -103,6 +104,8 @@ func TestParseBad(t *testing.T) {
 		{"target-shadows-path.json", `components.coordinator.configFiles[1].path: "conf/zoo.cfg" is where configFiles[0] is written too`},
 		{"peer-peers.json", "components.coordinator.peer: must not use {peers}"},
 		{"peer-template.json", `components.coordinator.peer: unclosed "{" at byte 0`},
+		{"roleprobe-both.json", "components.coordinator.roleProbe: exactly one of tcp and command is required"},
+		{"roleprobe-pattern.json", "components.coordinator.roleProbe.leader: error parsing regexp"},
 		{"many-problems.json", "name: must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit; version: must start with a digit"},
 	}
 	files, _ := filepath.Glob("testdata/bad/*.json")

@@ -93,15 +93,32 @@ type nodeView struct {
 	// Pid, StartTime, Restarts and LastExit are the agent's supervisor's
 	// view of the node's process, asked live like RunStatus: pid 0 and
 	// null startTime when nothing runs or the agent does not answer.
-	Pid                  int     `json:"pid"`
-	StartTime            apiTime `json:"startTime"`
-	Restarts             int     `json:"restarts"`
-	LastExit             string  `json:"lastExit"`
-	SyncNodeConfigStatus int     `json:"syncNodeConfigStatus"`
-	Mode                 int     `json:"mode"`
-	ProgramDir           string  `json:"programDir"`
-	DataDir              string  `json:"dataDir"`
-	NodeDir              string  `json:"nodeDir"`
+	Pid       int     `json:"pid"`
+	StartTime apiTime `json:"startTime"`
+	Restarts  int     `json:"restarts"`
+	LastExit  string  `json:"lastExit"`
+	// SyncNodeConfigStatus says whether the node's draft config is what
+	// is applied on it: 0 in sync; 1 the draft differs, a flush (restart)
+	// is required; 2 unknown, an apply was cut short (the node has the old
+	// or the new file): flush again; 3 nothing applied yet (never deployed,
+	// or deployed by a manager before config releases).
+	SyncNodeConfigStatus int `json:"syncNodeConfigStatus"`
+	// Mode is 1 when the node runs normally — deployed, running as its
+	// agent reports it now, its config in sync — and 0 otherwise.
+	Mode int `json:"mode"`
+	// DeployAgreementType is the seed's deployment protocol: 0, the
+	// agent's tunnel, for every node.
+	DeployAgreementType int `json:"deployAgreementType"`
+	// The seed's AMP/KOP monitoring links: 0 and "" until a monitoring
+	// platform is linked (none is yet).
+	AmpFacilityID    int    `json:"ampFacilityId"`
+	AmpMonitorID     int    `json:"ampMonitorId"`
+	AmpKopMonitorID  int    `json:"ampKopMonitorId"`
+	AmpKopFacilityID int    `json:"ampKopFacilityId"`
+	AmpURL           string `json:"ampUrl"`
+	ProgramDir       string `json:"programDir"`
+	DataDir          string `json:"dataDir"`
+	NodeDir          string `json:"nodeDir"`
 	// Myid is the node's ordinal in its component; a coordinator's
 	// ZooKeeper myid.
 	Myid        int             `json:"myid"`
@@ -135,7 +152,7 @@ func toNodeView(n cluster.Node, files []config.NodeFile) nodeView {
 		ID: n.ID, CreateTime: apiTime(n.CreatedAt), UpdateTime: apiTime(n.UpdatedAt), ClusterID: n.ClusterID,
 		ServerID: n.ServerID, ManagerIP: n.ManagerIP, DataIP: n.DataIP, Component: n.Component,
 		ComponentType: n.ComponentType, ComponentTypeStr: componentTypeStr(n), ServerPort: n.ServerPort,
-		DeployStatus: n.DeployState, RunStatus: n.RunState, Mode: 1,
+		DeployStatus: n.DeployState, RunStatus: n.RunState, SyncNodeConfigStatus: config.SyncNeverApplied,
 		ProgramDir: n.ProgramDir, DataDir: n.DataDir, NodeDir: n.NodeDir, Myid: n.Ordinal, PackageID: n.PackageID,
 		ConfigFiles: refs,
 	}
@@ -275,6 +292,9 @@ func (a *API) listClusterNodes(c echo.Context) error {
 		return err
 	}
 	a.liveRunStatus(c, list, views)
+	if err := a.syncStatus(c, list, views); err != nil {
+		return err
+	}
 	return ok(c, newPage(p, total, views))
 }
 
@@ -294,4 +314,31 @@ func (a *API) deleteCluster(c echo.Context) error {
 	}
 	detail(c, "cluster=%s (%s) nodes=%d notCleaned=%d", cl.Name, cl.ID, cl.NodeCount, len(notCleaned))
 	return ok(c, toDeleteClusterView(notCleaned))
+}
+
+// syncStatus fills each node's syncNodeConfigStatus from the config
+// service and its mode from that and its states.
+func (a *API) syncStatus(c echo.Context, nodes []cluster.Node, views []nodeView) error {
+	if a.d.Config == nil || len(nodes) == 0 {
+		return nil
+	}
+	sync, err := a.d.Config.SyncStatus(c.Request().Context(), nodeIDsOf(nodes))
+	if err != nil {
+		return err
+	}
+	for i, n := range nodes {
+		views[i].SyncNodeConfigStatus = sync[n.ID]
+		if views[i].DeployStatus == cluster.DeployDeployed && views[i].RunStatus == cluster.RunRunning && sync[n.ID] == config.SyncInSync {
+			views[i].Mode = 1
+		}
+	}
+	return nil
+}
+
+func nodeIDsOf(nodes []cluster.Node) []ids.ID {
+	out := make([]ids.ID, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.ID
+	}
+	return out
 }

@@ -102,7 +102,7 @@ func TestClusterAPI(t *testing.T) {
 	cl := decodeData[clusterItem](t, r)
 	if cl.Name != "c1" || cl.NodeCount != 3 || len(cl.Nodes) != 3 || cl.Nodes[2].Myid != 3 ||
 		cl.Nodes[0].ComponentTypeStr != "admq协调器" || cl.Nodes[0].ComponentType != 1 || cl.Nodes[0].ServerPort != 2181 ||
-		cl.Nodes[0].DataDir != "/data/admq/c1/coordinator-1" || cl.Nodes[0].DeployStatus != "undeployed" || cl.Nodes[0].Mode != 1 ||
+		cl.Nodes[0].DataDir != "/data/admq/c1/coordinator-1" || cl.Nodes[0].DeployStatus != "undeployed" || cl.Nodes[0].Mode != 0 || cl.Nodes[0].SyncNodeConfigStatus != 3 ||
 		len(cl.Nodes[0].ConfigFiles) != 1 || cl.Nodes[0].ConfigFiles[0].Name != "zoo.cfg" || !regexpTime.MatchString(cl.CreateTime) {
 		t.Fatalf("created %+v", cl)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/paging"
 )
@@ -29,6 +30,8 @@ type Deployer interface {
 	Logs(ctx context.Context, nodeID ids.ID, maxBytes int) ([]byte, error)
 	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]deploy.LiveState
 	Cleanups(ctx context.Context, serverID ids.ID, p paging.Page) ([]deploy.Cleanup, int, error)
+	Flush(ctx context.Context, r deploy.FlushRequest) (deploy.FlushResult, error)
+	Rollout(ctx context.Context, r deploy.RolloutRequest) (deploy.Job, config.Release, error)
 }
 
 // jobEventInterval is how often the event stream rereads a job when no
@@ -62,7 +65,7 @@ type cmdRequest struct {
 
 type jobView struct {
 	ID         ids.ID  `json:"id"`
-	Type       string  `json:"type"` // deploy_cluster or deploy_node
+	Type       string  `json:"type"` // deploy_cluster, deploy_node, config_flush, config_rollout, config_rollback, rolling_restart
 	ClusterID  ids.ID  `json:"clusterId"`
 	NodeID     ids.ID  `json:"nodeId"` // null for a cluster job
 	State      string  `json:"state"`  // pending, running, succeeded, failed
@@ -79,19 +82,31 @@ func toJobView(j deploy.Job) jobView {
 }
 
 type stepView struct {
-	ID         ids.ID  `json:"id"`
-	JobID      ids.ID  `json:"jobId"`
-	NodeID     ids.ID  `json:"nodeId"`
-	Name       string  `json:"name"`  // transfer, configure, start, health
+	ID     ids.ID `json:"id"`
+	JobID  ids.ID `json:"jobId"`
+	NodeID ids.ID `json:"nodeId"`
+	// Name is transfer, install, configure, start or health for a
+	// deployment; apply (write the file, restart, check) or restart for a
+	// rollout.
+	Name       string  `json:"name"`
 	State      string  `json:"state"` // pending, running, succeeded, failed, skipped, cancelled
 	Detail     string  `json:"detail"`
 	StartTime  apiTime `json:"startTime"`
 	FinishTime apiTime `json:"finishTime"`
+	// A rollout's step: the release it applied, the node's pid before and
+	// after, whether it was healthy after the restart (null: not
+	// restarted), and how long the agent took.
+	ReleaseID  ids.ID `json:"releaseId"`
+	PidBefore  int    `json:"pidBefore"`
+	PidAfter   int    `json:"pidAfter"`
+	Healthy    *bool  `json:"healthy"`
+	DurationMs int64  `json:"durationMs"`
 }
 
 func toStepView(s deploy.Step) stepView {
 	return stepView{ID: s.ID, JobID: s.JobID, NodeID: s.NodeID, Name: s.Name, State: s.State, Detail: s.Detail,
-		StartTime: apiTime(s.StartedAt), FinishTime: apiTime(s.FinishedAt)}
+		StartTime: apiTime(s.StartedAt), FinishTime: apiTime(s.FinishedAt), ReleaseID: s.ReleaseID, PidBefore: s.PIDBefore,
+		PidAfter: s.PIDAfter, Healthy: s.Healthy, DurationMs: s.Duration.Milliseconds()}
 }
 
 type jobNodeView struct {

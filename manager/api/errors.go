@@ -78,6 +78,11 @@ const (
 	codeNodeUnavailable  = 1407
 	codeJobNotExist      = 1408 // new
 	codeNodeNotInstalled = 1409 // new
+	// Config releases and rollouts.
+	codeNodeHeld         = 1410 // new
+	codeQuorumAtRisk     = 1411 // new
+	codeReleaseNotExist  = 1412 // new
+	codeReleaseOtherFile = 1413 // new
 )
 
 // codeInfo gives each code its constant name and HTTP status.
@@ -143,6 +148,12 @@ var codeInfo = map[int]struct {
 	codeNodeUnavailable:  {"NODE_UNDER_CAN_NOT_DEPLOYED", http.StatusConflict},
 	codeJobNotExist:      {"JOB_NOT_EXIST", http.StatusNotFound},
 	codeNodeNotInstalled: {"NODE_NOT_INSTALLED", http.StatusConflict},
+
+	// Config releases and rollouts.
+	codeNodeHeld:         {"NODE_HELD_BY_JOB", http.StatusConflict},
+	codeQuorumAtRisk:     {"QUORUM_AT_RISK", http.StatusConflict},
+	codeReleaseNotExist:  {"RELEASE_NOT_EXIST", http.StatusNotFound},
+	codeReleaseOtherFile: {"RELEASE_OF_OTHER_FILE", http.StatusBadRequest},
 }
 
 // apiError is an error with its envelope code and details.
@@ -217,6 +228,10 @@ var domainCodes = []struct {
 	{deploy.ErrNothingToDeploy, codeNothingToDeploy},
 	{deploy.ErrNodeUnavailable, codeNodeUnavailable},
 	{deploy.ErrJobNotFound, codeJobNotExist},
+	{deploy.ErrNodeHeld, codeNodeHeld},
+	{deploy.ErrQuorum, codeQuorumAtRisk},
+	{config.ErrReleaseNotFound, codeReleaseNotExist},
+	{config.ErrOtherFile, codeReleaseOtherFile},
 	// The node exists but its agent does not know it: never deployed there.
 	{deploy.ErrNodeNotInstalled, codeNodeNotInstalled},
 	{deploy.ErrAgentConflict, codeNodeUnavailable},

@@ -33,6 +33,14 @@ var pageQuery = []queryParam{
 
 var idQuery = []queryParam{{"id", "string", "id of the record (may be sent in the JSON body instead)"}}
 
+// flushSummary documents the seed's flush.
+const flushSummary = "Flush a node's config file (seed 2.3.0.9): the node's effective file is rendered and stored as a numbered release " +
+	"(who, when, title/comment, items, text), written on the node atomically (the previous version kept), the node restarted and its health checked by its agent; " +
+	"a node not healthy in time gets its previous file back and is restarted again, and the release is marked failed with the reason and the last log lines. " +
+	"Answers with the outcome once the node is settled (and the job, visible under /job): applied, unchanged (the node had the file: nothing done, no job), " +
+	"restored, failed or interrupted. An offline agent is code 1253 with nothing recorded; a node another job holds 1410; a file that is not nodeId's, " +
+	"or a node not of clusterId, code 2"
+
 // routeTable lists every console route; New serves exactly these and the
 // OpenAPI document describes exactly these.
 func (a *API) routeTable() []route {
@@ -188,6 +196,36 @@ func (a *API) routeTable() []route {
 			body: itemStatusRequest{}, handler: a.setClusterItemStatus},
 		{method: http.MethodPut, path: "/cluster/config/status/batch", role: auth.RoleOperator, summary: "Enable or disable cluster layer items at once: all of them, or none if one does not exist (code 1004)",
 			body: itemsStatusRequest{}, handler: a.setClusterItemsStatus},
+		{method: http.MethodPost, path: "/cluster/node/config/flush", role: auth.RoleOperator, summary: flushSummary,
+			body: flushRequest{}, data: flushView{}, handler: a.flushNodeConfig},
+		{method: http.MethodPut, path: "/cluster/node/config/flush", role: auth.RoleOperator, summary: flushSummary + " (PUT, as the seed's example sends it)",
+			body: flushRequest{}, data: flushView{}, handler: a.flushNodeConfig},
+		{method: http.MethodPost, path: "/cluster/config/flush", role: auth.RoleOperator, summary: "Roll a config file's draft out over the nodes of its component " +
+			"(all, or nodeIds) as a job: one release of the nodes whose file changes, applied batchSize nodes at a time (default 1; allAtOnce: every node in one batch, " +
+			"the nodes of a batch in parallel), each node written atomically, restarted and health-checked by its agent, and given its previous file back when unhealthy; " +
+			"the next batch waits for the one before. It stops at the first failure (or past failureBudget) and the nodes not reached are left alone. " +
+			"A component that keeps a quorum (coordinators) never has more than f of its 2f+1 nodes down, counting nodes down already, and its leader " +
+			"(the manifest's role probe) goes last. Answers at once: outcome started with the job and release, or unchanged when no node's file would change (no job). " +
+			"Codes: 1253 an agent offline, 1410 a node held by another job, 1411 the quorum would be lost, 1001/1002/1003 unknown ids, 2 bad input; nothing is recorded then",
+			body: rolloutRequest{}, data: rolloutView{}, handler: a.rolloutConfig},
+		{method: http.MethodPost, path: "/cluster/config/rollback", role: auth.RoleOperator, summary: "Roll a config file back to an earlier release: a new release " +
+			"with that release's content (and the draft set back to its items), rolled out like /cluster/config/flush over that release's nodes still in the cluster " +
+			"(or nodeIds). A release of another file is code 1413; an unknown one 1412",
+			body: rollbackRequest{}, data: rolloutView{}, handler: a.rollbackConfig},
+		{method: http.MethodPost, path: "/cluster/restart", role: auth.RoleOperator, summary: "Restart the nodes of a component (or nodeIds) batch by batch, " +
+			"each health-checked by its agent before the next batch, with the same batches, failure budget and quorum rule as /cluster/config/flush; no config changes",
+			body: restartRequest{}, data: rolloutView{}, handler: a.restartNodes},
+		{method: http.MethodGet, path: "/cluster/config/release", role: auth.RoleViewer, summary: "List a config file's releases, newest first: every flush, rollout, rollback " +
+			"and deployment that changed it, numbered from 1; with nodeId only those that include that node",
+			query: append([]queryParam{{"configFileId", "string", "the cluster layer's file"}, {"nodeId", "string", "only releases that include this node"}}, pageQuery...),
+			data:  pageView[releaseView]{}, handler: a.listReleases},
+		{method: http.MethodGet, path: "/cluster/config/release/detail", role: auth.RoleViewer, summary: "A release: the cluster layer's items as they were and, per node, " +
+			"its items, the rendered file, and how applying it went",
+			query: []queryParam{{"id", "string", "release id"}}, data: releaseDetailView{}, handler: a.releaseDetail},
+		{method: http.MethodGet, path: "/cluster/config/release/diff", role: auth.RoleViewer, summary: "How two releases of a file differ: the cluster layer's keys added, " +
+			"changed and removed, and per node its keys and a unified line diff of its rendered file. Releases of two files are code 1413",
+			query: []queryParam{{"from", "string", "release id"}, {"to", "string", "release id"}, {"nodeId", "string", "only this node"}},
+			data:  diffView{}, handler: a.diffReleases},
 		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
 			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed (each dir's parent is the allowed root; " +
 			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway. " +

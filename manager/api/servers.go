@@ -3,9 +3,11 @@ package api
 import (
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/fleet"
 )
@@ -76,7 +78,11 @@ func (a *API) listServers(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return ok(c, newPage(p, 1, []serverView{a.serverView(srv)}))
+		views := []serverView{a.serverView(srv)}
+		if err := a.deployClusters(c, views); err != nil {
+			return err
+		}
+		return ok(c, newPage(p, 1, views))
 	}
 	var f fleet.ServerFilter
 	if f.AreaID, err = queryID(c, "areaId"); err != nil {
@@ -96,7 +102,30 @@ func (a *API) listServers(c echo.Context) error {
 	for i, s := range list {
 		views[i] = a.serverView(s)
 	}
+	if err := a.deployClusters(c, views); err != nil {
+		return err
+	}
 	return ok(c, newPage(p, total, views))
+}
+
+// deployClusters fills each server's deployClusters: the names of the
+// clusters with nodes on it, as the seed lists them ("a, b").
+func (a *API) deployClusters(c echo.Context, views []serverView) error {
+	if a.d.Clusters == nil || len(views) == 0 {
+		return nil
+	}
+	serverIDs := make([]ids.ID, len(views))
+	for i, v := range views {
+		serverIDs[i] = v.ID
+	}
+	names, err := a.d.Clusters.ClusterNamesOnServers(c.Request().Context(), serverIDs)
+	if err != nil {
+		return err
+	}
+	for i := range views {
+		views[i].DeployClusters = strings.Join(names[views[i].ID], ", ")
+	}
+	return nil
 }
 
 func (a *API) deleteServer(c echo.Context) error {

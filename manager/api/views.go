@@ -43,7 +43,7 @@ type serverView struct {
 	CPUInfo              string      `json:"cpuInfo"`
 	CPUType              int         `json:"cpuType"`
 	ServerExporterStatus int         `json:"serverExporterStatus"` // 1 while the agent reports host metrics (seed: 采集器部署状态), else 0
-	DeployClusters       string      `json:"deployClusters"`
+	DeployClusters       string      `json:"deployClusters"`       // names of the clusters with nodes on the server, joined by ", "; "" when none
 	AgentStatus          string      `json:"agentStatus"`
 	LastSeen             apiTime     `json:"lastSeen"`
 	AgentVersion         string      `json:"agentVersion"`

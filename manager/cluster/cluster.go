@@ -178,6 +178,9 @@ type Store interface {
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]Node, error)
 	// NodesOnServers returns every node, of any cluster, on those servers.
 	NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]Node, error)
+	// ClusterNamesOnServers returns, by server, the names of the clusters
+	// with nodes on it, sorted.
+	ClusterNamesOnServers(ctx context.Context, serverIDs []ids.ID) (map[ids.ID][]string, error)
 	Node(ctx context.Context, id ids.ID) (Node, error)
 	// DeleteCluster removes the cluster with its nodes, files, items and
 	// ordinals in one transaction, or returns ErrClusterNotFound.

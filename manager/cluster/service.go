@@ -477,6 +477,17 @@ func (s *Service) AllNodes(ctx context.Context, clusterID ids.ID) ([]Node, error
 	return s.store.AllNodes(ctx, clusterID)
 }
 
+// NodesOnServers returns every node, of any cluster, on the servers.
+func (s *Service) NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]Node, error) {
+	return s.store.NodesOnServers(ctx, serverIDs)
+}
+
+// ClusterNamesOnServers returns, by server, the sorted names of the
+// clusters with nodes on it.
+func (s *Service) ClusterNamesOnServers(ctx context.Context, serverIDs []ids.ID) (map[ids.ID][]string, error) {
+	return s.store.ClusterNamesOnServers(ctx, serverIDs)
+}
+
 // Node returns the node with id, or ErrNodeNotFound.
 func (s *Service) Node(ctx context.Context, id ids.ID) (Node, error) { return s.store.Node(ctx, id) }
 

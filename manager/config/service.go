@@ -17,9 +17,13 @@ import (
 
 // Store is what the service needs from persistence.
 type Store interface {
+	ReleaseStore
+
 	// NodeTopology returns the cluster of the node: its name and every
 	// node; ErrNodeNotFound.
 	NodeTopology(ctx context.Context, nodeID ids.ID) (Topology, error)
+	// ClusterTopology returns the cluster's name and every node.
+	ClusterTopology(ctx context.Context, clusterID ids.ID) (Topology, error)
 
 	// Files returns the cluster's layer files, by component then name.
 	Files(ctx context.Context, clusterID ids.ID) ([]File, error)

@@ -121,9 +121,18 @@ func (s *cleanupState) wakeup() <-chan struct{} {
 	return s.wake
 }
 
-// AgentConnected has RunCleanups run the server's queued cleanups now; the
-// tunnel calls it when an agent's session comes up. It does not block.
+// AgentConnected has RunCleanups run the server's queued cleanups now, and
+// asks the agent how the config applies it was given and the manager did
+// not see end went; the tunnel calls it when an agent's session comes up.
+// It does not block.
 func (e *Engine) AgentConnected(server ids.ID) {
+	// Applies cut short while the agent (or the manager) was away are
+	// settled from the agent's records.
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.reconcile(server)
+	}()
 	if e.d.Cleanups == nil {
 		return
 	}

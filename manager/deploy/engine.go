@@ -33,15 +33,37 @@ type Clusters interface {
 	Cluster(ctx context.Context, id ids.ID) (cluster.Cluster, error)
 	Node(ctx context.Context, id ids.ID) (cluster.Node, error)
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
+	// NodesOnServers returns every node, of any cluster, on the servers.
+	NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster.Node, error)
 }
 
-// Configs renders nodes' config; *config.Service implements it.
+// Configs renders nodes' config and keeps its releases; *config.Service
+// implements it.
 type Configs interface {
 	// Vars returns the node's variables (for its start command and health
 	// check).
 	Vars(ctx context.Context, nodeID ids.ID) (config.Vars, error)
 	// Render renders the node's config files.
 	Render(ctx context.Context, nodeID ids.ID) (config.NodeConfig, error)
+	File(ctx context.Context, id ids.ID) (config.File, error)
+	NodeFile(ctx context.Context, id ids.ID) (config.NodeFile, error)
+	NodeFiles(ctx context.Context, nodeID ids.ID) ([]config.NodeFile, error)
+	// NewRelease stores a pending release of a file for nodes whose file
+	// would change (config.ErrNoChange when none would).
+	NewRelease(ctx context.Context, n config.NewRelease) (config.Release, []config.ReleaseNode, error)
+	Release(ctx context.Context, id ids.ID) (config.Release, []config.ReleaseNode, error)
+	// Applying, Settle and FinishRelease record how applying a release
+	// goes; AbandonRelease deletes one no node began.
+	Applying(ctx context.Context, releaseID, nodeID ids.ID) error
+	Settle(ctx context.Context, releaseID, nodeID ids.ID, state config.NodeState, detail string) (config.Release, error)
+	FinishRelease(ctx context.Context, id ids.ID, reason string) (config.Release, error)
+	AbandonRelease(ctx context.Context, id ids.ID) error
+	// RecoverReleases and Interrupted settle what a stopped manager left.
+	RecoverReleases(ctx context.Context, reason string) ([]config.Release, error)
+	Interrupted(ctx context.Context, nodeIDs []ids.ID) ([]config.ReleaseNode, error)
+	// RecordApplied notes what node files hold (by node file) without a
+	// release.
+	RecordApplied(ctx context.Context, nodeFiles map[ids.ID]string) error
 }
 
 // Packages is what the engine reads of packages; *pkg.Service implements it.
@@ -99,9 +121,11 @@ type Engine struct {
 	wg     sync.WaitGroup
 
 	// mu serialises job creation (the store's check is the backstop) and
-	// guards changed.
+	// guards changed and done.
 	mu      sync.Mutex
 	changed chan struct{}
+	// done has a channel per running rollout, closed when it ends.
+	done map[ids.ID]chan struct{}
 
 	cleanup cleanupState
 }
@@ -158,7 +182,9 @@ func (e *Engine) Run(ctx context.Context) error {
 
 // Recover fails every job a previous run of the manager left pending or
 // running, with ReasonRestarted, and sets the nodes it left deploying to
-// "failed".
+// "failed"; the config releases those jobs were applying fail with
+// ReasonReleaseRestarted, the nodes they were applying to marked
+// interrupted (the agents are asked how it ended when they connect).
 func (e *Engine) Recover(ctx context.Context) error {
 	jobs, err := e.d.Store.FailUnfinishedJobs(ctx, ReasonRestarted, e.d.Now())
 	if err != nil {
@@ -167,6 +193,14 @@ func (e *Engine) Recover(ctx context.Context) error {
 	for _, j := range jobs {
 		e.d.Log.Warn("deployment job failed: the manager restarted while it ran", "job", j.ID, "type", j.Type, "cluster", j.ClusterID)
 		e.jobs.WithLabelValues(j.Type, JobFailed).Inc()
+	}
+	releases, err := e.d.Configs.RecoverReleases(ctx, ReasonReleaseRestarted)
+	if err != nil {
+		return err
+	}
+	for _, r := range releases {
+		e.d.Log.Warn("config release failed: the manager restarted while it was applied; its agents are asked how it ended when they reconnect",
+			"release", r.ID, "file", r.FileName, "number", r.Number)
 	}
 	return nil
 }
@@ -282,10 +316,19 @@ func (e *Engine) start(ctx context.Context, typ string, c cluster.Cluster, all, 
 			flat = append(flat, s)
 		}
 	}
+	rels, err := e.deployReleases(ctx, j, nodes)
+	if err != nil {
+		return Job{}, err
+	}
 	e.mu.Lock()
-	err := e.d.Store.CreateJob(ctx, j, flat, nodeIDs, now)
+	err = e.d.Store.CreateJob(ctx, j, flat, nodeIDs, now)
 	e.mu.Unlock()
 	if err != nil {
+		for _, id := range rels.ids() {
+			if aerr := e.d.Configs.AbandonRelease(context.WithoutCancel(ctx), id); aerr != nil {
+				e.d.Log.Error("abandon release of a refused deployment", "release", id, "err", aerr)
+			}
+		}
 		return Job{}, err
 	}
 	e.d.Log.Info("deployment job created", "job", j.ID, "type", typ, "cluster", c.Name, "nodes", len(nodes), "by", by)
@@ -293,9 +336,61 @@ func (e *Engine) start(ctx context.Context, typ string, c cluster.Cluster, all, 
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		e.run(j, c, all, nodes, steps)
+		e.run(j, c, all, nodes, steps, rels)
 	}()
 	return j, nil
+}
+
+// deployReleases are a deployment's releases of config files, by node
+// file: what the configure step writes and records.
+type deployReleases map[ids.ID]config.ReleaseNode
+
+func (r deployReleases) ids() []ids.ID {
+	var out []ids.ID
+	for _, n := range r {
+		if !slices.Contains(out, n.ReleaseID) {
+			out = append(out, n.ReleaseID)
+		}
+	}
+	return out
+}
+
+// deployReleases releases, for a deployment, each config file whose
+// content changes on one of its nodes: one release per file with the
+// nodes it changes on.
+func (e *Engine) deployReleases(ctx context.Context, j Job, nodes []cluster.Node) (deployReleases, error) {
+	byFile := map[ids.ID][]ids.ID{} // layer file → nodes
+	var order []ids.ID
+	for _, n := range nodes {
+		files, err := e.d.Configs.NodeFiles(ctx, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if _, ok := byFile[f.FileID]; !ok {
+				order = append(order, f.FileID)
+			}
+			byFile[f.FileID] = append(byFile[f.FileID], n.ID)
+		}
+	}
+	out := deployReleases{}
+	for _, fid := range order {
+		_, rns, err := e.d.Configs.NewRelease(ctx, config.NewRelease{FileID: fid, NodeIDs: byFile[fid], Kind: config.KindDeploy,
+			By: j.CreatedBy, JobID: j.ID, Title: "deployment " + j.ID.String()})
+		if errors.Is(err, config.ErrNoChange) {
+			continue
+		}
+		if err != nil {
+			for _, id := range out.ids() {
+				_ = e.d.Configs.AbandonRelease(context.WithoutCancel(ctx), id)
+			}
+			return nil, err
+		}
+		for _, rn := range rns {
+			out[rn.NodeFileID] = rn
+		}
+	}
+	return out, nil
 }
 
 // tierOf orders components: coordinators, storage, brokers, then others.
@@ -312,7 +407,7 @@ func tierOf(component string) int {
 }
 
 // run runs the job to its end.
-func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps map[ids.ID][]Step) {
+func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps map[ids.ID][]Step, rels deployReleases) {
 	ctx := e.ctx
 	j.State, j.StartedAt = JobRunning, e.d.Now()
 	e.saveJob(ctx, j)
@@ -350,7 +445,7 @@ func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps 
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := e.deployNode(ctx, j, c, n, all, steps[n.ID], &abort); err != nil {
+				if err := e.deployNode(ctx, j, c, n, all, steps[n.ID], &abort, rels); err != nil {
 					abort.Store(true)
 					mu.Lock()
 					if failure == "" {
@@ -365,6 +460,11 @@ func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps 
 	if ctx.Err() != nil {
 		// Shutting down: leave the job running; Recover fails it.
 		return
+	}
+	for _, id := range rels.ids() {
+		if _, err := e.d.Configs.FinishRelease(ctx, id, failure); err != nil {
+			e.d.Log.Error("finish the release of a deployment", "release", id, "err", err)
+		}
 	}
 	j.FinishedAt = e.d.Now()
 	if failure != "" {
@@ -423,7 +523,7 @@ func OperationID(jobID, nodeID ids.ID, step string) string {
 
 // deployNode runs the node's steps in order. steps are the node's
 // StepNames in order.
-func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n cluster.Node, all []cluster.Node, steps []Step, abort *atomic.Bool) error {
+func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n cluster.Node, all []cluster.Node, steps []Step, abort *atomic.Bool, rels deployReleases) error {
 	var (
 		p       pkg.Package
 		comp    manifest.Component
@@ -499,7 +599,15 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				return "", false, err
 			}
 			for _, f := range nc.Files {
-				files = append(files, ConfigFile{Path: f.Path, Content: f.Content})
+				content := f.Content
+				if rn, ok := rels[f.NodeFileID]; ok && rn.NodeID == n.ID {
+					// What the release records is what is written.
+					content = rn.Content
+					if err := e.d.Configs.Applying(ctx, rn.ReleaseID, n.ID); err != nil {
+						return "", false, err
+					}
+				}
+				files = append(files, ConfigFile{Path: f.Path, Content: content})
 				names = append(names, f.Name)
 			}
 			if len(files) == 0 {
@@ -509,10 +617,32 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 				OperationID: OperationID(j.ID, n.ID, StepConfigure), Name: base.Name,
 				ProgramDir: n.ProgramDir, DataDir: n.DataDir, ConfigFiles: files, Restart: RestartNever,
 			})
+			written := changedNames(n, files, names, res.Changed)
+			unreleased := map[ids.ID]string{}
+			for _, f := range nc.Files {
+				rn, ok := rels[f.NodeFileID]
+				switch {
+				case !ok && err == nil:
+					unreleased[f.NodeFileID] = f.SHA256()
+				case !ok:
+				case err != nil:
+					state, detail := applyOutcome(ApplyResult{}, err, false)
+					e.settle(ctx, rn.ReleaseID, n.ID, state, detail)
+				case slices.Contains(written, f.Name):
+					e.settle(ctx, rn.ReleaseID, n.ID, config.NodeApplied, "written by the deployment's configure step")
+				default:
+					e.settle(ctx, rn.ReleaseID, n.ID, config.NodeUnchanged, "the node had this file already")
+				}
+			}
 			if err != nil {
 				return "", false, err
 			}
-			changed = changedNames(n, files, names, res.Changed)
+			if len(unreleased) > 0 {
+				if err := e.d.Configs.RecordApplied(ctx, unreleased); err != nil {
+					return "", false, err
+				}
+			}
+			changed = written
 			if len(changed) == 0 {
 				return "unchanged: " + strings.Join(names, ", "), false, nil
 			}

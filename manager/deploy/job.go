@@ -40,13 +40,26 @@ var (
 	ErrJobNotFound     = errors.New("job does not exist")
 	// ErrBadCommand: a node command other than start, stop or restart.
 	ErrBadCommand = errors.New("unknown node command")
+	// ErrNodeHeld: a node is held by another job that is not finished;
+	// no second job may touch it.
+	ErrNodeHeld = errors.New("a node is held by another running job")
 )
 
 // Job types.
 const (
 	TypeDeployCluster = "deploy_cluster"
 	TypeDeployNode    = "deploy_node"
+	// A flush of one node's config file (the console's seed flush).
+	TypeFlush = "config_flush"
+	// A rolling flush of a config file over nodes.
+	TypeRollout = "config_rollout"
+	// A rollback to an earlier release, rolled out like a flush.
+	TypeRollback = "config_rollback"
+	// A rolling restart, with no config change.
+	TypeRestart = "rolling_restart"
 )
+
+
 
 // Job states.
 const (
@@ -68,6 +81,14 @@ const (
 // StepNames are the steps of a node, in order.
 var StepNames = []string{StepTransfer, StepInstall, StepConfigure, StepStart, StepHealth}
 
+// The one step of each node of a rollout: the agent writes the file,
+// restarts the node and checks it (StepApply), or restarts and checks it
+// (StepRestart).
+const (
+	StepApply   = "apply"
+	StepRestart = "restart"
+)
+
 // Step states.
 const (
 	StepPending   = "pending"
@@ -80,6 +101,11 @@ const (
 
 // ReasonRestarted is the reason of a job the manager was restarted under.
 const ReasonRestarted = "manager restarted while the job was running; deploy again"
+
+// ReasonReleaseRestarted is the reason of a release the manager was
+// restarted under.
+const ReasonReleaseRestarted = "manager restarted while the release was applied; the nodes it was applying to are settled " +
+	"from their agents' records when they reconnect, the others were not touched"
 
 // NotRunStopping follows "not run: " in the steps of the nodes a job had
 // not reached when the manager was stopped: those nodes are left as they
@@ -101,6 +127,10 @@ type Job struct {
 	FinishedAt time.Time
 }
 
+// Deploys reports whether the job deploys nodes (and so sets their deploy
+// state), rather than rolling config out or restarting them.
+func (j Job) Deploys() bool { return j.Type == TypeDeployCluster || j.Type == TypeDeployNode }
+
 // Done reports whether the job has finished.
 func (j Job) Done() bool { return j.State == JobSucceeded || j.State == JobFailed }
 
@@ -114,17 +144,26 @@ type Step struct {
 	Detail     string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// A rollout's step also says which release it applied, the node's pid
+	// before and after, whether it was healthy (nil: not checked) and how
+	// long the agent took.
+	ReleaseID ids.ID
+	PIDBefore int
+	PIDAfter  int
+	Healthy   *bool
+	Duration  time.Duration
 }
 
 // Store is what the engine needs from persistence.
 type Store interface {
-	// CreateJob inserts the job with its steps and sets the deploy state of
-	// the nodes to "deploying", in one transaction; if one of them is
-	// deploying already it writes nothing and returns ErrNodeUnavailable
-	// naming them.
+	// CreateJob inserts the job with its steps and has it hold the nodes
+	// (and, for a deployment, sets their deploy state to "deploying"), in
+	// one transaction. If a node is deploying already it writes nothing
+	// and returns ErrNodeUnavailable naming them; if another job holds
+	// one, ErrNodeHeld naming the job.
 	CreateJob(ctx context.Context, j Job, steps []Step, nodeIDs []ids.ID, now time.Time) error
 	// UpdateJob writes the job's state, reason, start and finish times, or
-	// returns ErrJobNotFound.
+	// returns ErrJobNotFound; a finished job lets its nodes go.
 	UpdateJob(ctx context.Context, j Job) error
 	// UpdateStep writes the step's state, detail and times.
 	UpdateStep(ctx context.Context, s Step) error
@@ -136,8 +175,9 @@ type Store interface {
 	JobSteps(ctx context.Context, jobID ids.ID) ([]Step, error)
 	// FailUnfinishedJobs sets every pending or running job to failed with
 	// reason, their running steps to failed with reason, their pending
-	// steps to cancelled ("not run: " + reason), and every node left
-	// "deploying" to "failed", in one transaction, and returns the jobs.
+	// steps to cancelled ("not run: " + reason), every node left
+	// "deploying" to "failed", and lets every held node go, in one
+	// transaction, and returns the jobs.
 	FailUnfinishedJobs(ctx context.Context, reason string, now time.Time) ([]Job, error)
 	// SetNodeStates sets a node's deploy and run states;
 	// cluster.ErrNodeNotFound when it is gone. An empty state is left as

@@ -261,6 +261,36 @@ func (db *DB) NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster
 		`SELECT `+nodeCols+` FROM cluster_nodes WHERE server_id IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY id`, args...)
 }
 
+// ClusterNamesOnServers returns, by server, the sorted names of the
+// clusters with nodes on it.
+func (db *DB) ClusterNamesOnServers(ctx context.Context, serverIDs []ids.ID) (map[ids.ID][]string, error) {
+	out := map[ids.ID][]string{}
+	if len(serverIDs) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(serverIDs))
+	for i, id := range serverIDs {
+		args[i] = int64(id)
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT DISTINCT n.server_id, c.name FROM cluster_nodes n JOIN clusters c ON c.id = n.cluster_id
+		WHERE n.server_id IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY n.server_id, c.name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: cluster names on servers: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			sid  int64
+			name string
+		)
+		if err := rows.Scan(&sid, &name); err != nil {
+			return nil, fmt.Errorf("store: cluster names on servers: %w", err)
+		}
+		out[ids.ID(sid)] = append(out[ids.ID(sid)], name)
+	}
+	return out, rows.Err()
+}
+
 // Node returns the node with id, or cluster.ErrNodeNotFound.
 func (db *DB) Node(ctx context.Context, id ids.ID) (cluster.Node, error) {
 	return getOne(ctx, db, cluster.ErrNodeNotFound, "get cluster node", scanNode,

@@ -21,23 +21,33 @@ var _ deploy.Store = (*DB)(nil)
 // them is deploying already.
 func (db *DB) CreateJob(ctx context.Context, j deploy.Job, steps []deploy.Step, nodeIDs []ids.ID, now time.Time) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		var busy []string
+		var busy, held []string
 		for _, id := range nodeIDs {
-			var state, nodeDir, ip string
-			err := tx.QueryRowContext(ctx, `SELECT deploy_state, node_dir, manager_ip FROM cluster_nodes WHERE id = ?`, int64(id)).
-				Scan(&state, &nodeDir, &ip)
+			var (
+				state, nodeDir, ip string
+				holder             sql.NullInt64
+			)
+			err := tx.QueryRowContext(ctx, `SELECT deploy_state, node_dir, manager_ip, held_by FROM cluster_nodes WHERE id = ?`, int64(id)).
+				Scan(&state, &nodeDir, &ip, &holder)
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("%w: %s", cluster.ErrNodeNotFound, id)
 			}
 			if err != nil {
 				return err
 			}
-			if state == cluster.DeployDeploying {
-				busy = append(busy, fmt.Sprintf("%s on %s (node %s)", nodeDir, ip, id))
+			label := fmt.Sprintf("%s on %s (node %s)", nodeDir, ip, id)
+			switch {
+			case state == cluster.DeployDeploying:
+				busy = append(busy, label)
+			case holder.Valid:
+				held = append(held, fmt.Sprintf("%s by job %d", label, holder.Int64))
 			}
 		}
 		if len(busy) > 0 {
 			return fmt.Errorf("%w: already deploying: %s", deploy.ErrNodeUnavailable, strings.Join(busy, ", "))
+		}
+		if len(held) > 0 {
+			return fmt.Errorf("%w: %s; wait for it to finish", deploy.ErrNodeHeld, strings.Join(held, ", "))
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, type, cluster_id, node_id, state, reason, created_by, created_at, started_at, finished_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(j.ID), j.Type, int64(j.ClusterID), nullID(j.NodeID), j.State, j.Reason,
@@ -48,21 +58,26 @@ func (db *DB) CreateJob(ctx context.Context, j deploy.Job, steps []deploy.Step, 
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO job_steps (id, job_id, node_id, name, state, detail, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO job_steps (id, job_id, node_id, name, state, detail, started_at, finished_at, release_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, s := range steps {
 			if _, err := stmt.ExecContext(ctx, int64(s.ID), int64(s.JobID), int64(s.NodeID), s.Name, s.State, s.Detail,
-				millis(s.StartedAt), millis(s.FinishedAt)); err != nil {
+				millis(s.StartedAt), millis(s.FinishedAt), nullID(s.ReleaseID)); err != nil {
 				return err
 			}
 		}
 		for _, id := range nodeIDs {
-			if _, err := tx.ExecContext(ctx, `UPDATE cluster_nodes SET deploy_state = ?, updated_at = ? WHERE id = ?`,
-				cluster.DeployDeploying, millis(now), int64(id)); err != nil {
+			q := `UPDATE cluster_nodes SET held_by = ?, updated_at = ? WHERE id = ?`
+			args := []any{int64(j.ID), millis(now), int64(id)}
+			if j.Deploys() {
+				q = `UPDATE cluster_nodes SET held_by = ?, updated_at = ?, deploy_state = ? WHERE id = ?`
+				args = []any{int64(j.ID), millis(now), cluster.DeployDeploying, int64(id)}
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 				return err
 			}
 		}
@@ -75,7 +90,7 @@ func jobErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, e := range []error{deploy.ErrNodeUnavailable, deploy.ErrJobNotFound, cluster.ErrNodeNotFound, cluster.ErrClusterNotFound} {
+	for _, e := range []error{deploy.ErrNodeUnavailable, deploy.ErrNodeHeld, deploy.ErrJobNotFound, cluster.ErrNodeNotFound, cluster.ErrClusterNotFound} {
 		if errors.Is(err, e) {
 			return err
 		}
@@ -83,20 +98,34 @@ func jobErr(what string, err error) error {
 	return fmt.Errorf("store: %s: %w", what, err)
 }
 
-// UpdateJob writes the job's state, reason and times.
+// UpdateJob writes the job's state, reason and times; a finished job
+// lets its nodes go.
 func (db *DB) UpdateJob(ctx context.Context, j deploy.Job) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`,
-		j.State, j.Reason, millis(j.StartedAt), millis(j.FinishedAt), int64(j.ID))
-	if err == nil {
-		err = mustAffect(res, deploy.ErrJobNotFound)
-	}
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`,
+			j.State, j.Reason, millis(j.StartedAt), millis(j.FinishedAt), int64(j.ID))
+		if err == nil {
+			err = mustAffect(res, deploy.ErrJobNotFound)
+		}
+		if err != nil || !j.Done() {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE cluster_nodes SET held_by = NULL WHERE held_by = ?`, int64(j.ID))
+		return err
+	})
 	return jobErr("update job", err)
 }
 
-// UpdateStep writes the step's state, detail and times.
+// UpdateStep writes the step's state, detail, times and rollout figures.
 func (db *DB) UpdateStep(ctx context.Context, s deploy.Step) error {
-	res, err := db.w.ExecContext(ctx, `UPDATE job_steps SET state = ?, detail = ?, started_at = ?, finished_at = ? WHERE id = ?`,
-		s.State, s.Detail, millis(s.StartedAt), millis(s.FinishedAt), int64(s.ID))
+	var healthy sql.NullBool
+	if s.Healthy != nil {
+		healthy = sql.NullBool{Bool: *s.Healthy, Valid: true}
+	}
+	res, err := db.w.ExecContext(ctx, `UPDATE job_steps SET state = ?, detail = ?, started_at = ?, finished_at = ?,
+			release_id = ?, pid_before = ?, pid_after = ?, healthy = ?, duration_ms = ? WHERE id = ?`,
+		s.State, s.Detail, millis(s.StartedAt), millis(s.FinishedAt), nullID(s.ReleaseID), s.PIDBefore, s.PIDAfter, healthy,
+		s.Duration.Milliseconds(), int64(s.ID))
 	if err == nil {
 		err = mustAffect(res, deploy.ErrJobNotFound)
 	}
@@ -141,19 +170,28 @@ func scanStep(sc scanner) (deploy.Step, error) {
 		s                 deploy.Step
 		id, jid, nid      int64
 		started, finished sql.NullInt64
+		release           sql.NullInt64
+		healthy           sql.NullBool
+		durationMs        int64
 	)
-	if err := sc.Scan(&id, &jid, &nid, &s.Name, &s.State, &s.Detail, &started, &finished); err != nil {
+	if err := sc.Scan(&id, &jid, &nid, &s.Name, &s.State, &s.Detail, &started, &finished, &release, &s.PIDBefore, &s.PIDAfter,
+		&healthy, &durationMs); err != nil {
 		return deploy.Step{}, err
 	}
-	s.ID, s.JobID, s.NodeID = ids.ID(id), ids.ID(jid), ids.ID(nid)
+	s.ID, s.JobID, s.NodeID, s.ReleaseID = ids.ID(id), ids.ID(jid), ids.ID(nid), fromNullID(release)
 	s.StartedAt, s.FinishedAt = fromMillis(started), fromMillis(finished)
+	if healthy.Valid {
+		s.Healthy = &healthy.Bool
+	}
+	s.Duration = time.Duration(durationMs) * time.Millisecond
 	return s, nil
 }
 
 // JobSteps returns the job's steps in the order they were created.
 func (db *DB) JobSteps(ctx context.Context, jobID ids.ID) ([]deploy.Step, error) {
 	return queryAll(ctx, db, "list job steps", scanStep,
-		`SELECT id, job_id, node_id, name, state, detail, started_at, finished_at FROM job_steps WHERE job_id = ? ORDER BY id`, int64(jobID))
+		`SELECT id, job_id, node_id, name, state, detail, started_at, finished_at, release_id, pid_before, pid_after, healthy, duration_ms
+		FROM job_steps WHERE job_id = ? ORDER BY id`, int64(jobID))
 }
 
 // FailUnfinishedJobs fails every pending or running job with reason, and
@@ -195,6 +233,9 @@ func (db *DB) FailUnfinishedJobs(ctx context.Context, reason string, now time.Ti
 				WHERE job_id = ? AND state = 'pending'`, deploy.StepCancelled, "not run: "+reason, millis(now), int64(j.ID)); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE cluster_nodes SET held_by = NULL WHERE held_by IS NOT NULL`); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE cluster_nodes SET deploy_state = ?, updated_at = ? WHERE deploy_state = ?`,
 			cluster.DeployFailed, millis(now), cluster.DeployDeploying)
