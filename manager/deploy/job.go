@@ -59,8 +59,6 @@ const (
 	TypeRestart = "rolling_restart"
 )
 
-
-
 // Job states.
 const (
 	JobPending   = "pending"

@@ -49,9 +49,9 @@ type RolloutRequest struct {
 	// FailureBudget is how many nodes may fail before the rollout stops
 	// (default 0: at the first).
 	FailureBudget int
-	Title   string
-	Comment string
-	By      string
+	Title         string
+	Comment       string
+	By            string
 
 	typ string // TypeFlush for the seed's flush of one node
 }
