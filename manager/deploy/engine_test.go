@@ -35,6 +35,7 @@ const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "comp
   "env": {"ZOO_MYID": "{myid}"},
   "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg"}, {"name": "myid", "path": "conf/myid.tpl", "format": "raw", "target": "{dataDir}/myid"}],
   "serverPort": 2181,
+  "roleProbe": {"tcp": "{managerIp}:{serverPort}", "send": "srvr", "leader": "^Mode: leader$"},
   "health": {"tcp": "{managerIp}:{serverPort}", "intervalSeconds": 1, "startSeconds": 5}}}}`
 
 const natsManifest = `{"name": "nats", "version": "2.10.0", "mqType": 2, "components": {"broker": {
@@ -70,6 +71,17 @@ type agents struct {
 	deploys  []deploy.DeployRequest
 	applies  []deploy.ApplyRequest
 	files    map[string]string // path → content the applies wrote
+	// recorded are the applies' results by operation id, as an agent's
+	// journal keeps them.
+	recorded map[string]deploy.ApplyResult
+	// sickApply: node name → unhealthy after an apply's restart.
+	sickApply map[string]bool
+	// leader is the address whose role probe answers "Mode: leader".
+	leader string
+	// gate, when set, holds every apply until it is closed.
+	gate                chan struct{}
+	running, maxRunning int
+	restarted           []string
 	events   []string          // "deploy <name>", "healthy <addr>"
 	removed  []deploy.RemoveRequest
 	commands []string
@@ -80,7 +92,7 @@ type agents struct {
 }
 
 func newAgents() *agents {
-	return &agents{offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]deploy.DeployResult{}, removeErr: map[string]error{}}
+	return &agents{sickApply: map[string]bool{}, offline: map[ids.ID]bool{}, present: map[string]bool{}, sick: map[string]bool{}, crashing: map[string]int{}, results: map[string]deploy.DeployResult{}, removeErr: map[string]error{}}
 }
 
 func (a *agents) Online(id ids.ID) bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.offline[id] }
@@ -102,27 +114,72 @@ func (a *agents) DeployNode(_ context.Context, _ ids.ID, r deploy.DeployRequest)
 	a.events = append(a.events, "deploy "+r.Name)
 	return a.results[r.Name], nil
 }
-func (a *agents) ApplyConfig(_ context.Context, _ ids.ID, r deploy.ApplyRequest) (deploy.ApplyResult, error) {
+func (a *agents) ApplyConfig(ctx context.Context, _ ids.ID, r deploy.ApplyRequest) (deploy.ApplyResult, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	if r.RecordedOnly {
+		defer a.mu.Unlock()
+		res, ok := a.recorded[r.OperationID]
+		if !ok {
+			return deploy.ApplyResult{}, fmt.Errorf("apply config on agent 1: %w", deploy.ErrNodeNotInstalled)
+		}
+		res.Replayed = true
+		return res, nil
+	}
 	a.applies = append(a.applies, r)
 	a.events = append(a.events, "apply "+r.Name)
+	a.running++
+	a.maxRunning = max(a.maxRunning, a.running)
+	gate := a.gate
+	a.mu.Unlock()
+	if gate != nil {
+		// A test holds the apply here: the manager waits on the agent.
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.running--
 	if a.files == nil {
 		a.files = map[string]string{}
 	}
-	var res deploy.ApplyResult
+	res := deploy.ApplyResult{PIDBefore: 100, PIDAfter: 100}
+	var old []string
 	for _, f := range r.ConfigFiles {
 		p := f.Path
 		if !strings.HasPrefix(p, "/") {
 			p = r.ProgramDir + "/" + p
 		}
 		if a.files[p] != string(f.Content) {
+			old = append(old, p, a.files[p])
 			a.files[p] = string(f.Content)
 			res.Changed = append(res.Changed, p)
 		}
 	}
 	res.Restarted = r.Restart == deploy.RestartAlways || (r.Restart == deploy.RestartIfChanged && len(res.Changed) > 0)
 	res.Healthy = true
+	if res.Restarted {
+		res.PIDAfter, res.HealthChecks, res.HealthDetail, res.Duration = 200, 1, "connected", 5*time.Millisecond
+		a.restarted = append(a.restarted, r.Name)
+		if a.sickApply[r.Name] {
+			res.Healthy, res.HealthDetail = false, "not healthy within 5s: connection refused"
+			res.LogTail = []byte("log line 1 of " + r.Name + "\nFATAL invalid tickTime\n")
+			if r.Restore {
+				res.Restored, res.RestoredHealthy, res.RestoreDetail = true, true, "connected"
+				for i := 0; i < len(old); i += 2 {
+					a.files[old[i]] = old[i+1]
+				}
+			}
+		}
+	}
+	if a.recorded == nil {
+		a.recorded = map[string]deploy.ApplyResult{}
+	}
+	a.recorded[r.OperationID] = res
+	if ctx.Err() != nil {
+		return deploy.ApplyResult{}, ctx.Err()
+	}
 	return res, nil
 }
 func (a *agents) NodeCommand(_ context.Context, _ ids.ID, opID, name string, cmd deploy.NodeCommand) (deploy.NodeState, error) {
@@ -160,6 +217,12 @@ func (a *agents) RemoveNode(_ context.Context, _ ids.ID, r deploy.RemoveRequest)
 func (a *agents) CheckHealth(_ context.Context, _ ids.ID, h deploy.HealthCheck) (bool, string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if string(h.Send) == "srvr" {
+		if h.TCPAddr == a.leader {
+			return true, "Zookeeper version: 3.8\nMode: leader\n", nil
+		}
+		return true, "Zookeeper version: 3.8\nMode: follower\n", nil
+	}
 	if a.sick[h.TCPAddr] {
 		return false, "connection refused", nil
 	}

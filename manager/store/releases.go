@@ -379,6 +379,10 @@ func (db *DB) SetReleaseNode(ctx context.Context, releaseID, nodeID ids.ID, out 
 				applied_at = ? WHERE id = ?`, int64(releaseID), sha, millis(out.At), fileID)
 		case config.NodeInterrupted:
 			_, err = tx.ExecContext(ctx, `UPDATE node_config_files SET applied_unknown = 1, applied_at = ? WHERE id = ?`, millis(out.At), fileID)
+		case config.NodeRestored, config.NodeFailed:
+			// The node has what it had before: known again after an
+			// interrupted apply turned out so.
+			_, err = tx.ExecContext(ctx, `UPDATE node_config_files SET applied_unknown = 0 WHERE id = ?`, fileID)
 		}
 		if err != nil {
 			return err
