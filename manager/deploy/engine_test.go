@@ -66,11 +66,11 @@ type agents struct {
 	sick     map[string]bool // health addresses that fail
 	crashing map[string]int  // node name → crash restarts it reports
 	// results: node name → what its deploy reports
-	results  map[string]deploy.DeployResult
-	pushed   []string
-	deploys  []deploy.DeployRequest
-	applies  []deploy.ApplyRequest
-	files    map[string]string // path → content the applies wrote
+	results map[string]deploy.DeployResult
+	pushed  []string
+	deploys []deploy.DeployRequest
+	applies []deploy.ApplyRequest
+	files   map[string]string // path → content the applies wrote
 	// recorded are the applies' results by operation id, as an agent's
 	// journal keeps them.
 	recorded map[string]deploy.ApplyResult
@@ -82,9 +82,9 @@ type agents struct {
 	gate                chan struct{}
 	running, maxRunning int
 	restarted           []string
-	events   []string          // "deploy <name>", "healthy <addr>"
-	removed  []deploy.RemoveRequest
-	commands []string
+	events              []string // "deploy <name>", "healthy <addr>"
+	removed             []deploy.RemoveRequest
+	commands            []string
 	// removeErr: node name → the error its removal fails with.
 	removeErr map[string]error
 	// kept: node name → the dirs its removal keeps.
