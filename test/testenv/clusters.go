@@ -136,6 +136,10 @@ type Node struct {
 	DataDir      string `json:"dataDir"`
 	NodeDir      string `json:"nodeDir"`
 	Myid         int    `json:"myid"`
+	// SyncNodeConfigStatus: 0 in sync, 1 draft differs, 2 unknown, 3
+	// nothing applied; Mode 1 running normally.
+	SyncNodeConfigStatus int `json:"syncNodeConfigStatus"`
+	Mode                 int `json:"mode"`
 }
 
 // CreateCluster makes a cluster that must be accepted.
@@ -194,10 +198,17 @@ type Job struct {
 
 // Step is one step of a job.
 type Step struct {
-	NodeID string `json:"nodeId"`
-	Name   string `json:"name"`
-	State  string `json:"state"`
-	Detail string `json:"detail"`
+	NodeID     string `json:"nodeId"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Detail     string `json:"detail"`
+	ReleaseID  string `json:"releaseId"`
+	PidBefore  int    `json:"pidBefore"`
+	PidAfter   int    `json:"pidAfter"`
+	Healthy    *bool  `json:"healthy"`
+	DurationMs int64  `json:"durationMs"`
+	StartTime  string `json:"startTime"`
+	FinishTime string `json:"finishTime"`
 }
 
 // Steps returns the job's steps for a node, in order.
