@@ -256,11 +256,18 @@ func (m *Manager) apply(ctx context.Context, r ApplyRequest, spec supervisor.Spe
 	st, serr := m.sup.Status(r.Name)
 	registered := serr == nil
 	res.PIDBefore = st.PID
-	// A node an operator stopped (or never started) stays stopped.
-	shouldRun := registered && (st.Running || st.Desired == supervisor.Running)
 	pending, err := m.restartPending(r.Name)
 	if err != nil {
 		return res, err
+	}
+	// A node an operator stopped (or never started) stays stopped; one
+	// whose restart an agent that died left half done (stopped, its
+	// restart still pending) is started.
+	shouldRun := registered && (st.Running || st.Desired == supervisor.Running || pending)
+	if old, err := m.unfinishedApply(r.Name); err == nil && old != r.OperationID {
+		// An earlier apply was cut short (the agent died): the node may run
+		// files no health check passed. Restart it and check it.
+		pending = true
 	}
 	rec := applyRecord{OperationID: r.OperationID}
 	for _, w := range writes {
@@ -329,6 +336,16 @@ func (m *Manager) apply(ctx context.Context, r ApplyRequest, spec supervisor.Spe
 	m.log.Info("apply: config applied", "node", r.Name, "operation", r.OperationID, "changed", res.Changed,
 		"restarted", res.Restarted, "healthy", res.Healthy, "restored", res.Restored, "duration", res.Duration)
 	return res, nil
+}
+
+// unfinishedApply returns the operation id of an apply of the node that
+// began and did not finish, or an error when there is none.
+func (m *Manager) unfinishedApply(name string) (string, error) {
+	var rec applyRecord
+	if err := readJSON(m.applyPath(name), &rec); err != nil {
+		return "", err
+	}
+	return rec.OperationID, nil
 }
 
 // restartNode stops the node and starts it with spec, and clears its
