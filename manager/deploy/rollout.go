@@ -52,6 +52,11 @@ type RolloutRequest struct {
 	Title         string
 	Comment       string
 	By            string
+	// KeepUnchanged releases to the nodes whose file would not change too,
+	// so that a release is made even when nothing changed (Apollo's
+	// publish of an unchanged namespace): those nodes are sent the file,
+	// which their agent finds unchanged, and nothing restarts.
+	KeepUnchanged bool
 
 	typ string // TypeFlush for the seed's flush of one node
 }
@@ -105,7 +110,7 @@ func (e *Engine) Rollout(ctx context.Context, r RolloutRequest) (Job, config.Rel
 			kind = config.KindRollback
 		}
 		rel, nodes, err := e.d.Configs.NewRelease(ctx, config.NewRelease{FileID: r.FileID, NodeIDs: nodeIDs(ro.targets), Kind: kind,
-			Title: r.Title, Comment: r.Comment, By: r.By, JobID: j.ID, RollbackTo: r.RollbackTo})
+			Title: r.Title, Comment: r.Comment, By: r.By, JobID: j.ID, RollbackTo: r.RollbackTo, All: r.KeepUnchanged})
 		if err != nil {
 			return Job{}, config.Release{}, err
 		}
