@@ -351,7 +351,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	env, _ := apollo.ValidateEnv(cfg.Env)
 	openAPI := apollo.New(apollo.Deps{
 		Env: env, NamespaceLock: cfg.NamespaceLock, Locks: m.db,
-		Consumers: consumers, Users: m.db, Catalog: catalog, Items: apollo.NewConfigItems(configSvc), Areas: fleetService, Audit: m.db,
+		Consumers: consumers, Users: m.db, Catalog: catalog, Areas: fleetService, Audit: m.db,
+		Items: apollo.NewConfigItems(configSvc), Releases: apollo.NewConfigReleases(m.deploy, configSvc, m.db),
 		IDs: gen, Now: time.Now, Log: log.With("component", "apollo"), Registerer: reg,
 	})
 	web, err := console.New()

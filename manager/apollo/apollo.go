@@ -76,6 +76,8 @@ type Deps struct {
 	Catalog *Catalog
 	// Items reads and edits the items of namespaces.
 	Items Items
+	// Releases publishes, lists and rolls back releases.
+	Releases Releases
 	// Areas are the organizations.
 	Areas Areas
 	Audit audit.Store

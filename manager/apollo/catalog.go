@@ -22,6 +22,7 @@ const DefaultCluster = "default"
 // Clusters is what the catalog reads of ADMQ clusters; the store
 // implements it.
 type Clusters interface {
+	Cluster(ctx context.Context, id ids.ID) (cluster.Cluster, error)
 	ClusterByName(ctx context.Context, name string) (cluster.Cluster, error)
 	Clusters(ctx context.Context, p paging.Page) ([]cluster.Cluster, int, error)
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
@@ -97,6 +98,21 @@ func (c *Catalog) loadApp(ctx context.Context, name string) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", name, err)
 	}
+	return c.load(ctx, cl)
+}
+
+// appByID reads an ADMQ cluster by id.
+func (c *Catalog) appByID(ctx context.Context, id ids.ID) (*app, error) {
+	cl, err := c.clusters.Cluster(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", id, err)
+	}
+	return c.load(ctx, cl)
+}
+
+// load reads the nodes and files of cluster cl.
+func (c *Catalog) load(ctx context.Context, cl cluster.Cluster) (*app, error) {
+	name := cl.Name
 	nodes, err := c.clusters.AllNodes(ctx, cl.ID)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", name, err)

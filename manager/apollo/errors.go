@@ -12,6 +12,8 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/consumer"
+	"github.com/admq/admq-manager/manager/deploy"
+	"github.com/admq/admq-manager/manager/fleet"
 )
 
 // apiError is an answer other than 200, with Apollo's status and message.
@@ -61,6 +63,14 @@ var domainStatus = []struct {
 	{config.ErrFileNotFound, http.StatusNotFound},
 	{config.ErrItemNotFound, http.StatusNotFound},
 	{auth.ErrUserNotFound, http.StatusBadRequest},
+	{config.ErrReleaseNotFound, http.StatusNotFound},
+	{config.ErrOtherFile, http.StatusBadRequest},
+	// A rollout refused before anything was recorded.
+	{fleet.ErrAgentNotOnline, http.StatusBadRequest},
+	{deploy.ErrQuorum, http.StatusBadRequest},
+	{deploy.ErrNodeHeld, http.StatusBadRequest},
+	{deploy.ErrNothingToDeploy, http.StatusBadRequest},
+	{config.ErrRender, http.StatusBadRequest},
 }
 
 // classify turns a handler error into an answer; internal errors lose

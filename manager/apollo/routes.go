@@ -36,7 +36,7 @@ var operatorQuery = queryParam{"operator", "string", "the console user the call 
 // routeTable lists every Open API route; New serves exactly these and the
 // OpenAPI document describes exactly these.
 func (s *Server) routeTable() []route {
-	return []route{
+	routes := []route{
 		{method: http.MethodGet, path: "/openapi.json", access: accessPublic,
 			summary: "This document: the Open API's routes and how Apollo's names map onto ADMQ",
 			handler: s.openAPI},
@@ -132,5 +132,53 @@ func (s *Server) routeTable() []route {
 			summary: "Delete a list of items (only their keys count): all of them or none",
 			query:   []queryParam{operatorQuery},
 			body:    []itemRequest{}, handler: s.batchItems},
+
+		{method: http.MethodPost, path: nsPath + "/releases", access: accessRelease,
+			summary: "Publish the namespace (releaseTitle ≤ 64, releaseComment ≤ 256 characters; releasedBy or ?operator= a console user): " +
+				"for default, a release rolled out node by node behind the health gate to every node of the file's component whose file changes " +
+				"(quorum kept, leader last; the first unhealthy node gets its previous file back and stops the rollout); for a node's cluster, a flush of that node. " +
+				"Answers once the release is recorded and its rollout started; a release with no change is recorded and restarts nothing. " +
+				"400 while a rollout holds one of the nodes",
+			query: []queryParam{operatorQuery},
+			body:  releaseRequest{}, resp: ReleaseDTO{}, handler: s.publish},
+		{method: http.MethodGet, path: nsPath + "/releases/latest", access: accessRead,
+			summary: "The newest release of the namespace in the cluster that did not fail; 200 with an empty body when there is none",
+			resp:    ReleaseDTO{}, handler: s.latestRelease},
+		{method: http.MethodGet, path: "/apps/:appId/envs/:env/clusters/:clusterName/namespaces/:namespaceName/releases/histories", access: accessRead,
+			summary: "The namespace's releases in the cluster, newest first, as Apollo's release history: operation 0 a release, 1 a rollback; " +
+				"isReleaseAbandoned true for a failed one; operationContext gives state (pending, applying, applied, failed), reason, number and each node's state",
+			query: []queryParam{{"page", "integer", "page number from 0 (default 0)"}, {"size", "integer", "page size, 1-500 (default 10)"}},
+			resp:  []ReleaseHistoryDTO{}, handler: s.releaseHistory},
+		{method: http.MethodGet, path: "/envs/:env/releases/comparison", access: accessChecked,
+			summary: "What changes from one release to another: ADDED, MODIFIED, DELETED keys (0 stands for no release)",
+			query:   []queryParam{{"baseReleaseId", "integer", "the release compared from"}, {"toCompareReleaseId", "integer", "the release compared to"}},
+			resp:    ReleaseDiffDTO{}, handler: s.compareReleases},
+		{method: http.MethodGet, path: "/envs/:env/releases/:releaseId", access: accessChecked,
+			summary: "One release by id (a read grant on its namespace)",
+			resp:    ReleaseDTO{}, handler: s.getRelease},
+		{method: http.MethodPut, path: "/envs/:env/releases/:releaseId/rollback", access: accessChecked,
+			summary: "Roll back (a release grant on the release's namespace): a new release with the content of the release before releaseId " +
+				"(of the same cluster), or of toReleaseId, rolled out like a publish; the namespace's items go back to it too. " +
+				"A toReleaseId of another namespace or cluster is a 400",
+			query:   []queryParam{operatorQuery, {"toReleaseId", "integer", "the release to go back to (default: the one before releaseId)"}},
+			handler: s.rollback},
+
+		{method: http.MethodGet, path: nsPath + "/branches", access: accessRead,
+			summary: "The namespace's gray-release branch: never one (200, empty body); gray release is not supported, see POST",
+			handler: s.getBranch},
 	}
+	for _, b := range []struct{ method, path string }{
+		{http.MethodPost, "/branches"},
+		{http.MethodDelete, "/branches/:branchName"},
+		{http.MethodGet, "/branches/:branchName/rules"},
+		{http.MethodPut, "/branches/:branchName/rules"},
+		{http.MethodGet, "/branches/:branchName/items"},
+		{http.MethodPost, "/branches/:branchName/releases"},
+		{http.MethodPost, "/branches/:branchName/gray-del-releases"},
+		{http.MethodPost, "/branches/:branchName/merge"},
+	} {
+		routes = append(routes, route{method: b.method, path: nsPath + b.path, access: accessRead,
+			summary: "Refused (400): " + grayRefusal, handler: s.refuseBranch})
+	}
+	return routes
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/manifest"
+	"github.com/admq/admq-manager/manager"
 	"github.com/admq/admq-manager/test/testenv"
 	"github.com/admq/admq-manager/test/workloads"
 )
@@ -23,8 +24,8 @@ import (
 // types against fixtures written from Apollo's DTOs
 // (testdata/apollo/dto.json), and dates in Gson's format.
 
-// apolloEnv is a manager with three agents and cluster mq1: coordinator-1
-// and coordinator-2 (files app.properties, log4j.properties, notes.txt)
+// apolloEnv is a manager with three agents and cluster mq1: storage-1
+// and storage-2 (files app.properties, log4j.properties, notes.txt)
 // and broker-1 (log4j.properties, broker.properties). The nodes run a
 // sleeper whose health check fails while its app.properties or
 // broker.properties holds a line "bad=".
@@ -71,7 +72,7 @@ func apolloManifest() manifest.Manifest {
 	return manifest.Manifest{
 		ManifestVersion: 1, Name: "admq-apollo", Version: "1.0", MqType: 3, Description: "sleepers with config files, for the Open API suites",
 		Components: map[string]manifest.Component{
-			"coordinator": {
+			"storage": {
 				Start: []string{"/bin/sh", "-c", "exec sleep 3600"}, ServerPort: 2181,
 				ConfigFiles: []manifest.ConfigFile{
 					{Name: "app.properties", Path: "conf/app.properties", Format: manifest.FormatProperties},
@@ -94,7 +95,7 @@ func apolloManifest() manifest.Manifest {
 
 // startApolloEnv builds the manager, agents, package and cluster; ipBase
 // is a /24 of 127/8 of the test's own ("127.0.95").
-func startApolloEnv(t *testing.T, ipBase string) *apolloEnv {
+func startApolloEnv(t testing.TB, ipBase string, opts ...func(*manager.Config)) *apolloEnv {
 	t.Helper()
 	root := t.TempDir()
 	t.Cleanup(func() {
@@ -102,7 +103,7 @@ func startApolloEnv(t *testing.T, ipBase string) *apolloEnv {
 			t.Logf("cleanup: killed node processes %v left running under %s", pids, root)
 		}
 	})
-	tm := testenv.StartManager(t)
+	tm := testenv.StartManager(t, opts...)
 	c := tm.Client(t)
 	e := &apolloEnv{tm: tm, c: c, root: root, nodes: map[string]testenv.Node{}}
 	for i := 1; i <= 3; i++ {
@@ -120,8 +121,8 @@ func startApolloEnv(t *testing.T, ipBase string) *apolloEnv {
 		return testenv.ClusterNode{ManagerIP: ip, ProgramDir: root + "/opt/{cluster}/{nodeDir}", DataDir: root + "/data/{cluster}/{nodeDir}"}
 	}
 	cl := c.CreateCluster(t, testenv.NewCluster{Name: apolloApp, PackageID: pkg.ID,
-		ZkList:     []testenv.ClusterNode{dirs(e.ips[0]), dirs(e.ips[1])},
-		BrokerList: []testenv.ClusterNode{dirs(e.ips[2])}})
+		StorageList: []testenv.ClusterNode{dirs(e.ips[0]), dirs(e.ips[1])},
+		BrokerList:  []testenv.ClusterNode{dirs(e.ips[2])}})
 	for _, n := range c.Nodes(t, cl.ID) {
 		e.nodes[n.NodeDir] = n
 	}
@@ -129,13 +130,17 @@ func startApolloEnv(t *testing.T, ipBase string) *apolloEnv {
 	if job.State != "succeeded" {
 		t.Fatalf("deploy %s:\n%s", apolloApp, job)
 	}
-	e.consumerID, e.token = e.consumer(t, "suite", map[string]any{"appId": apolloApp, "modify": true, "release": true})
+	// mq2 is never deployed: its namespaces were never released.
+	c.CreateCluster(t, testenv.NewCluster{Name: "mq2", PackageID: pkg.ID, StorageList: []testenv.ClusterNode{{ManagerIP: e.ips[0], ServerPort: 2182,
+		ProgramDir: root + "/opt/{cluster}/{nodeDir}", DataDir: root + "/data/{cluster}/{nodeDir}"}}})
+	e.consumerID, e.token = e.consumer(t, "suite", map[string]any{"appId": apolloApp, "modify": true, "release": true},
+		map[string]any{"appId": "mq2"})
 	return e
 }
 
 // consumer registers a third-party app with the given grants and returns
 // its id and token.
-func (e *apolloEnv) consumer(t *testing.T, appID string, grants ...map[string]any) (string, string) {
+func (e *apolloEnv) consumer(t testing.TB, appID string, grants ...map[string]any) (string, string) {
 	t.Helper()
 	var created struct{ ID, Token string }
 	e.c.OK(t, "POST", "/consumer", map[string]any{"appId": appID, "name": appID, "orgId": "test", "orgName": "Test",

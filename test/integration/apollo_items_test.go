@@ -97,29 +97,29 @@ func apolloItems(t *testing.T, e *apolloEnv) {
 	b.Must(t, 200, "DELETE", ns("default", "app.properties", "items", "bash.upsert"), [][2]string{{"operator", "admin"}}, nil)
 
 	// A node's cluster: its own key, an override, a layer key switched off.
-	j.Must(t, 200, "POST", ns("coordinator-1", "app.properties", "items"), nil, testenv.ApolloItem{Key: "node.only", Value: "n1", DataChangeCreatedBy: "admin"})
-	j.Must(t, 200, "PUT", ns("coordinator-1", "app.properties", "items", "max.connections"), nil,
+	j.Must(t, 200, "POST", ns("storage-1", "app.properties", "items"), nil, testenv.ApolloItem{Key: "node.only", Value: "n1", DataChangeCreatedBy: "admin"})
+	j.Must(t, 200, "PUT", ns("storage-1", "app.properties", "items", "max.connections"), nil,
 		testenv.ApolloItem{Key: "max.connections", Value: "99", Comment: "ignored for a layer key", DataChangeLastModifiedBy: "admin"})
-	j.Must(t, 200, "DELETE", ns("coordinator-2", "app.properties", "items", "java.key"), [][2]string{{"operator", "admin"}}, nil)
-	c1, c2, def := itemsOf(t, j, "coordinator-1", "app.properties"), itemsOf(t, j, "coordinator-2", "app.properties"), itemsOf(t, j, "default", "app.properties")
+	j.Must(t, 200, "DELETE", ns("storage-2", "app.properties", "items", "java.key"), [][2]string{{"operator", "admin"}}, nil)
+	c1, c2, def := itemsOf(t, j, "storage-1", "app.properties"), itemsOf(t, j, "storage-2", "app.properties"), itemsOf(t, j, "default", "app.properties")
 	if c1["node.only"] != "n1" || c1["max.connections"] != "99" || c1["java.key"] != "v2" {
-		t.Errorf("coordinator-1 sees %v", c1)
+		t.Errorf("storage-1 sees %v", c1)
 	}
 	if _, ok := c2["node.only"]; ok || c2["max.connections"] != "60" {
-		t.Errorf("coordinator-2 sees %v", c2)
+		t.Errorf("storage-2 sees %v", c2)
 	}
 	if _, ok := c2["java.key"]; ok {
-		t.Errorf("java.key deleted on coordinator-2 is still there: %v", c2)
+		t.Errorf("java.key deleted on storage-2 is still there: %v", c2)
 	}
 	if _, ok := def["node.only"]; ok || def["max.connections"] != "60" || def["java.key"] != "v2" {
 		t.Errorf("default sees %v", def)
 	}
 	// Deleting the switched-off key again is a 404; creating it switches it on.
-	a, _ = j.Send("DELETE", ns("coordinator-2", "app.properties", "items", "java.key"), [][2]string{{"operator", "admin"}}, nil)
+	a, _ = j.Send("DELETE", ns("storage-2", "app.properties", "items", "java.key"), [][2]string{{"operator", "admin"}}, nil)
 	apolloError(t, a, 404, "item not found")
-	j.Must(t, 200, "POST", ns("coordinator-2", "app.properties", "items"), nil, testenv.ApolloItem{Key: "java.key", Value: "back", DataChangeCreatedBy: "admin"})
-	if c2 := itemsOf(t, j, "coordinator-2", "app.properties"); c2["java.key"] != "back" {
-		t.Errorf("java.key switched on again on coordinator-2: %v", c2)
+	j.Must(t, 200, "POST", ns("storage-2", "app.properties", "items"), nil, testenv.ApolloItem{Key: "java.key", Value: "back", DataChangeCreatedBy: "admin"})
+	if c2 := itemsOf(t, j, "storage-2", "app.properties"); c2["java.key"] != "back" {
+		t.Errorf("java.key switched on again on storage-2: %v", c2)
 	}
 
 	// A txt namespace holds one item, content.
@@ -151,10 +151,10 @@ func apolloItems(t *testing.T, e *apolloEnv) {
 		IsPublic                           bool
 		Items                              []struct{ Key, Value string }
 	}
-	a = b.Get(t, ns("coordinator-1", "app.properties"), nil, &one)
+	a = b.Get(t, ns("storage-1", "app.properties"), nil, &one)
 	checkDTO(t, "OpenNamespaceDTO", a.Body)
-	if one.Format != "properties" || one.ClusterName != "coordinator-1" || len(one.Items) != len(c1) {
-		t.Fatalf("namespace app.properties of coordinator-1: %s", a.Body)
+	if one.Format != "properties" || one.ClusterName != "storage-1" || len(one.Items) != len(c1) {
+		t.Fatalf("namespace app.properties of storage-1: %s", a.Body)
 	}
 	a = j.Get(t, ns("default", "notes.txt"), [][2]string{{"fillItemDetail", "true"}}, &one)
 	if one.Format != "txt" || len(one.Items) != 1 || one.Items[0].Key != "content" {
@@ -169,7 +169,7 @@ func apolloItems(t *testing.T, e *apolloEnv) {
 	var count int
 	j.Get(t, ns("default", "app.properties", "instances"), nil, &count)
 	if count != 2 {
-		t.Errorf("instances of app.properties on default: %d, want its 2 coordinators", count)
+		t.Errorf("instances of app.properties on default: %d, want its 2 storages", count)
 	}
 	j.Get(t, ns("broker-1", "broker.properties", "instances"), nil, &count)
 	if count != 1 {
@@ -188,7 +188,7 @@ func apolloItemsBadInput(t *testing.T, e *apolloEnv) {
 	_, other := e.consumer(t, "other-ns", map[string]any{"appId": apolloApp, "namespaceName": "broker.properties", "modify": true, "release": true})
 	reader, stranger := e.client(ro, testenv.ApolloJava), e.client(other, testenv.ApolloJava)
 	before := map[string]map[string]string{}
-	for _, c := range []string{"default", "coordinator-1"} {
+	for _, c := range []string{"default", "storage-1"} {
 		before[c] = itemsOf(t, j, c, "app.properties")
 	}
 	long := strings.Repeat("k", 129)
@@ -249,7 +249,7 @@ func apolloItemsBadInput(t *testing.T, e *apolloEnv) {
 			apolloError(t, a, tc.status, tc.msg)
 		})
 	}
-	for _, c := range []string{"default", "coordinator-1"} {
+	for _, c := range []string{"default", "storage-1"} {
 		if after := itemsOf(t, j, c, "app.properties"); fmt.Sprint(after) != fmt.Sprint(before[c]) {
 			t.Errorf("refused edits changed %s: %v, was %v", c, after, before[c])
 		}

@@ -23,6 +23,8 @@ func TestApolloOpenAPI(t *testing.T) {
 	t.Run("items", func(t *testing.T) { apolloItems(t, e) })
 	t.Run("items bad input", func(t *testing.T) { apolloItemsBadInput(t, e) })
 	t.Run("batch", func(t *testing.T) { apolloBatch(t, e) })
+	t.Run("releases", func(t *testing.T) { apolloReleases(t, e) })
+	t.Run("releases bad input", func(t *testing.T) { apolloReleasesBadInput(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })
 }
 
@@ -49,10 +51,10 @@ func apolloAppsAndClusters(t *testing.T, e *apolloEnv) {
 		var apps []map[string]any
 		a = c.Get(t, []string{"apps"}, nil, &apps)
 		checkDTO(t, "[]OpenAppDTO", a.Body)
-		if len(apps) != 1 || apps[0]["appId"] != apolloApp || apps[0]["name"] != apolloApp {
-			t.Fatalf("apps = %s", a.Body)
+		if len(apps) != 2 || apps[0]["appId"] != apolloApp || apps[0]["name"] != apolloApp || apps[1]["appId"] != "mq2" {
+			t.Fatalf("apps = %s, want mq1 and mq2", a.Body)
 		}
-		if a := c.Get(t, []string{"apps"}, [][2]string{{"appIds", "other," + apolloApp}}, nil); !strings.Contains(string(a.Body), apolloApp) {
+		if a := c.Get(t, []string{"apps"}, [][2]string{{"appIds", "other," + apolloApp}}, nil); !strings.Contains(string(a.Body), apolloApp) || strings.Contains(string(a.Body), "mq2") {
 			t.Errorf("apps?appIds: %s", a.Body)
 		}
 		if a := c.Get(t, []string{"apps"}, [][2]string{{"appIds", "other"}}, nil); string(a.Body) != "[]" {
@@ -67,11 +69,11 @@ func apolloAppsAndClusters(t *testing.T, e *apolloEnv) {
 		}
 		a = c.Get(t, []string{"apps", apolloApp, "envclusters"}, nil, &ec)
 		checkDTO(t, "[]OpenEnvClusterDTO", a.Body)
-		if len(ec) != 1 || ec[0].Env != "PRO" || strings.Join(ec[0].Clusters, ",") != "default,coordinator-1,coordinator-2,broker-1" {
+		if len(ec) != 1 || ec[0].Env != "PRO" || strings.Join(ec[0].Clusters, ",") != "default,storage-1,storage-2,broker-1" {
 			t.Fatalf("envclusters = %s", a.Body)
 		}
 
-		for _, cl := range []string{"default", "coordinator-2", "broker-1"} {
+		for _, cl := range []string{"default", "storage-2", "broker-1"} {
 			var got map[string]any
 			a = c.Get(t, []string{"envs", "pro", "apps", apolloApp, "clusters", cl}, nil, &got)
 			checkDTO(t, "OpenClusterDTO", a.Body)
@@ -103,7 +105,7 @@ func apolloAppsAndClusters(t *testing.T, e *apolloEnv) {
 		{"create cluster, other app in body", "POST", []string{"envs", "PRO", "apps", apolloApp, "clusters"}, nil,
 			map[string]any{"name": "extra", "appId": "other", "dataChangeCreatedBy": "admin"}, 400, "AppId not equal"},
 		{"create cluster, existing", "POST", []string{"envs", "PRO", "apps", apolloApp, "clusters"}, [][2]string{{"operator", "admin"}},
-			map[string]any{"name": "coordinator-1", "appId": apolloApp}, 400, "already exists"},
+			map[string]any{"name": "storage-1", "appId": apolloApp}, 400, "already exists"},
 		{"wrong method", "DELETE", []string{"apps"}, nil, nil, 405, "not allowed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,11 +137,11 @@ func apolloError(t *testing.T, a testenv.ApolloAnswer, status int, msg string) {
 
 func apolloTokensAndGrants(t *testing.T, e *apolloEnv) {
 	// A token with a grant on one namespace of one node reads just that.
-	_, narrow := e.consumer(t, "narrow", map[string]any{"appId": apolloApp, "clusterName": "coordinator-1", "namespaceName": "app.properties"})
+	_, narrow := e.consumer(t, "narrow", map[string]any{"appId": apolloApp, "clusterName": "storage-1", "namespaceName": "app.properties"})
 	n := e.client(narrow, testenv.ApolloJava)
 	var ec []struct{ Clusters []string }
 	n.Get(t, []string{"apps", apolloApp, "envclusters"}, nil, &ec)
-	if len(ec) != 1 || strings.Join(ec[0].Clusters, ",") != "coordinator-1" {
+	if len(ec) != 1 || strings.Join(ec[0].Clusters, ",") != "storage-1" {
 		t.Fatalf("narrow token's envclusters = %+v", ec)
 	}
 	if a := n.Get(t, []string{"apps", "authorized"}, nil, nil); !strings.Contains(string(a.Body), `"appId":"mq1"`) {
@@ -187,11 +189,11 @@ func apolloNamespaceNames(t *testing.T, e *apolloEnv) {
 	c := e.bash()
 	for _, tc := range []struct{ cluster, ns, want string }{
 		{"default", "app.properties", "app.properties"},
-		{"default", "coordinator.app.properties", "app.properties"},
-		{"default", "coordinator.log4j.properties", "coordinator.log4j.properties"},
+		{"default", "storage.app.properties", "app.properties"},
+		{"default", "storage.log4j.properties", "storage.log4j.properties"},
 		{"default", "broker.log4j.properties", "broker.log4j.properties"},
 		{"broker-1", "log4j.properties", "broker.log4j.properties"}, // a node has one component
-		{"coordinator-2", "log4j.properties", "coordinator.log4j.properties"},
+		{"storage-2", "log4j.properties", "storage.log4j.properties"},
 	} {
 		var lock map[string]any
 		a := c.Get(t, testenv.NS("PRO", apolloApp, tc.cluster, tc.ns, "lock"), nil, &lock)
@@ -205,10 +207,10 @@ func apolloNamespaceNames(t *testing.T, e *apolloEnv) {
 		status      int
 		msg         string
 	}{
-		{"default", "log4j.properties", 400, "name one of broker.log4j.properties, coordinator.log4j.properties"},
+		{"default", "log4j.properties", 400, "name one of broker.log4j.properties, storage.log4j.properties"},
 		{"default", "nope.cfg", 404, "has no namespace nope.cfg"},
-		{"coordinator-1", "broker.properties", 404, "has no namespace broker.properties"},
-		{"broker-1", "coordinator.app.properties", 404, "has no namespace coordinator.app.properties"},
+		{"storage-1", "broker.properties", 404, "has no namespace broker.properties"},
+		{"broker-1", "storage.app.properties", 404, "has no namespace storage.app.properties"},
 	} {
 		a, _ := c.Send("GET", testenv.NS("PRO", apolloApp, tc.cluster, tc.ns, "lock"), nil, nil)
 		apolloError(t, a, tc.status, tc.msg)

@@ -204,11 +204,28 @@ func (c *ApolloClient) Get(t testing.TB, segments []string, query [][2]string, o
 	t.Helper()
 	a := c.Must(t, http.StatusOK, http.MethodGet, segments, query, nil)
 	if out != nil {
-		if err := json.Unmarshal(a.Body, out); err != nil {
+		// Numbers as they are: release ids pass 2^53, past a float64.
+		dec := json.NewDecoder(strings.NewReader(string(a.Body)))
+		dec.UseNumber()
+		if err := dec.Decode(out); err != nil {
 			t.Fatalf("%s GET /%s: %v in %s", c.flavor, strings.Join(segments, "/"), err, a.Body)
 		}
 	}
 	return a
+}
+
+// ApolloID reads an id that Get decoded into an any (a json.Number).
+func ApolloID(t testing.TB, v any) int64 {
+	t.Helper()
+	n, ok := v.(json.Number)
+	if !ok {
+		t.Fatalf("id %v (%T) is not a JSON number", v, v)
+	}
+	id, err := n.Int64()
+	if err != nil {
+		t.Fatalf("id %s: %v", n, err)
+	}
+	return id
 }
 
 // NS is the path of a namespace: envs/env/apps/app/clusters/cluster/namespaces/ns.
