@@ -5,6 +5,7 @@ package manager
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,6 +70,12 @@ type Config struct {
 	BcryptCost int
 	// TLSHosts are extra names and addresses for the tunnel certificate.
 	TLSHosts []string
+	// TLSCert and TLSKey, both or neither, are PEM files of the console's
+	// certificate (chain) and key: the console API and /metrics are then
+	// served over TLS 1.2+ (see api.TLSConfig). Empty (the default): plain
+	// HTTP, which belongs on a loopback address or behind a TLS proxy.
+	TLSCert string
+	TLSKey  string
 	// PresenceFlush is how often agent presence is written (default 1s).
 	PresenceFlush time.Duration
 	// ShutdownGrace bounds the drain of HTTP requests on shutdown (default 10s).
@@ -150,6 +157,9 @@ func (c Config) Validate() error {
 		return errors.New("max package size must be positive")
 	case c.Tunnel.MetricsInterval < 0 || (c.Tunnel.MetricsInterval > 0 && c.Tunnel.MetricsInterval < time.Second):
 		return fmt.Errorf("metrics interval %v: want at least 1s", c.Tunnel.MetricsInterval)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("console TLS needs both a certificate and a key file")
 	}
 	if c.SSHDialTimeout < 0 || c.AgentOnlineTimeout < 0 {
 		return errors.New("SSH dial timeout and agent online timeout must not be negative")
@@ -326,6 +336,16 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("console listener: %w", err)
 	}
+	if cfg.TLSCert != "" {
+		tlsCfg, err := api.TLSConfig(cfg.TLSCert, cfg.TLSKey, log.With("component", "api"))
+		if err != nil {
+			return nil, err
+		}
+		m.httpLn = tls.NewListener(m.httpLn, tlsCfg)
+	} else if ip := m.httpLn.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		log.Warn("the console API is served over plain HTTP on a non-loopback address: passwords and tokens cross the network in clear; "+
+			"give --tls-cert and --tls-key, or bind --http-addr to 127.0.0.1 behind a TLS proxy", "http", m.httpLn.Addr().String())
+	}
 	if m.tunLn, err = net.Listen("tcp", cfg.TunnelAddr); err != nil {
 		return nil, fmt.Errorf("tunnel listener: %w", err)
 	}
@@ -396,6 +416,15 @@ type lazyAgents struct{ fleet.Agents }
 // HTTPAddr is the console API's bound address.
 func (m *Manager) HTTPAddr() string { return m.httpLn.Addr().String() }
 
+// ConsoleURL is the console API's base URL: https when it is served over TLS.
+func (m *Manager) ConsoleURL() string {
+	scheme := "http"
+	if m.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + m.HTTPAddr() + api.Prefix
+}
+
 // TunnelAddr is the tunnel's bound address.
 func (m *Manager) TunnelAddr() string { return m.tunLn.Addr().String() }
 
@@ -411,7 +440,7 @@ func (m *Manager) PprofAddr() string {
 // requests and sessions, flush presence, close the database.
 func (m *Manager) Run(ctx context.Context) error {
 	defer m.close()
-	m.log.Info("admq-manager serving", "version", version.Version, "http", m.HTTPAddr(), "tunnel", m.TunnelAddr(), "dataDir", m.cfg.DataDir)
+	m.log.Info("admq-manager serving", "version", version.Version, "http", m.HTTPAddr(), "console", m.ConsoleURL(), "tunnel", m.TunnelAddr(), "dataDir", m.cfg.DataDir)
 	g, gctx := errgroup.WithContext(ctx)
 	// The tunnel closes only once the deploy engine and the cleanup runner
 	// have stopped: a job cut short by shutdown then ends its step as

@@ -45,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	metricsInterval := fs.String("metrics-interval", envOr("ADMQ_METRICS_INTERVAL", cfg.Tunnel.MetricsInterval.String()), "how often agents report host metrics for /metrics/fleet (env ADMQ_METRICS_INTERVAL)")
 	sshDialTimeout := fs.String("ssh-dial-timeout", envOr("ADMQ_SSH_DIAL_TIMEOUT", cfg.SSHDialTimeout.String()), "bound on connecting to a server's SSH port (env ADMQ_SSH_DIAL_TIMEOUT)")
 	onlineTimeout := fs.String("agent-online-timeout", envOr("ADMQ_AGENT_ONLINE_TIMEOUT", cfg.AgentOnlineTimeout.String()), "how long a bootstrapped agent has to come online (env ADMQ_AGENT_ONLINE_TIMEOUT)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr("ADMQ_TLS_CERT", ""), "PEM certificate (chain) of the console API; with --tls-key it is served over TLS 1.2+, else over plain HTTP (env ADMQ_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", envOr("ADMQ_TLS_KEY", ""), "PEM private key of --tls-cert (env ADMQ_TLS_KEY)")
 	tlsHosts := fs.String("tls-hosts", envOr("ADMQ_TLS_HOSTS", ""), "extra comma-separated names/IPs for the tunnel certificate (env ADMQ_TLS_HOSTS)")
 	maxPkg := fs.String("max-package-size", envOr("ADMQ_MAX_PACKAGE_SIZE", strconv.FormatInt(cfg.MaxPackageSize, 10)), "largest package file an upload may send, in bytes (env ADMQ_MAX_PACKAGE_SIZE)")
 	fs.StringVar(&cfg.Env, "env", envOr("ADMQ_ENV", cfg.Env), "environment name of the Apollo-compatible Open API at /openapi/v1; case-insensitive, PROD is PRO (env ADMQ_ENV)")
@@ -111,7 +113,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		// Shown this once; only its bcrypt hash is stored.
 		fmt.Fprintf(stdout, "admq-manager: created user \"admin\" with password %s (shown once; change it with PUT /admq-manager/user/password)\n", m.AdminPassword)
 	}
-	fmt.Fprintf(stdout, "admq-manager: console http://%s/admq-manager  tunnel %s  CA pin %s\n", m.HTTPAddr(), m.TunnelAddr(), m.CAPin)
+	fmt.Fprintf(stdout, "admq-manager: console %s  tunnel %s  CA pin %s\n", m.ConsoleURL(), m.TunnelAddr(), m.CAPin)
 	return m.Run(ctx)
 }
 
