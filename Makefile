@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/admq/admq-manager/internal/version.Version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: all build run test test-setup unit lint vet fmt-check proto proto-check console console-check bench load clean
+.PHONY: all build run test test-setup unit fuzz lint vet fmt-check proto proto-check console console-check bench load clean
 
 all: build
 
@@ -19,8 +19,8 @@ build:
 run: build
 	@BIN=$(BIN) bash packaging/scripts/run-local.sh
 
-## test: install what the tests need, then lint and run every test
-test: test-setup lint proto-check console-check unit
+## test: install what the tests need, then lint and run every test, and every fuzz target for FUZZTIME
+test: test-setup lint proto-check console-check unit fuzz
 
 test-setup:
 	@bash test/setup.sh
@@ -28,6 +28,12 @@ test-setup:
 ## unit: every Go test, with the race detector
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## fuzz: every fuzz target (func Fuzz* in any _test.go), one go test -fuzz each, FUZZTIME each
+## (5s in make test; longer by hand: make fuzz FUZZTIME=5m); prints the executions of each
+FUZZTIME ?= 5s
+fuzz:
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash test/fuzz.sh
 
 lint: vet fmt-check
 

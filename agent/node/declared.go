@@ -128,7 +128,7 @@ func matches(template, v string, fixed map[string]string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return re.MatchString(v), nil
+	return re.Match(v), nil
 }
 
 // clip shortens what a request said for an error message.

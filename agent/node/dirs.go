@@ -173,10 +173,11 @@ func (d Dirs) configPath(p string) (string, error) {
 		}
 	}
 	if !filepath.IsAbs(p) {
-		if !filepath.IsLocal(p) {
-			return "", invalid.Field("config_files", "%q leaves the program dir", p)
+		joined := filepath.Join(d.Program, p)
+		if !filepath.IsLocal(p) || !within(d.Program, joined) {
+			return "", invalid.Field("config_files", "%q leaves the program dir, or is it", p)
 		}
-		return filepath.Join(d.Program, p), nil
+		return joined, nil
 	}
 	if filepath.Clean(p) != p || (!within(d.Program, p) && !within(d.Data, p)) {
 		return "", invalid.Field("config_files", "%q: want a clean path inside program_dir or data_dir", p)

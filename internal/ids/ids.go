@@ -26,7 +26,7 @@ func Parse(s string) (ID, error) {
 	if s == "" {
 		return 0, fmt.Errorf("id is empty")
 	}
-	if s[0] == '+' || s[0] == '-' {
+	if s[0] < '1' || s[0] > '9' { // no sign, no leading zero: one spelling per id
 		return 0, fmt.Errorf("id %q is not a positive decimal number", s)
 	}
 	n, err := strconv.ParseInt(s, 10, 64)

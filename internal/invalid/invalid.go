@@ -5,6 +5,8 @@ package invalid
 import (
 	"errors"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Error says that one input field is not acceptable.
@@ -30,4 +32,27 @@ func As(err error) (*Error, bool) {
 	var e *Error
 	ok := errors.As(err, &e)
 	return e, ok
+}
+
+// Text checks free text a user gives (a description, a display name): min
+// to max characters (min 0: optional), and no control characters (NUL,
+// escape sequences, line breaks) that would corrupt a log line or a
+// terminal showing it.
+func Text(field, v string, min, max int) error {
+	n := utf8.RuneCountInString(v)
+	if n < min || len(v) > max*4 || n > max {
+		switch {
+		case min > 0 && n == 0:
+			return Field(field, "is required")
+		case min == 0:
+			return Field(field, "must be at most %d characters", max)
+		}
+		return Field(field, "must be %d to %d characters", min, max)
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return Field(field, "must not contain control characters")
+		}
+	}
+	return nil
 }

@@ -706,29 +706,60 @@ func segments(s string, each func(lit, name string) error) error {
 	return flush(len(s))
 }
 
-// Matcher returns a pattern that matches what template s can expand to
-// when the variables in fixed have those values and every other variable
-// any value: the agent checks with it that a command it is asked to run
-// is one the package declares, without knowing every variable.
-func Matcher(s string, fixed map[string]string) (*regexp.Regexp, error) {
-	var b strings.Builder
-	b.WriteString(`^(?s:`)
+// Pattern is what a template can expand to (see Matcher).
+type Pattern struct {
+	// parts are the literal pieces: a free variable stands between each
+	// two (so one part means no free variable; an empty first or last
+	// part, one at the start or end).
+	parts []string
+}
+
+// Matcher returns the Pattern of what template s can expand to when the
+// variables in fixed have those values and every other variable any
+// value: the agent checks with it that a command it is asked to run is
+// one the package declares, without knowing every variable. Matching is
+// byte for byte.
+func Matcher(s string, fixed map[string]string) (*Pattern, error) {
+	parts := []string{""}
+	wild := false // the last thing seen is a free variable
 	err := segments(s, func(lit, name string) error {
-		switch v, ok := fixed[name]; {
-		case name == "":
-			b.WriteString(regexp.QuoteMeta(lit))
-		case ok:
-			b.WriteString(regexp.QuoteMeta(v))
-		default:
-			b.WriteString(`.*`)
+		if v, ok := fixed[name]; name != "" && !ok {
+			if !wild {
+				parts = append(parts, "")
+			}
+			wild = true
+			return nil
+		} else if ok {
+			lit = v
 		}
+		parts[len(parts)-1] += lit
+		wild = false
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	b.WriteString(`)$`)
-	return regexp.Compile(b.String())
+	return &Pattern{parts: parts}, nil
+}
+
+// Match reports whether v is one of the pattern's expansions.
+func (p *Pattern) Match(v string) bool {
+	first, last := p.parts[0], p.parts[len(p.parts)-1]
+	if len(p.parts) == 1 {
+		return v == first
+	}
+	if len(v) < len(first)+len(last) || !strings.HasPrefix(v, first) || !strings.HasSuffix(v, last) {
+		return false
+	}
+	v = v[len(first) : len(v)-len(last)]
+	for _, l := range p.parts[1 : len(p.parts)-1] {
+		i := strings.Index(v, l)
+		if i < 0 {
+			return false
+		}
+		v = v[i+len(l):]
+	}
+	return true
 }
 
 func kindOf(k string) string {

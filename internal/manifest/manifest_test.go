@@ -293,8 +293,8 @@ func TestMatcher(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Matcher(%q): %v", c.tmpl, err)
 		}
-		if got := re.MatchString(c.v); got != c.want {
-			t.Errorf("Matcher(%q).MatchString(%q) = %v, want %v", c.tmpl, c.v, got, c.want)
+		if got := re.Match(c.v); got != c.want {
+			t.Errorf("Matcher(%q).Match(%q) = %v, want %v", c.tmpl, c.v, got, c.want)
 		}
 	}
 	for _, bad := range []string{"{nope}", "{myid", "}"} {

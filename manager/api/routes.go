@@ -227,8 +227,9 @@ func (a *API) routeTable() []route {
 			query: []queryParam{{"from", "string", "release id"}, {"to", "string", "release id"}, {"nodeId", "string", "only this node"}},
 			data:  diffView{}, handler: a.diffReleases},
 		{method: http.MethodDelete, path: "/cluster", role: auth.RoleOperator, summary: "Delete a cluster with its nodes and their config (seed 2.3.0.11). " +
-			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed (each dir's parent is the allowed root; " +
-			"a dir directly under / is not removed). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway. " +
+			"First every node whose agent is online is stopped and forgotten by its agent, and its programDir and dataDir are removed when the agent created them for the node " +
+			"(its install marker); a dir that existed before, a system dir, a dir directly under / or one holding a mount point or another program's data is kept, " +
+			"and listed in the node's notCleaned entry (keptDirs, reason). Nodes whose agent is offline, or whose removal failed, are listed in notCleaned, and the records are deleted anyway. " +
 			"For a node whose agent is offline (or went away during the removal) the removal is queued, with queued true and reason \"agent offline: cleaned when it reconnects\": " +
 			"the same removal is sent when the agent reconnects (a failed one is retried while the agent is online, after 1, 2, 4 … minutes, at most an hour), see /cluster/cleanup. " +
 			"Other nodes in notCleaned (queued false) stay on their host. A cluster with a node being deployed is code 1407",

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
@@ -125,7 +124,7 @@ func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, er
 	if !nameRE.MatchString(n.Name) {
 		return Cluster{}, nil, invalid.Field("name", "must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
 	}
-	if err := checkText("description", n.Description, 512); err != nil {
+	if err := invalid.Text("description", n.Description, 0, 512); err != nil {
 		return Cluster{}, nil, err
 	}
 	pkgFor := func(component, field string) (ids.ID, error) {
@@ -439,18 +438,6 @@ func expandDir(field, v, cluster, nodeDir string) (string, error) {
 // within reports whether path is dir or inside it.
 func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, dir+"/")
-}
-
-func checkText(field, v string, max int) error {
-	if len([]rune(v)) > max {
-		return invalid.Field(field, "must be at most %d characters", max)
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return invalid.Field(field, "must not contain control characters")
-		}
-	}
-	return nil
 }
 
 // Clusters returns one page of clusters, newest first, and the total.

@@ -126,11 +126,13 @@ func (spec Spec) validate() error {
 			}
 		}
 	}
-	if !appIDRe.MatchString(spec.AppID) {
-		return invalid.Field("appId", "may hold only letters, digits, '_', '.' and '-'")
+	// "." and ".." match the pattern, but no URL can name them: a client
+	// resolves them away from /apps/{appId}.
+	if !appIDRe.MatchString(spec.AppID) || spec.AppID == "." || spec.AppID == ".." {
+		return invalid.Field("appId", "may hold only letters, digits, '_', '.' and '-', and not be . or ..")
 	}
-	if !appIDRe.MatchString(spec.OrgID) {
-		return invalid.Field("orgId", "may hold only letters, digits, '_', '.' and '-'")
+	if !appIDRe.MatchString(spec.OrgID) || spec.OrgID == "." || spec.OrgID == ".." {
+		return invalid.Field("orgId", "may hold only letters, digits, '_', '.' and '-', and not be . or ..")
 	}
 	if a, err := mail.ParseAddress(spec.OwnerEmail); err != nil || a.Address != spec.OwnerEmail {
 		return invalid.Field("ownerEmail", "is not an e-mail address")

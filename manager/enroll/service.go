@@ -34,10 +34,10 @@ type Areas interface {
 
 // Limits on what a token may say.
 const (
-	MaxTokenTTL         = 365 * 24 * time.Hour
-	DefaultTokenTTL     = 24 * time.Hour
-	MaxTokenUses        = 1_000_000
-	maxDescriptionBytes = 256
+	MaxTokenTTL     = 365 * 24 * time.Hour
+	DefaultTokenTTL = 24 * time.Hour
+	MaxTokenUses    = 1_000_000
+	maxDescription  = 256
 )
 
 var (
@@ -82,8 +82,8 @@ type IssuedToken struct {
 
 // CreateToken validates spec and stores a new token.
 func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (IssuedToken, error) {
-	if len(spec.Description) > maxDescriptionBytes {
-		return IssuedToken{}, invalid.Field("description", "at most %d bytes", maxDescriptionBytes)
+	if err := invalid.Text("description", spec.Description, 0, maxDescription); err != nil {
+		return IssuedToken{}, err
 	}
 	if spec.MaxUses < 0 || spec.MaxUses > MaxTokenUses {
 		return IssuedToken{}, invalid.Field("maxUses", "must be between 0 (unlimited) and %d", MaxTokenUses)

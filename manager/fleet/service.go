@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
@@ -85,7 +84,7 @@ func (s *Service) CreateArea(ctx context.Context, code, name string) (Area, erro
 	if !areaCodeRe.MatchString(code) {
 		return Area{}, invalid.Field("code", "1-64 characters: letters, digits, '_', '.', '-', starting with a letter or digit")
 	}
-	if err := checkText("area", name, 1, 128); err != nil {
+	if err := invalid.Text("area", name, 1, 128); err != nil {
 		return Area{}, err
 	}
 	now := s.now()
@@ -176,10 +175,10 @@ func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, erro
 	if n.SSHPort < 1 || n.SSHPort > 65535 {
 		return Server{}, invalid.Field("sshPort", "%d is not a TCP port", n.SSHPort)
 	}
-	if err := checkText("account", n.Account, 0, 64); err != nil {
+	if err := invalid.Text("account", n.Account, 0, 64); err != nil {
 		return Server{}, err
 	}
-	if err := checkText("cpuInfo", n.CPUInfo, 0, 256); err != nil {
+	if err := invalid.Text("cpuInfo", n.CPUInfo, 0, 256); err != nil {
 		return Server{}, err
 	}
 	if n.CPUType < 0 || n.CPUType > 1000 {
@@ -487,20 +486,4 @@ func checkDir(field, v string) (string, error) {
 // within reports whether path is dir or inside it.
 func within(path, dir string) bool {
 	return path == dir || strings.HasPrefix(path, dir+"/")
-}
-
-func checkText(field, v string, min, max int) error {
-	n := len([]rune(v))
-	if n < min || len(v) > max*4 || n > max {
-		if min > 0 && n == 0 {
-			return invalid.Field(field, "is required")
-		}
-		return invalid.Field(field, "must be %d to %d characters", min, max)
-	}
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return invalid.Field(field, "must not contain control characters")
-		}
-	}
-	return nil
 }
