@@ -160,6 +160,7 @@ type hostileOp struct {
 	doc          apiDoc
 	method, path string // path with {params}, the document's server prefix included
 	query        []string
+	strictQuery  []string // the query parameters that take only numbers or ids
 	pathParams   []string
 	body         *schema // JSON body; nil for none
 	multipart    bool
@@ -178,6 +179,7 @@ func (h *hostileEnv) operations(t *testing.T, d apiDoc) []hostileOp {
 		Paths   map[string]map[string]struct {
 			Parameters []struct {
 				In, Name string
+				Schema   schema
 			}
 			RequestBody struct {
 				Content map[string]struct {
@@ -204,6 +206,11 @@ func (h *hostileEnv) operations(t *testing.T, d apiDoc) []hostileOp {
 				switch prm.In {
 				case "query":
 					op.query = append(op.query, prm.Name)
+					// Numbers and ids must be refused when hostile; a
+					// filter of free text may take anything.
+					if prm.Schema.Type == "integer" || prm.Schema.Pattern != "" || idLike.MatchString(prm.Name) {
+						op.strictQuery = append(op.strictQuery, prm.Name)
+					}
 				case "path":
 					op.pathParams = append(op.pathParams, prm.Name)
 				}
@@ -399,7 +406,8 @@ func (h *hostileEnv) inputs(op hostileOp) []hostileInput {
 				qs[k] = vs
 			}
 			qs.Set(q, v)
-			out = append(out, with(hostileInput{what: "query " + q + "=" + clipQ(v), query: qs, mustRefuse: op.doc.strict}))
+			must := op.doc.strict && slices.Contains(op.strictQuery, q)
+			out = append(out, with(hostileInput{what: "query " + q + "=" + clipQ(v), query: qs, mustRefuse: must}))
 		}
 	}
 	for _, p := range op.pathParams {
