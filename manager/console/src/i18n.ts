@@ -78,6 +78,14 @@ const zh = {
     addLayer: '新增集群层配置项', editLayer: '编辑集群层配置项 {key}', addNode: '新增节点自有配置项', override: '节点覆盖 {key}',
     confirmDelete: '删除配置项 {key}？', confirmReset: '恢复 {key} 为集群层的值？',
   },
+  releases: {
+    title: '发布历史', publish: '发布', diff: '对比所选两个版本', rollingRestart: '滚动重启 {c}', pick: '选择', kind: '类型', name: '标题', comment: '备注',
+    rollback: '回滚到此版本', unchanged: '所有节点已是该配置：无需发布', draftVsReleased: '草稿与最近一次发布的差异：', change: '变化', added: '新增',
+    changed: '修改', removed: '删除', released: '已发布', draft: '草稿', batchSize: '每批节点数', failureBudget: '允许失败节点数', detailOf: '版本 #{n}',
+    diffOf: '版本 #{a} 与 #{b} 的差异',
+  },
+  releaseKind: { deploy: '部署', flush: '刷新', rollout: '发布', rollback: '回滚' },
+  releaseState: { pending: '等待', applying: '进行中', applied: '已生效', failed: '失败', unchanged: '未变化', restored: '已恢复', interrupted: '中断', cancelled: '取消' },
   users: { add: '添加用户', role: '角色', confirmDelete: '删除用户 {name}？' },
   audit: { user: '用户', method: '方法', path: '路径', time: '时间', from: '开始时间', to: '结束时间', result: 'HTTP/错误码', ip: '来源地址', detail: '详情' },
 }
@@ -160,6 +168,14 @@ const en: Messages = {
     addLayer: 'Add a cluster layer item', editLayer: 'Edit cluster layer item {key}', addNode: 'Add a key of the node\'s own', override: 'Override {key} on the node',
     confirmDelete: 'Delete item {key}?', confirmReset: 'Reset {key} to the cluster layer\'s value?',
   },
+  releases: {
+    title: 'Releases', publish: 'Publish', diff: 'Compare the two picked', rollingRestart: 'Rolling restart of {c}', pick: 'Pick', kind: 'Kind', name: 'Title', comment: 'Comment',
+    rollback: 'Roll back to this', unchanged: 'Every node has this config already: nothing to publish', draftVsReleased: 'The draft against the latest release:', change: 'Change', added: 'added',
+    changed: 'changed', removed: 'removed', released: 'Released', draft: 'Draft', batchSize: 'Nodes per batch', failureBudget: 'Failures allowed', detailOf: 'Release #{n}',
+    diffOf: 'Release #{a} against #{b}',
+  },
+  releaseKind: { deploy: 'deploy', flush: 'flush', rollout: 'rollout', rollback: 'rollback' },
+  releaseState: { pending: 'pending', applying: 'applying', applied: 'applied', failed: 'failed', unchanged: 'unchanged', restored: 'restored', interrupted: 'interrupted', cancelled: 'cancelled' },
   users: { add: 'Add user', role: 'Role', confirmDelete: 'Delete user {name}?' },
   audit: { user: 'User', method: 'Method', path: 'Path', time: 'Time', from: 'From', to: 'To', result: 'HTTP/code', ip: 'Address', detail: 'Detail' },
 }
@@ -175,7 +191,7 @@ function initial(): Locale {
 
 // Keys built from API values (a job type, a run state): an unknown value
 // shows as itself. A missing static key is an error the browser tests see.
-const dynamic = ['config.src.', 'run.', 'deploy.', 'jobState.', 'jobType.', 'steps.', 'stepState.', 'tokenStatus.', 'status.', 'role.']
+const dynamic = ['releaseKind.', 'releaseState.', 'config.src.', 'run.', 'deploy.', 'jobState.', 'jobType.', 'steps.', 'stepState.', 'tokenStatus.', 'status.', 'role.']
 
 export const i18n = createI18n({
   legacy: false,
