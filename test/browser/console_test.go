@@ -224,6 +224,44 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	}
 	page("config-applied")
 
+	// Publish a change as a release: its difference from the released
+	// config first, then the rollout, then the file on disk.
+	b.click("[data-test=layer-items] [data-test=edit-layer-item][data-key=greeting]")
+	b.fill("#item-value", "salut")
+	b.click("[data-test=item-submit]")
+	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*salut`), stepTimeout)
+	b.click("[data-test=publish]")
+	b.waitText("[data-test=draft-diff]", regexp.MustCompile(`greeting[\s\S]*bonjour[\s\S]*salut`), stepTimeout)
+	b.fill("#pub-title", "say salut")
+	b.shot("publish")
+	b.click("[data-test=publish-submit]")
+	waitFile(t, brokerConf, "greeting=salut", 2*time.Minute)
+	b.waitText("[data-test=job-state]", regexp.MustCompile(`^成功$`), time.Minute)
+	b.waitText("[data-test=release-table]", regexp.MustCompile(`say salut`), stepTimeout)
+	page("published")
+
+	// The difference between the first release and the last.
+	b.waitText("[data-test=release-table]", regexp.MustCompile(`say salut[\s\S]*已生效`), time.Minute)
+	nums := eval[[]int](b, "release numbers", `[...document.querySelectorAll('[data-test=release-table] [data-test=release-number]')].map(e => +e.textContent)`)
+	if len(nums) < 2 {
+		t.Fatalf("releases %v: want at least the deploy's and the publish's", nums)
+	}
+	newest, oldest := nums[0], nums[len(nums)-1]
+	b.click(fmt.Sprintf("[data-test=release-table] tbody tr:nth-child(%d) .el-checkbox", 1))
+	b.click(fmt.Sprintf("[data-test=release-table] tbody tr:nth-child(%d) .el-checkbox", len(nums)))
+	b.click("[data-test=diff]")
+	b.waitText("[data-test=release-diff]", regexp.MustCompile(`greeting[\s\S]*hello[\s\S]*salut`), stepTimeout)
+	page("release-diff")
+	b.run("close the diff", chromedp.KeyEvent(kb.Escape))
+
+	// Roll back to the release before: bonjour again on disk.
+	b.click(fmt.Sprintf("[data-test=release-table] [data-test=rollback][data-number='%d']", newest-1))
+	waitFile(t, brokerConf, "greeting=bonjour", 2*time.Minute)
+	b.waitText("[data-test=job-state]", regexp.MustCompile(`^成功$`), time.Minute)
+	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
+	t.Logf("releases %d to %d; rolled back to %d", oldest, newest, newest-1)
+	page("rolled-back")
+
 	// A third-party app of the Open API: its token shown once, a grant.
 	b.visit("/consumers", "[data-test=add-consumer]")
 	b.click("[data-test=add-consumer]")
@@ -343,6 +381,15 @@ func TestConsoleOperatorJourney(t *testing.T) {
 		t.Errorf("a viewer's menu offers admin pages: %q", b.text(".aside"))
 	}
 	page("viewer-cluster")
+}
+
+// waitFile waits until the file at path contains want.
+func waitFile(t *testing.T, path, want string, timeout time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, timeout, path+" to contain "+want, func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), want)
+	})
 }
 
 func head(v []int, n int) []int {
