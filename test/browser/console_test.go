@@ -203,6 +203,12 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	b.click("[data-test=item-submit]")
 	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
 	b.waitText("[data-test=node-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
+	// The node table says the node needs a restart for it.
+	b.click(".page-title a[href^='/clusters/']")
+	b.waitText("[data-test=nodes-table] [data-test=restart-required]", regexp.MustCompile(`需重启`), stepTimeout)
+	b.shot("restart-required")
+	b.click("[data-test=open-config]")
+	b.waitText("[data-test=layer-items]", regexp.MustCompile(`greeting[\s\S]*bonjour`), stepTimeout)
 	// A value the API refuses shows its message and code.
 	b.click("[data-test=add-layer-item]")
 	b.fill("#item-key", strings.Repeat("k", 129))

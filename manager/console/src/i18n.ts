@@ -55,8 +55,12 @@ const zh = {
   },
   nodes: {
     node: '节点', component: '组件', server: '服务器:端口', deployStatus: '部署状态', runStatus: '运行状态', restarts: '重启次数', started: '启动时间',
-    restartRequired: '需重启', restartRequiredHint: '配置已变更，尚未在节点上生效', deploy: '部署', deployAll: '一键部署', start: '启动', stop: '停止',
+    config: '配置', deploy: '部署', deployAll: '一键部署', start: '启动', stop: '停止',
     restart: '重启', log: '日志', logOf: '{n} 的日志', follow: '跟随', emptyLog: '（日志为空）', cmdDone: '{n} {cmd}：{status}，PID {pid}',
+  },
+  sync: {
+    s0: '已同步', s1: '需重启', s2: '状态未知', s3: '未应用',
+    hint1: '草稿配置与节点上的不同：发布（刷新）后重启生效', hint2: '上次应用被中断，节点可能是旧或新文件：请再次发布', hint3: '尚未应用过配置（未部署）',
   },
   jobs: { job: '任务', progress: '部署进度', type: '类型', state: '状态', by: '操作人', reason: '原因', watch: '跟踪', cluster: '集群', finished: '结束时间' },
   overview: {
@@ -145,8 +149,12 @@ const en: Messages = {
   },
   nodes: {
     node: 'Node', component: 'Component', server: 'Server:port', deployStatus: 'Deploy', runStatus: 'Run state', restarts: 'Restarts', started: 'Started',
-    restartRequired: 'Restart', restartRequiredHint: 'Config changed and not yet applied on the node', deploy: 'Deploy', deployAll: 'Deploy all', start: 'Start', stop: 'Stop',
+    config: 'Config', deploy: 'Deploy', deployAll: 'Deploy all', start: 'Start', stop: 'Stop',
     restart: 'Restart', log: 'Log', logOf: 'Log of {n}', follow: 'Follow', emptyLog: '(empty log)', cmdDone: '{n} {cmd}: {status}, pid {pid}',
+  },
+  sync: {
+    s0: 'in sync', s1: 'restart', s2: 'unknown', s3: 'not applied',
+    hint1: 'The draft differs from the node\'s file: publish (flush) to apply it with a restart', hint2: 'The last apply was cut short: the node has the old or the new file; publish again', hint3: 'No config applied yet (not deployed)',
   },
   jobs: { job: 'Job', progress: 'Deployment progress', type: 'Type', state: 'State', by: 'By', reason: 'Reason', watch: 'Watch', cluster: 'Cluster', finished: 'Finished' },
   overview: {
