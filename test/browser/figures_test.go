@@ -64,6 +64,14 @@ func renderTime(b *testing.B, br *browser, path, cond, api string) (render, requ
 	if err != nil {
 		b.Fatal(err)
 	}
+	end, err := chromedp.Run(ctx, chromedp.Evaluate[float64](fmt.Sprintf(
+		`Math.max(0, ...performance.getEntriesByType('resource').filter(e => e.name.includes(%q)).map(e => e.responseEnd))`, api)))
+	if err == nil {
+		b.Logf("%s: data in at %.0f ms, on screen at %.0f ms", path, end, ms)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
 	return ms, req
 }
 
