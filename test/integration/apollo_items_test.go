@@ -34,6 +34,8 @@ func apolloItems(t *testing.T, e *apolloEnv) {
 		return testenv.NS("PRO", apolloApp, cluster, name, more...)
 	}
 
+	defer apolloAudited(t, e)
+
 	// Read what the package brought.
 	var got map[string]any
 	a := j.Get(t, ns("default", "app.properties", "items", "session.timeout"), nil, &got)
@@ -331,4 +333,25 @@ func apolloBatch(t *testing.T, e *apolloEnv) {
 	if m := itemsOf(t, j, "default", "broker.properties"); m["num.partitions"] != "3" {
 		t.Fatalf("default after broker-1's batch: %v", m)
 	}
+}
+
+// apolloAudited checks that the audit log names, for the Open API's
+// changes, the operator and the third-party app whose token made them.
+func apolloAudited(t *testing.T, e *apolloEnv) {
+	var page struct {
+		List []struct {
+			Username, Role, Consumer, Method, Path, Detail string
+			Status                                         int
+		}
+	}
+	e.c.OK(t, "GET", "/audit?pageNum=1&pageSize=500", nil, &page)
+	for _, a := range page.List {
+		if a.Method == "POST" && strings.HasSuffix(a.Path, "/clusters/default/namespaces/app.properties/items") && a.Status == 200 {
+			if a.Consumer != "suite" || a.Username != "admin" || a.Role != "consumer" || !strings.Contains(a.Detail, "create") {
+				t.Fatalf("audit entry of an item created through the Open API: %+v", a)
+			}
+			return
+		}
+	}
+	t.Fatalf("no audit entry of an item created through the Open API in %d entries", len(page.List))
 }
