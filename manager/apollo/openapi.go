@@ -27,9 +27,10 @@ Mapping of Apollo's names onto ADMQ:
 | item | one key of the file |
 | release | a flush of the layer: publishing default rolls out to every node holding the file, a node's name flushes that node |
 | organization | an availability area |
+| gray release (branches) | refused with a 400: a config file has one draft per layer, a branch needs its own; canary by publishing one node's cluster, then default |
 | third-party app (consumer) | registered by an admin with POST /admq-manager/consumer and granted apps, clusters and namespaces with POST /admq-manager/consumer/grant |
 
-Wire rules: the token goes as it is in the Authorization header (no Bearer). application/json (any charset) is accepted on every method, GET and DELETE included; a body on GET or DELETE is ignored. JSON is Gson's: Apollo's DTO field names, null fields left out, dates yyyy-MM-dd'T'HH:mm:ss.SSSZ (2016-08-11T12:06:41.818+0800), release ids as numbers. Every success is HTTP 200; a void answer has an empty body. Errors are {"status","message","timestamp","exception"}: 400 bad parameter (missing or unknown operator, key too long, locked namespace, unknown env), 401 missing, unknown, revoked or expired token, 403 no grant, 404 unknown app, cluster, namespace, item or release, 405 method not allowed, 500 anything else. A token reads and writes only what its grants name.`
+Wire rules: the token goes as it is in the Authorization header (no Bearer). application/json (any charset) is accepted on every method, GET and DELETE included; a body on GET or DELETE is ignored. JSON is Gson's: Apollo's DTO field names, null fields left out, dates yyyy-MM-dd'T'HH:mm:ss.SSSZ (2016-08-11T12:06:41.818+0800), release ids as numbers (64-bit: past 2^53, read them as integers). Every success is HTTP 200; a void answer has an empty body. Errors are {"status","message","timestamp","exception"}: 400 bad parameter (missing or unknown operator, key too long, locked namespace, unknown env), 401 missing, unknown, revoked or expired token, 403 no grant, 404 unknown app, cluster, namespace, item or release, 405 method not allowed, 500 anything else. A token reads and writes only what its grants name.`
 
 var gsonTimeType = reflect.TypeOf(gsonTime{})
 
