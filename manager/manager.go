@@ -387,10 +387,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		TunnelPort:      m.tunLn.Addr().(*net.TCPAddr).Port,
 		AgentsConnected: m.hub.Connected,
 		Exporters:       fleetMetrics,
-		FleetGatherer:   fleetReg,
-		Deploy:          m.deploy,
-		Console:         web,
-		FleetMetrics:    fleetMetrics,
+		// One scrape of every server is large: a few at a time.
+		FleetScrape:  fleetMetrics.Handler(4),
+		Deploy:       m.deploy,
+		Console:      web,
+		FleetMetrics: fleetMetrics,
 	})
 	return m, nil
 }

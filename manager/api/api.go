@@ -74,9 +74,10 @@ type Deps struct {
 	// Exporters says which servers' agents report host metrics, for a
 	// server's serverExporterStatus.
 	Exporters Exporters
-	// FleetGatherer is served at /metrics/fleet: the host metrics of every
-	// server, kept apart from /metrics so that the manager's own stay small.
-	FleetGatherer prometheus.Gatherer
+	// FleetScrape serves /metrics/fleet: the host metrics of every server,
+	// kept apart from /metrics so that the manager's own stay small
+	// (fleetmetrics.Store.Handler).
+	FleetScrape http.Handler
 	// Consumers keeps the third-party apps of the Apollo-compatible Open
 	// API and their grants.
 	Consumers *consumer.Service
@@ -157,14 +158,8 @@ func New(d Deps) *API {
 		e.Add(r.method, Prefix+r.path, h)
 	}
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
-	if d.FleetGatherer != nil {
-		// One scrape of every server is large: serve a few at a time, and a
-		// series that fails does not lose the others.
-		e.GET(FleetMetricsPath, echo.WrapHandler(promhttp.HandlerFor(d.FleetGatherer, promhttp.HandlerOpts{
-			ErrorHandling:       promhttp.ContinueOnError,
-			ErrorLog:            slog.NewLogLogger(d.Log.Handler(), slog.LevelWarn),
-			MaxRequestsInFlight: 4,
-		})))
+	if d.FleetScrape != nil {
+		e.GET(FleetMetricsPath, echo.WrapHandler(d.FleetScrape))
 	}
 	if d.Console != nil {
 		e.GET("/*", a.console)

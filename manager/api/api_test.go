@@ -95,7 +95,7 @@ func newHarness(t *testing.T) *harness {
 		return Deps{
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
 			Log: log, Registerer: reg, Gatherer: reg, BodyLimit: 4096, TunnelPort: 12306,
-			Exporters: metrics, FleetGatherer: fleetReg, FleetMetrics: metrics, Console: web,
+			Exporters: metrics, FleetScrape: metrics.Handler(4), FleetMetrics: metrics, Console: web,
 			Consumers: consumer.NewService(db, apollo.NewCatalog(db, db), gen, time.Now),
 		}
 	}

@@ -11,7 +11,12 @@ import (
 // name. Prometheus adds instance and job for the manager it scrapes.
 var serverLabels = []string{"server", "manager_ip", "hostname", "area"}
 
+// helpOf is each family's help text by its name without admq_node_, for
+// WriteText.
+var helpOf = map[string]string{}
+
 func desc(name, help string, extra ...string) *prometheus.Desc {
+	helpOf[name] = help
 	return prometheus.NewDesc("admq_node_"+name, help, append(append([]string{}, serverLabels...), extra...), nil)
 }
 

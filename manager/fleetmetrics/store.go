@@ -73,8 +73,10 @@ type Store struct {
 type entry struct {
 	report   Report
 	received time.Time // by the manager's clock
-	// labels are the values of serverLabels, in order.
+	// labels are the values of serverLabels, in order; parts are them
+	// written for the text format.
 	labels   []string
+	parts    serverLabelParts
 	labelsAt time.Time
 	// managerIP and area are kept to rebuild labels when only the hostname
 	// changes.
@@ -116,6 +118,9 @@ func (s *Store) Report(ctx context.Context, id ids.ID, r Report) error {
 	}
 	if e.labels == nil {
 		e.labels = []string{id.String(), e.managerIP, r.Hostname, e.area}
+		e.parts = labelParts(e.labels)
+	} else {
+		e.parts = old.parts
 	}
 
 	s.mu.Lock()

@@ -2,9 +2,13 @@ package fleetmetrics_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"flag"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -137,6 +141,20 @@ func golden(t *testing.T, s *fleetmetrics.Store, name string) {
 	if err := testutil.CollectAndCompare(s, f); err != nil {
 		t.Fatal(err)
 	}
+	sameText(t, s)
+}
+
+// sameText checks that WriteText, which the fleet scrape serves, says what
+// Collect says, series by series.
+func sameText(t *testing.T, s *fleetmetrics.Store) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.CollectAndCompare(s, &b); err != nil {
+		t.Fatalf("WriteText differs from Collect: %v\n%s", err, b.String())
+	}
 }
 
 func TestTwoServersInTwoAreas(t *testing.T) {
@@ -176,6 +194,7 @@ admq_node_up{area="默认可用区",hostname="host-a",manager_ip="10.0.0.1",serv
 	if err := testutil.CollectAndCompare(s, strings.NewReader(want), "admq_node_up"); err != nil {
 		t.Fatal(err)
 	}
+	sameText(t, s)
 	// The stale server keeps only up and its last report time.
 	if n := testutil.CollectAndCount(s); n != perServer+2 {
 		t.Fatalf("%d series, want %d (one fresh server) + 2", n, perServer)
@@ -341,5 +360,50 @@ func TestReportRacingDeleteIsDropped(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(s); n != 0 || s.Reporting(serverA) {
 		t.Fatalf("a report of a server deleted meanwhile was kept: %d series", n)
+	}
+}
+
+// TestTextEscapes checks label values that need escaping in the text
+// format: a quote, a backslash and a newline in a mount point.
+func TestTextEscapes(t *testing.T) {
+	s, _, _, _ := newStore(t)
+	r := sample("host-a")
+	r.Filesystems[1].Path = "/mnt/a \"b\" \\c"
+	r.Processes[0].Name = "broker-\\1"
+	report(t, s, serverA, r)
+	sameText(t, s)
+}
+
+func TestHandlerGzip(t *testing.T) {
+	s, _, _, _ := newStore(t)
+	report(t, s, serverA, sample("host-a"))
+	srv := httptest.NewServer(s.Handler(2))
+	defer srv.Close()
+	for _, enc := range []string{"", "gzip"} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"?gzip=1", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = resp.Body
+		if enc == "gzip" {
+			if resp.Header.Get("Content-Encoding") != "gzip" {
+				t.Fatalf("asked for gzip, got Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+			}
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		}
+		b, err := io.ReadAll(body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testutil.CollectAndCompare(s, bytes.NewReader(b)); err != nil {
+			t.Fatalf("Accept-Encoding %q: %v", enc, err)
+		}
 	}
 }
