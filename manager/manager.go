@@ -40,6 +40,7 @@ import (
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
+	"github.com/admq/admq-manager/manager/fleetop"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/pki"
 	"github.com/admq/admq-manager/manager/profiling"
@@ -211,7 +212,8 @@ type Manager struct {
 	tunLn    net.Listener
 	pprofLn  net.Listener // nil: profiles not served
 	// lock is held on the data dir while the manager runs.
-	lock *dirlock.Lock
+	lock     *dirlock.Lock
+	fleetOps *fleetop.Service
 	// AdminPassword is the generated first-admin password, set only on the
 	// start that created the database.
 	AdminPassword string
@@ -379,7 +381,31 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
+	m.fleetOps = fleetop.NewService(fleetop.Deps{
+		Servers: fleetService, Agents: m.hub, IDs: gen, Now: time.Now,
+		ClusterNodes: func(ctx context.Context, clusterID ids.ID) ([]fleetop.TargetNode, error) {
+			if _, err := clusterSvc.Cluster(ctx, clusterID); err != nil {
+				return nil, err
+			}
+			nodes, err := clusterSvc.AllNodes(ctx, clusterID)
+			out := make([]fleetop.TargetNode, len(nodes))
+			for i, n := range nodes {
+				out[i] = fleetop.TargetNode{ID: n.ID, ServerID: n.ServerID, Component: n.Component}
+			}
+			return out, err
+		},
+		Node: func(ctx context.Context, id ids.ID) (fleetop.TargetNode, error) {
+			n, err := clusterSvc.Node(ctx, id)
+			return fleetop.TargetNode{ID: n.ID, ServerID: n.ServerID, Component: n.Component}, err
+		},
+		NodeCommand: func(ctx context.Context, id ids.ID, cmd string) (fleetop.NodeResult, error) {
+			st, err := m.deploy.Command(ctx, id, cmd)
+			return fleetop.NodeResult{RunState: deploy.RunState(st), PID: st.PID}, err
+		},
+		NodeLog: m.deploy.Logs,
+	})
 	m.api = api.New(api.Deps{
+		FleetOps:  m.fleetOps,
 		Consumers: consumers, OpenAPIv1: openAPI,
 		Auth: authSvc, Fleet: fleetService, Enroll: enrollSvc, Audit: m.db, Packages: pkgSvc, Clusters: clusterSvc, Config: configSvc,
 		IDs: gen, Now: time.Now, Log: log.With("component", "api"),
@@ -449,8 +475,14 @@ func (m *Manager) Run(ctx context.Context) error {
 	tunCtx, stopTunnel := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopTunnel()
 	var engines sync.WaitGroup
-	engines.Add(2)
+	engines.Add(3)
 	go func() { engines.Wait(); stopTunnel() }()
+	g.Go(func() error {
+		defer engines.Done()
+		<-gctx.Done()
+		m.fleetOps.Close() // what is not done says the manager stopped
+		return nil
+	})
 	g.Go(func() error { return m.api.Serve(gctx, m.httpLn, m.cfg.ShutdownGrace) })
 	g.Go(func() error { return m.hub.Serve(tunCtx, m.tunLn) })
 	g.Go(func() error { return m.presence.Run(gctx) })

@@ -27,6 +27,7 @@ import (
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetop"
 	"github.com/admq/admq-manager/manager/pkg"
 )
 
@@ -93,6 +94,9 @@ type Deps struct {
 	// FleetMetrics gives the latest host metrics of every reporting
 	// server, for /server/metrics; nil: an empty fleet.
 	FleetMetrics FleetMetrics
+	// FleetOps runs operations on many servers or nodes at once; nil: its
+	// routes answer code 1.
+	FleetOps *fleetop.Service
 }
 
 // Exporters tells whether a server's metrics collector, its agent, is

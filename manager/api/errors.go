@@ -17,6 +17,7 @@ import (
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/fleetop"
 	"github.com/admq/admq-manager/manager/pkg"
 )
 
@@ -83,6 +84,8 @@ const (
 	codeQuorumAtRisk     = 1411 // new
 	codeReleaseNotExist  = 1412 // new
 	codeReleaseOtherFile = 1413 // new
+	// Fleet-wide operations.
+	codeFleetOpNotExist = 1420 // new
 )
 
 // codeInfo gives each code its constant name and HTTP status.
@@ -154,6 +157,7 @@ var codeInfo = map[int]struct {
 	codeQuorumAtRisk:     {"QUORUM_AT_RISK", http.StatusConflict},
 	codeReleaseNotExist:  {"RELEASE_NOT_EXIST", http.StatusNotFound},
 	codeReleaseOtherFile: {"RELEASE_OF_OTHER_FILE", http.StatusBadRequest},
+	codeFleetOpNotExist:  {"FLEET_OPERATION_NOT_EXIST", http.StatusNotFound},
 }
 
 // apiError is an error with its envelope code and details.
@@ -232,6 +236,7 @@ var domainCodes = []struct {
 	{deploy.ErrQuorum, codeQuorumAtRisk},
 	{config.ErrReleaseNotFound, codeReleaseNotExist},
 	{config.ErrOtherFile, codeReleaseOtherFile},
+	{fleetop.ErrNotFound, codeFleetOpNotExist},
 	// The node exists but its agent does not know it: never deployed there.
 	{deploy.ErrNodeNotInstalled, codeNodeNotInstalled},
 	{deploy.ErrAgentConflict, codeNodeUnavailable},

@@ -264,5 +264,21 @@ func (a *API) routeTable() []route {
 		{method: http.MethodGet, path: "/cluster/node/log", role: auth.RoleViewer, summary: "The end of a node's log, from its agent (code 1253 when the agent is offline, 1409 when the node was never installed on its server)",
 			query: []queryParam{{"id", "string", "node id"}, {"maxBytes", "integer", "bytes from the end, 1-1048576 (default 65536)"}},
 			data:  nodeLogView{}, handler: a.nodeLog},
+
+		{method: http.MethodPost, path: "/fleet/operation", role: auth.RoleOperator, summary: "Run one operation on many servers or nodes at once, as one call: " +
+			"kind ping or facts on servers (serverIds, areaId or all), command (start|stop|restart) or log_lines (lines in the last MiB of each node's log) on nodes " +
+			"(nodeIds, or clusterId with an optional component). At most concurrency targets (default 64, 1-1024) are worked on at once, each within timeoutMs " +
+			"(default 10000); targets whose agent is offline are answered at once without a call. Answers at once with the running operation; " +
+			"follow it with /fleet/operation/events or /fleet/operation/detail. Operations are kept in memory for an hour (the last 100); an unknown server is 1262, node 1002",
+			body: fleetOpRequest{}, data: fleetOpView{}, handler: a.startFleetOp},
+		{method: http.MethodGet, path: "/fleet/operation", role: auth.RoleViewer, summary: "List the fleet operations kept, newest first",
+			query: pageQuery, data: pageView[fleetOpView]{}, handler: a.listFleetOps},
+		{method: http.MethodGet, path: "/fleet/operation/detail", role: auth.RoleViewer, summary: "A fleet operation's summary (total, done, ok, failed, offline) and its results, paged, " +
+			"in the order they arrived (code 1420 when it is not kept)",
+			query: append([]queryParam{{"id", "string", "operation id"}, {"status", "string", "only results with this status: ok, failed or offline"}}, pageQuery...),
+			data:  fleetOpDetailView{}, handler: a.fleetOpDetail},
+		{method: http.MethodGet, path: "/fleet/operation/events", role: auth.RoleViewer, summary: "A fleet operation as text/event-stream: an \"operation\" event, " +
+			"a \"result\" event per target as it arrives (those already in first), and \"done\" with the final summary, after which the stream closes",
+			query: []queryParam{{"id", "string", "operation id"}}, data: fleetOpResultView{}, handler: a.fleetOpEvents},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -64,6 +65,11 @@ type Config struct {
 	// ClientIdleTimeout closes the manager's gRPC connection to an agent after
 	// it has carried no call for this long (default 30s).
 	ClientIdleTimeout time.Duration
+	// MaxIdleClientConns is how many of those connections may wait idle
+	// for their timeout; beyond it a connection is closed as soon as its
+	// calls end, so that a call to every agent of a large fleet never
+	// holds a connection to each (default 256).
+	MaxIdleClientConns int
 	// HeartbeatInterval is what agents are told to use (default 30s).
 	HeartbeatInterval time.Duration
 	// MetricsInterval is how often agents are told to report host metrics
@@ -84,6 +90,7 @@ func DefaultConfig() Config {
 		MaxPending:          4096,
 		EnrollTimeout:       30 * time.Second,
 		ClientIdleTimeout:   30 * time.Second,
+		MaxIdleClientConns:  256,
 		HeartbeatInterval:   30 * time.Second,
 		MetricsInterval:     fleetmetrics.DefaultInterval,
 	}
@@ -122,6 +129,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ClientIdleTimeout <= 0 {
 		c.ClientIdleTimeout = d.ClientIdleTimeout
+	}
+	if c.MaxIdleClientConns <= 0 {
+		c.MaxIdleClientConns = d.MaxIdleClientConns
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
@@ -180,6 +190,8 @@ type Hub struct {
 	grpc    *grpc.Server
 	streams *streamListener
 	gate    *gate
+	// clientConns counts the gRPC client connections open to agents.
+	clientConns atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[ids.ID]*session
@@ -218,6 +230,10 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 		grpc.Creds(sessionCreds{}),
 		grpc.ChainUnaryInterceptor(h.metrics.serverInterceptor, authorize),
 		grpc.MaxRecvMsgSize(4<<20),
+		// Agents' calls are small (heartbeats, metrics reports) and each
+		// agent's connection comes and goes: 8 KiB buffers instead of
+		// 32 KiB, and the write buffer returned to a pool between writes.
+		grpc.ReadBufferSize(8<<10), grpc.WriteBufferSize(8<<10), grpc.SharedWriteBuffer(true),
 		// Liveness is the session's job; gRPC pings would only add traffic.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 24 * time.Hour}),
 	)

@@ -82,11 +82,15 @@ func (s *session) acquire() (*grpc.ClientConn, error) {
 			grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS is below yamux
 			grpc.WithUnaryInterceptor(s.hub.metrics.clientInterceptor),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+			// Answers are small but for logs; package chunks are written
+			// from a pooled buffer rather than one held per agent.
+			grpc.WithReadBufferSize(8<<10), grpc.WithSharedWriteBuffer(true),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("grpc client for agent %s: %w", s.id, err)
 		}
 		s.cc = cc
+		s.hub.clientConns.Add(1)
 		s.hub.metrics.clientConns.Inc()
 	}
 	s.inflight++
@@ -98,6 +102,12 @@ func (s *session) release() {
 	defer s.mu.Unlock()
 	s.inflight--
 	if s.inflight == 0 && s.cc != nil && !s.closed {
+		if s.hub.clientConns.Load() > int64(s.hub.cfg.MaxIdleClientConns) {
+			// A fan-out to many agents: keeping each one's client conn for
+			// the idle timeout would hold thousands at once.
+			s.closeClientLocked()
+			return
+		}
 		s.idle = time.AfterFunc(s.hub.cfg.ClientIdleTimeout, s.closeIfIdle)
 	}
 }
@@ -118,6 +128,7 @@ func (s *session) closeClientLocked() {
 	if s.cc != nil {
 		s.cc.Close()
 		s.cc = nil
+		s.hub.clientConns.Add(-1)
 		s.hub.metrics.clientConns.Dec()
 	}
 }

@@ -3,6 +3,7 @@ package tunnel_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -106,12 +107,24 @@ type lateAgents struct{ fleet.Agents }
 // startAgent runs a real agent tunnel client until the test ends.
 func (e *env) startAgent(t testing.TB, token string, stateDir string) (connected chan string, stop func()) {
 	t.Helper()
+	return e.startAgentAt(t, token, stateDir, "")
+}
+
+// startAgentAt is startAgent for an agent that advertises ip (servers'
+// addresses are unique) and dials from it.
+func (e *env) startAgentAt(t testing.TB, token, stateDir, ip string) (connected chan string, stop func()) {
+	t.Helper()
 	secret, pin, _ := cutJoin(token)
 	ctx, cancel := context.WithCancel(context.Background())
-	c := agenttunnel.New(agenttunnel.Config{
+	cfg := agenttunnel.Config{
 		ManagerAddr: e.addr, Token: secret, CAPin: pin, StateDir: stateDir,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	if ip != "" {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		cfg.AdvertiseIP, cfg.Dial = ip, d.DialContext
+	}
+	c := agenttunnel.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	connected = make(chan string, 16)
 	c.Connected = func(id string) { connected <- id }
 	done := make(chan error, 1)
@@ -204,6 +217,31 @@ func TestIdleClientConnIsClosed(t *testing.T) {
 	// The next call dials again.
 	if _, _, err := e.hub.Ping(t.Context(), id); err != nil {
 		t.Fatalf("ping after idle close: %v", err)
+	}
+}
+
+// TestClientConnsBeyondTheIdleCapCloseAtOnce: with room for one idle
+// client conn, calls to three agents leave at most one open.
+func TestClientConnsBeyondTheIdleCapCloseAtOnce(t *testing.T) {
+	e := newEnv(t, tunnel.Config{MaxIdleClientConns: 1})
+	tok := e.token(t, 3)
+	var agents []ids.ID
+	for i := range 3 {
+		connected, _ := e.startAgentAt(t, tok, t.TempDir(), fmt.Sprintf("127.0.6.%d", i+1))
+		id, _ := ids.Parse(<-connected)
+		waitFor(t, "session", func() bool { return e.hub.Online(id) })
+		agents = append(agents, id)
+	}
+	conns := mustGauge(t, e.reg, "admq_tunnel_agent_client_conns")
+	for round := range 2 {
+		for _, id := range agents {
+			if _, _, err := e.hub.Ping(t.Context(), id); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if v := testutil.ToFloat64(conns); v > 1 {
+				t.Fatalf("round %d: %v client conns open, want at most 1", round, v)
+			}
+		}
 	}
 }
 

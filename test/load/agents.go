@@ -242,7 +242,9 @@ func (a *agent) dial(ctx context.Context, network, addr string) (net.Conn, error
 		a.dials = append(a.dials, time.Now())
 	}
 	a.mu.Unlock()
-	var d net.Dialer
+	// From the agent's own loopback address, as a host would from its own:
+	// the manager limits unfinished connections per source address.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(a.ip)}}
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err

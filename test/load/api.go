@@ -357,3 +357,52 @@ func containsAll(s string, subs []string) bool {
 	}
 	return true
 }
+
+// fleetOpSummary is the answer of POST /fleet/operation and the operation
+// in GET /fleet/operation/detail.
+type fleetOpSummary struct {
+	ID        string `json:"id"`
+	State     string `json:"state"`
+	ElapsedMs int64  `json:"elapsedMs"`
+	Total     int    `json:"total"`
+	Done      int    `json:"done"`
+	OK        int    `json:"ok"`
+	Failed    int    `json:"failed"`
+	Offline   int    `json:"offline"`
+}
+
+type fleetOpResult struct {
+	ServerID string `json:"serverId"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason"`
+}
+
+// fleetOp runs one fleet-wide operation on all servers and polls until it
+// ends; it returns the final summary and up to 3 failed results.
+func (a *apiClient) fleetOp(ctx context.Context, kind string, concurrency int, timeout time.Duration) (fleetOpSummary, []fleetOpResult, error) {
+	var op fleetOpSummary
+	body := map[string]any{"kind": kind, "all": true, "concurrency": concurrency, "timeoutMs": timeout.Milliseconds()}
+	if err := a.call(ctx, http.MethodPost, "/fleet/operation", body, &op); err != nil {
+		return op, nil, err
+	}
+	var detail struct {
+		Operation fleetOpSummary `json:"operation"`
+		Results   struct {
+			List []fleetOpResult `json:"list"`
+		} `json:"results"`
+	}
+	for {
+		q := url.Values{"id": {op.ID}, "status": {"failed"}, "pageSize": {"3"}}
+		if err := a.call(ctx, http.MethodGet, "/fleet/operation/detail?"+q.Encode(), nil, &detail); err != nil {
+			return op, nil, err
+		}
+		if detail.Operation.State == "done" {
+			return detail.Operation, detail.Results.List, nil
+		}
+		select {
+		case <-ctx.Done():
+			return detail.Operation, nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,8 @@ type options struct {
 	realHostEtc       bool
 	profileDir        string
 	profileSeconds    time.Duration
+	fleetConcurrency  int
+	pageSize          int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -84,6 +87,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipRestart, "skip-restart", false, "skip the manager restart and reconnect storm")
 	fs.StringVar(&o.agentStateRoot, "agent-state-root", defaultAgentStateRoot(), "parent of the agents' temporary state dirs (default tmpfs /dev/shm when present; empty: $TMPDIR); the manager's data dir is always under $TMPDIR")
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
+	fs.IntVar(&o.fleetConcurrency, "fleet-concurrency", 256, "concurrency of the fleet-wide operations (POST /fleet/operation) the program runs")
+	fs.IntVar(&o.pageSize, "page-size", 100, "pageSize of the GET /server throughput test")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "keep the manager's pprof profiles (CPU while connecting, idle, fanning out and reconnecting; heap and goroutines when idle) in this directory (default: the log dir)")
 	fs.DurationVar(&o.profileSeconds, "profile-seconds", 20*time.Second, "length of the CPU profiles taken while connecting and reconnecting")
 	fs.StringVar(&o.logDir, "log-dir", "", "keep manager.log and agents.log in this directory (default: a temp dir, removed)")
@@ -97,6 +102,10 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-agents: want 1 to 60000")
 	case o.enrollConcurrency < 0 || o.pingConcurrency < 1 || o.apiClients < 1:
 		return o, errors.New("-concurrency-enroll must be >= 0; -ping-concurrency and -api-clients >= 1")
+	case o.fleetConcurrency < 1 || o.fleetConcurrency > 1024:
+		return o, errors.New("-fleet-concurrency: want 1 to 1024")
+	case o.pageSize < 1 || o.pageSize > 500:
+		return o, errors.New("-page-size: want 1 to 500")
 	case o.timeout <= 0 || o.phaseTimeout <= 0:
 		return o, errors.New("-timeout and -phase-timeout must be positive")
 	}
@@ -330,6 +339,10 @@ func (t *loadTest) run(ctx context.Context) error {
 	}
 	// 5. Fan-out.
 	if err := t.fanOut(ctx); err != nil {
+		return err
+	}
+	// 5b. The same reach as one API call.
+	if err := t.fleetWide(ctx, "fleet ping"); err != nil {
 		return err
 	}
 	// 6. API throughput.
@@ -654,7 +667,7 @@ feed:
 // apiThroughput hammers GET /server from several clients.
 func (t *loadTest) apiThroughput(ctx context.Context) error {
 	t.log.Info("API throughput", "clients", t.opt.apiClients, "for", t.opt.apiDuration)
-	q := url.Values{"pageNum": {"1"}, "pageSize": {"10"}}
+	q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
 	per := make([]latencies, t.opt.apiClients)
 	var errs atomic.Int64
 	var firstErr error
@@ -684,7 +697,7 @@ func (t *loadTest) apiThroughput(ctx context.Context) error {
 	for _, l := range per {
 		all = append(all, l...)
 	}
-	label := fmt.Sprintf("API GET /server pageSize=10, %d clients", t.opt.apiClients)
+	label := fmt.Sprintf("API GET /server pageSize=%d, %d clients", t.opt.pageSize, t.opt.apiClients)
 	t.rep.add(label+" (req/s)", "%.0f  (%d requests in %s s)", float64(len(all))/elapsed.Seconds(), len(all), secs(elapsed))
 	t.rep.add("API GET /server latency p50/p99/max (ms)", "%s / %s / %s", ms(all.percentile(50)), ms(all.percentile(99)), ms(all.max()))
 	t.rep.add("API GET /server errors", "%d", errs.Load())
@@ -817,6 +830,9 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	t.rep.add("manager RSS after reconnect (MB)", "%s", mb(s.rss))
 	t.rep.add("manager heap in use after reconnect (MB)", "%s  (live est. %s)", mb(s.heap), mb(s.liveHeap))
 	t.rep.add("manager goroutines after reconnect", "%.0f", s.goroutines)
+	if err := t.fleetWide(ctx, "fleet ping after reconnect"); err != nil {
+		return err
+	}
 	t.log.Info("all agents reconnected", "sinceReady", curve[3].Round(time.Millisecond), "manager", s.String())
 	return nil
 }
@@ -897,4 +913,40 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-tm.C:
 		return nil
 	}
+}
+
+// fleetWide pings every agent with one POST /fleet/operation and reports
+// its wall time, the manager's CPU seconds and memory around it, and the
+// operations that failed.
+func (t *loadTest) fleetWide(ctx context.Context, label string) error {
+	before, err := t.mgr.sample(ctx, t.api)
+	if err != nil {
+		return err
+	}
+	t.log.Info(label, "targets", t.opt.agents, "concurrency", t.opt.fleetConcurrency)
+	start := time.Now()
+	op, failed, err := t.api.fleetOp(ctx, "ping", t.opt.fleetConcurrency, 10*time.Second)
+	wall := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("%s: %w", label, err)
+	}
+	after, err := t.mgr.sample(ctx, t.api)
+	if err != nil {
+		return err
+	}
+	t.rep.add(label+", one API call (s)", "%s wall, manager %.0f ms by its clock  (%d targets, concurrency %d)", secs(wall), float64(op.ElapsedMs), op.Total, t.opt.fleetConcurrency)
+	t.rep.add(label+" ok/failed/offline", "%d / %d / %d", op.OK, op.Failed, op.Offline)
+	for i, r := range failed {
+		l := ""
+		if i == 0 {
+			l = label + " failures (first 3)"
+		}
+		t.rep.add(l, "server %s %s: %s", r.ServerID, r.Status, truncate(r.Reason, 140))
+	}
+	if before.cpu >= 0 && after.cpu >= 0 {
+		t.rep.add(label+" manager CPU (s)", "%.2f", after.cpu-before.cpu)
+	}
+	t.rep.add(label+" manager RSS before/after (MB)", "%s / %s  (%+.0f%%); goroutines %.0f / %.0f; client conns after %.0f",
+		mb(before.rss), mb(after.rss), (after.rss/before.rss-1)*100, before.goroutines, after.goroutines, after.clients)
+	return nil
 }

@@ -343,7 +343,14 @@ type Event struct {
 // nil, is called with every event as it arrives. err is nil only when the
 // manager ended the stream cleanly; ctx's error when ctx ended it first.
 func (c *Client) JobEvents(ctx context.Context, id string, each func(Event)) ([]Event, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/job/events?id="+url.QueryEscape(id), nil)
+	return c.Events(ctx, "/job/events?id="+url.QueryEscape(id), each)
+}
+
+// Events reads the text/event-stream at path (with its query) under the API
+// root until it ends or ctx does; each, if not nil, sees every event as it
+// arrives.
+func (c *Client) Events(ctx context.Context, path string, each func(Event)) ([]Event, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +365,7 @@ func (c *Client) JobEvents(ctx context.Context, id string, each func(Event)) ([]
 	defer resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("GET /job/events: HTTP %d %s: %s", resp.StatusCode, ct, b)
+		return nil, fmt.Errorf("GET %s: HTTP %d %s: %s", path, resp.StatusCode, ct, b)
 	}
 	var (
 		out []Event
