@@ -44,16 +44,16 @@ func (fakeAgents) Ping(context.Context, ids.ID) (time.Duration, string, error) {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	db     *store.DB
 	secret []byte
-	deps   func(*testing.T) Deps
+	deps   func(testing.TB) Deps
 	// metrics keeps the servers' host metrics; tests report to it directly.
 	metrics *fleetmetrics.Store
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -90,7 +90,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, db: db, secret: secret, metrics: metrics}
-	h.deps = func(t *testing.T) Deps {
+	h.deps = func(t testing.TB) Deps {
 		reg := prometheus.NewRegistry()
 		return Deps{
 			Auth: authSvc, Fleet: fleetSvc, Enroll: enrollSvc, Audit: db, IDs: gen, Now: time.Now,
@@ -169,7 +169,7 @@ func (h *harness) userToken(role string) string {
 	return h.login(name, "password-"+role)
 }
 
-func want(t *testing.T, r reply, status, code int) {
+func want(t testing.TB, r reply, status, code int) {
 	t.Helper()
 	if r.Status != status || r.Code != code {
 		t.Fatalf("got HTTP %d code %d (%s: %s, data %s), want HTTP %d code %d", r.Status, r.Code, r.Msg, r.Message, r.Data, status, code)
@@ -179,7 +179,7 @@ func want(t *testing.T, r reply, status, code int) {
 	}
 }
 
-func decodeData[T any](t *testing.T, r reply) T {
+func decodeData[T any](t testing.TB, r reply) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(r.Data, &v); err != nil {

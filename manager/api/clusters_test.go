@@ -28,7 +28,7 @@ func newClusterHarness(t *testing.T) (h *harness, op string, zk, nats string) {
 	clusters := cluster.NewService(h.db, pkgs, gen, time.Now)
 	configs := config.NewService(h.db, pkgs, gen, time.Now)
 	deps := h.deps
-	h.deps = func(t *testing.T) Deps {
+	h.deps = func(t testing.TB) Deps {
 		d := deps(t)
 		d.Packages, d.Clusters, d.Config = pkgs, clusters, configs
 		d.BodyLimit = 64 << 10 // a config value may be 20000 characters

@@ -85,7 +85,7 @@ func newDeployHarness(t *testing.T) (h *harness, op, zk string, agents *nodeAgen
 	go func() { eng.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	deps := h.deps
-	h.deps = func(t *testing.T) Deps {
+	h.deps = func(t testing.TB) Deps {
 		d := deps(t)
 		d.Deploy = eng
 		return d

@@ -44,7 +44,7 @@ func newPackageHarness(t *testing.T, maxSize int64) (*harness, string) {
 	gen, _ := ids.NewGenerator(2)
 	svc := pkg.NewService(h.db, dir, maxSize, gen, time.Now)
 	deps := h.deps
-	h.deps = func(t *testing.T) Deps {
+	h.deps = func(t testing.TB) Deps {
 		d := deps(t)
 		d.Packages = svc
 		return d

@@ -59,15 +59,15 @@ func BenchmarkServersList(b *testing.B) {
 	ctx := context.Background()
 	db := MustOpen(b)
 	seedServers(b, db, n)
-	page := paging.Page{Num: 2, Size: 10}
+	page := paging.Page{Num: 2, Size: 100}
 
 	for b.Loop() {
 		list, total, err := db.Servers(ctx, fleet.ServerFilter{}, page)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(list) != 10 || total != n {
-			b.Fatalf("got %d servers of %d, want 10 of %d", len(list), total, n)
+		if len(list) != 100 || total != n {
+			b.Fatalf("got %d servers of %d, want 100 of %d", len(list), total, n)
 		}
 	}
 }
