@@ -33,10 +33,13 @@ import (
 
 // Config tunes the tunnel. Zero fields take the defaults DefaultConfig gives.
 type Config struct {
-	// KeepAliveInterval is how often each side pings an idle session (default 5s).
+	// KeepAliveInterval is how long an agent's session may be quiet before
+	// the manager pings it (default 4s).
 	KeepAliveInterval time.Duration
-	// WriteTimeout bounds a ping answer or a write (default 8s). A silently
-	// lost agent is detected within KeepAliveInterval+WriteTimeout.
+	// IdleTimeout closes a session over which nothing has arrived for this
+	// long: a silently lost agent is offline after it (default 9s).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds a write on a session (default 8s).
 	WriteTimeout time.Duration
 	// HelloTimeout is how long a new connection may take to send its TLS
 	// ClientHello (default 3s).
@@ -80,7 +83,8 @@ type Config struct {
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
-		KeepAliveInterval:   5 * time.Second,
+		KeepAliveInterval:   4 * time.Second,
+		IdleTimeout:         9 * time.Second,
 		WriteTimeout:        8 * time.Second,
 		HelloTimeout:        3 * time.Second,
 		HandshakeTimeout:    10 * time.Second,
@@ -103,6 +107,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = max(d.IdleTimeout, 2*c.KeepAliveInterval)
 	}
 	if c.HelloTimeout <= 0 {
 		c.HelloTimeout = d.HelloTimeout
@@ -219,7 +226,9 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 
 	yc := yamux.DefaultConfig()
 	yc.AcceptBacklog = 16
-	yc.KeepAliveInterval = cfg.KeepAliveInterval
+	// One sweep for all sessions (keepalive.go) instead of a keepalive
+	// goroutine in each.
+	yc.EnableKeepAlive = false
 	yc.ConnectionWriteTimeout = cfg.WriteTimeout
 	yc.StreamOpenTimeout = cfg.WriteTimeout
 	yc.LogOutput = nil
@@ -250,6 +259,13 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 		defer close(grpcDone)
 		_ = h.grpc.Serve(h.streams)
 	}()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		h.sweep(sweepCtx)
+	}()
+	defer func() { stopSweep(); <-sweepDone }()
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -326,7 +342,8 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 		raw.Close()
 		return
 	}
-	mux, err := yamux.Server(tc, h.yamux)
+	heard := newHeardConn(tc)
+	mux, err := yamux.Server(heard, h.yamux)
 	if err != nil {
 		h.metrics.handshakes.WithLabelValues("mux_failed").Inc()
 		log.Warn("yamux session failed", "err", err)
@@ -343,6 +360,7 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	id, _ := ids.Parse(idStr) // checked in verifyConnection
 	h.metrics.handshakes.WithLabelValues("agent").Inc()
 	s := newSession(h, id, mux, remoteIP)
+	s.conn = heard
 	h.register(s)
 	log.Info("agent connected", "agent", id)
 	h.acceptStreams(mux, Peer{AgentID: id, RemoteIP: remoteIP})

@@ -17,6 +17,8 @@ type metrics struct {
 	clientConns prometheus.Gauge
 	// pending counts connections not yet through the TLS handshake.
 	pending prometheus.Gauge
+	// silentClosed counts sessions closed because the agent went silent.
+	silentClosed prometheus.Counter
 	// packageBytes counts package bytes sent to agents.
 	packageBytes prometheus.Counter
 }
@@ -48,12 +50,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "pending_connections",
 			Help: "Tunnel connections accepted but not yet through the TLS handshake.",
 		}),
+		silentClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "silent_sessions_closed_total",
+			Help: "Agent sessions closed because nothing arrived over them for the idle timeout.",
+		}),
 		packageBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "package_bytes_total",
 			Help: "Package bytes sent to agents (transfers the agent could skip send none).",
 		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.packageBytes)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.packageBytes)
 	return m
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -22,6 +23,10 @@ type session struct {
 	id       ids.ID
 	mux      *yamux.Session
 	remoteIP string
+	// conn is below mux and knows when the agent last sent anything;
+	// pinging is set while the keepalive sweep waits for a pong.
+	conn    *heardConn
+	pinging atomic.Bool
 
 	mu       sync.Mutex
 	cc       *grpc.ClientConn

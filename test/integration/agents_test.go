@@ -326,10 +326,10 @@ func TestOfflineAndBackOnline(t *testing.T) {
 
 func TestSilentLossDetected(t *testing.T) {
 	integrationTest(t)
-	const keepAlive, writeTimeout = time.Second, 3 * time.Second
+	const keepAlive, idle = time.Second, 4 * time.Second
 	tm := testenv.StartManager(t, func(cfg *manager.Config) {
 		cfg.Tunnel.KeepAliveInterval = keepAlive
-		cfg.Tunnel.WriteTimeout = writeTimeout
+		cfg.Tunnel.IdleTimeout = idle
 	})
 	c := tm.Client(t)
 	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
@@ -338,7 +338,7 @@ func TestSilentLossDetected(t *testing.T) {
 	// answers no yamux ping: a silent loss.
 	a.signal(t, syscall.SIGSTOP)
 	took := c.WaitStatus(t, id, "offline", 60*time.Second)
-	t.Logf("server offline %v after SIGSTOP of its agent (keepalive %v + write timeout %v = %v)", took, keepAlive, writeTimeout, keepAlive+writeTimeout)
+	t.Logf("server offline %v after SIGSTOP of its agent (pinged after %v quiet, closed after %v)", took, keepAlive, idle)
 
 	a.signal(t, syscall.SIGCONT)
 	took = c.WaitStatus(t, id, "online", 60*time.Second)

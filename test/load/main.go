@@ -733,8 +733,8 @@ func (t *loadTest) lostAgents(ctx context.Context) error {
 	}
 
 	// (b) Silent: the socket stays open and the kernel still ACKs, but no
-	// byte is delivered either way; only the manager's yamux keepalive
-	// (interval 5s, timeout 8s by default) can notice.
+	// byte is delivered either way; only the manager's keepalive sweep
+	// (ping after 4s quiet, close after 9s by default) can notice.
 	if len(agents) >= 2 {
 		silent := agents[1]
 		victims = append(victims, silent)
