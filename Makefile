@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/admq/admq-manager/internal/version.Version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: all build run test test-setup unit fuzz lint vet fmt-check proto proto-check console console-check bench load clean
+.PHONY: all build run test test-setup unit fuzz lint vet fmt-check proto proto-check console console-check bench load compare clean
 
 all: build
 
@@ -85,6 +85,11 @@ bench:
 ## load: hold N in-process agents against a real manager and print figures (N=1000 by default)
 load: build
 	$(GO) run ./test/load -manager-bin $(BIN)/admq-manager -agents $${N:-1000}
+
+## compare: the same jobs on M namespace hosts with Ansible and with one manager API call, side by side (as root; M=20 by default)
+compare:
+	@bash test/compare/setup.sh
+	ADMQ_COMPARE=1 $(GO) test -count=1 -v -timeout 30m -run TestCompareWithAnsible ./test/compare -args -hosts $${M:-20}
 
 clean:
 	rm -rf $(BIN) dist
