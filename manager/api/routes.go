@@ -80,6 +80,7 @@ func (a *API) routeTable() []route {
 				{"id", "string", "only this server"},
 				{"areaId", "string", "only servers of this area"},
 				{"agentStatus", "string", "only servers whose agent is online, offline or pending"},
+				{"hostname", "string", "only servers whose hostname (as their agent reports it) starts with this, case-sensitive"},
 			}, pageQuery...),
 			data: pageView[serverView]{}, handler: a.listServers},
 		{method: http.MethodDelete, path: "/server", role: auth.RoleOperator, summary: "Delete a server, revoke its agent's certificate and close its session (seed 2.2.0.6). " +

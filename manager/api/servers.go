@@ -88,6 +88,9 @@ func (a *API) listServers(c echo.Context) error {
 	if f.AreaID, err = queryID(c, "areaId"); err != nil {
 		return err
 	}
+	if f.HostnamePrefix = c.QueryParam("hostname"); len(f.HostnamePrefix) > 255 || strings.ContainsRune(f.HostnamePrefix, 0) {
+		return invalid.Field("hostname", "a hostname prefix: at most 255 bytes, no NUL")
+	}
 	switch st := fleet.AgentStatus(c.QueryParam("agentStatus")); st {
 	case "", fleet.StatusOnline, fleet.StatusOffline, fleet.StatusPending:
 		f.Status = st

@@ -157,6 +157,9 @@ type Presence struct {
 // ServerFilter narrows a server list. Zero fields do not filter.
 type ServerFilter struct {
 	AreaID ids.ID
+	// HostnamePrefix selects servers whose agent-reported hostname starts
+	// with it (case-sensitive); empty: all.
+	HostnamePrefix string
 	// Status selects by agent status as decided by Live: online means in
 	// Live, offline means enrolled and not in Live, pending means never
 	// enrolled.

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,12 @@ func seedServers(b *testing.B, db *store.DB, n int) []fleet.Server {
 	return out
 }
 
+var benchFacts = fleet.Facts{
+	Hostname: "host", OS: "linux", Platform: "ubuntu", PlatformVersion: "24.04", KernelVersion: "6.8.0",
+	Arch: "amd64", CPUs: 16, MemoryTotal: 64 << 30, MemoryAvailable: 32 << 30, DiskPath: "/data",
+	DiskTotal: 2 << 40, DiskFree: 1 << 40, AgentVersion: "1.0.0", BootTime: 1_700_000_000,
+}
+
 // BenchmarkSavePresence measures one heartbeat flush of 1,000 servers, each
 // with a full set of facts.
 func BenchmarkSavePresence(b *testing.B) {
@@ -28,11 +35,7 @@ func BenchmarkSavePresence(b *testing.B) {
 	ctx := context.Background()
 	db := MustOpen(b)
 	servers := seedServers(b, db, batchSize)
-	facts := fleet.Facts{
-		Hostname: "host", OS: "linux", Platform: "ubuntu", PlatformVersion: "24.04", KernelVersion: "6.8.0",
-		Arch: "amd64", CPUs: 16, MemoryTotal: 64 << 30, MemoryAvailable: 32 << 30, DiskPath: "/data",
-		DiskTotal: 2 << 40, DiskFree: 1 << 40, AgentVersion: "1.0.0", BootTime: 1_700_000_000,
-	}
+	facts := benchFacts
 	batch := make([]fleet.Presence, batchSize)
 	for i, s := range servers {
 		batch[i] = fleet.Presence{ServerID: s.ID, Status: fleet.StatusOnline, Facts: &facts}
@@ -58,16 +61,47 @@ func BenchmarkServersList(b *testing.B) {
 	const n = 10_000
 	ctx := context.Background()
 	db := MustOpen(b)
-	seedServers(b, db, n)
-	page := paging.Page{Num: 2, Size: 100}
-
-	for b.Loop() {
-		list, total, err := db.Servers(ctx, fleet.ServerFilter{}, page)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(list) != 100 || total != n {
-			b.Fatalf("got %d servers of %d, want 100 of %d", len(list), total, n)
-		}
+	servers := seedServers(b, db, n)
+	// Rows as big as real ones: every server has reported its facts.
+	batch := make([]fleet.Presence, n)
+	for i, s := range servers {
+		batch[i] = fleet.Presence{ServerID: s.ID, Status: fleet.StatusOffline, LastSeen: time.Now(), Facts: &benchFacts}
 	}
+	if err := db.SavePresence(ctx, batch); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		page paging.Page
+		f    fleet.ServerFilter
+		want int
+	}{
+		{"page2", paging.Page{Num: 2, Size: 100}, fleet.ServerFilter{}, n},
+		{"page50", paging.Page{Num: 50, Size: 100}, fleet.ServerFilter{}, n},
+		{"offline", paging.Page{Num: 2, Size: 100}, fleet.ServerFilter{Status: fleet.StatusOffline}, n},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			// CPU time, not wall time: several people share this machine.
+			cpu0 := processCPU()
+			defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+			for b.Loop() {
+				list, total, err := db.Servers(ctx, tc.f, tc.page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(list) != 100 || total != tc.want {
+					b.Fatalf("got %d servers of %d, want 100 of %d", len(list), total, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

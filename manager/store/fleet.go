@@ -179,6 +179,12 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 		conds = append(conds, `s.area_id = ?`)
 		args = append(args, int64(f.AreaID))
 	}
+	if f.HostnamePrefix != "" {
+		// A range, so that the servers_hostname index serves it (LIKE
+		// would not: it ignores case and has wildcards).
+		conds = append(conds, `s.hostname >= ? AND s.hostname < ?`)
+		args = append(args, f.HostnamePrefix, f.HostnamePrefix+"\U0010FFFF")
+	}
 	// The status is decided by the live set the caller passes, not by the
 	// stored column, which lags by up to one presence flush.
 	live := make([]int64, len(f.Live))
@@ -207,7 +213,11 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 		where = ` WHERE ` + strings.Join(conds, ` AND `)
 	}
 
-	return listPage(ctx, db, "list servers", `SELECT COUNT(*) FROM servers s`+where, `SELECT `+serverCols+serverFrom+where+` ORDER BY s.id DESC`, args, p, scanServer)
+	// The page's ids come from an index (servers_id, or the filter's), so
+	// that a page far down skips small index entries, not whole rows.
+	return listPage(ctx, db, "list servers", `SELECT COUNT(*) FROM servers s`+where,
+		`SELECT `+serverCols+serverFrom+` WHERE s.id IN (SELECT s.id FROM servers s`+where+` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`,
+		args, p, scanServer)
 }
 
 // DeleteServer removes the server with id, or returns fleet.ErrServerNotFound.

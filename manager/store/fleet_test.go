@@ -238,6 +238,9 @@ func TestServersList(t *testing.T) {
 	err := db.SavePresence(ctx, []fleet.Presence{
 		{ServerID: inA[0], Status: fleet.StatusOnline, LastSeen: base},
 		{ServerID: inA[3], Status: fleet.StatusOffline, LastSeen: base},
+		{ServerID: inA[2], Status: fleet.StatusOffline, LastSeen: base, Facts: &fleet.Facts{Hostname: "web-02"}},
+		{ServerID: inA[4], Status: fleet.StatusOffline, LastSeen: base, Facts: &fleet.Facts{Hostname: "web-04"}},
+		{ServerID: inB[0], Status: fleet.StatusOffline, LastSeen: base, Facts: &fleet.Facts{Hostname: "db-01"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -261,6 +264,11 @@ func TestServersList(t *testing.T) {
 		{"area b online", fleet.ServerFilter{AreaID: b.ID, Status: fleet.StatusOnline, Live: live}, paging.Page{Num: 1, Size: 10}, 0, nil},
 		{"area b pending", fleet.ServerFilter{AreaID: b.ID, Status: fleet.StatusPending}, paging.Page{Num: 1, Size: 10}, 3, []ids.ID{inB[2], inB[1], inB[0]}},
 		{"unknown area", fleet.ServerFilter{AreaID: nextID()}, paging.Page{Num: 1, Size: 10}, 0, nil},
+		{"hostname prefix", fleet.ServerFilter{HostnamePrefix: "web-"}, paging.Page{Num: 1, Size: 10}, 2, []ids.ID{inA[4], inA[2]}},
+		{"hostname whole", fleet.ServerFilter{HostnamePrefix: "db-01"}, paging.Page{Num: 1, Size: 10}, 1, []ids.ID{inB[0]}},
+		{"hostname is case-sensitive", fleet.ServerFilter{HostnamePrefix: "WEB"}, paging.Page{Num: 1, Size: 10}, 0, nil},
+		{"hostname and area", fleet.ServerFilter{HostnamePrefix: "web", AreaID: b.ID}, paging.Page{Num: 1, Size: 10}, 0, nil},
+		{"hostname and status", fleet.ServerFilter{HostnamePrefix: "web", Status: fleet.StatusOffline, Live: live}, paging.Page{Num: 1, Size: 10}, 2, []ids.ID{inA[4], inA[2]}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

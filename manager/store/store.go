@@ -293,7 +293,12 @@ func listPage[T any](ctx context.Context, db *DB, what, countSQL, listSQL string
 		if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, listSQL+` LIMIT ? OFFSET ?`, append(args[:len(args):len(args)], p.Size, p.Offset())...)
+		// listSQL may place the page's LIMIT and OFFSET itself (in a
+		// subquery, say); they take the last two arguments either way.
+		if !strings.Contains(listSQL, `LIMIT ? OFFSET ?`) {
+			listSQL += ` LIMIT ? OFFSET ?`
+		}
+		rows, err := tx.QueryContext(ctx, listSQL, append(args[:len(args):len(args)], p.Size, p.Offset())...)
 		if err != nil {
 			return err
 		}
