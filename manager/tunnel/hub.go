@@ -75,6 +75,9 @@ type Config struct {
 	MaxIdleClientConns int
 	// HeartbeatInterval is what agents are told to use (default 30s).
 	HeartbeatInterval time.Duration
+	// MaxPackageTransfers caps the package transfers to agents at once; more
+	// wait their turn (default 8).
+	MaxPackageTransfers int
 	// MetricsInterval is how often agents are told to report host metrics
 	// (default 15s, at least 1s).
 	MetricsInterval time.Duration
@@ -95,6 +98,7 @@ func DefaultConfig() Config {
 		EnrollTimeout:       30 * time.Second,
 		ClientIdleTimeout:   30 * time.Second,
 		MaxIdleClientConns:  256,
+		MaxPackageTransfers: 8,
 		HeartbeatInterval:   30 * time.Second,
 		MetricsInterval:     fleetmetrics.DefaultInterval,
 	}
@@ -139,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxIdleClientConns <= 0 {
 		c.MaxIdleClientConns = d.MaxIdleClientConns
+	}
+	if c.MaxPackageTransfers <= 0 {
+		c.MaxPackageTransfers = d.MaxPackageTransfers
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = d.HeartbeatInterval
@@ -199,6 +206,8 @@ type Hub struct {
 	gate    *gate
 	// clientConns counts the gRPC client connections open to agents.
 	clientConns atomic.Int64
+	// transfers holds a place per package transfer under way.
+	transfers chan struct{}
 
 	mu       sync.Mutex
 	sessions map[ids.ID]*session
@@ -210,11 +219,12 @@ type Hub struct {
 func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg prometheus.Registerer) *Hub {
 	cfg = cfg.withDefaults()
 	h := &Hub{
-		cfg:      cfg,
-		deps:     deps,
-		log:      logger,
-		metrics:  newMetrics(reg),
-		sessions: make(map[ids.ID]*session),
+		cfg:       cfg,
+		deps:      deps,
+		log:       logger,
+		metrics:   newMetrics(reg),
+		sessions:  make(map[ids.ID]*session),
+		transfers: make(chan struct{}, cfg.MaxPackageTransfers),
 	}
 	h.gate = newGate(cfg, h.metrics, logger)
 	tc := tlsConfig.Clone()

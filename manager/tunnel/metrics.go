@@ -19,6 +19,8 @@ type metrics struct {
 	pending prometheus.Gauge
 	// silentClosed counts sessions closed because the agent went silent.
 	silentClosed prometheus.Counter
+	// transfers counts package transfers under way.
+	transfers prometheus.Gauge
 	// packageBytes counts package bytes sent to agents.
 	packageBytes prometheus.Counter
 }
@@ -54,12 +56,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "silent_sessions_closed_total",
 			Help: "Agent sessions closed because nothing arrived over them for the idle timeout.",
 		}),
+		transfers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "package_transfers",
+			Help: "Package transfers to agents under way (at most MaxPackageTransfers; more wait).",
+		}),
 		packageBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "package_bytes_total",
 			Help: "Package bytes sent to agents (transfers the agent could skip send none).",
 		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.packageBytes)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes)
 	return m
 }
 

@@ -140,6 +140,19 @@ func (h *Hub) pushOnce(ctx context.Context, id ids.ID, sha256 string, size int64
 	if partial > 0 && partial <= size {
 		offset = partial
 	}
+	// At most MaxPackageTransfers at once, whatever asks for them: a
+	// deploy to thousands of nodes queues here instead of holding
+	// thousands of streams, each with its window of data in flight.
+	select {
+	case h.transfers <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	h.metrics.transfers.Inc()
+	defer func() {
+		h.metrics.transfers.Dec()
+		<-h.transfers
+	}()
 	start := time.Now()
 	err = h.nodeCall(ctx, id, "push package", func(c agentv1.AgentServiceClient) error {
 		sctx, cancel := context.WithCancel(ctx)
