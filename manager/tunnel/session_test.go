@@ -70,7 +70,7 @@ func TestSessionClosedUnderCall(t *testing.T) {
 		<-served
 	})
 
-	h := &Hub{cfg: Config{}.withDefaults(), log: slog.New(slog.DiscardHandler), metrics: newMetrics(prometheus.NewRegistry())}
+	h := &Hub{cfg: Config{}.withDefaults(), log: slog.New(slog.DiscardHandler), metrics: newMetrics(prometheus.NewRegistry()), transfers: make(chan struct{}, 1)}
 	const id = 42
 	s := newSession(h, id, managerMux, "")
 	h.sessions = map[ids.ID]*session{id: s}
