@@ -151,7 +151,7 @@ func TestCompareWithAnsible(t *testing.T) {
 	if job.State != "succeeded" {
 		t.Fatalf("first deploy: %s", job)
 	}
-	layerItem := revisionItem(t, c, cl.ID)
+	layerFile, layerItem := revisionItem(t, c, cl.ID)
 
 	// Ansible's side: an inventory of the same hosts over SSH.
 	ansDir := filepath.Join(dir, "ansible")
@@ -183,11 +183,19 @@ func TestCompareWithAnsible(t *testing.T) {
 	start = time.Now()
 	rev := "4"
 	c.OK(t, http.MethodPut, "/cluster/config", map[string]any{"id": layerItem, "configValue": rev}, nil)
-	job = c.WaitJob(t, c.DeployCluster(t, cl.ID), 5*time.Minute)
+	var flush struct {
+		Outcome string `json:"outcome"`
+		JobID   string `json:"jobId"`
+	}
+	c.OK(t, http.MethodPost, "/cluster/config/flush", map[string]any{"clusterId": cl.ID, "configFileId": layerFile, "allAtOnce": true}, &flush)
+	if flush.Outcome != "started" {
+		t.Fatalf("flush: outcome %q, want started", flush.Outcome)
+	}
+	job = c.WaitJob(t, flush.JobID, 5*time.Minute)
 	f.admq = time.Since(start)
-	f.how = "PUT /cluster/config (the cluster layer) + POST /admq/cluster/deploy, until the job is done"
+	f.how = "PUT /cluster/config (the draft of the cluster layer) + POST /cluster/config/flush {allAtOnce: true}, until its job is done"
 	if job.State != "succeeded" {
-		t.Fatalf("deploy of revision %s: %s", rev, job)
+		t.Fatalf("flush of revision %s: %s", rev, job)
 	}
 	checkManager(t, c, cl.ID, pidsBefore, rev)
 	figs = append(figs, f)
@@ -233,8 +241,8 @@ func TestCompareWithAnsible(t *testing.T) {
 	t.Log(b.String())
 }
 
-// revisionItem finds the cluster layer's app.revision item.
-func revisionItem(t *testing.T, c *testenv.Client, clusterID string) string {
+// revisionItem finds the cluster layer's file and its app.revision item.
+func revisionItem(t *testing.T, c *testenv.Client, clusterID string) (file, item string) {
 	t.Helper()
 	var files []struct {
 		ID   string `json:"id"`
@@ -254,12 +262,12 @@ func revisionItem(t *testing.T, c *testenv.Client, clusterID string) string {
 		c.OK(t, http.MethodGet, "/cluster/config?pageSize=500&configFileId="+f.ID, nil, &page)
 		for _, it := range page.List {
 			if it.Key == "app.revision" {
-				return it.ID
+				return f.ID, it.ID
 			}
 		}
 	}
 	t.Fatal("the cluster layer has no app.revision")
-	return ""
+	return "", ""
 }
 
 func nodePIDs(t *testing.T, c *testenv.Client, clusterID string) map[string]int {
