@@ -607,8 +607,8 @@ func badPath(p string) string {
 		return `must not contain ".."`
 	case path.Clean(p) != p || p == ".":
 		return fmt.Sprintf("must be a clean path to a file (%q, not %q)", path.Clean(p), p)
-	case strings.ContainsRune(p, '{'):
-		return "is a path in the package and may not use {variables}"
+	case strings.ContainsAny(p, "{}"):
+		return "is a path in the package and may not use {variables} or braces"
 	}
 	return ""
 }
