@@ -17,6 +17,7 @@ mapfile -t files < <(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\
 failed=()
 printf '%-28s %-34s %12s %10s %s\n' target package execs execs/s "new interesting (corpus)"
 total=0
+n=0
 for f in "${files[@]}"; do
 	dir=$(dirname "$f")
 	for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
@@ -39,10 +40,11 @@ for f in "${files[@]}"; do
 			rate=$(awk -v n="$execs" -v s="$secs" 'BEGIN{ printf "%d", n/s }')
 		fi
 		total=$((total + ${execs:-0}))
+		n=$((n + 1))
 		printf '%-28s %-34s %12s %10s %s\n' "$name" "${dir#./}" "${execs:-?}" "${rate:-?}" "${interesting:-?}"
 	done
 done
-echo "fuzz: ${#files[@]} files, $total executions in all, FUZZTIME=$FUZZTIME per target"
+echo "fuzz: $n targets, $total executions in all, FUZZTIME=$FUZZTIME per target"
 if [ ${#failed[@]} -gt 0 ]; then
 	printf 'fuzz: FAILED: %s\n' "${failed[@]}"
 	exit 1
