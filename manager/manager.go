@@ -333,7 +333,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err := m.deploy.Recover(ctx); err != nil {
 		return nil, err
 	}
-	clusterSvc.UseTeardown(m.deploy)
 
 	if m.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("console listener: %w", err)

@@ -40,7 +40,7 @@ const (
 	MaxApplyLogTail       = 64 << 10
 	// healthFirstWait is the first wait between the checks of a restarted
 	// node; it doubles up to the interval.
-	healthFirstWait = 250 * time.Millisecond
+	healthFirstWait = 100 * time.Millisecond
 	// crashLimit is how many crash restarts of a restarted node make it
 	// unhealthy at once rather than at the end of its start time.
 	crashLimit = 2

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"strings"
 
@@ -308,7 +309,13 @@ func (a *API) deleteCluster(c echo.Context) error {
 		return err
 	}
 	detail(c, "cluster=%s", id)
-	cl, notCleaned, err := svc.DeleteReport(c.Request().Context(), id)
+	// The deploy engine stops the nodes and cleans their hosts first;
+	// without one only the records go.
+	del := func(ctx context.Context, id ids.ID) (cluster.Cluster, []cluster.Uncleaned, error) { return svc.Delete(ctx, id, nil) }
+	if a.d.Deploy != nil {
+		del = a.d.Deploy.DeleteCluster
+	}
+	cl, notCleaned, err := del(c.Request().Context(), id)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ type Deployer interface {
 	LiveRunStates(ctx context.Context, nodes []cluster.Node) map[ids.ID]deploy.LiveState
 	Cleanups(ctx context.Context, serverID ids.ID, p paging.Page) ([]deploy.Cleanup, int, error)
 	Flush(ctx context.Context, r deploy.FlushRequest) (deploy.FlushResult, error)
+	DeleteCluster(ctx context.Context, id ids.ID) (cluster.Cluster, []cluster.Uncleaned, error)
 	Rollout(ctx context.Context, r deploy.RolloutRequest) (deploy.Job, config.Release, error)
 }
 

@@ -79,7 +79,6 @@ func newDeployHarness(t *testing.T) (h *harness, op, zk string, agents *nodeAgen
 	gen, _ := ids.NewGenerator(6)
 	eng := deploy.New(deploy.Deps{Store: h.db, Clusters: d0.Clusters, Configs: d0.Config, Packages: d0.Packages, Agents: agents, Cleanups: h.db, IDs: gen,
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
-	d0.Clusters.UseTeardown(eng)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { eng.Run(ctx); close(done) }()

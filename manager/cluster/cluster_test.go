@@ -315,13 +315,13 @@ func TestDeleteFreesServerAndPackage(t *testing.T) {
 		t.Fatal("failed create left rows")
 	}
 
-	if _, err := f.svc.Delete(ctx, c.ID); err != nil {
+	if _, _, err := f.svc.Delete(ctx, c.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.counts(t); got != (counts{}) {
 		t.Fatalf("after delete: %+v", got)
 	}
-	if _, err := f.svc.Delete(ctx, c.ID); !errors.Is(err, cluster.ErrClusterNotFound) {
+	if _, _, err := f.svc.Delete(ctx, c.ID, nil); !errors.Is(err, cluster.ErrClusterNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 	if _, err := f.svc.Node(ctx, nodes[0].ID); !errors.Is(err, cluster.ErrNodeNotFound) {

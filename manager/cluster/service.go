@@ -55,7 +55,6 @@ type Service struct {
 	packages Packages
 	gen      *ids.Generator
 	now      func() time.Time
-	teardown Teardown
 	// protected are dirs no node dir may overlap, on any server, each
 	// with what it is (the manager's data dir).
 	protected map[string]string
@@ -76,9 +75,6 @@ func NewService(store Store, packages Packages, gen *ids.Generator, now func() t
 // manager's data dir is refused everywhere, as nodes are placed by
 // address and the manager's own host can be one of them.
 func (s *Service) ProtectDir(dir, what string) { s.protected[dir] = what }
-
-// UseTeardown sets what Delete calls before it removes a cluster's records.
-func (s *Service) UseTeardown(t Teardown) { s.teardown = t }
 
 // NodeSpec places one node.
 type NodeSpec struct {
@@ -478,17 +474,11 @@ func (s *Service) ClusterNamesOnServers(ctx context.Context, serverIDs []ids.ID)
 // Node returns the node with id, or ErrNodeNotFound.
 func (s *Service) Node(ctx context.Context, id ids.ID) (Node, error) { return s.store.Node(ctx, id) }
 
-// Delete removes the cluster and everything it holds, and returns it. The
-// Teardown, when set, first stops the nodes and cleans their hosts; without
-// one only the records go (the deploy engine will set it).
-func (s *Service) Delete(ctx context.Context, id ids.ID) (Cluster, error) {
-	c, _, err := s.DeleteReport(ctx, id)
-	return c, err
-}
-
-// DeleteReport is Delete that also returns the nodes the Teardown could
-// not clean.
-func (s *Service) DeleteReport(ctx context.Context, id ids.ID) (Cluster, []Uncleaned, error) {
+// Delete removes the cluster and everything it holds, and returns it with
+// the nodes t could not clean. t, when not nil, first stops the nodes and
+// cleans their hosts (the deploy engine's DeleteCluster passes itself);
+// without one only the records go.
+func (s *Service) Delete(ctx context.Context, id ids.ID, t Teardown) (Cluster, []Uncleaned, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.store.Cluster(ctx, id)
@@ -496,12 +486,12 @@ func (s *Service) DeleteReport(ctx context.Context, id ids.ID) (Cluster, []Uncle
 		return Cluster{}, nil, err
 	}
 	var uncleaned []Uncleaned
-	if s.teardown != nil {
+	if t != nil {
 		nodes, err := s.store.AllNodes(ctx, id)
 		if err != nil {
 			return Cluster{}, nil, err
 		}
-		if uncleaned, err = s.teardown.Teardown(ctx, c, nodes); err != nil {
+		if uncleaned, err = t.Teardown(ctx, c, nodes); err != nil {
 			return Cluster{}, nil, err
 		}
 	}

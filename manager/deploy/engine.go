@@ -35,6 +35,8 @@ type Clusters interface {
 	AllNodes(ctx context.Context, clusterID ids.ID) ([]cluster.Node, error)
 	// NodesOnServers returns every node, of any cluster, on the servers.
 	NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster.Node, error)
+	// Delete removes a cluster's records after t has torn its nodes down.
+	Delete(ctx context.Context, id ids.ID, t cluster.Teardown) (cluster.Cluster, []cluster.Uncleaned, error)
 }
 
 // Configs renders nodes' config and keeps its releases; *config.Service

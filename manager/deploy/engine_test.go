@@ -784,8 +784,7 @@ func TestCommandLogsStatusTeardown(t *testing.T) {
 		t.Fatalf("live %v", live)
 	}
 
-	f.clusters.UseTeardown(f.engine)
-	_, notCleaned, err := f.clusters.DeleteReport(ctx, c.ID)
+	_, notCleaned, err := f.engine.DeleteCluster(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -908,8 +907,7 @@ func TestTeardownQueuesCleanups(t *testing.T) {
 		f.agents.removeErr[lost.ID.String()] = fmt.Errorf("remove node %s on agent %s: %w", lost.ID, lost.ServerID, fleet.ErrAgentNotOnline)
 		f.agents.removeErr[refused.ID.String()] = &invalid.Error{Reason: "data_dir: outside the allowed roots"}
 	})
-	f.clusters.UseTeardown(f.engine)
-	_, notCleaned, err := f.clusters.DeleteReport(ctx, c.ID)
+	_, notCleaned, err := f.engine.DeleteCluster(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,6 +151,13 @@ func (e *Engine) LiveRunStates(ctx context.Context, nodes []cluster.Node) map[id
 	return out
 }
 
+// DeleteCluster stops every node of the cluster and cleans its host
+// (Teardown), then removes the cluster's records, and returns it with the
+// nodes that were not cleaned.
+func (e *Engine) DeleteCluster(ctx context.Context, id ids.ID) (cluster.Cluster, []cluster.Uncleaned, error) {
+	return e.d.Clusters.Delete(ctx, id, e)
+}
+
 // Teardown stops and removes every node of the cluster whose agent is
 // online, deleting its program and data dirs; it implements
 // cluster.Teardown. The agent deletes a dir only strictly inside an
