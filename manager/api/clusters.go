@@ -311,7 +311,9 @@ func (a *API) deleteCluster(c echo.Context) error {
 	detail(c, "cluster=%s", id)
 	// The deploy engine stops the nodes and cleans their hosts first;
 	// without one only the records go.
-	del := func(ctx context.Context, id ids.ID) (cluster.Cluster, []cluster.Uncleaned, error) { return svc.Delete(ctx, id, nil) }
+	del := func(ctx context.Context, id ids.ID) (cluster.Cluster, []cluster.Uncleaned, error) {
+		return svc.Delete(ctx, id, nil)
+	}
 	if a.d.Deploy != nil {
 		del = a.d.Deploy.DeleteCluster
 	}

@@ -113,6 +113,11 @@ func TestClusterOnFirewalledHosts(t *testing.T) {
 	// NATS: three brokers added to the cluster, routed to each other, and
 	// the whole cluster deployed again in one call, which leaves the
 	// running coordinators alone.
+	// Config of the running ensemble, changed as an operator would.
+	configRollouts(t, c, hosts, cl.ID, zk)
+	zk = nodesOf(t, c, cl.ID, "coordinator")
+	modes = zkModes(t, hosts[0], zk) // the leader restarted last: another leads
+
 	zkPIDs := pids(zk)
 	natsPkg := c.UploadPackage(t, workloads.NATSPackage(t, t.TempDir()))
 	c.AddNodes(t, cl.ID, "broker", natsPkg.ID, place(4222))

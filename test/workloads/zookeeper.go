@@ -79,6 +79,10 @@ func ZooKeeperManifest() manifest.Manifest {
 				},
 				ServerPort: 2181,
 				PortKey:    "clientPort",
+				// An ensemble: a rollout keeps its quorum and restarts the
+				// leader last.
+				Quorum:    true,
+				RoleProbe: manifest.RoleProbe{TCP: "{dataIp}:{serverPort}", Send: "srvr", Leader: "^Mode: leader$", TimeoutSeconds: 3},
 				// Ready, not just alive: ruok answers imok without quorum.
 				Health: manifest.Health{
 					Command: []string{"/bin/bash", "-c",
