@@ -88,12 +88,10 @@ func releaseFields(err error) error {
 	return err
 }
 
-// rolloutRequest rolls a config file out over nodes.
-type rolloutRequest struct {
-	ClusterID ids.ID `json:"clusterId"`
-	// ConfigFileID is the cluster layer's file (GET /cluster/config/file).
-	ConfigFileID ids.ID `json:"configFileId"`
-	// NodeIDs are the nodes; empty: every node of the file's component.
+// rolloutOptions are how a rollout goes.
+type rolloutOptions struct {
+	// NodeIDs are the nodes; empty: every node of the file's component
+	// (of a rollback: of its release, still in the cluster).
 	NodeIDs []ids.ID `json:"nodeIds,omitempty"`
 	// BatchSize is how many nodes restart at once (default 1); AllAtOnce
 	// takes every node in one batch. A quorum component (coordinators)
@@ -102,9 +100,22 @@ type rolloutRequest struct {
 	AllAtOnce bool `json:"allAtOnce,omitempty"`
 	// FailureBudget is how many nodes may fail (each gets its previous
 	// file back) before the rollout stops; default 0: at the first.
-	FailureBudget int    `json:"failureBudget,omitempty"`
-	Title         string `json:"title,omitempty"`
-	Comment       string `json:"comment,omitempty"`
+	FailureBudget int `json:"failureBudget,omitempty"`
+}
+
+// releaseWords describe a release (at most 128 and 1024 characters).
+type releaseWords struct {
+	Title   string `json:"title,omitempty"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// rolloutRequest rolls a config file out over nodes.
+type rolloutRequest struct {
+	ClusterID ids.ID `json:"clusterId"`
+	// ConfigFileID is the cluster layer's file (GET /cluster/config/file).
+	ConfigFileID ids.ID `json:"configFileId"`
+	rolloutOptions
+	releaseWords
 }
 
 // rollbackRequest rolls a config file back to an earlier release.
@@ -112,13 +123,9 @@ type rollbackRequest struct {
 	ClusterID    ids.ID `json:"clusterId,omitempty"`
 	ConfigFileID ids.ID `json:"configFileId"`
 	// ReleaseID is the release to go back to; it must be of configFileId.
-	ReleaseID     ids.ID   `json:"releaseId"`
-	NodeIDs       []ids.ID `json:"nodeIds,omitempty"`
-	BatchSize     int      `json:"batchSize,omitempty"`
-	AllAtOnce     bool     `json:"allAtOnce,omitempty"`
-	FailureBudget int      `json:"failureBudget,omitempty"`
-	Title         string   `json:"title,omitempty"`
-	Comment       string   `json:"comment,omitempty"`
+	ReleaseID ids.ID `json:"releaseId"`
+	rolloutOptions
+	releaseWords
 }
 
 // restartRequest restarts nodes one batch at a time.
@@ -126,11 +133,14 @@ type restartRequest struct {
 	ClusterID ids.ID `json:"clusterId"`
 	// Component names the nodes when NodeIDs does not (coordinator,
 	// storage, broker, …).
-	Component     string   `json:"component,omitempty"`
-	NodeIDs       []ids.ID `json:"nodeIds,omitempty"`
-	BatchSize     int      `json:"batchSize,omitempty"`
-	AllAtOnce     bool     `json:"allAtOnce,omitempty"`
-	FailureBudget int      `json:"failureBudget,omitempty"`
+	Component string `json:"component,omitempty"`
+	rolloutOptions
+}
+
+// request is the rollout request the options and words make.
+func (o rolloutOptions) request(clusterID, fileID ids.ID, w releaseWords) deploy.RolloutRequest {
+	return deploy.RolloutRequest{ClusterID: clusterID, FileID: fileID, NodeIDs: o.NodeIDs, BatchSize: o.BatchSize,
+		AllAtOnce: o.AllAtOnce, FailureBudget: o.FailureBudget, Title: w.Title, Comment: w.Comment}
 }
 
 // rolloutView is a rollout started, or why none was needed.
@@ -181,8 +191,7 @@ func (a *API) rolloutConfig(c echo.Context) error {
 	if r.ConfigFileID.IsZero() {
 		return invalid.Field("configFileId", "is required")
 	}
-	return a.startRollout(c, deploy.RolloutRequest{ClusterID: r.ClusterID, FileID: r.ConfigFileID, NodeIDs: r.NodeIDs,
-		BatchSize: r.BatchSize, AllAtOnce: r.AllAtOnce, FailureBudget: r.FailureBudget, Title: r.Title, Comment: r.Comment})
+	return a.startRollout(c, r.request(r.ClusterID, r.ConfigFileID, r.releaseWords))
 }
 
 func (a *API) rollbackConfig(c echo.Context) error {
@@ -207,8 +216,9 @@ func (a *API) rollbackConfig(c echo.Context) error {
 		}
 		r.ClusterID = f.ClusterID
 	}
-	return a.startRollout(c, deploy.RolloutRequest{ClusterID: r.ClusterID, FileID: r.ConfigFileID, RollbackTo: r.ReleaseID,
-		NodeIDs: r.NodeIDs, BatchSize: r.BatchSize, AllAtOnce: r.AllAtOnce, FailureBudget: r.FailureBudget, Title: r.Title, Comment: r.Comment})
+	req := r.request(r.ClusterID, r.ConfigFileID, r.releaseWords)
+	req.RollbackTo = r.ReleaseID
+	return a.startRollout(c, req)
 }
 
 func (a *API) restartNodes(c echo.Context) error {
@@ -216,8 +226,9 @@ func (a *API) restartNodes(c echo.Context) error {
 	if err := decode(c, &r); err != nil {
 		return err
 	}
-	return a.startRollout(c, deploy.RolloutRequest{ClusterID: r.ClusterID, Component: r.Component, NodeIDs: r.NodeIDs,
-		BatchSize: r.BatchSize, AllAtOnce: r.AllAtOnce, FailureBudget: r.FailureBudget})
+	req := r.request(r.ClusterID, 0, releaseWords{})
+	req.Component = r.Component
+	return a.startRollout(c, req)
 }
 
 // releaseView is a release without its nodes' files.

@@ -468,16 +468,22 @@ func (e *Engine) run(j Job, c cluster.Cluster, all, nodes []cluster.Node, steps 
 			e.d.Log.Error("finish the release of a deployment", "release", id, "err", err)
 		}
 	}
+	e.finishJob(ctx, j, failure)
+}
+
+// finishJob ends the job: failed with reason, or succeeded when there is
+// none; it is written, counted and logged.
+func (e *Engine) finishJob(ctx context.Context, j Job, reason string) {
 	j.FinishedAt = e.d.Now()
-	if failure != "" {
-		j.State, j.Reason = JobFailed, truncate(failure, 8<<10)
+	if reason != "" {
+		j.State, j.Reason = JobFailed, truncate(reason, 8<<10)
 	} else {
 		j.State = JobSucceeded
 	}
 	e.saveJob(ctx, j)
 	e.jobs.WithLabelValues(j.Type, j.State).Inc()
 	e.duration.WithLabelValues(j.Type).Observe(j.FinishedAt.Sub(j.StartedAt).Seconds())
-	e.d.Log.Info("deployment job finished", "job", j.ID, "state", j.State, "reason", j.Reason)
+	e.d.Log.Info("job finished", "job", j.ID, "type", j.Type, "state", j.State, "reason", j.Reason)
 }
 
 func (e *Engine) saveJob(ctx context.Context, j Job) {

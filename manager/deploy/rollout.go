@@ -336,16 +336,7 @@ func (e *Engine) runRollout(ro *rollout) {
 			e.d.Log.Error("finish release", "release", ro.release.ID, "err", err)
 		}
 	}
-	j.FinishedAt = e.d.Now()
-	if reason != "" {
-		j.State, j.Reason = JobFailed, truncate(reason, 8<<10)
-	} else {
-		j.State = JobSucceeded
-	}
-	e.saveJob(ctx, j)
-	e.jobs.WithLabelValues(j.Type, j.State).Inc()
-	e.duration.WithLabelValues(j.Type).Observe(j.FinishedAt.Sub(j.StartedAt).Seconds())
-	e.d.Log.Info("rollout job finished", "job", j.ID, "state", j.State, "reason", j.Reason)
+	e.finishJob(ctx, j, reason)
 }
 
 func firstLine(s string) string {
