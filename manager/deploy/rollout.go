@@ -109,7 +109,11 @@ func (e *Engine) Rollout(ctx context.Context, r RolloutRequest) (Job, config.Rel
 		case TypeRollback:
 			kind = config.KindRollback
 		}
-		rel, nodes, err := e.d.Configs.NewRelease(ctx, config.NewRelease{FileID: r.FileID, NodeIDs: nodeIDs(ro.targets), Kind: kind,
+		targets := nodeIDs(ro.targets)
+		if !r.RollbackTo.IsZero() && len(r.NodeIDs) == 0 {
+			targets = nil // the nodes of the release rolled back to that are still here
+		}
+		rel, nodes, err := e.d.Configs.NewRelease(ctx, config.NewRelease{FileID: r.FileID, NodeIDs: targets, Kind: kind,
 			Title: r.Title, Comment: r.Comment, By: r.By, JobID: j.ID, RollbackTo: r.RollbackTo, All: r.KeepUnchanged})
 		if err != nil {
 			return Job{}, config.Release{}, err

@@ -381,3 +381,46 @@ func TestRolloutManagerRestart(t *testing.T) {
 		t.Fatalf("sync after it was settled: %v", s)
 	}
 }
+
+// TestRollbackSkipsNodesAddedSince: a rollback without node ids goes to
+// the nodes of the release rolled back to that are still in the cluster;
+// one added since is left alone.
+func TestRollbackSkipsNodesAddedSince(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, _ := f.deployed(t)
+	lf := f.setLayer(t, c, "tickTime", "2500")
+	j, rel, err := f.engine.Rollout(ctx, deploy.RolloutRequest{ClusterID: c.ID, FileID: lf.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := f.wait(t, j.ID); j.State != deploy.JobSucceeded {
+		t.Fatalf("rollout %+v", j)
+	}
+	s := fleet.Server{ID: 9009, ManagerIP: "10.0.0.9"}
+	if err := f.db.CreateServer(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+	added, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, specs("10.0.0.9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, _ := f.configs.Releases(ctx, lf.ID, 0, paging.Page{Num: 1, Size: 10})
+	first := list[len(list)-1] // the deployment's, before the rollout's
+	if first.Kind != config.KindDeploy || rel.Number != first.Number+1 {
+		t.Fatalf("releases %+v", list)
+	}
+	j, back, err := f.engine.Rollout(ctx, deploy.RolloutRequest{ClusterID: c.ID, FileID: lf.ID, RollbackTo: first.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, steps := f.wait(t, j.ID)
+	if j.State != deploy.JobSucceeded || j.Type != deploy.TypeRollback || back.RollbackOf != first.ID || len(steps) != 3 {
+		t.Fatalf("rollback %+v %+v, %d steps", j, back, len(steps))
+	}
+	for _, st := range steps {
+		if st.NodeID == added[0].ID {
+			t.Fatalf("the node added since was rolled back: %+v", st)
+		}
+	}
+}
