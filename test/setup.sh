@@ -8,6 +8,10 @@ go mod download
 (cd packaging/dist && go mod download)
 
 need=(protobuf-compiler iproute2 nftables openssh-server sudo systemd rpm zookeeper nats-server libslf4j-java liblog4j1.2-java default-jdk-headless chromium fonts-wqy-microhei)
+# test/e2e boots systemd machines (systemd-nspawn) from a Debian root file
+# system it makes once with debootstrap, from the mirror apt uses here, and
+# caches in /var/cache/admq-test; test/chaos shapes links with iproute2's tc.
+need+=(debootstrap systemd-container zstd debian-archive-keyring)
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/admq/admq-manager/test/hosts"
 	"github.com/admq/admq-manager/test/testenv"
 )
 
@@ -41,108 +43,55 @@ func try(name string, args ...string) error {
 }
 
 // ---------------------------------------------------------------------------
-// Hosts: a network namespace joined to this one by a veth pair.
+// Hosts: a network namespace joined to this one by a veth pair (test/hosts).
 
-var hostSeq atomic.Int32
+// e2eNet is the suite's share of the machine: names with the prefix, hosts
+// on /29s of 198.19.100.0/22.
+var e2eNet = &hosts.Net{Prefix: prefix, Subnet: netip.MustParsePrefix("198.19.100.0/22")}
 
 // host is a machine made as a network namespace. It shares this machine's
-// file system, users and processes; only its network is its own.
+// file system, users and processes, and only its network is its own, until
+// a systemd machine is booted in it (see newMachine).
 type host struct {
-	t      testing.TB
-	n      int
-	NS     string
-	IP     string // the host's address
-	PeerIP string // this side's address: where the manager is reached from
-	// FreeIP is routed towards the host but answered by nobody.
-	FreeIP string
+	*hosts.Host
+	t testing.TB
 }
 
-// newHost makes a host on 198.19.(100+n).0/29 and removes it in cleanup.
+// newHost makes a host on the next /29 and removes it in cleanup.
 func newHost(t testing.TB) *host {
 	t.Helper()
-	n := int(hostSeq.Add(1))
-	if n > 150 {
-		t.Fatal("out of e2e subnets")
-	}
-	net := fmt.Sprintf("198.19.%d.", 100+n)
-	h := &host{t: t, n: n, NS: fmt.Sprintf("%s-%d", prefix, n), IP: net + "2", PeerIP: net + "1", FreeIP: net + "5"}
-	vh, vn := fmt.Sprintf("%s%dh", prefix, n), fmt.Sprintf("%s%dn", prefix, n)
-	t.Cleanup(func() {
-		killNamespace(h.NS)
-		try("ip", "link", "del", vh) // gone with the namespace, normally
-	})
-	run(t, "ip", "netns", "add", h.NS)
-	run(t, "ip", "link", "add", vh, "type", "veth", "peer", "name", vn)
-	run(t, "ip", "link", "set", vn, "netns", h.NS)
-	run(t, "ip", "addr", "add", h.PeerIP+"/29", "dev", vh)
-	run(t, "ip", "link", "set", vh, "up")
-	h.exec(t, "ip", "addr", "add", h.IP+"/29", "dev", vn)
-	h.exec(t, "ip", "link", "set", vn, "up")
-	h.exec(t, "ip", "link", "set", "lo", "up")
-	h.exec(t, "ip", "route", "add", "default", "via", h.PeerIP)
-	h.firewall(t)
-	return h
+	return &host{Host: e2eNet.New(t), t: t}
 }
 
-// exec runs a command inside the host's namespace.
+// exec runs a command on the host (in its machine, if one runs).
 func (h *host) exec(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	return run(t, "nsenter", h.enter(name, args...)...)
+	return h.Exec(t, name, args...)
 }
 
 // enter is the nsenter arguments that run a command on the host. Unlike
 // `ip netns exec`, nsenter --net changes only the network namespace: the
 // command sees this machine's mounts, including those made later.
-func (h *host) enter(name string, args ...string) []string {
-	return append([]string{"--net=/run/netns/" + h.NS, "--", name}, args...)
-}
-
-// killNamespace kills every process in the namespace and deletes it.
-func killNamespace(ns string) {
-	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	try("ip", "netns", "del", ns)
-}
+func (h *host) enter(name string, args ...string) []string { return h.Enter(name, args...) }
 
 // firewall gives the host a stateful input chain that accepts everything
-// for now, so that connection tracking follows every connection from its
-// first packet, as on a server whose firewall was there before the agent.
-func (h *host) firewall(t testing.TB) {
-	t.Helper()
-	rules := fmt.Sprintf(`table inet %s {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		iifname "lo" accept
-		ct state established,related accept
-	}
-}
-`, prefix)
-	cmd := exec.Command("nsenter", h.enter("nft", "-f", "-")...)
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft in %s: %v\n%s", h.NS, err, out)
-	}
-}
+// for now (hosts.Host.Firewall).
+func (h *host) firewall(t testing.TB) { t.Helper(); h.Firewall(t) }
 
 // closeInbound drops every new inbound connection to the host; replies to
 // connections the host opened still pass.
-func (h *host) closeInbound(t testing.TB) {
-	t.Helper()
-	h.exec(t, "nft", "add", "rule", "inet", prefix, "input", "ct", "state", "new", "drop")
-}
+func (h *host) closeInbound(t testing.TB) { t.Helper(); h.CloseInbound(t) }
 
 // reachable reports whether a TCP connection to the host's port opens.
-func (h *host) reachable(port int, timeout time.Duration) bool {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(h.IP, strconv.Itoa(port)), timeout)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
+func (h *host) reachable(port int, timeout time.Duration) bool { return h.Reachable(port, timeout) }
+
+// inNS runs fn on an OS thread in the host's network namespace
+// (hosts.Host.InNS).
+func (h *host) inNS(fn func() error) error { return h.InNS(fn) }
+
+// dialFrom opens a TCP connection from the host's namespace.
+func (h *host) dialFrom(addr string, timeout time.Duration) (net.Conn, error) {
+	return h.DialFrom(addr, timeout)
 }
 
 // ---------------------------------------------------------------------------
@@ -406,24 +355,10 @@ func serviceInstalled(name string) bool {
 // ---------------------------------------------------------------------------
 // Leftovers of a crashed run.
 
-// removeStale removes namespaces, services, users, sudoers drop-ins and
-// mounts with the prefix.
+// removeStale removes machines, namespaces, links, services, users,
+// sudoers drop-ins and mounts with the prefix.
 func removeStale() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], prefix) {
-			killNamespace(f[0])
-		}
-	}
-	out, _ = exec.Command("ip", "-o", "link", "show").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 1 {
-			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-			if strings.HasPrefix(name, prefix) {
-				try("ip", "link", "del", name)
-			}
-		}
-	}
+	e2eNet.RemoveStale()
 	scripts, _ := filepath.Glob("/etc/init.d/" + prefix + "*")
 	for _, s := range scripts {
 		exec.Command(s, "stop").Run()

@@ -6,13 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/admq/admq-manager/test/hosts"
 	"github.com/admq/admq-manager/test/testenv"
 )
 
@@ -42,7 +39,7 @@ const (
 func newLAN(t testing.TB, n int) []*host {
 	t.Helper()
 	t.Cleanup(func() {
-		killNamespace(lanNS)
+		hosts.KillNamespace(lanNS)
 		try("ip", "link", "del", lanRootLink)
 	})
 	run(t, "ip", "netns", "add", lanNS)
@@ -59,9 +56,8 @@ func newLAN(t testing.TB, n int) []*host {
 
 	hosts := make([]*host, n)
 	for i := range hosts {
-		h := &host{t: t, n: 200 + i, NS: fmt.Sprintf("%s-c%d", prefix, i+1), IP: fmt.Sprintf("%s%d", lanPrefix, i+2), PeerIP: lanManagerIP}
-		t.Cleanup(func() { killNamespace(h.NS) })
-		run(t, "ip", "netns", "add", h.NS)
+		h := &host{Host: e2eNet.Namespace(t, fmt.Sprintf("%s-c%d", prefix, i+1)), t: t}
+		h.IP, h.PeerIP, h.Link = fmt.Sprintf("%s%d", lanPrefix, i+2), lanManagerIP, "eth0"
 		port := fmt.Sprintf("c%d", i+1)
 		inLAN("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", h.NS)
 		inLAN("link", "set", port, "master", "br0")
@@ -75,61 +71,12 @@ func newLAN(t testing.TB, n int) []*host {
 		h.firewall(t)
 		for _, peer := range hosts {
 			if peer != h {
-				h.exec(t, "nft", "add", "rule", "inet", prefix, "input", "ip", "saddr", peer.IP, "accept")
+				h.Accept(t, peer.IP)
 			}
 		}
 		h.closeInbound(t)
 	}
 	return hosts
-}
-
-// inNS runs fn on an OS thread that has joined the host's network
-// namespace: sockets fn opens belong to the host (and stay usable from any
-// goroutine afterwards). The thread goes back to this machine's namespace
-// before it is unlocked; if it cannot, it stays locked to the goroutine
-// and exits with it. (The main thread must never be left in a host's
-// namespace: removing the host kills every process whose main thread is
-// there, this test included.)
-func (h *host) inNS(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		home, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer home.Close()
-		f, err := os.Open("/run/netns/" + h.NS)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("join %s: %w", h.NS, err)
-			return
-		}
-		err = fn()
-		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
-// dialFrom opens a TCP connection from the host's namespace.
-func (h *host) dialFrom(addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := h.inNS(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", addr, timeout)
-		return err
-	})
-	return c, err
 }
 
 // ---------------------------------------------------------------------------

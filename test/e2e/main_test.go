@@ -18,6 +18,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/admq/admq-manager/test/hosts"
 )
 
 // prefix names everything the tests create on the machine.
@@ -28,6 +31,12 @@ var (
 	agentDir string
 	// skipReason, when set, is why every host test skips.
 	skipReason string
+	// machineRootfs is the tarball systemd machines boot from; when it is
+	// empty, machineSkip says why no machine can boot here, and agents
+	// are tested only under System V init scripts on namespace hosts.
+	machineRootfs, machineSkip string
+	// machineProbe says how long the probe machine took to boot.
+	machineProbe string
 )
 
 func TestMain(m *testing.M) {
@@ -57,6 +66,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 	} else {
 		skipReason = checkAgentInstall(filepath.Join(dir, "admq-agent-linux-amd64"))
+		if skipReason == "" {
+			prepareMachines()
+		}
 		code = m.Run()
 	}
 	os.RemoveAll(dir)
@@ -103,6 +115,30 @@ func checkAgentInstall(bin string) string {
 		}
 	}
 	return ""
+}
+
+// prepareMachines makes (once per machine, cached) the root file system of
+// systemd machines and boots a probe machine; it sets machineRootfs, or
+// machineSkip to why machines cannot run here.
+func prepareMachines() {
+	if why := hosts.CanBoot(); why != "" {
+		machineSkip = why
+		return
+	}
+	rootfs, err := hosts.Rootfs(hosts.CacheDir, func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "e2e: "+format+"\n", args...)
+	})
+	if err != nil {
+		machineSkip = fmt.Sprintf("no root file system for systemd machines: %v", err)
+		return
+	}
+	took, version, err := hosts.Probe(prefix+"-probe", rootfs)
+	if err != nil {
+		machineSkip = fmt.Sprintf("systemd-nspawn cannot boot a machine here: %v", err)
+		return
+	}
+	machineRootfs = rootfs
+	machineProbe = fmt.Sprintf("probe machine (%s) booted to running in %v", version, took.Round(time.Millisecond))
 }
 
 // lockRun takes an exclusive lock for this run.

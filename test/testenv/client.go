@@ -42,11 +42,18 @@ func WithTimeout(d time.Duration) ClientOption {
 // manager's admin password; the test fails if the login does.
 func (m *Manager) Client(t testing.TB, opts ...ClientOption) *Client {
 	t.Helper()
-	c := &Client{base: "http://" + m.httpAddr + "/admq-manager", hc: &http.Client{Timeout: DefaultClientTimeout}}
+	return NewClient(t, m.httpAddr, m.cfg.AdminPassword, opts...)
+}
+
+// NewClient returns a client of the console API at httpAddr (host:port)
+// logged in as the admin with password; the test fails if the login does.
+func NewClient(t testing.TB, httpAddr, password string, opts ...ClientOption) *Client {
+	t.Helper()
+	c := &Client{base: "http://" + httpAddr + "/admq-manager", hc: &http.Client{Timeout: DefaultClientTimeout}}
 	for _, o := range opts {
 		o(c)
 	}
-	env, status := c.Do(t, http.MethodPost, "/login", map[string]string{"username": "admin", "password": m.cfg.AdminPassword})
+	env, status := c.Do(t, http.MethodPost, "/login", map[string]string{"username": "admin", "password": password})
 	if status != http.StatusOK || env.Code != 0 {
 		t.Fatalf("login: HTTP %d code %d %s", status, env.Code, env.Message)
 	}
