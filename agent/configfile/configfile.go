@@ -77,7 +77,8 @@ func histName(path string, n int) string {
 // after the history was shifted but before the rename leaves .prev equal to
 // the current file, which makes a later Restore a harmless no-op.
 // path must be a regular file or absent; a symlink at path is replaced, not
-// followed.
+// followed. Writes of one path must not run concurrently: each removes the
+// temp files an interrupted one left (a killed agent's).
 //
 // When path holds data with mode already (Same), Write touches nothing and
 // reports Unchanged: rewriting it would only shift the history and push the
@@ -89,6 +90,12 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 	v := Version{Path: path, Size: int64(len(data))}
 	sum := sha256.Sum256(data)
 	v.SHA256 = hex.EncodeToString(sum[:])
+	// An agent killed in the middle of a write left its temp file; the
+	// file's writes are serialized, so any temp of it is garbage now.
+	dir := filepath.Dir(path)
+	if err := atomicfile.RemoveStale(dir, filepath.Base(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Version{}, fmt.Errorf("write %s: remove what an interrupted write left: %w", path, err)
+	}
 	// An error here (say, a file the agent may not read) is left to the
 	// write below, which reports it or replaces the file as before.
 	if same, err := Same(path, data, mode); err == nil && same {
@@ -96,7 +103,6 @@ func Write(path string, data []byte, mode os.FileMode, keep int) (Version, error
 		return v, nil
 	}
 
-	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Version{}, fmt.Errorf("write %s: %w", path, err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/admq/admq-manager/internal/atomicfile"
 )
 
 func mustRead(t testing.TB, path string) string {
@@ -140,6 +142,35 @@ func TestCrashBeforeCommit(t *testing.T) {
 		t.Fatalf("file after failed Write has %d bytes; want the old content", len(got))
 	}
 	assertNoTemps(t, dir)
+}
+
+// TestKilledWriteLeftovers: an agent killed between writing the temp file
+// and renaming it left the temp behind; the next Write of the file (even
+// one that finds the content unchanged) removes it, and only it.
+func TestKilledWriteLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "zoo.cfg")
+	mustWrite(t, path, "old\n", 2)
+	other := filepath.Join(dir, "myid")
+	mustWrite(t, other, "1\n", 2)
+	for _, content := range []string{"old\n", "new\n"} {
+		left, err := atomicfile.WriteTemp(dir, "zoo.cfg", []byte("half"), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherLeft, err := atomicfile.WriteTemp(dir, "myid", []byte("2"), 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustWrite(t, path, content, 2)
+		if _, err := os.Lstat(left); !os.IsNotExist(err) {
+			t.Errorf("Write of %q left the killed write's temp %s (%v)", content, left, err)
+		}
+		if _, err := os.Lstat(otherLeft); err != nil {
+			t.Errorf("Write of zoo.cfg removed myid's temp: %v", err)
+		}
+		os.Remove(otherLeft)
+	}
 }
 
 func TestPermissions(t *testing.T) {

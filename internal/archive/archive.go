@@ -37,6 +37,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/admq/admq-manager/internal/atomicfile"
 	"github.com/admq/admq-manager/internal/manifest"
 )
 
@@ -177,7 +178,9 @@ func Inspect(r io.Reader, format string, lim Limits) (Inspection, error) {
 // any error nothing is left behind. It never writes through a symbolic link
 // and gives files and directories no more than mode 0755 (no setuid, setgid
 // or sticky bits). Data is not fsynced; callers that need durability sync
-// the tree themselves.
+// the tree themselves. The staging dir that an extract into destDir left
+// when its process was killed is removed, so extracts into one destDir must
+// not run concurrently.
 func Extract(ctx context.Context, r io.Reader, format, destDir string, lim Limits) (err error) {
 	lim = lim.withDefaults()
 	dest := filepath.Clean(destDir)
@@ -185,6 +188,11 @@ func Extract(ctx context.Context, r io.Reader, format, destDir string, lim Limit
 		return fmt.Errorf("extract: %s: %w", dest, fs.ErrExist)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("extract: %w", err)
+	}
+	// A process killed in the middle of an extract left its staging dir;
+	// nothing would ever use or remove it.
+	if err := atomicfile.RemoveStale(filepath.Dir(dest), filepath.Base(dest)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("extract: remove what an interrupted extract left: %w", err)
 	}
 	tr, finish, err := open(r, format)
 	if err != nil {

@@ -223,6 +223,23 @@ func TestExtract(t *testing.T) {
 			t.Fatalf("left %v", left)
 		}
 	})
+	t.Run("a killed extract's staging dir", func(t *testing.T) {
+		// An agent killed in the middle of an unpack left this.
+		p := t.TempDir()
+		staging, err := os.MkdirTemp(p, ".x.tmp-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(staging, "half"), []byte("h"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := archive.Extract(t.Context(), bytes.NewReader(at.Package(t, "1")), "tar.gz", filepath.Join(p, "x"), archive.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if beside, _ := os.ReadDir(p); len(beside) != 1 || beside[0].Name() != "x" {
+			t.Errorf("beside dest after the next extract: %v", beside)
+		}
+	})
 }
 
 func checkErr(tb testing.TB, err, want error, says string) {

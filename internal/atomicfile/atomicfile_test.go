@@ -42,3 +42,39 @@ func TestWriteFileFailureKeepsTheOld(t *testing.T) {
 		t.Fatalf("old content lost: %q", got)
 	}
 }
+
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	// What killed writers of "f" left: a temp file and a staging dir.
+	tmp, err := WriteTemp(dir, "f", []byte("half"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging, err := os.MkdirTemp(dir, ".f.tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Not theirs: the file itself, another base's temps, look-alikes.
+	keep := []string{"f", ".g.tmp-123", ".f.tmp-", ".f.tmp-12a", ".f.tmp-5.tmp-6", "f.tmp-7"}
+	for _, k := range keep {
+		if err := os.WriteFile(filepath.Join(dir, k), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveStale(dir, "f"); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{tmp, staging} {
+		if _, err := os.Lstat(gone); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", gone, err)
+		}
+	}
+	for _, k := range keep {
+		if _, err := os.Lstat(filepath.Join(dir, k)); err != nil {
+			t.Errorf("%s removed: %v", k, err)
+		}
+	}
+}
