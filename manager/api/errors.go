@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"syscall"
 
 	"github.com/labstack/echo/v4"
 
@@ -32,6 +33,7 @@ const (
 	codeRequestTooLarge     = 5 // new
 	codeAuthorizeFailed     = 6
 	codeTooManyAttempts     = 8 // new
+	codeDiskFull            = 9 // new
 	codePermissionDeny      = 7
 	codeSSHCommandFailed    = 15
 	codeTokenInvalid        = 202
@@ -101,6 +103,7 @@ var codeInfo = map[int]struct {
 	codeRequestTooLarge:     {"REQUEST_TOO_LARGE", http.StatusRequestEntityTooLarge},
 	codeAuthorizeFailed:     {"AUTHORIZE_FAILED", http.StatusUnauthorized},
 	codeTooManyAttempts:     {"TOO_MANY_ATTEMPTS", http.StatusTooManyRequests},
+	codeDiskFull:            {"DISK_FULL", http.StatusInsufficientStorage},
 	codePermissionDeny:      {"PERMISSION_DENY", http.StatusForbidden},
 	codeSSHCommandFailed:    {"SSH_COMMAND_EXEC_FAILED", http.StatusBadGateway},
 	codeTokenInvalid:        {"TOKEN_INVALID", http.StatusUnauthorized},
@@ -247,6 +250,12 @@ var domainCodes = []struct {
 func classify(err error) (ae *apiError, internal bool) {
 	if errors.As(err, &ae) {
 		return ae, false
+	}
+	// The manager's own disk, whatever was being written (the database,
+	// an upload): the client did nothing wrong and may retry once there
+	// is space. The details (paths) go to the log.
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return newError(codeDiskFull, "the manager's disk is full: nothing was written; free space in its data dir, then retry"), true
 	}
 	for _, d := range domainCodes {
 		if errors.Is(err, d.err) {

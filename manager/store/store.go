@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -68,8 +69,28 @@ const (
 
 // DB is the manager's database. It is safe for concurrent use.
 type DB struct {
-	w *sql.DB // writer: one connection, BEGIN IMMEDIATE
+	w writer  // writer: one connection, BEGIN IMMEDIATE
 	r *sql.DB // readers: query_only connections
+}
+
+// writer is the writer pool. Its errors, and those of write, wrap
+// syscall.ENOSPC when SQLite found the disk full, so that callers tell a
+// full disk from other failures without knowing SQLite.
+type writer struct{ *sql.DB }
+
+// ExecContext is sql.DB's, with a full disk said as ENOSPC.
+func (w writer) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := w.DB.ExecContext(ctx, query, args...)
+	return res, diskFull(err)
+}
+
+// diskFull wraps syscall.ENOSPC into err when it is SQLite's "database or
+// disk is full".
+func diskFull(err error) error {
+	if err != nil && sqliteCode(err)&0xff == sqlite3.SQLITE_FULL && !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w (%w)", err, syscall.ENOSPC)
+	}
+	return err
 }
 
 // Open opens, creating it if needed, the database file at path, applies any
@@ -128,7 +149,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open readers: %w", err)
 	}
-	return &DB{w: w, r: r}, nil
+	return &DB{w: writer{w}, r: r}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
@@ -169,13 +190,13 @@ func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return diskFull(err)
 	}
 	defer func() { _ = tx.Rollback() }() // no-op once committed
 	if err := fn(tx); err != nil {
-		return err
+		return diskFull(err)
 	}
-	return tx.Commit()
+	return diskFull(tx.Commit())
 }
 
 // atomicTx is the context key of Atomically's transaction.
