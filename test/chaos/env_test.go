@@ -65,9 +65,16 @@ type agent struct {
 func (e *env) startAgent(t *testing.T) *agent {
 	t.Helper()
 	h := chaosNet.New(t)
+	return e.startAgentOn(t, h, net.JoinHostPort(h.PeerIP, e.tunnelPort(t)))
+}
+
+// startAgentOn runs an agent on host h that dials the manager at
+// managerAddr (the tunnel, or a relay in front of it), as startAgent does.
+func (e *env) startAgentOn(t *testing.T, h *hosts.Host, managerAddr string) *agent {
+	t.Helper()
 	tok := e.c.CreateToken(t, 1, 0)
 	a := &agent{h: h, stateDir: filepath.Join(t.TempDir(), "agent-"+h.NS), log: &testenv.SyncBuffer{}}
-	a.args = []string{"run", "--manager", net.JoinHostPort(h.PeerIP, e.tunnelPort(t)), "--token", tok.Token,
+	a.args = []string{"run", "--manager", managerAddr, "--token", tok.Token,
 		"--state-dir", a.stateDir, "--advertise-ip", h.IP}
 	a.start(t)
 	t.Cleanup(func() {
@@ -224,7 +231,7 @@ func integrityCheck(t testing.TB, path string) {
 	if len(got) != 1 || got[0] != "ok" {
 		t.Fatalf("integrity_check of %s: %s", path, strings.Join(got, "\n"))
 	}
-	t.Logf("PRAGMA integrity_check of the database after the crash: ok")
+	t.Logf("PRAGMA integrity_check of %s: ok", filepath.Base(path))
 }
 
 // jobs lists every job as GET /job shows them.

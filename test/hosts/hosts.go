@@ -1,9 +1,10 @@
 // Package hosts makes hosts for the test suites on this machine: network
 // namespaces joined to this one by veth pairs, named with a suite's own
 // prefix and addressed from its own subnet, which can be cut off (link
-// down) or slowed down (tc netem); and, where the machine allows it, Debian
-// machines booted in them with systemd-nspawn, so that a host has a real
-// systemd as PID 1, its own file system, users and services.
+// down), made lossy (nftables) or slow (tc tbf); and, where the machine
+// allows it, Debian machines booted in them with systemd-nspawn, so that a
+// host has a real systemd as PID 1, its own file system, users and
+// services.
 //
 // It is test-only support (like test/testenv): the suites under test/ import
 // it, production code never does. Everything it makes is removed by the
@@ -220,11 +221,50 @@ func (h *Host) SetLink(t testing.TB, up bool) {
 	}
 }
 
-// Netem makes the host's link slow or lossy in both directions with tc
-// netem (args as tc-netem(8) takes them, e.g. "delay", "200ms", "loss",
-// "5%"); no args removes it. The peer's end is shaped too when it is in
-// this machine's namespace.
-func (h *Host) Netem(t testing.TB, args ...string) {
+// Loss drops the given share of the host's packets (0 to 100 percent), in
+// and out, at random, with an nftables rule (table inet <prefix>_loss);
+// 0 removes the rule, 100 is a dead link that stays up. (tc netem would
+// do it too, but kernels without CONFIG_NET_SCH_NETEM exist, this test
+// machine's among them; nftables' numgen is in every kernel that runs
+// the hosts' firewall.)
+func (h *Host) Loss(t testing.TB, percent float64) {
+	t.Helper()
+	table := h.prefix + "_loss"
+	cmd := exec.Command("nsenter", h.NetEnter("nft", "delete", "table", "inet", table)...)
+	cmd.Run() // absent the first time
+	if percent <= 0 {
+		return
+	}
+	drop := "drop"
+	if per10k := int(percent*100 + 0.5); per10k < 10000 {
+		drop = fmt.Sprintf("numgen random mod 10000 < %d drop", per10k)
+	}
+	rules := fmt.Sprintf(`table inet %s {
+	chain in {
+		type filter hook input priority -10; policy accept;
+		iifname "lo" accept
+		%s
+	}
+	chain out {
+		type filter hook output priority -10; policy accept;
+		oifname "lo" accept
+		%s
+	}
+}
+`, table, drop, drop)
+	cmd = exec.Command("nsenter", h.NetEnter("nft", "-f", "-")...)
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft loss rule in %s: %v\n%s", h.NS, err, out)
+	}
+}
+
+// Rate caps the host's link at rate (as tc takes it, e.g. "1mbit") in
+// both directions with a token bucket (tc tbf) whose queue holds up to
+// 2s of traffic, so that bulk transfers crawl and everything queued behind
+// them waits; "" removes the cap. The peer's end is capped only when it is
+// in this machine's namespace.
+func (h *Host) Rate(t testing.TB, rate string) {
 	t.Helper()
 	type end struct {
 		link string
@@ -238,13 +278,13 @@ func (h *Host) Netem(t testing.TB, args ...string) {
 	}
 	for _, e := range ends {
 		var cmd *exec.Cmd
-		if len(args) == 0 {
+		if rate == "" {
 			cmd = e.cmd("tc", "qdisc", "del", "dev", e.link, "root")
 		} else {
-			cmd = e.cmd("tc", append([]string{"qdisc", "replace", "dev", e.link, "root", "netem"}, args...)...)
+			cmd = e.cmd("tc", "qdisc", "replace", "dev", e.link, "root", "tbf", "rate", rate, "burst", "16kb", "latency", "2s")
 		}
 		out, err := cmd.CombinedOutput()
-		if err != nil && !(len(args) == 0 && bytes.Contains(out, []byte("No such file"))) {
+		if err != nil && !(rate == "" && (bytes.Contains(out, []byte("No such file")) || bytes.Contains(out, []byte("Cannot delete qdisc with handle of zero")))) {
 			t.Fatalf("tc on %s in %s: %v\n%s", e.link, h.NS, err, out)
 		}
 	}

@@ -163,3 +163,14 @@ func (c *Client) AuditDetails(t testing.TB) string {
 	}
 	return b.String()
 }
+
+// Ping makes a round trip to the server's agent through the tunnel
+// (GET /server/ping), which must succeed, and returns its time in ms.
+func (c *Client) Ping(t testing.TB, id string) float64 {
+	t.Helper()
+	var p struct {
+		RttMs float64 `json:"rttMs"`
+	}
+	c.OK(t, http.MethodGet, "/server/ping?id="+url.QueryEscape(id), nil, &p)
+	return p.RttMs
+}
