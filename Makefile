@@ -7,7 +7,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/admq/admq-manager/internal/version.Version=$(VERSION)
 PKGS      := ./...
 
-.PHONY: all build run test test-setup unit fuzz lint vet fmt-check proto proto-check console console-check bench load compare clean
+.PHONY: all build run test test-setup unit fuzz lint vet fmt-check proto proto-check console console-check bench load compare soak clean
 
 all: build
 
@@ -81,6 +81,10 @@ console-check:
 ## bench: benchmarks of the store, API and tunnel
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## soak: test/chaos's soak with flapping agents for SOAK (default 10m; make test runs 3m)
+soak: test-setup
+	$(GO) test -count=1 -timeout 40m -run '^TestSoak$$' -v ./test/chaos -args -soak=$${SOAK:-10m}
 
 ## load: hold N in-process agents against a real manager and print figures (N=1000 by default)
 load: build
