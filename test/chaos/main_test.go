@@ -27,7 +27,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +60,7 @@ func TestMain(m *testing.M) {
 	}
 	// One run at a time, and never beside test/e2e: both make namespaces,
 	// mounts and machines, and load the machine.
-	unlock, err := lockRun()
+	unlock, err := hosts.Lock()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
@@ -74,9 +73,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := 1
-	if managerBin, err = testenv.Build(dir, "./cmd/admq-manager"); err != nil {
+	managerBin, agentBin = filepath.Join(dir, "admq-manager"), filepath.Join(dir, "admq-agent")
+	if err := testenv.Build(managerBin, "./cmd/admq-manager"); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
-	} else if agentBin, err = testenv.Build(dir, "./cmd/admq-agent"); err != nil {
+	} else if err := testenv.Build(agentBin, "./cmd/admq-agent"); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 	} else {
 		code = m.Run()
@@ -110,17 +110,4 @@ func checkMachine() string {
 	}
 	exec.Command("ip", "netns", "del", probe).Run()
 	return ""
-}
-
-// lockRun takes the lock test/e2e takes for its runs.
-func lockRun() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "admqe2e.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	return func() { f.Close() }, nil
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -26,21 +25,11 @@ const sshdPath = "/usr/sbin/sshd"
 // run runs a command and fails the test if it fails.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return hosts.Run(t, name, args...)
 }
 
 // try runs a command for cleanup: failures are returned, not fatal.
-func try(name string, args ...string) error {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
+func try(name string, args ...string) error { return hosts.Try(name, args...) }
 
 // ---------------------------------------------------------------------------
 // Hosts: a network namespace joined to this one by a veth pair (test/hosts).

@@ -16,11 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/admq/admq-manager/test/hosts"
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 // prefix names everything the tests create on the machine.
@@ -49,7 +49,7 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	}
 	// One run at a time: runs share /etc and the address range.
-	unlock, err := lockRun()
+	unlock, err := hosts.Lock()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
@@ -141,34 +141,7 @@ func prepareMachines() {
 	machineProbe = fmt.Sprintf("probe machine (%s) booted to running in %v", version, took.Round(time.Millisecond))
 }
 
-// lockRun takes an exclusive lock for this run.
-func lockRun() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), prefix+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock: %w", err)
-	}
-	return func() { f.Close() }, nil
-}
-
-// buildAgent compiles ./cmd/admq-agent from the module root to out.
+// buildAgent compiles ./cmd/admq-agent for linux/amd64 to out.
 func buildAgent(out string) error {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(gomod))
-	if mod == "" || mod == os.DevNull {
-		return fmt.Errorf("not inside a Go module (go env GOMOD = %q)", mod)
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/admq-agent")
-	cmd.Dir = filepath.Dir(mod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build admq-agent: %w\n%s", err, b)
-	}
-	return nil
+	return testenv.Build(out, "./cmd/admq-agent", "GOOS=linux", "GOARCH=amd64")
 }

@@ -85,11 +85,11 @@ func (n *Net) New(t testing.TB) *Host {
 	h := n.Namespace(t, fmt.Sprintf("%s-%d", n.Prefix, i))
 	h.IP, h.PeerIP, h.FreeIP, h.Gateway = addr(2), addr(1), addr(5), addr(1)
 	h.PeerLink, h.Link = fmt.Sprintf("%s%dh", n.Prefix, i), fmt.Sprintf("%s%dn", n.Prefix, i)
-	t.Cleanup(func() { try("ip", "link", "del", h.PeerLink) }) // gone with the namespace, normally
-	run(t, "ip", "link", "add", h.PeerLink, "type", "veth", "peer", "name", h.Link)
-	run(t, "ip", "link", "set", h.Link, "netns", h.NS)
-	run(t, "ip", "addr", "add", h.PeerIP+"/29", "dev", h.PeerLink)
-	run(t, "ip", "link", "set", h.PeerLink, "up")
+	t.Cleanup(func() { Try("ip", "link", "del", h.PeerLink) }) // gone with the namespace, normally
+	Run(t, "ip", "link", "add", h.PeerLink, "type", "veth", "peer", "name", h.Link)
+	Run(t, "ip", "link", "set", h.Link, "netns", h.NS)
+	Run(t, "ip", "addr", "add", h.PeerIP+"/29", "dev", h.PeerLink)
+	Run(t, "ip", "link", "set", h.PeerLink, "up")
 	h.NetExec(t, "ip", "addr", "add", h.IP+"/29", "dev", h.Link)
 	h.NetExec(t, "ip", "link", "set", h.Link, "up")
 	h.NetExec(t, "ip", "link", "set", "lo", "up")
@@ -124,7 +124,7 @@ func (n *Net) Namespace(t testing.TB, name string) *Host {
 		}
 		KillNamespace(h.NS)
 	})
-	run(t, "ip", "netns", "add", h.NS)
+	Run(t, "ip", "netns", "add", h.NS)
 	return h
 }
 
@@ -165,7 +165,7 @@ func (h *Host) Exec(t testing.TB, name string, args ...string) string {
 // namespace (see NetEnter); the test fails if it fails.
 func (h *Host) NetExec(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	return run(t, "nsenter", h.NetEnter(name, args...)...)
+	return Run(t, "nsenter", h.NetEnter(name, args...)...)
 }
 
 // Machine is the systemd machine running on the host, or nil.
@@ -359,7 +359,26 @@ func KillNamespace(ns string) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	try("ip", "netns", "del", ns)
+	Try("ip", "netns", "del", ns)
+}
+
+// LockPath is the lock every suite that makes hosts holds while it runs
+// (test/e2e's, whose name it keeps), so that two such suites never run at
+// once: they share /etc, mounts and the machine's load.
+const LockPath = "/tmp/admqe2e.lock"
+
+// Lock takes LockPath, waiting for the suite that holds it; unlock
+// releases it.
+func Lock() (unlock func(), err error) {
+	f, err := os.OpenFile(LockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return func() { f.Close() }, nil
 }
 
 // RemoveStale removes what a crashed run of the suite left: machines and
@@ -377,14 +396,15 @@ func (n *Net) RemoveStale() {
 		if f := strings.Fields(line); len(f) > 1 {
 			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
 			if strings.HasPrefix(name, n.Prefix) {
-				try("ip", "link", "del", name)
+				Try("ip", "link", "del", name)
 			}
 		}
 	}
 }
 
-// run runs a command and fails the test if it fails.
-func run(t testing.TB, name string, args ...string) string {
+// Run runs a command on this machine and returns its output; the test
+// fails if it fails.
+func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	return output(t, exec.Command(name, args...))
 }
@@ -398,8 +418,8 @@ func output(t testing.TB, cmd *exec.Cmd) string {
 	return string(out)
 }
 
-// try runs a command for cleanup: failures are returned, not fatal.
-func try(name string, args ...string) error {
+// Try runs a command for cleanup: failures are returned, not fatal.
+func Try(name string, args ...string) error {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))

@@ -7,10 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/admq/admq-manager/test/testenv"
 )
 
 // agentBin is the admq-agent binary built once for the whole package; empty
@@ -39,23 +39,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildAgent compiles ./cmd/admq-agent from the module root into dir.
+// buildAgent compiles ./cmd/admq-agent into dir.
 func buildAgent(dir string) (string, error) {
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(gomod))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("not inside a Go module (go env GOMOD = %q)", mod)
-	}
 	bin := filepath.Join(dir, "admq-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/admq-agent")
-	cmd.Dir = filepath.Dir(mod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build admq-agent: %w\n%s", err, out)
-	}
-	return bin, nil
+	return bin, testenv.Build(bin, "./cmd/admq-agent")
 }
 
 // integrationTest skips under -short and otherwise marks t parallel.

@@ -18,25 +18,24 @@ import (
 )
 
 // Build compiles the command package pkg (such as "./cmd/admq-manager")
-// of the module the test runs in into dir, statically, and returns the
-// binary's path.
-func Build(dir, pkg string) (string, error) {
+// of the module the test runs in, without cgo, to the file out; env adds
+// to the build's environment (GOOS=linux, say).
+func Build(out, pkg string, env ...string) error {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return fmt.Errorf("go env GOMOD: %w", err)
 	}
 	mod := strings.TrimSpace(string(gomod))
 	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("not inside a Go module (go env GOMOD = %q)", mod)
+		return fmt.Errorf("not inside a Go module (go env GOMOD = %q)", mod)
 	}
-	out := filepath.Join(dir, filepath.Base(pkg))
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = filepath.Dir(mod)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, b)
+		return fmt.Errorf("build %s: %w\n%s", pkg, err, b)
 	}
-	return out, nil
+	return nil
 }
 
 // ManagerProcess is the admq-manager binary run as a child process on a
