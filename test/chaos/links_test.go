@@ -11,7 +11,7 @@ import (
 	"github.com/admq/admq-manager/test/workloads"
 )
 
-// TestSlowLossyLinks makes an agent's link bad: slow and lossy (16 mbit/s,
+// TestSlowLossyLinks makes an agent's link bad: slow and lossy (4 mbit/s,
 // 2% of packets dropped each way, 200 ms each way), then very slow (1.5 s
 // each way), then dead (every packet dropped, the link still up), then
 // healthy again. Work must get done over the bad links, every call must
@@ -40,11 +40,11 @@ func TestSlowLossyLinks(t *testing.T) {
 		return took
 	}
 
-	h.Rate(t, "16mbit")
+	h.Rate(t, "4mbit")
 	h.Loss(t, 2)
 	delay.set(200 * time.Millisecond)
 	var rtt float64
-	timed("ping over 16 mbit/s, 200 ms each way, 2% loss", func() { rtt = c.Ping(t, a.id) })
+	timed("ping over 4 mbit/s, 200 ms each way, 2% loss", func() { rtt = c.Ping(t, a.id) })
 	if rtt < 400 {
 		t.Errorf("ping through a link with 200 ms each way took %.0f ms: is netem in place?", rtt)
 	}

@@ -12,8 +12,9 @@ import (
 // latency is a TCP relay that holds every byte back for a set time in
 // each direction: a link with that one-way delay, for the connections
 // made through it. It stands in for tc netem's delay, which kernels built
-// without CONFIG_NET_SCH_NETEM (this test machine's) do not have; the
-// bandwidth is untouched, and order is kept.
+// without CONFIG_NET_SCH_NETEM (this test machine's) do not have. Order
+// is kept; at most 64 KiB are on their way per direction, so a connection
+// gets at most 64 KiB per delay through it, like a TCP window.
 type latency struct {
 	ln     net.Listener
 	target string
@@ -69,6 +70,16 @@ func (l *latency) serve(c net.Conn) {
 		return
 	}
 	defer up.Close()
+	// The relay's own sockets must not queue more than a link would: with
+	// the kernel's default buffers (up to 4 MiB each way, twice over) a
+	// slow link's queue would hold tens of seconds of data that a direct
+	// connection never queues.
+	for _, conn := range []net.Conn{c, up} {
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetReadBuffer(64 << 10)
+			tc.SetWriteBuffer(64 << 10)
+		}
+	}
 	done := make(chan struct{}, 2)
 	go func() { l.pipe(up, c); done <- struct{}{} }()
 	go func() { l.pipe(c, up); done <- struct{}{} }()
