@@ -95,6 +95,9 @@ func (h *Host) Boot(t testing.TB, rootfs string) *Machine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered after t.TempDir, so it runs before the root is removed:
+	// a running machine (its journald) still writes there.
+	t.Cleanup(m.Poweroff)
 	began := time.Now()
 	if err := m.unpack(rootfs); err != nil {
 		t.Fatal(err)
