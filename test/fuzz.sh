@@ -22,11 +22,22 @@ for f in "${files[@]}"; do
 	dir=$(dirname "$f")
 	for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
 		out="$log/$name.$(echo "$dir" | tr / _)"
-		start=$(date +%s.%N)
+		corpus="$dir/testdata/fuzz/$name"
+		before=$(ls "$corpus" 2>/dev/null | sort)
 		if ! "$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$dir" >"$out" 2>&1; then
-			failed+=("$name in $dir")
-			echo "--- $name in $dir failed:"
-			grep -v '^fuzz: elapsed' "$out" | head -40
+			after=$(ls "$corpus" 2>/dev/null | sort)
+			# Go 1.26's fuzz coordinator can report the end of -fuzztime
+			# itself as a failure ("context deadline exceeded", no failing
+			# input written: golang/go#75804, fixed in Go 1.27). Only that
+			# exact outcome is let through; a failing input always is not.
+			if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$out" &&
+				! grep -qE '^--- FAIL: .*/|Failing input written|panic:' "$out"; then
+				echo "--- $name in $dir: stopped by Go's fuzztime race (golang/go#75804), no failing input; not a failure"
+			else
+				failed+=("$name in $dir")
+				echo "--- $name in $dir failed:"
+				grep -v '^fuzz: elapsed' "$out" | head -40
+			fi
 		fi
 		# The last progress line: "fuzz: elapsed: 5s, execs: 123 (25/sec), new interesting: 4 (total: 10)".
 		last=$(grep '^fuzz: elapsed' "$out" | tail -1)
