@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/admq/admq-manager/agent/tunnel"
+	"github.com/admq/admq-manager/internal/joinstring"
 	"github.com/admq/admq-manager/internal/tlsutil"
 )
 
@@ -52,7 +53,7 @@ func (c Config) Validate() (token, pin string, err error) {
 			return "", "", fmt.Errorf("--advertise-ip %q: %w", c.AdvertiseIP, err)
 		}
 	}
-	token, pin = splitJoin(c.JoinToken)
+	token, pin = joinstring.Parse(c.JoinToken)
 	if c.CACertHash != "" {
 		if pin != "" && pin != c.CACertHash {
 			return "", "", errors.New("the join token's CA pin and --ca-cert-hash differ")

@@ -24,6 +24,7 @@ import (
 	"github.com/admq/admq-manager/agent/identity"
 	"github.com/admq/admq-manager/agent/node"
 	"github.com/admq/admq-manager/agent/supervisor"
+	"github.com/admq/admq-manager/internal/joinstring"
 )
 
 // DefaultName is the service's name unless told otherwise.
@@ -155,7 +156,7 @@ func Install(c Config) (Installed, error) {
 		}
 	}
 	if !enrolled {
-		if err := WriteJoinToken(c.Agent.StateDir, token+"::"+pin); err != nil {
+		if err := WriteJoinToken(c.Agent.StateDir, joinstring.Format(token, pin)); err != nil {
 			undo()
 			return Installed{}, err
 		}

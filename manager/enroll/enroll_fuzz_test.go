@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/joinstring"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 )
@@ -75,7 +76,7 @@ func FuzzEnroll(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	good, _ := ParseJoinString(issued.JoinString)
+	good, _ := joinstring.Parse(issued.JoinString)
 	id, secret, _ := strings.Cut(good, ".")
 	for _, tok := range []string{good, "", ".", id + ".", "." + secret, id + "." + strings.ToUpper(secret), good + "x", " " + good,
 		id + "." + secret[:len(secret)-1], strings.Repeat("a", 6) + "." + secret, good + "::sha256:00", id + ".." + secret} {

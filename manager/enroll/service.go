@@ -15,6 +15,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/internal/joinstring"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 )
@@ -135,7 +136,7 @@ func (s *Service) CreateToken(ctx context.Context, spec TokenSpec) (IssuedToken,
 	}
 	pin := s.signer.Pin()
 	plain := id + "." + secret
-	return IssuedToken{JoinToken: t, Secret: plain, JoinString: FormatJoinString(plain, pin), CAPin: pin}, nil
+	return IssuedToken{JoinToken: t, Secret: plain, JoinString: joinstring.Format(plain, pin), CAPin: pin}, nil
 }
 
 // Tokens lists tokens, newest first.
@@ -252,17 +253,6 @@ func pickIP(advertised, remote string) (string, error) {
 		return "", fmt.Errorf("enroll: remote address %q: %w", remote, err)
 	}
 	return a.Unmap().String(), nil
-}
-
-// FormatJoinString joins "<id>.<secret>" and the CA pin into the one string
-// an agent needs: "<id>.<secret>::sha256:<hex>".
-func FormatJoinString(secret, pin string) string { return secret + "::" + pin }
-
-// ParseJoinString splits a join string into its token and CA pin; a bare
-// token returns an empty pin.
-func ParseJoinString(s string) (token, pin string) {
-	token, pin, _ = strings.Cut(strings.TrimSpace(s), "::")
-	return token, pin
 }
 
 const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"

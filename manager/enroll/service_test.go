@@ -1,22 +1,8 @@
 package enroll
 
 import (
-	"strings"
 	"testing"
 )
-
-func TestJoinStringRoundTrip(t *testing.T) {
-	pin := "sha256:" + strings.Repeat("ab", 32)
-	js := FormatJoinString("abcdef.0123456789abcdef", pin)
-	tok, p := ParseJoinString("  " + js + "\n")
-	if tok != "abcdef.0123456789abcdef" || p != pin {
-		t.Fatalf("got %q %q", tok, p)
-	}
-	tok, p = ParseJoinString("abcdef.0123456789abcdef")
-	if tok != "abcdef.0123456789abcdef" || p != "" {
-		t.Fatalf("bare token: %q %q", tok, p)
-	}
-}
 
 func TestRandomStringAlphabet(t *testing.T) {
 	seen := map[string]bool{}
@@ -52,19 +38,4 @@ func TestPickIP(t *testing.T) {
 			t.Errorf("pickIP(%q, %q) = %q, %v", c.adv, c.remote, got, err)
 		}
 	}
-}
-
-func FuzzParseJoinString(f *testing.F) {
-	f.Add("abcdef.0123456789abcdef::sha256:00")
-	f.Add("::")
-	f.Add("a::b::c")
-	f.Fuzz(func(t *testing.T, s string) {
-		tok, pin := ParseJoinString(s)
-		if strings.Contains(tok, "::") {
-			t.Fatalf("token %q still holds the separator", tok)
-		}
-		if pin != "" && FormatJoinString(tok, pin) != strings.TrimSpace(s) {
-			t.Fatalf("%q does not round trip: %q %q", s, tok, pin)
-		}
-	})
 }

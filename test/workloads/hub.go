@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	agenttunnel "github.com/admq/admq-manager/agent/tunnel"
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/joinstring"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
@@ -109,7 +109,7 @@ func (h *Hub) StartAgent(t testing.TB, stateDir, advertiseIP string) *Agent {
 
 func (a *Agent) run(t testing.TB, token string) {
 	t.Helper()
-	secret, pin, _ := strings.Cut(token, "::")
+	secret, pin := joinstring.Parse(token)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := agenttunnel.New(agenttunnel.Config{
 		ManagerAddr: a.h.Addr, Token: secret, CAPin: pin, StateDir: a.StateDir, AdvertiseIP: a.advIP,
