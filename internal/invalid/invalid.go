@@ -34,11 +34,14 @@ func As(err error) (*Error, bool) {
 	return e, ok
 }
 
-// Text checks free text a user gives (a description, a display name): min
-// to max characters (min 0: optional), and no control characters (NUL,
-// escape sequences, line breaks) that would corrupt a log line or a
+// Text checks free text a user gives (a description, a display name): valid
+// UTF-8, min to max characters (min 0: optional), and no control characters
+// (NUL, escape sequences, line breaks) that would corrupt a log line or a
 // terminal showing it.
 func Text(field, v string, min, max int) error {
+	if !utf8.ValidString(v) {
+		return Field(field, "is not valid UTF-8")
+	}
 	n := utf8.RuneCountInString(v)
 	if n < min || len(v) > max*4 || n > max {
 		switch {

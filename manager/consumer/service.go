@@ -10,7 +10,6 @@ import (
 	"net/mail"
 	"regexp"
 	"time"
-	"unicode/utf8"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
@@ -99,31 +98,19 @@ func (s *Service) Create(ctx context.Context, spec Spec) (Issued, error) {
 }
 
 func (spec Spec) validate() error {
-	fields := []struct {
-		name, v  string
-		max      int
-		required bool
+	for _, f := range []struct {
+		name, v string
+		max     int
 	}{
-		{"appId", spec.AppID, MaxAppIDLen, true},
-		{"name", spec.Name, MaxNameLen, true},
-		{"orgId", spec.OrgID, MaxOrgIDLen, true},
-		{"orgName", spec.OrgName, MaxOrgNameLen, true},
-		{"ownerName", spec.OwnerName, MaxOwnerNameLen, true},
-		{"ownerEmail", spec.OwnerEmail, MaxOwnerEmailLen, true},
-	}
-	for _, f := range fields {
-		switch {
-		case f.v == "" && f.required:
-			return invalid.Field(f.name, "is required")
-		case !utf8.ValidString(f.v):
-			return invalid.Field(f.name, "is not valid UTF-8")
-		case utf8.RuneCountInString(f.v) > f.max:
-			return invalid.Field(f.name, "at most %d characters", f.max)
-		}
-		for _, r := range f.v {
-			if r < 0x20 || r == 0x7f {
-				return invalid.Field(f.name, "must not hold control characters")
-			}
+		{"appId", spec.AppID, MaxAppIDLen},
+		{"name", spec.Name, MaxNameLen},
+		{"orgId", spec.OrgID, MaxOrgIDLen},
+		{"orgName", spec.OrgName, MaxOrgNameLen},
+		{"ownerName", spec.OwnerName, MaxOwnerNameLen},
+		{"ownerEmail", spec.OwnerEmail, MaxOwnerEmailLen},
+	} {
+		if err := invalid.Text(f.name, f.v, 1, f.max); err != nil {
+			return err
 		}
 	}
 	// "." and ".." match the pattern, but no URL can name them: a client
