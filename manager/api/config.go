@@ -116,22 +116,35 @@ func (a *API) listNodeConfigFiles(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	nid, err := requiredID(c, "nodeId")
+	var exists func(context.Context, ids.ID) error
+	if a.d.Clusters != nil {
+		exists = func(ctx context.Context, id ids.ID) error { _, err := a.d.Clusters.Node(ctx, id); return err }
+	}
+	return listFiles(c, "nodeId", exists, svc.NodeFiles, toConfigFileView)
+}
+
+// listFiles serves the config files of the node or cluster whose id is
+// the query parameter param: exists, when given, must find it; list reads
+// its files.
+func listFiles[T, V any](c echo.Context, param string, exists func(context.Context, ids.ID) error,
+	list func(context.Context, ids.ID) ([]T, error), view func(T) V) error {
+	id, err := requiredID(c, param)
 	if err != nil {
 		return err
 	}
-	if a.d.Clusters != nil {
-		if _, err := a.d.Clusters.Node(c.Request().Context(), nid); err != nil {
+	ctx := c.Request().Context()
+	if exists != nil {
+		if err := exists(ctx, id); err != nil {
 			return err
 		}
 	}
-	files, err := svc.NodeFiles(c.Request().Context(), nid)
+	files, err := list(ctx, id)
 	if err != nil {
 		return err
 	}
-	views := make([]configFileView, len(files))
+	views := make([]V, len(files))
 	for i, f := range files {
-		views[i] = toConfigFileView(f)
+		views[i] = view(f)
 	}
 	return ok(c, views)
 }
@@ -180,6 +193,17 @@ type configItemRequest struct {
 	Describes   string  `json:"describes,omitempty"`
 }
 
+// checkNewItem refuses a new item without its file or its value.
+func checkNewItem(file ids.ID, value *string) error {
+	switch {
+	case file.IsZero():
+		return invalid.Field("configFileId", "is required")
+	case value == nil:
+		return invalid.Field("configValue", "is required (may be empty)")
+	}
+	return nil
+}
+
 func (a *API) addConfigItem(c echo.Context) error {
 	svc, err := a.configs()
 	if err != nil {
@@ -189,11 +213,8 @@ func (a *API) addConfigItem(c echo.Context) error {
 	if err := decode(c, &r); err != nil {
 		return err
 	}
-	switch {
-	case r.ConfigFileID.IsZero():
-		return invalid.Field("configFileId", "is required")
-	case r.ConfigValue == nil:
-		return invalid.Field("configValue", "is required (may be empty)")
+	if err := checkNewItem(r.ConfigFileID, r.ConfigValue); err != nil {
+		return err
 	}
 	files := []ids.ID{r.ConfigFileID}
 	for k := range r.FileMap {
@@ -243,6 +264,16 @@ func (a *API) updateNodeConfigItem(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return updateItem(c, "item", svc.UpdateNodeItem, func(it config.NodeItem) (string, configItemView) {
+		return sprintf("key=%q source=%s", truncate(it.Key, 128), it.Source()), toNodeItemView(it)
+	})
+}
+
+// updateItem serves a change of one item's value or description, which
+// update makes; done says how the audit log names the changed item and
+// how it is shown. label names the item in the audit log.
+func updateItem[T any](c echo.Context, label string, update func(context.Context, ids.ID, config.Change) (T, error),
+	done func(T) (string, configItemView)) error {
 	var r configItemUpdate
 	if err := decode(c, &r); err != nil {
 		return err
@@ -250,13 +281,14 @@ func (a *API) updateNodeConfigItem(c echo.Context) error {
 	if r.ID.IsZero() {
 		return invalid.Field("id", "is required")
 	}
-	detail(c, "item=%s", r.ID)
-	it, err := svc.UpdateNodeItem(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
+	detail(c, "%s=%s", label, r.ID)
+	it, err := update(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
 	if err != nil {
 		return consoleFields(err)
 	}
-	detail(c, "item=%s key=%q source=%s", r.ID, truncate(it.Key, 128), it.Source())
-	return ok(c, toNodeItemView(it))
+	what, v := done(it)
+	detail(c, "%s=%s %s", label, r.ID, what)
+	return ok(c, v)
 }
 
 func (a *API) resetNodeConfigItem(c echo.Context) error {
@@ -264,12 +296,18 @@ func (a *API) resetNodeConfigItem(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return removeItem(c, "item", svc.ResetNodeItem)
+}
+
+// removeItem serves the removal (or reset) of the item ?id=, which
+// remove makes; label names the item in the audit log.
+func removeItem(c echo.Context, label string, remove func(context.Context, ids.ID) error) error {
 	id, err := idOf(c)
 	if err != nil {
 		return err
 	}
-	detail(c, "item=%s", id)
-	return consoleFields(okOrErr(c, svc.ResetNodeItem(c.Request().Context(), id)))
+	detail(c, "%s=%s", label, id)
+	return consoleFields(okOrErr(c, remove(c.Request().Context(), id)))
 }
 
 func okOrErr(c echo.Context, err error) error {
@@ -366,24 +404,11 @@ func (a *API) listClusterConfigFiles(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cid, err := requiredID(c, "clusterId")
-	if err != nil {
-		return err
-	}
+	var exists func(context.Context, ids.ID) error
 	if a.d.Clusters != nil {
-		if _, err := a.d.Clusters.Cluster(c.Request().Context(), cid); err != nil {
-			return err
-		}
+		exists = func(ctx context.Context, id ids.ID) error { _, err := a.d.Clusters.Cluster(ctx, id); return err }
 	}
-	files, err := svc.Files(c.Request().Context(), cid)
-	if err != nil {
-		return err
-	}
-	views := make([]clusterFileView, len(files))
-	for i, f := range files {
-		views[i] = toClusterFileView(f)
-	}
-	return ok(c, views)
+	return listFiles(c, "clusterId", exists, svc.Files, toClusterFileView)
 }
 
 func (a *API) listClusterConfigItems(c echo.Context) error {
@@ -413,11 +438,8 @@ func (a *API) addClusterConfigItem(c echo.Context) error {
 	if err := decode(c, &r); err != nil {
 		return err
 	}
-	switch {
-	case r.ConfigFileID.IsZero():
-		return invalid.Field("configFileId", "is required")
-	case r.ConfigValue == nil:
-		return invalid.Field("configValue", "is required (may be empty)")
+	if err := checkNewItem(r.ConfigFileID, r.ConfigValue); err != nil {
+		return err
 	}
 	detail(c, "clusterFile=%s key=%q", r.ConfigFileID, truncate(r.ConfigKey, 128))
 	it, err := svc.AddItem(c.Request().Context(), r.ConfigFileID, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes})
@@ -433,20 +455,9 @@ func (a *API) updateClusterConfigItem(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var r configItemUpdate
-	if err := decode(c, &r); err != nil {
-		return err
-	}
-	if r.ID.IsZero() {
-		return invalid.Field("id", "is required")
-	}
-	detail(c, "clusterItem=%s", r.ID)
-	it, err := svc.UpdateItem(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
-	if err != nil {
-		return consoleFields(err)
-	}
-	detail(c, "clusterItem=%s key=%q", r.ID, truncate(it.Key, 128))
-	return ok(c, toItemView(it))
+	return updateItem(c, "clusterItem", svc.UpdateItem, func(it config.Item) (string, configItemView) {
+		return sprintf("key=%q", truncate(it.Key, 128)), toItemView(it)
+	})
 }
 
 func (a *API) deleteClusterConfigItem(c echo.Context) error {
@@ -454,10 +465,5 @@ func (a *API) deleteClusterConfigItem(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id, err := idOf(c)
-	if err != nil {
-		return err
-	}
-	detail(c, "clusterItem=%s", id)
-	return consoleFields(okOrErr(c, svc.DeleteItem(c.Request().Context(), id)))
+	return removeItem(c, "clusterItem", svc.DeleteItem)
 }
