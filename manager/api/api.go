@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetop"
+	"github.com/admq/admq-manager/manager/httpaudit"
 	"github.com/admq/admq-manager/manager/pkg"
 )
 
@@ -107,11 +107,10 @@ type Exporters interface {
 
 // API is the console's HTTP handler.
 type API struct {
-	d        Deps
-	echo     *echo.Echo
-	routes   []route
-	duration *prometheus.HistogramVec
-	logins   *loginThrottle
+	d      Deps
+	echo   *echo.Echo
+	routes []route
+	logins *loginThrottle
 	// streamed are the "METHOD /path" of routes that stream their body
 	// and limit it themselves.
 	streamed map[string]bool
@@ -135,12 +134,10 @@ func New(d Deps) *API {
 	// Five failed logins in a row per address and ten per username, then
 	// one more every 12 s.
 	a.logins = newLoginThrottle(12*time.Second, 5, 10, d.Now)
-	a.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "admq", Subsystem: "http", Name: "request_duration_seconds",
-		Help:    "Console API request durations by route, method and HTTP status.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"route", "method", "status"})
-	d.Registerer.MustRegister(a.duration)
+	observe := httpaudit.New(httpaudit.Config{
+		Subsystem: "http", Help: "Console API request durations by route, method and HTTP status.", Registerer: d.Registerer,
+		Audit: d.Audit, IDs: d.IDs, Now: d.Now, Log: d.Log, Settle: a.handleError, Caller: caller,
+	})
 
 	e := a.echo
 	e.HideBanner, e.HidePort = true, true
@@ -149,7 +146,9 @@ func New(d Deps) *API {
 	// audit log's addresses.
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = func(err error, c echo.Context) { a.handleError(err, c) }
-	e.Use(a.observe, a.recoverPanic, a.limitBody)
+	e.Use(observe.Middleware, httpaudit.Recover(d.Log, "handler panic", func() error {
+		return newError(codeError, "internal error; see the manager log")
+	}), a.limitBody)
 	a.routes = a.routeTable()
 	for _, r := range a.routes {
 		h := r.handler
@@ -242,36 +241,9 @@ func (a *API) handleError(err error, c echo.Context) {
 	}
 }
 
-// observe times every request, settles errors into envelopes, and audits
-// every call that may change something.
-func (a *API) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := a.d.Now()
-		if err := next(c); err != nil {
-			a.handleError(err, c)
-		}
-		status := c.Response().Status
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
-		a.duration.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Observe(a.d.Now().Sub(start).Seconds())
-		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions && route != "unmatched" {
-			a.audit(c, status)
-		}
-		return nil
-	}
-}
-
-func (a *API) audit(c echo.Context, status int) {
-	e := audit.Entry{
-		ID:       a.d.IDs.Next(),
-		At:       a.d.Now(),
-		Method:   c.Request().Method,
-		Path:     c.Request().URL.Path,
-		RemoteIP: c.RealIP(),
-		Status:   status,
-	}
+// caller tells the audit log who made a console call, its envelope code
+// and its detail.
+func caller(c echo.Context, e *audit.Entry) {
 	if u, ok := c.Get(ctxUser).(auth.User); ok {
 		e.Username, e.Role = u.Username, string(u.Role)
 	}
@@ -279,28 +251,7 @@ func (a *API) audit(c echo.Context, status int) {
 		e.Code = code
 	}
 	if d, ok := c.Get(ctxDetail).(string); ok {
-		e.Detail = truncate(d, 512)
-	}
-	// The audit row must be written even if the client went away.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
-	defer cancel()
-	if err := a.d.Audit.AppendAudit(ctx, &e); err != nil {
-		a.d.Log.Error("write audit log", "method", e.Method, "path", e.Path, "err", err)
-	}
-}
-
-func (a *API) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
-					panic(r)
-				}
-				a.d.Log.Error("handler panic", "path", c.Request().URL.Path, "panic", r)
-				err = newError(codeError, "internal error; see the manager log")
-			}
-		}()
-		return next(c)
+		e.Detail = d
 	}
 }
 

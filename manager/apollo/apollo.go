@@ -26,7 +26,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +39,7 @@ import (
 	"github.com/admq/admq-manager/manager/auth"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/fleet"
+	"github.com/admq/admq-manager/manager/httpaudit"
 	"github.com/admq/admq-manager/manager/paging"
 )
 
@@ -92,10 +92,9 @@ type Deps struct {
 
 // Server is the Open API's HTTP handler.
 type Server struct {
-	d        Deps
-	echo     *echo.Echo
-	routes   []route
-	duration *prometheus.HistogramVec
+	d      Deps
+	echo   *echo.Echo
+	routes []route
 
 	docOnce sync.Once
 	doc     *openapi3.T
@@ -111,19 +110,17 @@ func New(d Deps) *Server {
 		d.Env = DefaultEnv
 	}
 	s := &Server{d: d, echo: echo.New()}
-	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "admq", Subsystem: "apollo", Name: "request_duration_seconds",
-		Help:    "Apollo-compatible Open API request durations by route, method and HTTP status.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"route", "method", "status"})
-	d.Registerer.MustRegister(s.duration)
+	observe := httpaudit.New(httpaudit.Config{
+		Subsystem: "apollo", Help: "Apollo-compatible Open API request durations by route, method and HTTP status.", Registerer: d.Registerer,
+		Audit: d.Audit, IDs: d.IDs, Now: d.Now, Log: d.Log, Settle: s.handleError, Caller: caller,
+	})
 
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.HTTPErrorHandler = func(err error, c echo.Context) { s.handleError(err, c) }
 	e.Pre(cleanPath)
-	e.Use(s.observe, s.recoverPanic, s.limitBody)
+	e.Use(observe.Middleware, httpaudit.Recover(d.Log, "open api handler panic", func() error { return errors.New("handler panic") }), s.limitBody)
 	s.routes = s.routeTable()
 	for _, r := range s.routes {
 		e.Add(r.method, Prefix+r.path, s.wrap(r))
@@ -198,63 +195,16 @@ func writeEmpty(c echo.Context) error {
 	return nil
 }
 
-// observe times every request, settles errors into Apollo's error body,
-// and audits every call that may change something.
-func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := s.d.Now()
-		if err := next(c); err != nil {
-			s.handleError(err, c)
-		}
-		status := c.Response().Status
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
-		s.duration.WithLabelValues(route, c.Request().Method, strconv.Itoa(status)).Observe(s.d.Now().Sub(start).Seconds())
-		if m := c.Request().Method; m != http.MethodGet && m != http.MethodHead && m != http.MethodOptions && route != "unmatched" {
-			s.audit(c, status)
-		}
-		return nil
-	}
-}
-
-func (s *Server) audit(c echo.Context, status int) {
-	e := audit.Entry{
-		ID:       s.d.IDs.Next(),
-		At:       s.d.Now(),
-		Method:   c.Request().Method,
-		Path:     c.Request().URL.Path,
-		RemoteIP: c.RealIP(),
-		Status:   status,
-	}
+// caller tells the audit log which third-party app made an Open API call,
+// its operator, and the call's detail.
+func caller(c echo.Context, e *audit.Entry) {
 	if x, ok := c.Get(ctxCall).(*call); ok && !x.consumer.ID.IsZero() {
 		e.Consumer = x.consumer.AppID
 		e.Role = "consumer"
 		e.Username = x.operator
 	}
 	if d, ok := c.Get(ctxDetail).(string); ok {
-		e.Detail = truncate(d, 512)
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
-	defer cancel()
-	if err := s.d.Audit.AppendAudit(ctx, &e); err != nil {
-		s.d.Log.Error("write audit log", "method", e.Method, "path", e.Path, "err", err)
-	}
-}
-
-func (s *Server) recoverPanic(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
-					panic(r)
-				}
-				s.d.Log.Error("open api handler panic", "path", c.Request().URL.Path, "panic", r)
-				err = errors.New("handler panic")
-			}
-		}()
-		return next(c)
+		e.Detail = d
 	}
 }
 
