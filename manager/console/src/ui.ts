@@ -1,8 +1,9 @@
 // What every page shares: errors shown with their message and code,
-// confirmations, and paged lists driven by pageNum/pageSize.
-import { reactive, ref, type Ref } from 'vue'
+// confirmations, paged lists driven by pageNum/pageSize, removing a row
+// and a dialog's form that creates one.
+import { reactive, ref, type Ref, type UnwrapRef } from 'vue'
 import { ElMessage, ElMessageBox } from 'element-plus'
-import { ApiError, type Page } from './api'
+import { ApiError, del, post, type Page } from './api'
 import { i18n } from './i18n'
 
 const t = (k: string, v?: Record<string, unknown>) => i18n.global.t(k, v ?? {})
@@ -64,6 +65,45 @@ export function usePage<T>(fetch: (pageNum: number, pageSize: number) => Promise
     }
   }
   return { state, list, loading, error, load }
+}
+
+/** removeRow asks question and, when the user agrees, deletes the row id
+ * at path, says it is done and calls reload; a refusal is shown. */
+export async function removeRow(question: string, path: string, id: string, reload: () => void) {
+  if (!(await confirm(question))) return
+  try {
+    await del(path, { id })
+    done()
+    reload()
+  } catch (e) {
+    showError(e)
+  }
+}
+
+/** useCreateForm is the form of a dialog that creates a row: submit posts
+ * it to path and, on success, closes the dialog, empties the form (blank)
+ * and calls created; a refusal is shown in the dialog (formError). */
+export function useCreateForm<F extends object>(path: string, blank: () => F, created: () => void) {
+  const open = ref(false)
+  const form = reactive(blank())
+  const formError = ref('')
+  const busy = ref(false)
+  async function submit() {
+    busy.value = true
+    formError.value = ''
+    try {
+      await post(path, form)
+      open.value = false
+      Object.assign(form, blank() as UnwrapRef<F>)
+      done()
+      created()
+    } catch (e) {
+      formError.value = errorText(e)
+    } finally {
+      busy.value = false
+    }
+  }
+  return { open, form, formError, busy, submit }
 }
 
 /** copyText copies s; on pages that are not a secure context it falls back to a selection. */
