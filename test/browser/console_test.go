@@ -105,7 +105,8 @@ func TestConsoleOperatorJourney(t *testing.T) {
 	b.shot("join-token")
 	b.click("[data-test=copy-command]")
 	b.pick(".el-dialog__footer button", "关闭")
-	startAgent(t, m, token[1], agentIP)
+	// The agent runs as an operator would start it on a server.
+	testenv.StartAgent(t, agentBin, m.TunnelAddr(), testenv.AgentOptions{Token: token[1], AdvertiseIP: agentIP})
 	// Live status: the list refreshes itself.
 	b.waitText("[data-test=servers-table]", regexp.MustCompile(agentIP+`[\s\S]*在线`), time.Minute)
 	b.click("[data-test=servers-table] .el-table__expand-icon")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,8 +20,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-
-	"github.com/admq/admq-manager/test/testenv"
 )
 
 // artifacts is where screenshots go (git-ignored; the README names it).
@@ -443,35 +440,4 @@ func (b *browser) tab(sel string, n int) {
 	}
 	at := eval[string](b, "focus", `document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : ''`)
 	b.t.Fatalf("%d Tab presses did not reach %s; focus is on %s", n, sel, at)
-}
-
-// agent is an admq-agent process the test runs as an operator would on a
-// server, with the join command the console showed.
-type agent struct {
-	cmd    *exec.Cmd
-	stderr *testenv.SyncBuffer
-	done   chan struct{}
-}
-
-// startAgent runs the agent against the manager's tunnel with the join
-// token and advertise address; it is killed in cleanup.
-func startAgent(t testing.TB, m *testenv.Manager, token, ip string) *agent {
-	t.Helper()
-	a := &agent{stderr: &testenv.SyncBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command(agentBin, "run", "--manager", m.TunnelAddr(), "--state-dir", filepath.Join(t.TempDir(), "agent"),
-		"--token", token, "--advertise-ip", ip)
-	a.cmd.Env = testenv.CleanEnv()
-	a.cmd.Stdout, a.cmd.Stderr = a.stderr, a.stderr
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(func() {
-		_ = a.cmd.Process.Kill()
-		<-a.done
-		if t.Failed() {
-			t.Logf("agent %s log:\n%s", ip, a.stderr.String())
-		}
-	})
-	return a
 }

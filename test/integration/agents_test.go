@@ -29,14 +29,14 @@ func TestAgentsEnrollAndComeOnline(t *testing.T) {
 	tok := c.CreateToken(t, 3, 0)
 
 	ips := []string{"127.0.0.11", "127.0.0.12", "127.0.0.13"}
-	agents := make([]*agentProc, len(ips))
+	agents := make([]*testenv.Agent, len(ips))
 	for i, ip := range ips {
-		agents[i] = startAgent(t, tm, agentOpts{Token: tok.Token, AdvertiseIP: ip})
+		agents[i] = startAgent(t, tm, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: ip})
 	}
 	idByIP := map[string]string{}
 	for i, a := range agents {
-		a.waitLog(t, "connected to manager", 30*time.Second)
-		idByIP[ips[i]] = a.agentID(t)
+		a.WaitLog(t, "connected to manager", 30*time.Second)
+		idByIP[ips[i]] = a.ID(t)
 	}
 
 	var list []testenv.Server
@@ -74,7 +74,7 @@ func TestAgentsEnrollAndComeOnline(t *testing.T) {
 	}
 
 	// A fourth agent finds the token used up.
-	fourth := startAgent(t, tm, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.14"})
+	fourth := startAgent(t, tm, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: "127.0.0.14"})
 	expectRefused(t, fourth, "join token refused")
 	if total, _ := c.Servers(t, ""); total != 3 {
 		t.Errorf("after the refused fourth agent the server list has %d servers, want 3", total)
@@ -103,7 +103,7 @@ func TestAgentOpensNoListeningSocket(t *testing.T) {
 	}
 	tm := testenv.StartManager(t)
 	c := tm.Client(t)
-	a, _ := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	a, _ := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token})
 	_, portStr, _ := net.SplitHostPort(tm.TunnelAddr())
 	tunnelPort, _ := strconv.Atoi(portStr)
 
@@ -114,8 +114,8 @@ func TestAgentOpensNoListeningSocket(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for !ok && time.Now().Before(deadline) {
 		var err error
-		if socks, err = processSockets(a.pid()); err != nil {
-			t.Fatalf("sockets of %s: %v", a.name, err)
+		if socks, err = processSockets(a.PID()); err != nil {
+			t.Fatalf("sockets of %s: %v", a.Name, err)
 		}
 		ok = len(socks) == 1 && strings.HasPrefix(socks[0].proto, "tcp") &&
 			socks[0].state == tcpEstablished && socks[0].remotePort == tunnelPort
@@ -148,7 +148,7 @@ func TestWrongCAPinRefused(t *testing.T) {
 		t.Fatal("the made-up pin equals the manager's")
 	}
 	secret, _, _ := strings.Cut(tok.Token, "::")
-	a := startAgent(t, tm, agentOpts{Token: secret + "::" + otherPin})
+	a := startAgent(t, tm, testenv.AgentOptions{Token: secret + "::" + otherPin})
 	expectRefused(t, a, "pin mismatch")
 
 	if total, _ := c.Servers(t, ""); total != 0 {
@@ -157,7 +157,7 @@ func TestWrongCAPinRefused(t *testing.T) {
 	if got := c.TokenByID(t, tok.ID); got.Uses != 0 || got.Status != "active" {
 		t.Errorf("token after a pin mismatch: uses=%d status=%q, want 0 and active", got.Uses, got.Status)
 	}
-	if _, err := os.Stat(filepath.Join(a.stateDir, "agent.id")); err == nil {
+	if _, err := os.Stat(filepath.Join(a.StateDir, "agent.id")); err == nil {
 		t.Error("the refused agent saved an identity")
 	}
 }
@@ -207,7 +207,7 @@ func TestBadTokensRefused(t *testing.T) {
 		}, "join token refused"},
 		{"reused single-use token", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
 			tok := c.CreateToken(t, 1, 0)
-			enrollOnline(t, tm, c, agentOpts{Token: tok.Token})
+			enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token})
 			return tok.Token, tok.ID
 		}, "join token refused"},
 		{"malformed: garbage", func(t *testing.T, tm *testenv.Manager, c *testenv.Client) (string, string) {
@@ -237,7 +237,7 @@ func TestBadTokensRefused(t *testing.T) {
 				uses = c.TokenByID(t, tokenID).Uses
 			}
 
-			a := startAgent(t, tm, agentOpts{Token: join})
+			a := startAgent(t, tm, testenv.AgentOptions{Token: join})
 			expectRefused(t, a, tc.want)
 
 			if after, _ := c.Servers(t, ""); after != before {
@@ -248,7 +248,7 @@ func TestBadTokensRefused(t *testing.T) {
 					t.Errorf("token uses went from %d to %d after a refused agent", uses, got)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(a.stateDir, "agent.id")); err == nil {
+			if _, err := os.Stat(filepath.Join(a.StateDir, "agent.id")); err == nil {
 				t.Error("the refused agent saved an identity")
 			}
 		})
@@ -259,7 +259,7 @@ func TestDeletedServerIsRefused(t *testing.T) {
 	integrationTest(t)
 	tm := testenv.StartManager(t)
 	c := tm.Client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token})
 
 	c.OK(t, http.MethodDelete, "/server", map[string]string{"id": id}, nil)
 
@@ -273,7 +273,7 @@ func TestDeletedServerIsRefused(t *testing.T) {
 		return total == 0 && !found && h.AgentsConnected == 0
 	}
 	testenv.Eventually(t, 30*time.Second, "the deleted server to leave the list and its session to close", gone)
-	took := a.waitLog(t, "refused this agent", 30*time.Second)
+	took := a.WaitLog(t, "refused this agent", 30*time.Second)
 	t.Logf("agent logged that it was refused %v after the server left the list", took)
 
 	// It keeps retrying; the server must not come back.
@@ -285,11 +285,11 @@ func TestDeletedServerIsRefused(t *testing.T) {
 	if env.Code != codeServerNotExist || status != http.StatusNotFound {
 		t.Errorf("ping of the deleted server: HTTP %d code %d, want 404 and %d", status, env.Code, codeServerNotExist)
 	}
-	if n := strings.Count(a.stderr.String(), "connected to manager"); n != 1 {
+	if n := strings.Count(a.Log(), "connected to manager"); n != 1 {
 		t.Errorf("agent logged %d connections, want only the one before the deletion", n)
 	}
-	if a.exited() {
-		t.Logf("note: agent exited after its server was deleted (%v)", a.waitErr)
+	if a.Exited() {
+		t.Logf("note: agent exited after its server was deleted (%v)", a.WaitErr())
 	}
 }
 
@@ -297,10 +297,10 @@ func TestOfflineAndBackOnline(t *testing.T) {
 	integrationTest(t)
 	tm := testenv.StartManager(t)
 	c := tm.Client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token})
 
-	a.signal(t, syscall.SIGKILL)
-	a.kill() // reap
+	a.Signal(t, syscall.SIGKILL)
+	a.Kill() // reap
 	took := c.WaitStatus(t, id, "offline", 60*time.Second)
 	t.Logf("server offline %v after kill -9 of its agent", took)
 	testenv.Eventually(t, 30*time.Second, "GET /server?agentStatus=offline to list it", func() bool {
@@ -313,10 +313,10 @@ func TestOfflineAndBackOnline(t *testing.T) {
 		return s.LastSeen != ""
 	})
 
-	b := startAgent(t, tm, agentOpts{StateDir: a.stateDir})
+	b := startAgent(t, tm, testenv.AgentOptions{StateDir: a.StateDir})
 	took = c.WaitStatus(t, id, "online", 60*time.Second)
 	t.Logf("server online again %v after restarting its agent without a token", took)
-	if got := b.agentID(t); got != id {
+	if got := b.ID(t); got != id {
 		t.Errorf("restarted agent has id %s, want %s", got, id)
 	}
 	if total, _ := c.Servers(t, ""); total != 1 {
@@ -332,19 +332,19 @@ func TestSilentLossDetected(t *testing.T) {
 		cfg.Tunnel.IdleTimeout = idle
 	})
 	c := tm.Client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token})
 
 	// A stopped process keeps its socket open (the kernel still acks) but
 	// answers no yamux ping: a silent loss.
-	a.signal(t, syscall.SIGSTOP)
+	a.Signal(t, syscall.SIGSTOP)
 	took := c.WaitStatus(t, id, "offline", 60*time.Second)
 	t.Logf("server offline %v after SIGSTOP of its agent (pinged after %v quiet, closed after %v)", took, keepAlive, idle)
 
-	a.signal(t, syscall.SIGCONT)
+	a.Signal(t, syscall.SIGCONT)
 	took = c.WaitStatus(t, id, "online", 60*time.Second)
 	t.Logf("server online again %v after SIGCONT", took)
-	if a.exited() {
-		t.Errorf("agent exited after SIGCONT: %v", a.waitErr)
+	if a.Exited() {
+		t.Errorf("agent exited after SIGCONT: %v", a.WaitErr())
 	}
 }
 
@@ -354,10 +354,10 @@ func TestManagerRestart(t *testing.T) {
 	c := tm.Client(t)
 	tok := c.CreateToken(t, 3, 0)
 	var ids []string
-	var agents []*agentProc
+	var agents []*testenv.Agent
 	// One server per address: each agent advertises its own.
 	for _, ip := range []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"} {
-		a, id := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: ip})
+		a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: ip})
 		ids = append(ids, id)
 		agents = append(agents, a)
 	}
@@ -365,9 +365,9 @@ func TestManagerRestart(t *testing.T) {
 
 	tm.Stop()
 	for _, a := range agents {
-		a.waitLog(t, "manager connection lost", 30*time.Second)
-		if a.exited() {
-			t.Fatalf("%s exited when the manager stopped: %v", a.name, a.waitErr)
+		a.WaitLog(t, "manager connection lost", 30*time.Second)
+		if a.Exited() {
+			t.Fatalf("%s exited when the manager stopped: %v", a.Name, a.WaitErr())
 		}
 	}
 	start := time.Now()
@@ -406,13 +406,13 @@ func TestStatePersistsEnrollmentOnce(t *testing.T) {
 	tm := testenv.StartManager(t)
 	c := tm.Client(t)
 	tok := c.CreateToken(t, 1, 0)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: tok.Token})
+	a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token})
 
 	for _, f := range []struct {
 		name string
 		mode os.FileMode // 0: any
 	}{{"agent.key", 0o600}, {"agent.crt", 0}, {"ca.crt", 0}, {"agent.id", 0}} {
-		fi, err := os.Stat(filepath.Join(a.stateDir, f.name))
+		fi, err := os.Stat(filepath.Join(a.StateDir, f.name))
 		switch {
 		case err != nil:
 			t.Errorf("state dir: %v", err)
@@ -422,28 +422,28 @@ func TestStatePersistsEnrollmentOnce(t *testing.T) {
 			t.Errorf("state dir: %s has mode %v, want %v", f.name, fi.Mode().Perm(), f.mode)
 		}
 	}
-	if got := a.agentID(t); got != id {
+	if got := a.ID(t); got != id {
 		t.Errorf("agent.id = %s, the server list says %s", got, id)
 	}
 
 	// SIGTERM is a clean stop.
-	a.signal(t, syscall.SIGTERM)
-	if code := a.waitExit(t, 30*time.Second); code != 0 {
+	a.Signal(t, syscall.SIGTERM)
+	if code := a.WaitExit(t, 30*time.Second); code != 0 {
 		t.Errorf("agent exit code after SIGTERM = %d, want 0", code)
 	}
 	c.WaitStatus(t, id, "offline", 60*time.Second)
 
 	// Without the token: the saved identity is enough.
-	b := startAgent(t, tm, agentOpts{StateDir: a.stateDir})
+	b := startAgent(t, tm, testenv.AgentOptions{StateDir: a.StateDir})
 	c.WaitStatus(t, id, "online", 60*time.Second)
-	b.signal(t, syscall.SIGTERM)
-	b.waitExit(t, 30*time.Second)
+	b.Signal(t, syscall.SIGTERM)
+	b.WaitExit(t, 30*time.Second)
 	c.WaitStatus(t, id, "offline", 60*time.Second)
 
 	// With the now used-up token again: it must not enroll a second time.
-	d := startAgent(t, tm, agentOpts{StateDir: a.stateDir, Token: tok.Token})
+	d := startAgent(t, tm, testenv.AgentOptions{StateDir: a.StateDir, Token: tok.Token})
 	c.WaitStatus(t, id, "online", 60*time.Second)
-	if strings.Contains(d.stderr.String(), "enrolled with manager") {
+	if strings.Contains(d.Log(), "enrolled with manager") {
 		t.Errorf("an enrolled agent enrolled again")
 	}
 	if total, _ := c.Servers(t, ""); total != 1 {
@@ -462,7 +462,7 @@ func TestStatusFilterAgreesWithListedStatus(t *testing.T) {
 	integrationTest(t)
 	tm := testenv.StartManager(t, func(cfg *manager.Config) { cfg.PresenceFlush = 10 * time.Minute })
 	c := tm.Client(t)
-	a, id := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token})
+	a, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token})
 
 	// check: with the one server listed as live, each filter lists it
 	// exactly when it asks for live.
@@ -489,8 +489,8 @@ func TestStatusFilterAgreesWithListedStatus(t *testing.T) {
 	}
 	check("online")
 
-	a.signal(t, syscall.SIGKILL)
-	a.kill()
+	a.Signal(t, syscall.SIGKILL)
+	a.Kill()
 	c.WaitStatus(t, id, "offline", 60*time.Second)
 	check("offline")
 }

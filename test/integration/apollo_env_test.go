@@ -108,7 +108,7 @@ func startApolloEnv(t testing.TB, ipBase string, opts ...func(*manager.Config)) 
 	e := &apolloEnv{tm: tm, c: c, root: root, nodes: map[string]testenv.Node{}}
 	for i := 1; i <= 3; i++ {
 		ip := fmt.Sprintf("%s.%d", ipBase, i)
-		enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
+		enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
 		e.ips = append(e.ips, ip)
 	}
 	pkg := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-apollo-V1.0-x86.tar.gz", apolloManifest(),

@@ -79,7 +79,7 @@ func TestCleanupQueuedUntilAgentReconnects(t *testing.T) {
 	)
 	e := startFaultEnv(t, ip, t.TempDir())
 	c := e.c
-	serverID := e.a.agentID(t)
+	serverID := e.a.ID(t)
 
 	pkg := c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-cleanup-V1.0-x86.tar.gz", sleeperManifest("admq-cleanup", port)))
 	n := e.oneNodeCluster(t, "cleanup", pkg.ID, e.root, port)

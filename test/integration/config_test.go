@@ -47,7 +47,7 @@ const appProperties = "# the node's mode\nmode=good\nport={serverPort}\nname={no
 type configEnv struct {
 	tm     *testenv.Manager
 	c      *testenv.Client
-	agents []*agentProc
+	agents []*testenv.Agent
 	ips    []string
 	root   string
 	pkg    testenv.Package
@@ -68,7 +68,7 @@ func startConfigEnv(t *testing.T, name string, ips []string, port, delay int) *c
 	tok := c.CreateToken(t, len(ips), 0).Token
 	e := &configEnv{tm: tm, c: c, ips: ips, root: root}
 	for _, ip := range ips {
-		a, _ := enrollOnline(t, tm, c, agentOpts{Token: tok, AdvertiseIP: ip})
+		a, _ := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok, AdvertiseIP: ip})
 		e.agents = append(e.agents, a)
 	}
 	e.pkg = c.UploadPackage(t, workloads.Build(t, t.TempDir(), "admq-"+name+"-V1.0-x86.tar.gz", configurableManifest("admq-"+name, port, delay),
@@ -187,8 +187,8 @@ func TestConfigOverridesOnAgents(t *testing.T) {
 	c.OK(t, http.MethodDelete, "/cluster/node/config", map[string]any{"id": mode1.ID}, nil)
 
 	// An offline agent: 1253, nothing recorded.
-	e.agents[2].kill()
-	c.WaitStatus(t, e.agents[2].agentID(t), "offline", 30*time.Second)
+	e.agents[2].Kill()
+	c.WaitStatus(t, e.agents[2].ID(t), "offline", 30*time.Second)
 	c.SetLayerValue(t, layer.ID, "limit", "30")
 	nReleases := len(c.Releases(t, layer.ID))
 	env, status := c.Do(t, http.MethodPost, "/cluster/node/config/flush", map[string]any{"configFileId": files[2].ID, "clusterId": e.cl.ID, "nodeId": e.nodes[2].ID})

@@ -62,7 +62,7 @@ func TestDeleteKeepsDirsTheAgentDidNotCreate(t *testing.T) {
 
 	// Refused up front: the agent's state dir (as the agent reports it),
 	// the manager's data dir, a system dir.
-	stateDir, err := filepath.Abs(e.a.stateDir)
+	stateDir, err := filepath.Abs(e.a.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

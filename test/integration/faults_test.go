@@ -32,7 +32,7 @@ import (
 type faultEnv struct {
 	tm *testenv.Manager
 	c  *testenv.Client
-	a  *agentProc
+	a  *testenv.Agent
 	ip string
 	// root holds the nodes' dirs.
 	root string
@@ -50,7 +50,7 @@ func startFaultEnv(t *testing.T, ip, root string) *faultEnv {
 	})
 	tm := testenv.StartManager(t)
 	c := tm.Client(t)
-	a, _ := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
+	a, _ := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
 	return &faultEnv{tm: tm, c: c, a: a, ip: ip, root: root}
 }
 
@@ -58,8 +58,8 @@ func startFaultEnv(t *testing.T, ip, root string) *faultEnv {
 // server offline; it returns how long the manager took to notice.
 func (e *faultEnv) killAgent(t *testing.T) time.Duration {
 	t.Helper()
-	id := e.a.agentID(t)
-	e.a.kill()
+	id := e.a.ID(t)
+	e.a.Kill()
 	return e.c.WaitStatus(t, id, "offline", 30*time.Second)
 }
 
@@ -128,7 +128,7 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 	// killAfter bytes, well inside the transfer (the file is polled every
 	// millisecond; the bytes come at tens of MiB/s).
 	const killAfter = 16 << 20
-	part := filepath.Join(e.a.stateDir, "packages", pkg.SHA256+".part")
+	part := filepath.Join(e.a.StateDir, "packages", pkg.SHA256+".part")
 	jobID := c.DeployCluster(t, n.ClusterID)
 	began = time.Now()
 	deadline := began.Add(60 * time.Second)
@@ -141,7 +141,7 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	e.a.kill()
+	e.a.Kill()
 	killedAt := time.Now()
 	fi, err = os.Stat(part)
 	if err != nil {
@@ -189,7 +189,7 @@ func TestFaultAgentDiesMidTransfer(t *testing.T) {
 	}
 
 	// Back online on the same state dir, a new deploy resumes.
-	id := e.a.agentID(t)
+	id := e.a.ID(t)
 	c.WaitStatus(t, id, "offline", 30*time.Second)
 	e.a = restartAgent(t, e.tm, c, e.a, ip)
 	began = time.Now()

@@ -94,8 +94,8 @@ func TestFleetMetrics(t *testing.T) {
 	tm := testenv.StartManager(t, func(cfg *manager.Config) { cfg.Tunnel.MetricsInterval = time.Second })
 	c := tm.Client(t)
 	tok := c.CreateToken(t, 2, 0)
-	a1, id1 := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.31"})
-	_, id2 := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: "127.0.0.32"})
+	a1, id1 := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: "127.0.0.31"})
+	_, id2 := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: "127.0.0.32"})
 	ips := map[string]string{id1: "127.0.0.31", id2: "127.0.0.32"}
 
 	var all []series
@@ -130,7 +130,7 @@ func TestFleetMetrics(t *testing.T) {
 	t.Logf("one scrape of 2 servers: %d series", len(all))
 
 	// Kill one agent without a word: its reports stop.
-	a1.kill()
+	a1.Kill()
 	took := testenv.Eventually(t, 30*time.Second, "the killed agent's admq_node_up to turn 0", func() bool {
 		all = scrapeFleet(t, tm)
 		up := ofServer(all, "admq_node_up", id1)

@@ -44,7 +44,7 @@ func TestFleetOperationOnRealAgents(t *testing.T) {
 	tok := c.CreateToken(t, 3, 0)
 	online := map[string]bool{}
 	for _, ip := range []string{"127.0.0.21", "127.0.0.22", "127.0.0.23"} {
-		_, id := enrollOnline(t, tm, c, agentOpts{Token: tok.Token, AdvertiseIP: ip})
+		_, id := enrollOnline(t, tm, c, testenv.AgentOptions{Token: tok.Token, AdvertiseIP: ip})
 		online[id] = true
 	}
 	// A server registered before its agent exists: pending, never online.

@@ -26,7 +26,7 @@ func TestDeployPortInUse(t *testing.T) {
 	// A loopback address of its own (Linux answers all of 127/8), so that
 	// no other test's listener or connection is in the way.
 	const ip = "127.0.86.1"
-	a, _ := enrollOnline(t, tm, c, agentOpts{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
+	a, _ := enrollOnline(t, tm, c, testenv.AgentOptions{Token: c.CreateToken(t, 1, 0).Token, AdvertiseIP: ip})
 
 	held, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -72,13 +72,13 @@ func TestDeployPortInUse(t *testing.T) {
 		t.Errorf("node log after the refused deploy: %q, want nothing (no process started)", log)
 	}
 	var why string
-	for _, l := range strings.Split(a.stderr.String(), "\n") {
+	for _, l := range strings.Split(a.Log(), "\n") {
 		if strings.Contains(l, "not free") && strings.Contains(l, want) {
 			why = l
 		}
 	}
 	if why == "" {
-		t.Errorf("agent log does not say why the node was not started (want %q):\n%s", want, a.stderr.String())
+		t.Errorf("agent log does not say why the node was not started (want %q):\n%s", want, a.Log())
 	}
 	t.Logf("agent log: %s", why)
 	// The test's listener is untouched: still the one answering.

@@ -37,8 +37,8 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 	)
 	e := startFaultEnv(t, ip, t.TempDir())
 	c := e.c
-	serverID := e.a.agentID(t)
-	agentPid := e.a.pid()
+	serverID := e.a.ID(t)
+	agentPid := e.a.PID()
 
 	// The storage node is healthy once {dataDir}/ready exists: until the
 	// test makes it, the job sits in the node's health step (60s allowed).
@@ -230,13 +230,13 @@ func TestRestartMidDeployFailsTheJob(t *testing.T) {
 	c.WaitStatus(t, serverID, "online", 90*time.Second)
 	t.Logf("figure: the agent was online again %v after the manager restarted (%v after the stop began)",
 		time.Since(restarted).Round(time.Millisecond), time.Since(stopBegan).Round(time.Millisecond))
-	if e.a.exited() || e.a.pid() != agentPid {
-		t.Fatalf("the agent did not survive the manager restart: exited %v (%v)", e.a.exited(), e.a.waitErr)
+	if e.a.Exited() || e.a.PID() != agentPid {
+		t.Fatalf("the agent did not survive the manager restart: exited %v (%v)", e.a.Exited(), e.a.WaitErr())
 	}
 	// The manager marks the server online when the session is up; the
 	// agent logs its side a moment later.
 	testenv.Eventually(t, 30*time.Second, "the agent to log a reconnect", func() bool {
-		return strings.Count(e.a.stderr.String(), "connected to manager") >= 2
+		return strings.Count(e.a.Log(), "connected to manager") >= 2
 	})
 	if got := c.Node(t, cl.ID, st.ID); got.Pid != before.Pid || got.RunStatus != "running" {
 		t.Errorf("storage node with the agent back: run %s pid %d, want running with pid %d as before", got.RunStatus, got.Pid, before.Pid)

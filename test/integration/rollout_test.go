@@ -93,7 +93,7 @@ func TestConfigFaults(t *testing.T) {
 		}()
 		// Killed once the new file is there and the node restarting.
 		testenv.Eventually(t, 30*time.Second, "the agent to write the new file", func() bool { return e.file(t, 0) != oldText })
-		e.agents[0].kill()
+		e.agents[0].Kill()
 		r := <-flushed
 		if r.Outcome != "interrupted" || !strings.Contains(r.Detail, "old or its new version") {
 			t.Fatalf("flush whose agent died: %+v", r)

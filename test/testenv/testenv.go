@@ -1,12 +1,12 @@
 // Package testenv is test-only support shared by the suites under test/
-// (test/integration and test/e2e): a real admq-manager run in the test
-// process, a client for its console API, helpers for the resources the
-// suites look at, and small waiting and logging aids.
+// (test/integration, test/e2e, test/browser): a real admq-manager run in
+// the test process, admq-agent processes, a client for its console API,
+// helpers for the resources the suites look at, and small waiting and
+// logging aids.
 //
 // It is a normal package so that several test packages can import it; no
-// production code may. What only one suite needs (agent processes in
-// test/integration, namespace hosts and sshd in test/e2e) stays in that
-// suite.
+// production code may. What only one suite needs (namespace hosts and sshd
+// in test/e2e) stays in that suite.
 package testenv
 
 import (
