@@ -30,6 +30,7 @@ import (
 	"github.com/admq/admq-manager/manager/fleetmetrics"
 	"github.com/admq/admq-manager/manager/pki"
 	"github.com/admq/admq-manager/manager/store"
+	"github.com/admq/admq-manager/manager/store/storetest"
 )
 
 const adminPassword = "admin-pass-123"
@@ -57,11 +58,7 @@ func newHarness(t testing.TB) *harness {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	ca, err := pki.Open(filepath.Join(dir, "pki"), time.Now)
 	if err != nil {
 		t.Fatal(err)

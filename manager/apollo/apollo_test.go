@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -19,7 +18,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/fleet"
-	"github.com/admq/admq-manager/manager/store"
+	"github.com/admq/admq-manager/manager/store/storetest"
 )
 
 type harness struct {
@@ -30,11 +29,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	gen, _ := ids.NewGenerator(1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	fleetSvc := fleet.NewService(db, fleet.NewPresenceTracker(db, time.Now, time.Second, log), nil, gen, time.Now)

@@ -1,11 +1,9 @@
 package cluster_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,39 +12,11 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/cluster/clustertest"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
 )
-
-// ZooCfg is the coordinator's config file in the test package: 10 keys,
-// comments, a {variable} and a literal brace.
-const ZooCfg = `# The number of milliseconds of each tick
-tickTime=2000
-# The number of ticks that the initial
-# synchronization phase can take
-initLimit=10
-syncLimit=5
-# the directory where the snapshot is stored.
-dataDir={dataDir}/zookeeper
-clientPort=2181
-maxClientCnxns=60
-autopurge.snapRetainCount=3
-autopurge.purgeInterval=1
-admin.enableServer=false
-log.pattern=%d{ISO8601} %m
-# the ensemble
-{zkEnsemble}
-`
-
-func zkManifest(version string) string {
-	return `{"name": "zookeeper", "version": "` + version + `", "mqType": 1, "components": {"coordinator": {
-  "start": ["{programDir}/bin/zkServer.sh", "start-foreground"],
-  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg", "format": "properties"},
-                  {"name": "myid", "path": "conf/myid.tpl", "format": "raw", "target": "{dataDir}/myid"}],
-  "serverPort": 2181, "portKey": "clientPort",
-  "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
-}
 
 const natsManifest = `{"name": "nats", "version": "2.10.0", "mqType": 2, "components": {"broker": {
   "start": ["{programDir}/nats-server", "-c", "{programDir}/nats.conf"],
@@ -60,24 +30,17 @@ type fixture struct {
 	svc  *cluster.Service
 	zk   pkg.Package
 	nats pkg.Package
+	env  *clustertest.Env
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	gen, _ := ids.NewGenerator(3)
-	f := &fixture{db: db, pkgs: pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)}
-	f.svc = cluster.NewService(db, f.pkgs, gen, time.Now)
+	e := clustertest.New(t, 3)
+	f := &fixture{db: e.DB, pkgs: e.Packages, svc: e.Clusters, env: e}
 	f.zk = f.upload(t, "zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
-		at.File("admq-package.json", zkManifest("3.8.4")),
+		at.File("admq-package.json", clustertest.ZooKeeperManifest("3.8.4")),
 		at.Dir("conf/"),
-		at.File("conf/zoo.cfg", ZooCfg),
+		at.File("conf/zoo.cfg", clustertest.ZooCfg),
 		at.File("conf/myid.tpl", "{myid}\n"),
 		at.File("bin/zkServer.sh", "#!/bin/sh\n"),
 	))
@@ -86,30 +49,13 @@ func newFixture(t *testing.T) *fixture {
 		at.File("nats-server", "bin"),
 		at.File("nats.conf", "port: {serverPort}\ncluster { name: {cluster} }\nzk: \"{zkServers}\"\n"),
 	))
-	for i := 1; i <= 4; i++ {
-		err := db.CreateServer(ctx, &fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i), DataIP: fmt.Sprintf("192.168.0.%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.AddServers(t, 4, true)
 	return f
 }
 
 func (f *fixture) upload(t *testing.T, name string, data []byte) pkg.Package {
 	t.Helper()
-	p, err := f.pkgs.Upload(t.Context(), name, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func zkSpecs(ips ...string) []cluster.NodeSpec {
-	var out []cluster.NodeSpec
-	for _, ip := range ips {
-		out = append(out, cluster.NodeSpec{ManagerIP: ip, ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"})
-	}
-	return out
+	return f.env.Upload(t, name, data)
 }
 
 type counts struct{ clusters, nodes, items int }
@@ -126,7 +72,7 @@ func (f *fixture) counts(t *testing.T) counts {
 func TestCreateZooKeeperEnsemble(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
+	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +102,7 @@ func TestCreateZooKeeperEnsemble(t *testing.T) {
 func TestAddBrokersWithAnotherPackage(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	c, zk, err := f.svc.Create(ctx, cluster.NewCluster{Name: "mixed", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
+	c, zk, err := f.svc.Create(ctx, cluster.NewCluster{Name: "mixed", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +131,7 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 		t.Fatalf("repeat: %v", err)
 	}
 	// The coordinator count goes on: 10.0.0.4 becomes myid 4.
-	more, err := f.svc.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, zkSpecs("10.0.0.4"))
+	more, err := f.svc.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"))
 	if err != nil || more[0].Ordinal != 4 || more[0].NodeDir != "coordinator-4" {
 		t.Fatalf("4th coordinator %+v %v", more, err)
 	}
@@ -195,11 +141,11 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 func TestValidationLeavesNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	if _, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1")}); err != nil {
+	if _, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	disabled := f.upload(t, "zookeeper-V3.9.0-x86.tar.gz", at.TarGz(t,
-		at.File("admq-package.json", zkManifest("3.9.0")), at.File("conf/zoo.cfg", ZooCfg), at.File("conf/myid.tpl", "{myid}"), at.File("bin/zkServer.sh", "x")))
+		at.File("admq-package.json", clustertest.ZooKeeperManifest("3.9.0")), at.File("conf/zoo.cfg", clustertest.ZooCfg), at.File("conf/myid.tpl", "{myid}"), at.File("bin/zkServer.sh", "x")))
 	if _, err := f.pkgs.SetEffective(ctx, disabled.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +168,9 @@ func TestValidationLeavesNothing(t *testing.T) {
 		n     cluster.NewCluster
 		check func(error) bool
 	}{
-		{"unknown server", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.9.9.9")},
+		{"unknown server", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1", "10.9.9.9")},
 			func(err error) bool { return errors.Is(err, fleet.ErrServerNotFound) }},
-		{"duplicate name", cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2")},
+		{"duplicate name", cluster.NewCluster{Name: "taken", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.2")},
 			func(err error) bool { return errors.Is(err, cluster.ErrClusterExists) }},
 		{"nested dirs", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/opt/{cluster}/data")},
 			func(err error) bool { return errors.Is(err, fleet.ErrDirsNested) }},
@@ -232,15 +178,15 @@ func TestValidationLeavesNothing(t *testing.T) {
 			func(err error) bool { return errors.Is(err, fleet.ErrDirsNested) }},
 		{"port taken on the server", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.1", "/opt/y", "/data/y")},
 			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "serverPort" }},
-		{"component not in package", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2"), Brokers: zkSpecs("10.0.0.3")},
+		{"component not in package", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.2"), Brokers: clustertest.Specs("10.0.0.3")},
 			func(err error) bool { return errors.Is(err, cluster.ErrComponentNotInPackage) }},
-		{"same server twice", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2", "10.0.0.3", "10.0.0.2")},
+		{"same server twice", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.2", "10.0.0.3", "10.0.0.2")},
 			func(err error) bool { return errors.Is(err, cluster.ErrServerRepeated) }},
-		{"disabled package", cluster.NewCluster{Name: "x", PackageID: disabled.ID, Coordinators: zkSpecs("10.0.0.2")},
+		{"disabled package", cluster.NewCluster{Name: "x", PackageID: disabled.ID, Coordinators: clustertest.Specs("10.0.0.2")},
 			func(err error) bool { return errors.Is(err, cluster.ErrPackageDisabled) }},
-		{"unknown package", cluster.NewCluster{Name: "x", PackageID: 12345, Coordinators: zkSpecs("10.0.0.2")},
+		{"unknown package", cluster.NewCluster{Name: "x", PackageID: 12345, Coordinators: clustertest.Specs("10.0.0.2")},
 			func(err error) bool { return errors.Is(err, pkg.ErrPackageNotFound) }},
-		{"bad name", cluster.NewCluster{Name: "-x", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2")},
+		{"bad name", cluster.NewCluster{Name: "-x", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.2")},
 			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "name" }},
 		{"no nodes", cluster.NewCluster{Name: "x", PackageID: f.zk.ID},
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
@@ -292,7 +238,7 @@ func (failingStore) CreateCluster(context.Context, *cluster.Cluster, []cluster.N
 func TestDeleteFreesServerAndPackage(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.1", "10.0.0.2")})
+	c, nodes, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1", "10.0.0.2")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +254,7 @@ func TestDeleteFreesServerAndPackage(t *testing.T) {
 	before := f.counts(t)
 	gen, _ := ids.NewGenerator(9)
 	bad := cluster.NewService(failingStore{f.db}, f.pkgs, gen, time.Now)
-	if _, _, err := bad.Create(ctx, cluster.NewCluster{Name: "c2", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.3")}); err == nil {
+	if _, _, err := bad.Create(ctx, cluster.NewCluster{Name: "c2", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.3")}); err == nil {
 		t.Fatal("no error")
 	}
 	if f.counts(t) != before {
@@ -339,7 +285,7 @@ func TestDeleteFreesServerAndPackage(t *testing.T) {
 func TestOrdinalsAreKeptPerServer(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
-	c, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: zkSpecs("10.0.0.2", "10.0.0.1")})
+	c, _, err := f.svc.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.2", "10.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}

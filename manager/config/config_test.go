@@ -1,52 +1,22 @@
 package config_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	at "github.com/admq/admq-manager/internal/archive/archivetest"
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/internal/properties"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/cluster/clustertest"
 	"github.com/admq/admq-manager/manager/config"
-	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/pkg"
 	"github.com/admq/admq-manager/manager/store"
 )
-
-// zooCfg is the coordinator's config file in the test package: 11 keys,
-// comments, a {variable} and a literal brace.
-const zooCfg = `# The number of milliseconds of each tick
-tickTime=2000
-# The number of ticks that the initial
-# synchronization phase can take
-initLimit=10
-syncLimit=5
-# the directory where the snapshot is stored.
-dataDir={dataDir}/zookeeper
-clientPort=2181
-maxClientCnxns=60
-autopurge.snapRetainCount=3
-autopurge.purgeInterval=1
-admin.enableServer=false
-log.pattern=%d{ISO8601} %m
-# the ensemble
-{zkEnsemble}
-`
-
-const zkManifest = `{"name": "zookeeper", "version": "3.8.4", "mqType": 1, "components": {"coordinator": {
-  "start": ["{programDir}/bin/zkServer.sh", "start-foreground"],
-  "configFiles": [{"name": "zoo.cfg", "path": "conf/zoo.cfg", "format": "properties"},
-                  {"name": "myid", "path": "conf/myid.tpl", "format": "raw", "target": "{dataDir}/myid"}],
-  "serverPort": 2181, "portKey": "clientPort",
-  "health": {"tcp": "{managerIp}:{serverPort}"}}}}`
 
 type fixture struct {
 	db       *store.DB
@@ -54,57 +24,32 @@ type fixture struct {
 	clusters *cluster.Service
 	svc      *config.Service
 	zk       pkg.Package
+	env      *clustertest.Env
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	gen, _ := ids.NewGenerator(3)
-	f := &fixture{db: db, pkgs: pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)}
-	f.clusters = cluster.NewService(db, f.pkgs, gen, time.Now)
-	f.svc = config.NewService(db, f.pkgs, gen, time.Now)
+	e := clustertest.New(t, 3)
+	f := &fixture{db: e.DB, pkgs: e.Packages, clusters: e.Clusters, svc: e.Configs, env: e}
 	f.zk = f.upload(t, "zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
-		at.File("admq-package.json", zkManifest),
-		at.File("conf/zoo.cfg", zooCfg),
+		at.File("admq-package.json", clustertest.ZooKeeperManifest("3.8.4")),
+		at.File("conf/zoo.cfg", clustertest.ZooCfg),
 		at.File("conf/myid.tpl", "{myid}\n"),
 		at.File("bin/zkServer.sh", "#!/bin/sh\n"),
 	))
-	for i := 1; i <= 4; i++ {
-		err := db.CreateServer(ctx, &fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i), DataIP: fmt.Sprintf("192.168.0.%d", i)})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.AddServers(t, 4, true)
 	return f
 }
 
 func (f *fixture) upload(t *testing.T, name string, data []byte) pkg.Package {
 	t.Helper()
-	p, err := f.pkgs.Upload(t.Context(), name, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func specs(ips ...string) []cluster.NodeSpec {
-	var out []cluster.NodeSpec
-	for _, ip := range ips {
-		out = append(out, cluster.NodeSpec{ManagerIP: ip, ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"})
-	}
-	return out
+	return f.env.Upload(t, name, data)
 }
 
 // ensemble creates a cluster of coordinators on ips.
 func (f *fixture) ensemble(t *testing.T, name string, ips ...string) (cluster.Cluster, []cluster.Node) {
 	t.Helper()
-	c, nodes, err := f.clusters.Create(t.Context(), cluster.NewCluster{Name: name, PackageID: f.zk.ID, Coordinators: specs(ips...)})
+	c, nodes, err := f.clusters.Create(t.Context(), cluster.NewCluster{Name: name, PackageID: f.zk.ID, Coordinators: clustertest.Specs(ips...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +74,7 @@ func TestImportAndRender(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()
 	c, nodes := f.ensemble(t, "c1", "10.0.0.1", "10.0.0.2", "10.0.0.3")
-	wantEntries, _ := properties.Parse([]byte(zooCfg))
+	wantEntries, _ := properties.Parse([]byte(clustertest.ZooCfg))
 
 	layers, err := f.svc.Files(ctx, c.ID)
 	if err != nil || len(layers) != 2 || layers[0].Name != "zoo.cfg" || layers[1].Target != "{dataDir}/myid" || layers[0].Target != "conf/zoo.cfg" {
@@ -339,7 +284,7 @@ func TestLayers(t *testing.T) {
 	}
 
 	// A node added later mirrors the layer as it is now.
-	more, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, specs("10.0.0.4"))
+	more, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +403,7 @@ func TestPeersRoutesRendered(t *testing.T) {
 		at.File("nats-server", "bin"),
 		at.File("nats.conf", conf),
 	))
-	_, brokers, err := f.clusters.Create(ctx, cluster.NewCluster{Name: "r1", PackageID: nats.ID, Brokers: specs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
+	_, brokers, err := f.clusters.Create(ctx, cluster.NewCluster{Name: "r1", PackageID: nats.ID, Brokers: clustertest.Specs("10.0.0.1", "10.0.0.2", "10.0.0.3")})
 	if err != nil {
 		t.Fatal(err)
 	}

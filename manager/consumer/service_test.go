@@ -3,7 +3,6 @@ package consumer_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/consumer"
 	"github.com/admq/admq-manager/manager/paging"
-	"github.com/admq/admq-manager/manager/store"
+	"github.com/admq/admq-manager/manager/store/storetest"
 )
 
 // scopes knows one app, mq1, with cluster default and namespace zoo.cfg
@@ -43,11 +42,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func newService(t *testing.T) (*consumer.Service, *clock) {
 	t.Helper()
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := storetest.Open(t)
 	gen, _ := ids.NewGenerator(1)
 	c := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	return consumer.NewService(db, scopes{}, gen, c.now), c

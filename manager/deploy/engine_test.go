@@ -22,6 +22,7 @@ import (
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/cluster/clustertest"
 	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -250,43 +251,22 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	gen, _ := ids.NewGenerator(5)
-	f := &fixture{db: db, agents: newAgents(), clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
-	f.pkgs = pkg.NewService(db, filepath.Join(dir, "packages"), 1<<20, gen, time.Now)
-	f.clusters = cluster.NewService(db, f.pkgs, gen, time.Now)
-	f.configs = config.NewService(db, f.pkgs, gen, time.Now)
-	upload := func(name string, data []byte) pkg.Package {
-		p, err := f.pkgs.Upload(ctx, name, bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	f.zk = upload("zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
+	e := clustertest.New(t, 5)
+	db, gen := e.DB, e.IDs
+	f := &fixture{db: db, agents: newAgents(), clock: &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		pkgs: e.Packages, clusters: e.Clusters, configs: e.Configs}
+	f.zk = e.Upload(t, "zookeeper-V3.8.4-x86.tar.gz", at.TarGz(t,
 		at.File("admq-package.json", zkManifest),
 		at.File("conf/zoo.cfg", "tickTime=2000\ndataDir={dataDir}/zk\n{zkEnsemble}\n"),
 		at.File("conf/myid.tpl", "{myid}\n"),
 		at.File("bin/zkServer.sh", "#!/bin/sh\n"),
 	))
-	f.nats = upload("nats-V2.10.0-x86.tar.gz", at.TarGz(t,
+	f.nats = e.Upload(t, "nats-V2.10.0-x86.tar.gz", at.TarGz(t,
 		at.File("admq-package.json", natsManifest),
 		at.File("nats-server", "bin"),
 		at.File("nats.conf", "port: {serverPort}\nzk: \"{zkServers}\"\ncluster {\n  routes: [{peers}]\n}\n"),
 	))
-	for i := 1; i <= 3; i++ {
-		s := fleet.Server{ID: gen.Next(), ManagerIP: fmt.Sprintf("10.0.0.%d", i)}
-		if err := db.CreateServer(ctx, &s); err != nil {
-			t.Fatal(err)
-		}
-		f.servers = append(f.servers, s)
-	}
+	f.servers = e.AddServers(t, 3, false)
 	f.engine = deploy.New(deploy.Deps{
 		Store: db, Clusters: f.clusters, Configs: f.configs, Packages: f.pkgs, Agents: f.agents, Cleanups: db, IDs: gen,
 		Now: f.clock.Now, Sleep: f.clock.Sleep, Registerer: prometheus.NewRegistry(),
@@ -298,20 +278,12 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func specs(ips ...string) []cluster.NodeSpec {
-	var out []cluster.NodeSpec
-	for _, ip := range ips {
-		out = append(out, cluster.NodeSpec{ManagerIP: ip, ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"})
-	}
-	return out
-}
-
 // newCluster makes a cluster of three coordinators and two brokers.
 func (f *fixture) newCluster(t *testing.T, name string) (cluster.Cluster, []cluster.Node) {
 	t.Helper()
 	c, nodes, err := f.clusters.Create(t.Context(), cluster.NewCluster{
 		Name: name, Packages: map[string]ids.ID{cluster.Coordinator: f.zk.ID, cluster.Broker: f.nats.ID},
-		Coordinators: specs("10.0.0.1", "10.0.0.2", "10.0.0.3"), Brokers: specs("10.0.0.1", "10.0.0.2"),
+		Coordinators: clustertest.Specs("10.0.0.1", "10.0.0.2", "10.0.0.3"), Brokers: clustertest.Specs("10.0.0.1", "10.0.0.2"),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/cluster/clustertest"
 	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -401,7 +402,7 @@ func TestRollbackSkipsNodesAddedSince(t *testing.T) {
 	if err := f.db.CreateServer(ctx, &s); err != nil {
 		t.Fatal(err)
 	}
-	added, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, specs("10.0.0.9"))
+	added, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.9"))
 	if err != nil {
 		t.Fatal(err)
 	}
