@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -159,6 +160,44 @@ func toNodeView(n cluster.Node, files []config.NodeFile) nodeView {
 	}
 }
 
+// clusterLists names the list of a component's nodes in a clusterRequest.
+var clusterLists = map[string]string{cluster.Coordinator: "zkList", cluster.Storage: "storageList", cluster.Broker: "brokerList"}
+
+// nodeFields names a node spec's fields as clusterNodeRequest does.
+var nodeFields = map[string]string{
+	cluster.FieldManagerIP: "managerIp", cluster.FieldProgramDir: "programDir", cluster.FieldDataDir: "dataDir", cluster.FieldServerPort: "serverPort",
+}
+
+// consoleNodes restates cluster's errors about the nodes of a request in
+// the request's terms (zkList[0].managerIp), as consoleFields does for
+// config's; list names the request's list of a component's nodes.
+func consoleNodes(err error, list func(component string) string) error {
+	if errors.Is(err, cluster.ErrNoNodes) {
+		return invalid.Field("zkList", "a cluster needs at least one node (zkList, storageList or brokerList)")
+	}
+	var ne *cluster.NodeError
+	if !errors.As(err, &ne) {
+		return err
+	}
+	switch {
+	case errors.Is(ne.Kind, cluster.ErrNoPackage):
+		return invalid.Field("packageId", "is required (or packages.%s) for the nodes in %s", ne.Component, list(ne.Component))
+	case errors.Is(ne.Kind, cluster.ErrNotWithCluster):
+		return invalid.Field("packages", "%q: only coordinator, storage and broker nodes are created with the cluster; add others with POST /admq/cluster/node", ne.Component)
+	}
+	field := list(ne.Component)
+	if ne.Index >= 0 {
+		field += fmt.Sprintf("[%d]", ne.Index)
+	}
+	if f, ok := nodeFields[ne.Field]; ok {
+		field += "." + f
+	}
+	if ne.Kind == nil {
+		return &invalid.Error{Field: field, Reason: ne.Reason}
+	}
+	return fmt.Errorf("%w: %s: %s", ne.Kind, field, ne.Reason)
+}
+
 func toSpecs(list []clusterNodeRequest) []cluster.NodeSpec {
 	out := make([]cluster.NodeSpec, len(list))
 	for i, n := range list {
@@ -190,7 +229,7 @@ func (a *API) createCluster(c echo.Context) error {
 		Coordinators: toSpecs(r.ZkList), Storage: toSpecs(r.StorageList), Brokers: toSpecs(r.BrokerList),
 	})
 	if err != nil {
-		return err
+		return consoleNodes(err, func(component string) string { return clusterLists[component] })
 	}
 	detail(c, "cluster=%s (%s) nodes=%d", cl.Name, cl.ID, len(nodes))
 	v := toClusterView(cl)
@@ -230,7 +269,7 @@ func (a *API) addClusterNodes(c echo.Context) error {
 	detail(c, "cluster=%s component=%q package=%s nodes=%s", r.ClusterID, truncate(r.Component, 32), r.PackageID, ipsOf(r.Nodes))
 	nodes, err := svc.AddNodes(c.Request().Context(), r.ClusterID, r.Component, r.PackageID, toSpecs(r.Nodes))
 	if err != nil {
-		return err
+		return consoleNodes(err, func(string) string { return "nodes" })
 	}
 	views, err := a.nodeViews(c, svc, nodes)
 	if err != nil {

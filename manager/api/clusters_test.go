@@ -225,3 +225,72 @@ func TestClusterAPI(t *testing.T) {
 	}
 	want(t, h.call("DELETE", "/package", op, map[string]any{"id": zk}), 200, 0)
 }
+
+// TestClusterNodeErrors checks that a refused node is named as the request
+// names it (zkList[1].managerIp, nodes[0].dataDir), with the reason.
+func TestClusterNodeErrors(t *testing.T) {
+	h, op, zk, _ := newClusterHarness(t)
+	node := func(ip, prog, data string, port int) map[string]any {
+		return map[string]any{"managerIp": ip, "programDir": prog, "dataDir": data, "serverPort": port}
+	}
+	ok := node("10.1.0.1", "/opt/{cluster}/{nodeDir}", "/data/{cluster}/{nodeDir}", 0)
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+		code int
+		// field is the data's field of a PARAM_INVALID; message is the
+		// whole message, or its end after "…".
+		field, message string
+	}{
+		{"no nodes", map[string]any{"name": "x", "packageId": zk}, codeParamInvalid,
+			"zkList", "zkList: a cluster needs at least one node (zkList, storageList or brokerList)"},
+		{"no package", map[string]any{"name": "x", "brokerList": []any{ok}}, codeParamInvalid,
+			"packageId", "packageId: is required (or packages.broker) for the nodes in brokerList"},
+		{"other component", map[string]any{"name": "x", "packageId": zk, "zkList": []any{ok}, "packages": map[string]any{"gateway": zk}}, codeParamInvalid,
+			"packages", `packages: "gateway": only coordinator, storage and broker nodes are created with the cluster; add others with POST /admq/cluster/node`},
+		{"no manager IP", map[string]any{"name": "x", "packageId": zk, "zkList": []any{node("", "/opt/x", "/data/x", 0)}}, codeParamInvalid,
+			"zkList[0].managerIp", "zkList[0].managerIp: is required"},
+		{"unknown server", map[string]any{"name": "x", "packageId": zk, "zkList": []any{ok, node("10.9.9.9", "/opt/x", "/data/x", 0)}}, codeServerNotExist,
+			"", "server does not exist: zkList[1].managerIp: no server is registered with manager IP 10.9.9.9"},
+		{"server twice", map[string]any{"name": "x", "packageId": zk, "zkList": []any{ok, ok}}, codeNodeServerRepeated,
+			"", "a server is given twice for one component: zkList[1].managerIp: 10.1.0.1 already has a coordinator node in cluster x"},
+		{"bad port", map[string]any{"name": "x", "packageId": zk, "zkList": []any{ok, node("10.1.0.2", "/opt/x", "/data/x", 70000)}}, codeParamInvalid,
+			"zkList[1].serverPort", "zkList[1].serverPort: 70000 is not a TCP port"},
+		{"relative dir", map[string]any{"name": "x", "packageId": zk, "zkList": []any{node("10.1.0.1", "opt", "/data/x", 0)}}, codeParamInvalid,
+			"zkList[0].programDir", `zkList[0].programDir: "opt" must be an absolute path`},
+		{"root dir", map[string]any{"name": "x", "packageId": zk, "zkList": []any{node("10.1.0.1", "/opt/x", "/", 0)}}, codeParamInvalid,
+			"zkList[0].dataDir", "zkList[0].dataDir: must not be the root directory"},
+		{"system dir", map[string]any{"name": "x", "packageId": zk, "zkList": []any{node("10.1.0.1", "/usr/lib", "/data/x", 0)}}, codeServerDirIllegal,
+			"", "…: zkList[0].programDir: /usr/lib is a system directory (/usr and everything under it)"},
+		{"nested dirs", map[string]any{"name": "x", "packageId": zk, "zkList": []any{node("10.1.0.1", "/opt/a", "/opt/a/b", 0)}}, codeServerDirIllegal,
+			"", "program dir and data dir must not contain each other: zkList[0]: programDir /opt/a and dataDir /opt/a/b"},
+		{"unknown package", map[string]any{"name": "x", "packageId": "777", "zkList": []any{ok}}, codePackageNotExist,
+			"", "package does not exist: zkList: package 777"},
+		{"component not in package", map[string]any{"name": "x", "packageId": zk, "brokerList": []any{ok}}, codeComponentNotInPackage,
+			"", "…provides coordinator, not broker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.call("POST", "/admq/cluster", op, tc.body)
+			checkNodeError(t, r, tc.code, tc.field, tc.message)
+		})
+	}
+	r := h.call("POST", "/admq/cluster", op, map[string]any{"name": "c1", "packageId": zk, "zkList": []any{ok}})
+	want(t, r, 200, 0)
+	id := decodeData[clusterItem](t, r).ID
+	r = h.call("POST", "/admq/cluster/node", op, map[string]any{"clusterId": id, "component": "coordinator", "packageId": zk,
+		"nodes": []any{node("10.1.0.2", "/opt/y", "/data/y", 0), node("10.1.0.3", "/opt/z", "", 0)}})
+	checkNodeError(t, r, codeParamInvalid, "nodes[1].dataDir", "nodes[1].dataDir: is required")
+}
+
+func checkNodeError(t *testing.T, r reply, code int, field, message string) {
+	t.Helper()
+	if r.Code != code {
+		t.Fatalf("code %d (%s: %s), want %d", r.Code, r.Msg, r.Message, code)
+	}
+	if end, ok := strings.CutPrefix(message, "…"); ok && !strings.HasSuffix(r.Message, end) || !ok && r.Message != message {
+		t.Errorf("message %q, want %q", r.Message, message)
+	}
+	if field != "" && !strings.Contains(string(r.Data), fmt.Sprintf(`"field":%q`, field)) {
+		t.Errorf("data %s does not name field %s", r.Data, field)
+	}
+}

@@ -17,30 +17,11 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/paging"
-)
-
-// Errors callers branch on; transports map them to their own codes. Unknown
-// servers are fleet.ErrServerNotFound, nested or colliding directories
-// fleet.ErrDirsNested and unknown packages pkg.ErrPackageNotFound, each
-// wrapped with the details.
-var (
-	ErrClusterExists         = errors.New("cluster name already exists")
-	ErrClusterNotFound       = errors.New("cluster does not exist")
-	ErrNodeNotFound          = errors.New("cluster node does not exist")
-	ErrComponentNotInPackage = errors.New("the package does not provide the component")
-	ErrServerRepeated        = errors.New("a server is given twice for one component")
-	ErrPackageDisabled       = errors.New("the package is disabled")
-	// ErrDirRefused: a node's dir is a system dir, a home dir, or
-	// overlaps the manager's data dir or the agent's state dir (see
-	// internal/nodedir).
-	ErrDirRefused   = errors.New("directory may not hold a node")
-	ErrTooManyNodes = errors.New("too many nodes")
 )
 
 // Well-known components and their console types.

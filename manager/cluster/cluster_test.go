@@ -160,6 +160,15 @@ func TestValidationLeavesNothing(t *testing.T) {
 			return errors.Is(err, cluster.ErrDirRefused) && strings.Contains(err.Error(), reason)
 		}
 	}
+	// badNode checks for invalid input in a field of the i-th coordinator
+	// spec, named in the domain's terms.
+	badNode := func(i int, field string) func(error) bool {
+		return func(err error) bool {
+			var ne *cluster.NodeError
+			_, isInvalid := invalid.As(err)
+			return errors.As(err, &ne) && ne.Component == cluster.Coordinator && ne.Index == i && ne.Field == field && ne.Kind == nil && isInvalid
+		}
+	}
 	spec := func(ip, prog, data string) []cluster.NodeSpec {
 		return []cluster.NodeSpec{{ManagerIP: ip, ProgramDir: prog, DataDir: data}}
 	}
@@ -191,27 +200,27 @@ func TestValidationLeavesNothing(t *testing.T) {
 		{"no nodes", cluster.NewCluster{Name: "x", PackageID: f.zk.ID},
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
 		{"relative dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "opt", "/data")},
-			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "zkList[0].programDir" }},
+			badNode(0, cluster.FieldProgramDir)},
 		{"root dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt", "/")},
-			func(err error) bool { e, ok := invalid.As(err); return ok && e.Field == "zkList[0].dataDir" }},
+			badNode(0, cluster.FieldDataDir)},
 		{"dotdot", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/../etc", "/data")},
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
 		{"unknown placeholder", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{myid}", "/data")},
 			func(err error) bool { _, ok := invalid.As(err); return ok }},
 		{"system dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/usr/lib", "/data/{cluster}")},
-			refused("zkList[0].programDir: /usr/lib is a system directory (/usr and everything under it)")},
+			refused("coordinator node 0 ProgramDir: /usr/lib is a system directory (/usr and everything under it)")},
 		{"under /etc", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/etc/{cluster}", "/data/{cluster}")},
 			refused("/etc/x is a system directory")},
 		{"/var/lib itself", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/var/lib")},
-			refused("zkList[0].dataDir: /var/lib is a system directory")},
+			refused("coordinator node 0 DataDir: /var/lib is a system directory")},
 		{"home dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/home/{cluster}")},
 			refused("/home/x is a home directory")},
 		{"manager's data dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.2", "/opt/{cluster}", "/srv/admq-manager/{cluster}")},
 			refused("overlaps the manager's data dir /srv/admq-manager")},
 		{"agent's state dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.5", "/opt/{cluster}", "/srv/admq/agent-state")},
-			refused("dataDir: /srv/admq/agent-state overlaps the agent's state dir on 10.0.0.5 /srv/admq/agent-state")},
+			refused("DataDir: /srv/admq/agent-state overlaps the agent's state dir on 10.0.0.5 /srv/admq/agent-state")},
 		{"dir holding the agent's state dir", cluster.NewCluster{Name: "x", PackageID: f.zk.ID, Coordinators: spec("10.0.0.5", "/srv/admq", "/data/{cluster}")},
-			refused("programDir: /srv/admq overlaps the agent's state dir")},
+			refused("ProgramDir: /srv/admq overlaps the agent's state dir")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := f.svc.Create(ctx, tc.n)

@@ -108,7 +108,6 @@ const maxNodes = 512
 
 // group is the nodes of one component in a request.
 type group struct {
-	field     string // the request's field, for errors: "zkList", "nodes"
 	component string
 	packageID ids.ID
 	specs     []NodeSpec
@@ -123,35 +122,26 @@ func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, er
 	if err := invalid.Text("description", n.Description, 0, 512); err != nil {
 		return Cluster{}, nil, err
 	}
-	pkgFor := func(component, field string) (ids.ID, error) {
-		if id, ok := n.Packages[component]; ok && !id.IsZero() {
-			return id, nil
-		}
-		if n.PackageID.IsZero() {
-			return 0, invalid.Field("packageId", "is required (or packages.%s) for the nodes in %s", component, field)
-		}
-		return n.PackageID, nil
-	}
 	var groups []group
-	for _, g := range []struct {
-		field, component string
-		specs            []NodeSpec
-	}{{"zkList", Coordinator, n.Coordinators}, {"storageList", Storage, n.Storage}, {"brokerList", Broker, n.Brokers}} {
+	for _, g := range []group{{component: Coordinator, specs: n.Coordinators}, {component: Storage, specs: n.Storage}, {component: Broker, specs: n.Brokers}} {
 		if len(g.specs) == 0 {
 			continue
 		}
-		id, err := pkgFor(g.component, g.field)
-		if err != nil {
-			return Cluster{}, nil, err
+		g.packageID = n.PackageID
+		if id, ok := n.Packages[g.component]; ok && !id.IsZero() {
+			g.packageID = id
 		}
-		groups = append(groups, group{field: g.field, component: g.component, packageID: id, specs: g.specs})
+		if g.packageID.IsZero() {
+			return Cluster{}, nil, g.nodeError(-1, "", ErrNoPackage, "give PackageID or Packages[%q]", g.component)
+		}
+		groups = append(groups, g)
 	}
 	if len(groups) == 0 {
-		return Cluster{}, nil, invalid.Field("zkList", "a cluster needs at least one node (zkList, storageList or brokerList)")
+		return Cluster{}, nil, ErrNoNodes
 	}
 	for c := range n.Packages {
 		if c != Coordinator && c != Storage && c != Broker {
-			return Cluster{}, nil, invalid.Field("packages", "%q: only coordinator, storage and broker nodes are created with the cluster; add others with POST /admq/cluster/node", c)
+			return Cluster{}, nil, (group{component: c}).nodeError(-1, "", ErrNotWithCluster, "")
 		}
 	}
 
@@ -200,7 +190,7 @@ func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component stri
 		return nil, err
 	}
 	now := s.now()
-	nodes, err := s.plan(ctx, c, existing, []group{{field: "nodes", component: component, packageID: packageID, specs: specs}}, now)
+	nodes, err := s.plan(ctx, c, existing, []group{{component: component, packageID: packageID, specs: specs}}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -243,17 +233,17 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 		p, err := s.packages.Package(ctx, g.packageID)
 		if err != nil {
 			if errors.Is(err, pkg.ErrPackageNotFound) {
-				return nil, fmt.Errorf("%w: %s: package %s", pkg.ErrPackageNotFound, g.field, g.packageID)
+				return nil, g.nodeError(-1, "", pkg.ErrPackageNotFound, "package %s", g.packageID)
 			}
 			return nil, err
 		}
 		comp, ok := p.Manifest.Components[g.component]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s: package %s (%s) provides %s, not %s", ErrComponentNotInPackage,
-				g.field, p.FileName, p.ID, strings.Join(p.Manifest.ComponentNames(), ", "), g.component)
+			return nil, g.nodeError(-1, "", ErrComponentNotInPackage, "package %s (%s) provides %s, not %s",
+				p.FileName, p.ID, strings.Join(p.Manifest.ComponentNames(), ", "), g.component)
 		}
 		if !p.Effective {
-			return nil, fmt.Errorf("%w: %s: package %s (%s) is disabled; enable it first", ErrPackageDisabled, g.field, p.FileName, p.ID)
+			return nil, g.nodeError(-1, "", ErrPackageDisabled, "package %s (%s) is disabled; enable it first", p.FileName, p.ID)
 		}
 		key := p.ID.String() + "/" + g.component
 		files, ok := imported[key]
@@ -279,16 +269,15 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 			}
 		}
 		for i, spec := range g.specs {
-			field := fmt.Sprintf("%s[%d]", g.field, i)
 			ip := strings.TrimSpace(spec.ManagerIP)
 			if ip == "" {
-				return nil, invalid.Field(field+".managerIp", "is required")
+				return nil, g.nodeError(i, FieldManagerIP, nil, "is required")
 			}
 			srv, ok := servers[ip]
 			if !ok {
 				srv, err = s.store.ServerByManagerIP(ctx, ip)
 				if errors.Is(err, fleet.ErrServerNotFound) {
-					return nil, fmt.Errorf("%w: %s.managerIp: no server is registered with manager IP %s", fleet.ErrServerNotFound, field, ip)
+					return nil, g.nodeError(i, FieldManagerIP, fleet.ErrServerNotFound, "no server is registered with manager IP %s", ip)
 				}
 				if err != nil {
 					return nil, err
@@ -296,7 +285,7 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 				servers[ip] = srv
 			}
 			if used[srv.ID] {
-				return nil, fmt.Errorf("%w: %s.managerIp: %s already has a %s node in cluster %s", ErrServerRepeated, field, ip, g.component, c.Name)
+				return nil, g.nodeError(i, FieldManagerIP, ErrServerRepeated, "%s already has a %s node in cluster %s", ip, g.component, c.Name)
 			}
 			used[srv.ID] = true
 			ord, ok := ordinals[srv.ID]
@@ -312,23 +301,23 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 				port = spec.ServerPort
 			}
 			if port < 1 || port > 65535 {
-				return nil, invalid.Field(field+".serverPort", "%d is not a TCP port", spec.ServerPort)
+				return nil, g.nodeError(i, FieldServerPort, nil, "%d is not a TCP port", spec.ServerPort)
 			}
 			nodeDir := fmt.Sprintf("%s-%d", g.component, ord)
-			prog, err := expandDir(field+".programDir", spec.ProgramDir, c.Name, nodeDir)
-			if err != nil {
-				return nil, err
+			prog, why := expandDir(spec.ProgramDir, c.Name, nodeDir)
+			if why != "" {
+				return nil, g.nodeError(i, FieldProgramDir, nil, "%s", why)
 			}
-			data, err := expandDir(field+".dataDir", spec.DataDir, c.Name, nodeDir)
-			if err != nil {
-				return nil, err
+			data, why := expandDir(spec.DataDir, c.Name, nodeDir)
+			if why != "" {
+				return nil, g.nodeError(i, FieldDataDir, nil, "%s", why)
 			}
 			if within(prog, data) || within(data, prog) {
-				return nil, fmt.Errorf("%w: %s: programDir %s and dataDir %s", fleet.ErrDirsNested, field, prog, data)
+				return nil, g.nodeError(i, "", fleet.ErrDirsNested, "programDir %s and dataDir %s", prog, data)
 			}
-			for _, d := range []struct{ field, path string }{{".programDir", prog}, {".dataDir", data}} {
+			for _, d := range []struct{ field, path string }{{FieldProgramDir, prog}, {FieldDataDir, data}} {
 				if err := s.checkDir(d.path, srv); err != nil {
-					return nil, fmt.Errorf("%w: %s%s: %v", ErrDirRefused, field, d.field, err)
+					return nil, g.nodeError(i, d.field, ErrDirRefused, "%v", err)
 				}
 			}
 			n := Node{
@@ -407,28 +396,29 @@ func (s *Service) checkDir(p string, srv ServerRef) error {
 	return nodedir.CheckProtected(p, map[string]string{srv.AgentStateDir: "the agent's state dir on " + srv.ManagerIP})
 }
 
-// expandDir fills {cluster} and {nodeDir} in v and checks the result.
-func expandDir(field, v, cluster, nodeDir string) (string, error) {
+// expandDir fills {cluster} and {nodeDir} in v and checks the result; why
+// says what is wrong with v.
+func expandDir(v, cluster, nodeDir string) (dir, why string) {
 	if v == "" {
-		return "", invalid.Field(field, "is required")
+		return "", "is required"
 	}
 	out := strings.NewReplacer("{cluster}", cluster, "{nodeDir}", nodeDir).Replace(v)
 	if strings.ContainsAny(out, "{}") {
-		return "", invalid.Field(field, "%q: only the placeholders {cluster} and {nodeDir} may be used", v)
+		return "", fmt.Sprintf("%q: only the placeholders {cluster} and {nodeDir} may be used", v)
 	}
 	if len(out) > 1024 || !filepath.IsAbs(out) || strings.ContainsAny(out, "\x00\n\r") {
-		return "", invalid.Field(field, "%q must be an absolute path", v)
+		return "", fmt.Sprintf("%q must be an absolute path", v)
 	}
 	for _, part := range strings.Split(out, "/") {
 		if part == ".." {
-			return "", invalid.Field(field, "%q must not contain '..'", v)
+			return "", fmt.Sprintf("%q must not contain '..'", v)
 		}
 	}
 	clean := filepath.Clean(out)
 	if clean == "/" {
-		return "", invalid.Field(field, "must not be the root directory")
+		return "", "must not be the root directory"
 	}
-	return clean, nil
+	return clean, ""
 }
 
 // within reports whether path is dir or inside it.
