@@ -284,14 +284,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.presence = fleet.NewPresenceTracker(m.db, time.Now, cfg.PresenceFlush, log.With("component", "presence"))
-	agents := &lazyAgents{}
-	fleetService := fleet.NewService(m.db, m.presence, agents, gen, time.Now)
-	if m.AdminPassword != "" {
-		// A new database: give it the default area.
-		if err := fleetService.EnsureDefaultArea(ctx); err != nil {
-			return nil, err
-		}
-	}
+	// What the tunnel asks of the fleet while agents connect (areas,
+	// servers, certificates) comes from the store; the fleet service,
+	// which reaches agents through the tunnel, is built after it.
+	directory := fleet.NewDirectory(m.db)
 	// Every server's host metrics, served at /metrics/fleet from a registry
 	// of their own so that the manager's /metrics stays small.
 	fleetReg := prometheus.NewRegistry()
@@ -299,9 +295,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if metricsInterval <= 0 {
 		metricsInterval = tunnel.DefaultConfig().MetricsInterval
 	}
-	fleetMetrics := fleetmetrics.New(fleetmetrics.Config{Interval: metricsInterval}, fleetService, fleetReg)
-	fleetService.ForgetOnDelete(fleetMetrics)
-	enrollSvc := enroll.NewService(m.db, fleetService, ca, gen, time.Now, cfg.AgentCertValidity, log.With("component", "enroll"))
+	fleetMetrics := fleetmetrics.New(fleetmetrics.Config{Interval: metricsInterval}, directory, fleetReg)
+	enrollSvc := enroll.NewService(m.db, directory, ca, gen, time.Now, cfg.AgentCertValidity, log.With("component", "enroll"))
 	pkgSvc := pkg.NewService(m.db, filepath.Join(cfg.DataDir, "packages"), cfg.MaxPackageSize, gen, time.Now)
 	if err := pkgSvc.RemoveStaleUploads(); err != nil {
 		return nil, err
@@ -320,11 +315,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 		// An agent coming online also gets the node removals queued for it
 		// (m.deploy is set below, before the hub serves).
 		Presence: connectHook{m.presence, func(id ids.ID) { m.deploy.AgentConnected(id) }},
-		Certs:    fleetService,
+		Certs:    directory,
 		Metrics:  fleetMetrics,
 		AgentID:  pki.AgentID,
 	}, log.With("component", "tunnel"), reg)
-	agents.Agents = m.hub
+	fleetService := fleet.NewService(m.db, m.presence, m.hub, gen, time.Now)
+	fleetService.ForgetOnDelete(fleetMetrics)
+	if m.AdminPassword != "" {
+		// A new database: give it the default area.
+		if err := fleetService.EnsureDefaultArea(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// Deployments: jobs a previous run left unfinished are failed now.
 	m.deploy = deploy.New(deploy.Deps{
 		Store: m.db, Clusters: clusterSvc, Configs: configSvc, Packages: pkgSvc, Agents: m.hub, Cleanups: m.db,
@@ -433,11 +435,6 @@ func (h connectHook) Connected(id ids.ID) {
 	h.PresenceTracker.Connected(id)
 	h.connected(id)
 }
-
-// lazyAgents breaks the construction cycle between the fleet service (which
-// the hub needs for certificate checks) and the hub (which the fleet service
-// needs for live agents).
-type lazyAgents struct{ fleet.Agents }
 
 // HTTPAddr is the console API's bound address.
 func (m *Manager) HTTPAddr() string { return m.httpLn.Addr().String() }

@@ -28,6 +28,7 @@ type Agents interface {
 // Service manages areas and servers.
 type Service struct {
 	store    Store
+	dir      Directory
 	presence *PresenceTracker
 	agents   Agents
 	ids      *ids.Generator
@@ -55,7 +56,7 @@ func (s *Service) ForgetOnDelete(f Forgetter) {
 
 // NewService returns a Service.
 func NewService(store Store, presence *PresenceTracker, agents Agents, gen *ids.Generator, now func() time.Time) *Service {
-	return &Service{store: store, presence: presence, agents: agents, ids: gen, now: now}
+	return &Service{store: store, dir: NewDirectory(store), presence: presence, agents: agents, ids: gen, now: now}
 }
 
 // UseBootstrap lets RegisterServer install agents over SSH, keeping
@@ -104,12 +105,10 @@ func (s *Service) Areas(ctx context.Context, p paging.Page) ([]Area, int, error)
 }
 
 // Area returns one area.
-func (s *Service) Area(ctx context.Context, id ids.ID) (Area, error) { return s.store.Area(ctx, id) }
+func (s *Service) Area(ctx context.Context, id ids.ID) (Area, error) { return s.dir.Area(ctx, id) }
 
 // DefaultArea returns the area with DefaultAreaCode.
-func (s *Service) DefaultArea(ctx context.Context) (Area, error) {
-	return s.store.AreaByCode(ctx, DefaultAreaCode)
-}
+func (s *Service) DefaultArea(ctx context.Context) (Area, error) { return s.dir.DefaultArea(ctx) }
 
 // DeleteArea removes an area no server or token uses.
 func (s *Service) DeleteArea(ctx context.Context, id ids.ID) error {
@@ -439,14 +438,7 @@ func (s *Service) PingServer(ctx context.Context, id ids.ID) (time.Duration, str
 // CheckAgentCert accepts an agent certificate only while its server exists
 // and the serial is the one issued last.
 func (s *Service) CheckAgentCert(ctx context.Context, id ids.ID, serial string) error {
-	srv, err := s.store.Server(ctx, id)
-	if err != nil {
-		return err
-	}
-	if srv.CertSerial == "" || srv.CertSerial != serial {
-		return errors.New("certificate was revoked or replaced")
-	}
-	return nil
+	return s.dir.CheckAgentCert(ctx, id, serial)
 }
 
 func parseIP(field, v string, required bool) (string, error) {

@@ -48,20 +48,19 @@ func StartHub(t testing.TB) *Hub {
 	gen, _ := ids.NewGenerator(1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	presence := fleet.NewPresenceTracker(db, time.Now, time.Hour, log)
-	agents := &lateAgents{}
-	fl := fleet.NewService(db, presence, agents, gen, time.Now)
-	if err := fl.EnsureDefaultArea(ctx); err != nil {
-		t.Fatal(err)
-	}
-	en := enroll.NewService(db, fl, ca, gen, time.Now, time.Hour, log)
+	directory := fleet.NewDirectory(db)
+	en := enroll.NewService(db, directory, ca, gen, time.Now, time.Hour, log)
 	tc, err := ca.ServerTLSConfig([]string{"127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fm := fleetmetrics.New(fleetmetrics.Config{}, fl, prometheus.NewRegistry())
+	fm := fleetmetrics.New(fleetmetrics.Config{}, directory, prometheus.NewRegistry())
+	hub := tunnel.New(tunnel.Config{}, tc, tunnel.Deps{Enroller: en, Presence: presence, Certs: directory, Metrics: fm, AgentID: pki.AgentID}, log, prometheus.NewRegistry())
+	fl := fleet.NewService(db, presence, hub, gen, time.Now)
 	fl.ForgetOnDelete(fm)
-	hub := tunnel.New(tunnel.Config{}, tc, tunnel.Deps{Enroller: en, Presence: presence, Certs: fl, Metrics: fm, AgentID: pki.AgentID}, log, prometheus.NewRegistry())
-	agents.Agents = hub
+	if err := fl.EnsureDefaultArea(ctx); err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +76,6 @@ func StartHub(t testing.TB) *Hub {
 	})
 	return &Hub{Hub: hub, Addr: ln.Addr().String(), enroll: en}
 }
-
-type lateAgents struct{ fleet.Agents }
 
 // Agent is a real agent tunnel client, with its node supervisor, running
 // in the test process on a state dir of its own.
