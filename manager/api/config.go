@@ -84,6 +84,11 @@ type configItemView struct {
 	ConfigValue string  `json:"configValue"`
 	Effective   int     `json:"effective"` // 1 enabled, 0 disabled
 	Describes   string  `json:"describes"`
+	// CreateUser and UpdateUser name who added the item and who last
+	// changed it: a console user, or the operator of an Open API call;
+	// empty for a key that came with the package (or predates authors).
+	CreateUser string `json:"createUser"`
+	UpdateUser string `json:"updateUser"`
 	// Source is "cluster" when a node's item is the cluster layer's as it
 	// is, "node" when the node overrides its value or on/off, or the key
 	// is the node's own; a cluster layer's items say "cluster".
@@ -95,13 +100,14 @@ type configItemView struct {
 
 func toItemView(it config.Item) configItemView {
 	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
-		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment, Source: config.SourceCluster}
+		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment,
+		CreateUser: it.CreatedBy, UpdateUser: it.UpdatedBy, Source: config.SourceCluster}
 }
 
 func toNodeItemView(it config.NodeItem) configItemView {
 	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
 		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment,
-		Source: it.Source(), ClusterItemID: it.ItemID}
+		CreateUser: it.CreatedBy, UpdateUser: it.UpdatedBy, Source: it.Source(), ClusterItemID: it.ItemID}
 }
 
 func boolInt(b bool) int {
@@ -243,7 +249,7 @@ func (a *API) addConfigItem(c echo.Context) error {
 			}
 		}
 	}
-	items, err := svc.AddNodeItem(ctx, files, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes})
+	items, err := svc.AddNodeItem(ctx, files, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes, By: userOf(c).Username})
 	if err != nil {
 		return consoleFields(err)
 	}
@@ -282,7 +288,7 @@ func updateItem[T any](c echo.Context, label string, update func(context.Context
 		return invalid.Field("id", "is required")
 	}
 	detail(c, "%s=%s", label, r.ID)
-	it, err := update(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes})
+	it, err := update(c.Request().Context(), r.ID, config.Change{Value: r.ConfigValue, Comment: r.Describes, By: userOf(c).Username})
 	if err != nil {
 		return consoleFields(err)
 	}
@@ -300,14 +306,15 @@ func (a *API) resetNodeConfigItem(c echo.Context) error {
 }
 
 // removeItem serves the removal (or reset) of the item ?id=, which
-// remove makes; label names the item in the audit log.
-func removeItem(c echo.Context, label string, remove func(context.Context, ids.ID) error) error {
+// remove makes as the console user; label names the item in the audit
+// log.
+func removeItem(c echo.Context, label string, remove func(ctx context.Context, id ids.ID, by string) error) error {
 	id, err := idOf(c)
 	if err != nil {
 		return err
 	}
 	detail(c, "%s=%s", label, id)
-	return consoleFields(okOrErr(c, remove(c.Request().Context(), id)))
+	return consoleFields(okOrErr(c, remove(c.Request().Context(), id, userOf(c).Username)))
 }
 
 func okOrErr(c echo.Context, err error) error {
@@ -342,7 +349,7 @@ func effectiveOf(e *int) (bool, error) {
 
 // setStatus serves the single and batch status routes of nodes' and the
 // cluster layer's items with set.
-func (a *API) setStatus(c echo.Context, batch bool, set func(svc *config.Service, ids []ids.ID, eff bool) error) error {
+func (a *API) setStatus(c echo.Context, batch bool, set func(svc *config.Service, ids []ids.ID, eff bool, by string) error) error {
 	svc, err := a.configs()
 	if err != nil {
 		return err
@@ -372,30 +379,30 @@ func (a *API) setStatus(c echo.Context, batch bool, set func(svc *config.Service
 		return err
 	}
 	detail(c, "items=%d effective=%d", len(list), boolInt(eff))
-	return consoleFields(okOrErr(c, set(svc, list, eff)))
+	return consoleFields(okOrErr(c, set(svc, list, eff, userOf(c).Username)))
 }
 
 func (a *API) setConfigItemStatus(c echo.Context) error {
-	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool) error {
-		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff)
+	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool, by string) error {
+		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff, by)
 	})
 }
 
 func (a *API) setConfigItemsStatus(c echo.Context) error {
-	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool) error {
-		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff)
+	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool, by string) error {
+		return svc.SetNodeItemsEffective(c.Request().Context(), l, eff, by)
 	})
 }
 
 func (a *API) setClusterItemStatus(c echo.Context) error {
-	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool) error {
-		return svc.SetItemsEffective(c.Request().Context(), l, eff)
+	return a.setStatus(c, false, func(svc *config.Service, l []ids.ID, eff bool, by string) error {
+		return svc.SetItemsEffective(c.Request().Context(), l, eff, by)
 	})
 }
 
 func (a *API) setClusterItemsStatus(c echo.Context) error {
-	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool) error {
-		return svc.SetItemsEffective(c.Request().Context(), l, eff)
+	return a.setStatus(c, true, func(svc *config.Service, l []ids.ID, eff bool, by string) error {
+		return svc.SetItemsEffective(c.Request().Context(), l, eff, by)
 	})
 }
 
@@ -442,7 +449,8 @@ func (a *API) addClusterConfigItem(c echo.Context) error {
 		return err
 	}
 	detail(c, "clusterFile=%s key=%q", r.ConfigFileID, truncate(r.ConfigKey, 128))
-	it, err := svc.AddItem(c.Request().Context(), r.ConfigFileID, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes})
+	it, err := svc.AddItem(c.Request().Context(), r.ConfigFileID, config.NewItem{Key: r.ConfigKey, Value: *r.ConfigValue, Comment: r.Describes,
+		By: userOf(c).Username})
 	if err != nil {
 		return consoleFields(err)
 	}

@@ -27,6 +27,9 @@ const rawKey = "content"
 type item struct {
 	Key, Value, Comment  string
 	CreatedAt, UpdatedAt time.Time
+	// CreatedBy and UpdatedBy name the console user or Open API operator
+	// who added the key and who last changed it ("" when unknown).
+	CreatedBy, UpdatedBy string
 }
 
 // errItemExists and errItemNotFound are what an items model returns when
@@ -52,12 +55,13 @@ type Items interface {
 	// List returns the namespace's items in the cluster, in file order.
 	List(ctx context.Context, t Target) ([]item, error)
 	// Apply makes every change or none (errItemExists, errItemNotFound
-	// or bad input naming the key).
-	Apply(ctx context.Context, t Target, changes []itemChange) error
+	// or bad input naming the key), recording the operator by as the
+	// author of each.
+	Apply(ctx context.Context, t Target, by string, changes []itemChange) error
 }
 
-func itemDTO(it item, createdBy, modifiedBy string) ItemDTO {
-	return ItemDTO{Key: it.Key, Value: it.Value, Comment: it.Comment, baseDTO: base(createdBy, modifiedBy, it.CreatedAt, it.UpdatedAt)}
+func itemDTO(it item) ItemDTO {
+	return ItemDTO{Key: it.Key, Value: it.Value, Comment: it.Comment, baseDTO: base(it.CreatedBy, it.UpdatedBy, it.CreatedAt, it.UpdatedAt)}
 }
 
 // itemKey reads the key of an items/{key} or encodedItems/{key} path.
@@ -117,7 +121,7 @@ func (s *Server) getItem(x *call) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(x, http.StatusOK, itemDTO(it, "", ""))
+	return writeJSON(x, http.StatusOK, itemDTO(it))
 }
 
 func (s *Server) listItems(x *call) error {
@@ -135,7 +139,7 @@ func (s *Server) listItems(x *call) error {
 	}
 	out := ItemPageDTO{Page: page, Size: size, Total: int64(len(items)), Content: []ItemDTO{}}
 	for i := page * size; i < len(items) && i < (page+1)*size; i++ {
-		out.Content = append(out.Content, itemDTO(items[i], "", ""))
+		out.Content = append(out.Content, itemDTO(items[i]))
 	}
 	return writeJSON(x, http.StatusOK, out)
 }
@@ -162,7 +166,7 @@ func (s *Server) createItem(x *call) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(x, http.StatusOK, itemDTO(got, x.operator, x.operator))
+	return writeJSON(x, http.StatusOK, itemDTO(got))
 }
 
 func (s *Server) updateItem(x *call) error {
@@ -290,7 +294,7 @@ func (s *Server) edit(x *call, changes []itemChange) error {
 	if err := x.acquireLock(); err != nil {
 		return err
 	}
-	err := s.d.Items.Apply(x.Request().Context(), x.target(), changes)
+	err := s.d.Items.Apply(x.Request().Context(), x.target(), x.operator, changes)
 	switch {
 	case errors.Is(err, errItemExists):
 		return badRequest("%v", err)

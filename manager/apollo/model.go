@@ -14,14 +14,14 @@ type Layers interface {
 	AllItems(ctx context.Context, fileID ids.ID) ([]config.Item, error)
 	AddItem(ctx context.Context, fileID ids.ID, n config.NewItem) (config.Item, error)
 	UpdateItem(ctx context.Context, id ids.ID, c config.Change) (config.Item, error)
-	DeleteItem(ctx context.Context, id ids.ID) error
-	SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error
+	DeleteItem(ctx context.Context, id ids.ID, by string) error
+	SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string) error
 	NodeFiles(ctx context.Context, nodeID ids.ID) ([]config.NodeFile, error)
 	AllNodeItems(ctx context.Context, nodeFileID ids.ID) ([]config.NodeItem, error)
 	AddNodeItem(ctx context.Context, nodeFileIDs []ids.ID, n config.NewItem) ([]config.NodeItem, error)
 	UpdateNodeItem(ctx context.Context, id ids.ID, c config.Change) (config.NodeItem, error)
-	ResetNodeItem(ctx context.Context, id ids.ID) error
-	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error
+	ResetNodeItem(ctx context.Context, id ids.ID, by string) error
+	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string) error
 	Atomically(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
@@ -63,7 +63,8 @@ func (m *ConfigItems) List(ctx context.Context, t Target) ([]item, error) {
 		}
 		for _, it := range items {
 			if it.Effective {
-				out = append(out, item{Key: it.Key, Value: it.Value, Comment: it.Comment, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt})
+				out = append(out, item{Key: it.Key, Value: it.Value, Comment: it.Comment, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+					CreatedBy: it.CreatedBy, UpdatedBy: it.UpdatedBy})
 			}
 		}
 		return out, nil
@@ -78,23 +79,24 @@ func (m *ConfigItems) List(ctx context.Context, t Target) ([]item, error) {
 	}
 	for _, it := range items {
 		if it.Effective {
-			out = append(out, item{Key: it.Key, Value: it.Value, Comment: it.Comment, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt})
+			out = append(out, item{Key: it.Key, Value: it.Value, Comment: it.Comment, CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,
+				CreatedBy: it.CreatedBy, UpdatedBy: it.UpdatedBy})
 		}
 	}
 	return out, nil
 }
 
-// Apply makes the changes in one transaction: all of them, or none.
-// Each change names another key (the handlers see to it), so each sees
-// the items as they were before the call.
-func (m *ConfigItems) Apply(ctx context.Context, t Target, changes []itemChange) error {
+// Apply makes the changes in one transaction, as the operator by: all of
+// them, or none. Each change names another key (the handlers see to it),
+// so each sees the items as they were before the call.
+func (m *ConfigItems) Apply(ctx context.Context, t Target, by string, changes []itemChange) error {
 	return m.layers.Atomically(ctx, func(ctx context.Context) error {
 		for _, c := range changes {
 			var err error
 			if t.Node.IsZero() {
-				err = m.applyLayer(ctx, t, c)
+				err = m.applyLayer(ctx, t, by, c)
 			} else {
-				err = m.applyNode(ctx, t, c)
+				err = m.applyNode(ctx, t, by, c)
 			}
 			if err != nil {
 				return err
@@ -104,7 +106,7 @@ func (m *ConfigItems) Apply(ctx context.Context, t Target, changes []itemChange)
 	})
 }
 
-func (m *ConfigItems) applyLayer(ctx context.Context, t Target, c itemChange) error {
+func (m *ConfigItems) applyLayer(ctx context.Context, t Target, by string, c itemChange) error {
 	items, err := m.layers.AllItems(ctx, t.Layer)
 	if err != nil {
 		return err
@@ -120,25 +122,25 @@ func (m *ConfigItems) applyLayer(ctx context.Context, t Target, c itemChange) er
 	case c.delete && !visible:
 		return fmt.Errorf("%w: %s in namespace %s of cluster default", errItemNotFound, c.item.Key, t.File)
 	case c.delete:
-		return m.layers.DeleteItem(ctx, cur.ID)
+		return m.layers.DeleteItem(ctx, cur.ID, by)
 	case c.create && visible:
 		return fmt.Errorf("%w: %s in namespace %s of cluster default", errItemExists, c.item.Key, t.File)
 	case !c.create && !c.upsert && !visible:
 		return fmt.Errorf("%w: %s in namespace %s of cluster default", errItemNotFound, c.item.Key, t.File)
 	case cur == nil:
-		_, err := m.layers.AddItem(ctx, t.Layer, config.NewItem{Key: c.item.Key, Value: c.item.Value, Comment: c.item.Comment})
+		_, err := m.layers.AddItem(ctx, t.Layer, config.NewItem{Key: c.item.Key, Value: c.item.Value, Comment: c.item.Comment, By: by})
 		return err
 	}
-	if _, err := m.layers.UpdateItem(ctx, cur.ID, config.Change{Value: &c.item.Value, Comment: &c.item.Comment}); err != nil {
+	if _, err := m.layers.UpdateItem(ctx, cur.ID, config.Change{Value: &c.item.Value, Comment: &c.item.Comment, By: by}); err != nil {
 		return err
 	}
 	if !cur.Effective {
-		return m.layers.SetItemsEffective(ctx, []ids.ID{cur.ID}, true)
+		return m.layers.SetItemsEffective(ctx, []ids.ID{cur.ID}, true, by)
 	}
 	return nil
 }
 
-func (m *ConfigItems) applyNode(ctx context.Context, t Target, c itemChange) error {
+func (m *ConfigItems) applyNode(ctx context.Context, t Target, by string, c itemChange) error {
 	nf, err := m.nodeFile(ctx, t)
 	if err != nil {
 		return err
@@ -161,18 +163,18 @@ func (m *ConfigItems) applyNode(ctx context.Context, t Target, c itemChange) err
 	case c.delete && !visible:
 		return where(errItemNotFound)
 	case c.delete && cur.ItemID.IsZero():
-		return m.layers.ResetNodeItem(ctx, cur.ID) // the node's own key goes
+		return m.layers.ResetNodeItem(ctx, cur.ID, by) // the node's own key goes
 	case c.delete:
-		return m.layers.SetNodeItemsEffective(ctx, []ids.ID{cur.ID}, false) // a layer key is switched off here
+		return m.layers.SetNodeItemsEffective(ctx, []ids.ID{cur.ID}, false, by) // a layer key is switched off here
 	case c.create && visible:
 		return where(errItemExists)
 	case !c.create && !c.upsert && !visible:
 		return where(errItemNotFound)
 	case cur == nil:
-		_, err := m.layers.AddNodeItem(ctx, []ids.ID{nf.ID}, config.NewItem{Key: c.item.Key, Value: c.item.Value, Comment: c.item.Comment})
+		_, err := m.layers.AddNodeItem(ctx, []ids.ID{nf.ID}, config.NewItem{Key: c.item.Key, Value: c.item.Value, Comment: c.item.Comment, By: by})
 		return err
 	}
-	ch := config.Change{Value: &c.item.Value}
+	ch := config.Change{Value: &c.item.Value, By: by}
 	if cur.ItemID.IsZero() {
 		ch.Comment = &c.item.Comment // a layer key's comment is the layer's
 	}
@@ -180,7 +182,7 @@ func (m *ConfigItems) applyNode(ctx context.Context, t Target, c itemChange) err
 		return err
 	}
 	if !cur.Effective {
-		return m.layers.SetNodeItemsEffective(ctx, []ids.ID{cur.ID}, true)
+		return m.layers.SetNodeItemsEffective(ctx, []ids.ID{cur.ID}, true, by)
 	}
 	return nil
 }

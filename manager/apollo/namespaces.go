@@ -19,7 +19,7 @@ func (s *Server) namespaceDTO(x *call, ns *namespace, fill bool) (NamespaceDTO, 
 			return NamespaceDTO{}, err
 		}
 		for _, it := range items {
-			dto.Items = append(dto.Items, itemDTO(it, "", ""))
+			dto.Items = append(dto.Items, itemDTO(it))
 		}
 	}
 	return dto, nil

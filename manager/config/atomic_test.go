@@ -53,7 +53,7 @@ func TestAtomically(t *testing.T) {
 		if _, err := f.svc.AddNodeItem(ctx, []ids.ID{nf.ID}, config.NewItem{Key: "node.own", Value: "x"}); err != nil {
 			return err
 		}
-		if err := f.svc.DeleteItem(ctx, itemID("syncLimit")); err != nil {
+		if err := f.svc.DeleteItem(ctx, itemID("syncLimit"), ""); err != nil {
 			return err
 		}
 		return boom

@@ -101,6 +101,11 @@ type Item struct {
 	Effective bool
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// CreatedBy and UpdatedBy name who added the key and who last changed
+	// it (a console user or an Open API operator); empty when nobody did:
+	// the key came from the package, or predates authorship.
+	CreatedBy string
+	UpdatedBy string
 }
 
 // NodeFile is one node's copy of a layer's file.
@@ -139,7 +144,11 @@ type NodeItem struct {
 	ValueSet     bool
 	EffectiveSet bool
 	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// UpdatedAt and UpdatedBy are the later of the node's and the layer's
+	// change of the key: what the node's file last changed by.
+	UpdatedAt time.Time
+	CreatedBy string
+	UpdatedBy string
 }
 
 // Sources of a node's item.

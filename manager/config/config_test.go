@@ -223,7 +223,7 @@ func TestLayers(t *testing.T) {
 		t.Fatal("the override did not hold against a layer edit")
 	}
 	// Disabled on node 3 only.
-	if err := f.svc.SetNodeItemsEffective(ctx, []ids.ID{nodeItem(nodes[2], "autopurge.purgeInterval").ID}, false); err != nil {
+	if err := f.svc.SetNodeItemsEffective(ctx, []ids.ID{nodeItem(nodes[2], "autopurge.purgeInterval").ID}, false, ""); err != nil {
 		t.Fatal(err)
 	}
 	if contains(nodes[2], "autopurge.purgeInterval=1") || !contains(nodes[0], "autopurge.purgeInterval=1") {
@@ -234,7 +234,7 @@ func TestLayers(t *testing.T) {
 		t.Fatalf("override equal to the layer %+v %v", it, err)
 	}
 	// Reset: node 3 follows the layer's on/off again.
-	if err := f.svc.ResetNodeItem(ctx, nodeItem(nodes[2], "autopurge.purgeInterval").ID); err != nil || !contains(nodes[2], "autopurge.purgeInterval=1") {
+	if err := f.svc.ResetNodeItem(ctx, nodeItem(nodes[2], "autopurge.purgeInterval").ID, ""); err != nil || !contains(nodes[2], "autopurge.purgeInterval=1") {
 		t.Fatalf("reset: %v", err)
 	}
 	// A comment of a cluster key is the layer's to change.
@@ -269,7 +269,7 @@ func TestLayers(t *testing.T) {
 		t.Fatalf("a key the layer has: %v", err)
 	}
 	// Deleting it from the layer: node 1 keeps its value as its own key.
-	if err := f.svc.DeleteItem(ctx, snap.ID); err != nil {
+	if err := f.svc.DeleteItem(ctx, snap.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if !contains(nodes[0], "snapCount=1000") || contains(nodes[1], "snapCount") {
@@ -279,7 +279,7 @@ func TestLayers(t *testing.T) {
 		t.Fatalf("kept key %+v", it)
 	}
 	// Deleting a key of the node's own.
-	if err := f.svc.ResetNodeItem(ctx, nodeItem(nodes[0], "snapCount").ID); err != nil || contains(nodes[0], "snapCount=1000") {
+	if err := f.svc.ResetNodeItem(ctx, nodeItem(nodes[0], "snapCount").ID, ""); err != nil || contains(nodes[0], "snapCount=1000") {
 		t.Fatalf("delete own key: %v", err)
 	}
 
@@ -296,13 +296,13 @@ func TestLayers(t *testing.T) {
 	}
 
 	// All or none.
-	if err := f.svc.SetItemsEffective(ctx, []ids.ID{itemOf("tickTime").ID, 42}, false); !errors.Is(err, config.ErrItemNotFound) {
+	if err := f.svc.SetItemsEffective(ctx, []ids.ID{itemOf("tickTime").ID, 42}, false, ""); !errors.Is(err, config.ErrItemNotFound) {
 		t.Fatalf("unknown id in a batch: %v", err)
 	}
 	if !itemOf("tickTime").Effective {
 		t.Fatal("a failed batch changed an item")
 	}
-	if err := f.svc.SetNodeItemsEffective(ctx, []ids.ID{nodeItem(nodes[0], "tickTime").ID, 42}, false); !errors.Is(err, config.ErrItemNotFound) {
+	if err := f.svc.SetNodeItemsEffective(ctx, []ids.ID{nodeItem(nodes[0], "tickTime").ID, 42}, false, ""); !errors.Is(err, config.ErrItemNotFound) {
 		t.Fatalf("unknown id in a node batch: %v", err)
 	}
 	if _, err := f.svc.AddNodeItem(ctx, []ids.ID{files1[0].ID, 999}, config.NewItem{Key: "x", Value: "1"}); !errors.Is(err, config.ErrFileNotFound) {
@@ -314,7 +314,7 @@ func TestLayers(t *testing.T) {
 	// A raw file's content cannot be deleted, nor keys added to it.
 	myid := layers[1]
 	items, _ := f.svc.AllItems(ctx, myid.ID)
-	if err := f.svc.DeleteItem(ctx, items[0].ID); !isField(err, "item") {
+	if err := f.svc.DeleteItem(ctx, items[0].ID, ""); !isField(err, "item") {
 		t.Fatalf("delete raw content: %v", err)
 	}
 	if _, err := f.svc.AddItem(ctx, myid.ID, config.NewItem{Key: "k", Value: "v"}); !isField(err, "key") {

@@ -42,14 +42,14 @@ type Store interface {
 	// ErrItemExists when the layer has the key.
 	CreateItem(ctx context.Context, it Item, newID func() ids.ID) error
 	// UpdateItem sets an item's value and comment; ErrItemNotFound.
-	UpdateItem(ctx context.Context, id ids.ID, value, comment string, now time.Time) (Item, error)
+	UpdateItem(ctx context.Context, id ids.ID, value, comment, by string, now time.Time) (Item, error)
 	// DeleteItem removes a layer item. Nodes that override its value keep
 	// the key as their own (with their value and on/off); the others lose
 	// it. ErrItemNotFound.
-	DeleteItem(ctx context.Context, id ids.ID, now time.Time) error
+	DeleteItem(ctx context.Context, id ids.ID, by string, now time.Time) error
 	// SetItemsEffective sets effective on all the layer items or, if one
 	// does not exist (ErrItemNotFound), on none.
-	SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error
+	SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string, now time.Time) error
 
 	// NodeFiles returns the node's files, in manifest order.
 	NodeFiles(ctx context.Context, nodeID ids.ID) ([]NodeFile, error)
@@ -69,14 +69,14 @@ type Store interface {
 	// SetNodeItem overrides a node item's value (nil: leave it) and, for
 	// a key of the node's own, its comment (nil: leave it). A value equal
 	// to the layer's drops the override. ErrItemNotFound.
-	SetNodeItem(ctx context.Context, id ids.ID, value, comment *string, now time.Time) (NodeItem, error)
+	SetNodeItem(ctx context.Context, id ids.ID, value, comment *string, by string, now time.Time) (NodeItem, error)
 	// ResetNodeItem drops a mirroring item's overrides, or deletes a key
 	// of the node's own; ErrItemNotFound.
-	ResetNodeItem(ctx context.Context, id ids.ID, now time.Time) error
+	ResetNodeItem(ctx context.Context, id ids.ID, by string, now time.Time) error
 	// SetNodeItemsEffective switches node items on or off (an override,
 	// dropped where it equals the layer) for all of them or, if one does
 	// not exist (ErrItemNotFound), none.
-	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error
+	SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string, now time.Time) error
 
 	// Atomically runs fn in one transaction: every write fn makes with
 	// the context it is given takes effect, or none does.
@@ -204,6 +204,8 @@ type NewItem struct {
 	Key     string
 	Value   string
 	Comment string
+	// By is who adds it: a console user's or an Open API operator's name.
+	By string
 }
 
 // AddItem adds an effective key to the cluster layer of a file, which
@@ -221,7 +223,8 @@ func (s *Service) AddItem(ctx context.Context, fileID ids.ID, n NewItem) (Item, 
 		return Item{}, err
 	}
 	now := s.now()
-	it := Item{ID: s.gen.Next(), FileID: fileID, Key: key, Value: n.Value, Comment: n.Comment, Effective: true, CreatedAt: now, UpdatedAt: now}
+	it := Item{ID: s.gen.Next(), FileID: fileID, Key: key, Value: n.Value, Comment: n.Comment, Effective: true,
+		CreatedAt: now, UpdatedAt: now, CreatedBy: n.By, UpdatedBy: n.By}
 	if err := s.store.CreateItem(ctx, it, s.gen.Next); err != nil {
 		return Item{}, err
 	}
@@ -232,6 +235,8 @@ func (s *Service) AddItem(ctx context.Context, fileID ids.ID, n NewItem) (Item, 
 type Change struct {
 	Value   *string
 	Comment *string
+	// By is who makes the change.
+	By string
 }
 
 // UpdateItem changes a layer item's value or comment: ErrItemNotFound, or
@@ -258,13 +263,13 @@ func (s *Service) UpdateItem(ctx context.Context, id ids.ID, c Change) (Item, er
 	if err := checkComment(comment); err != nil {
 		return Item{}, err
 	}
-	return s.store.UpdateItem(ctx, id, value, comment, s.now())
+	return s.store.UpdateItem(ctx, id, value, comment, c.By, s.now())
 }
 
 // DeleteItem removes a key from the cluster layer: nodes that override its
-// value keep it as their own key, the others lose it. ErrItemNotFound; a
-// raw file's content cannot be deleted.
-func (s *Service) DeleteItem(ctx context.Context, id ids.ID) error {
+// value keep it as their own key (changed by by), the others lose it.
+// ErrItemNotFound; a raw file's content cannot be deleted.
+func (s *Service) DeleteItem(ctx context.Context, id ids.ID, by string) error {
 	it, err := s.store.Item(ctx, id)
 	if err != nil {
 		return err
@@ -276,16 +281,16 @@ func (s *Service) DeleteItem(ctx context.Context, id ids.ID) error {
 	if f.Format == FormatRaw {
 		return invalid.Field("item", "%s is a raw file: its %q cannot be deleted; edit or disable it", f.Name, RawKey)
 	}
-	return s.store.DeleteItem(ctx, id, s.now())
+	return s.store.DeleteItem(ctx, id, by, s.now())
 }
 
-// SetItemsEffective switches layer items on or off: all of them, or none
-// if one does not exist (ErrItemNotFound).
-func (s *Service) SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error {
+// SetItemsEffective switches layer items on or off, as by: all of them,
+// or none if one does not exist (ErrItemNotFound).
+func (s *Service) SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string) error {
 	if err := checkIDs(itemIDs); err != nil {
 		return err
 	}
-	return s.store.SetItemsEffective(ctx, itemIDs, effective, s.now())
+	return s.store.SetItemsEffective(ctx, itemIDs, effective, by, s.now())
 }
 
 // NodeFiles returns the node's config files.
@@ -349,7 +354,7 @@ func (s *Service) AddNodeItem(ctx context.Context, nodeFileIDs []ids.ID, n NewIt
 			return nil, err
 		}
 		out = append(out, NodeItem{ID: s.gen.Next(), NodeFileID: id, Key: key, Value: n.Value, Comment: n.Comment,
-			Effective: true, ValueSet: true, EffectiveSet: true, CreatedAt: now, UpdatedAt: now})
+			Effective: true, ValueSet: true, EffectiveSet: true, CreatedAt: now, UpdatedAt: now, CreatedBy: n.By, UpdatedBy: n.By})
 	}
 	if err := s.store.CreateNodeItems(ctx, out); err != nil {
 		return nil, err
@@ -382,22 +387,23 @@ func (s *Service) UpdateNodeItem(ctx context.Context, id ids.ID, c Change) (Node
 			return NodeItem{}, err
 		}
 	}
-	return s.store.SetNodeItem(ctx, id, c.Value, c.Comment, s.now())
+	return s.store.SetNodeItem(ctx, id, c.Value, c.Comment, c.By, s.now())
 }
 
 // ResetNodeItem drops a node's overrides of a cluster key (it follows the
-// layer again) or deletes a key of the node's own. ErrItemNotFound.
-func (s *Service) ResetNodeItem(ctx context.Context, id ids.ID) error {
-	return s.store.ResetNodeItem(ctx, id, s.now())
+// layer again), as by, or deletes a key of the node's own.
+// ErrItemNotFound.
+func (s *Service) ResetNodeItem(ctx context.Context, id ids.ID, by string) error {
+	return s.store.ResetNodeItem(ctx, id, by, s.now())
 }
 
-// SetNodeItemsEffective switches node items on or off for their nodes: all
-// of them, or none if one does not exist (ErrItemNotFound).
-func (s *Service) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool) error {
+// SetNodeItemsEffective switches node items on or off for their nodes, as
+// by: all of them, or none if one does not exist (ErrItemNotFound).
+func (s *Service) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string) error {
 	if err := checkIDs(itemIDs); err != nil {
 		return err
 	}
-	return s.store.SetNodeItemsEffective(ctx, itemIDs, effective, s.now())
+	return s.store.SetNodeItemsEffective(ctx, itemIDs, effective, by, s.now())
 }
 
 // Atomically runs fn, whose edits of items and node items through the

@@ -79,7 +79,7 @@ func (db *DB) File(ctx context.Context, id ids.ID) (config.File, error) {
 		`SELECT `+layerCols+` FROM config_files WHERE id = ?`, int64(id))
 }
 
-const layerItemCols = `id, file_id, key, value, comment, effective, created_at, updated_at`
+const layerItemCols = `id, file_id, key, value, comment, effective, created_at, updated_at, created_by, updated_by`
 
 func scanLayerItem(sc scanner) (config.Item, error) {
 	var (
@@ -87,7 +87,7 @@ func scanLayerItem(sc scanner) (config.Item, error) {
 		id, fid          int64
 		created, updated sql.NullInt64
 	)
-	if err := sc.Scan(&id, &fid, &it.Key, &it.Value, &it.Comment, &it.Effective, &created, &updated); err != nil {
+	if err := sc.Scan(&id, &fid, &it.Key, &it.Value, &it.Comment, &it.Effective, &created, &updated, &it.CreatedBy, &it.UpdatedBy); err != nil {
 		return config.Item{}, err
 	}
 	it.ID, it.FileID = ids.ID(id), ids.ID(fid)
@@ -117,9 +117,9 @@ func (db *DB) Item(ctx context.Context, id ids.ID) (config.Item, error) {
 // the layer.
 func (db *DB) CreateItem(ctx context.Context, it config.Item, newID func() ids.ID) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.FileID), it.Key, it.Value, it.Comment, it.Effective,
-			millis(it.CreatedAt), millis(it.UpdatedAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
+			created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.FileID), it.Key, it.Value, it.Comment,
+			it.Effective, millis(it.CreatedAt), millis(it.UpdatedAt), it.CreatedBy, it.UpdatedBy)
 		switch {
 		case isUnique(err, "config_items.file_id"):
 			return fmt.Errorf("%w: %s", config.ErrItemExists, it.Key)
@@ -135,14 +135,15 @@ func (db *DB) CreateItem(ctx context.Context, it config.Item, newID func() ids.I
 
 // mirrorItem gives every node file of the item's layer a node item for
 // it: a new one, or the node's own key of that name, which becomes an
-// override (dropped where it equals the layer).
+// override (dropped where it equals the layer). Either is the item's
+// author's doing.
 func mirrorItem(ctx context.Context, tx *sql.Tx, it config.Item, newID func() ids.ID) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE node_config_items SET layer_item_id = ?,
 			value = CASE WHEN value = ? THEN NULL ELSE value END,
 			effective = CASE WHEN effective = ? THEN NULL ELSE effective END,
-			comment = '', updated_at = ?
+			comment = '', updated_at = ?, updated_by = ?
 		WHERE key = ? AND layer_item_id IS NULL AND file_id IN (SELECT id FROM node_config_files WHERE layer_id = ?)`,
-		int64(it.ID), it.Value, it.Effective, millis(it.UpdatedAt), it.Key, int64(it.FileID)); err != nil {
+		int64(it.ID), it.Value, it.Effective, millis(it.UpdatedAt), it.UpdatedBy, it.Key, int64(it.FileID)); err != nil {
 		return err
 	}
 	files, err := txIDs(ctx, tx, `SELECT id FROM node_config_files WHERE layer_id = ? AND id NOT IN
@@ -151,8 +152,9 @@ func mirrorItem(ctx context.Context, tx *sql.Tx, it config.Item, newID func() id
 		return err
 	}
 	for _, f := range files {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, layer_item_id, key, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)`, int64(newID()), f, int64(it.ID), it.Key, millis(it.CreatedAt), millis(it.UpdatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, layer_item_id, key, created_at, updated_at,
+			created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), f, int64(it.ID), it.Key, millis(it.CreatedAt),
+			millis(it.UpdatedAt), it.CreatedBy, it.UpdatedBy); err != nil {
 			return err
 		}
 	}
@@ -178,11 +180,11 @@ func txIDs(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64,
 }
 
 // UpdateItem sets a layer item's value and comment.
-func (db *DB) UpdateItem(ctx context.Context, id ids.ID, value, comment string, now time.Time) (config.Item, error) {
+func (db *DB) UpdateItem(ctx context.Context, id ids.ID, value, comment, by string, now time.Time) (config.Item, error) {
 	var it config.Item
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, updated_at = ? WHERE id = ?`,
-			value, comment, millis(now), int64(id))
+		res, err := tx.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, updated_at = ?, updated_by = ? WHERE id = ?`,
+			value, comment, millis(now), by, int64(id))
 		if err == nil {
 			err = mustAffect(res, config.ErrItemNotFound)
 		}
@@ -199,14 +201,14 @@ func (db *DB) UpdateItem(ctx context.Context, id ids.ID, value, comment string, 
 }
 
 // DeleteItem removes a layer item; nodes that override its value keep the
-// key as their own.
-func (db *DB) DeleteItem(ctx context.Context, id ids.ID, now time.Time) error {
+// key as their own, changed by by.
+func (db *DB) DeleteItem(ctx context.Context, id ids.ID, by string, now time.Time) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE node_config_items SET
 				effective = COALESCE(effective, (SELECT effective FROM config_items WHERE id = ?)),
 				comment = (SELECT comment FROM config_items WHERE id = ?),
-				layer_item_id = NULL, updated_at = ?
-			WHERE layer_item_id = ? AND value IS NOT NULL`, int64(id), int64(id), millis(now), int64(id)); err != nil {
+				layer_item_id = NULL, updated_at = ?, updated_by = ?
+			WHERE layer_item_id = ? AND value IS NOT NULL`, int64(id), int64(id), millis(now), by, int64(id)); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM config_items WHERE id = ?`, int64(id))
@@ -219,14 +221,14 @@ func (db *DB) DeleteItem(ctx context.Context, id ids.ID, now time.Time) error {
 }
 
 // SetItemsEffective sets effective on all the layer items, or none.
-func (db *DB) SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error {
+func (db *DB) SetItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string, now time.Time) error {
 	return db.setEach(ctx, "set config items effective", itemIDs,
-		`UPDATE config_items SET effective = ?1, updated_at = ?2 WHERE id = ?3`, effective, now)
+		`UPDATE config_items SET effective = ?1, updated_at = ?2, updated_by = ?4 WHERE id = ?3`, effective, by, now)
 }
 
-// setEach runs query (?1 effective, ?2 now, ?3 id) for each id in one
-// transaction: all or, when one id does not exist, none.
-func (db *DB) setEach(ctx context.Context, what string, itemIDs []ids.ID, query string, effective bool, now time.Time) error {
+// setEach runs query (?1 effective, ?2 now, ?3 id, ?4 by) for each id in
+// one transaction: all or, when one id does not exist, none.
+func (db *DB) setEach(ctx context.Context, what string, itemIDs []ids.ID, query string, effective bool, by string, now time.Time) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, query)
 		if err != nil {
@@ -234,7 +236,7 @@ func (db *DB) setEach(ctx context.Context, what string, itemIDs []ids.ID, query 
 		}
 		defer stmt.Close()
 		for _, id := range itemIDs {
-			res, err := stmt.ExecContext(ctx, effective, millis(now), int64(id))
+			res, err := stmt.ExecContext(ctx, effective, millis(now), int64(id), by)
 			if err == nil {
 				err = mustAffect(res, config.ErrItemNotFound)
 			}
@@ -283,7 +285,8 @@ const nodeItemSelect = `SELECT n.id, n.file_id, COALESCE(n.layer_item_id, 0), n.
 		COALESCE(n.value, l.value, ''),
 		CASE WHEN n.layer_item_id IS NULL THEN n.comment ELSE COALESCE(l.comment, '') END,
 		COALESCE(n.effective, l.effective, 0), n.value IS NOT NULL, n.effective IS NOT NULL,
-		n.created_at, MAX(COALESCE(n.updated_at, 0), COALESCE(l.updated_at, 0))
+		n.created_at, MAX(COALESCE(n.updated_at, 0), COALESCE(l.updated_at, 0)), n.created_by,
+		CASE WHEN COALESCE(l.updated_at, 0) > COALESCE(n.updated_at, 0) THEN l.updated_by ELSE n.updated_by END
 	FROM node_config_items n LEFT JOIN config_items l ON l.id = n.layer_item_id`
 
 // nodeItemFileOrder is a node file's order: its layer's keys in file
@@ -297,7 +300,7 @@ func scanNodeItem(sc scanner) (config.NodeItem, error) {
 		created, updated sql.NullInt64
 	)
 	if err := sc.Scan(&id, &fid, &lid, &it.Key, &it.Value, &it.Comment, &it.Effective, &it.ValueSet, &it.EffectiveSet,
-		&created, &updated); err != nil {
+		&created, &updated, &it.CreatedBy, &it.UpdatedBy); err != nil {
 		return config.NodeItem{}, err
 	}
 	it.ID, it.NodeFileID, it.ItemID = ids.ID(id), ids.ID(fid), ids.ID(lid)
@@ -330,9 +333,9 @@ func (db *DB) NodeItem(ctx context.Context, id ids.ID) (config.NodeItem, error) 
 func (db *DB) CreateNodeItems(ctx context.Context, items []config.NodeItem) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		for _, it := range items {
-			_, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.NodeFileID), it.Key, it.Value, it.Comment, it.Effective,
-				millis(it.CreatedAt), millis(it.UpdatedAt))
+			_, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
+				created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(it.ID), int64(it.NodeFileID), it.Key, it.Value,
+				it.Comment, it.Effective, millis(it.CreatedAt), millis(it.UpdatedAt), it.CreatedBy, it.UpdatedBy)
 			switch {
 			case isUnique(err, "node_config_items.file_id"):
 				return fmt.Errorf("%w: %s (file %s)", config.ErrItemExists, it.Key, it.NodeFileID)
@@ -349,7 +352,7 @@ func (db *DB) CreateNodeItems(ctx context.Context, items []config.NodeItem) erro
 
 // SetNodeItem overrides a node item's value and, for a key of the node's
 // own, its comment.
-func (db *DB) SetNodeItem(ctx context.Context, id ids.ID, value, comment *string, now time.Time) (config.NodeItem, error) {
+func (db *DB) SetNodeItem(ctx context.Context, id ids.ID, value, comment *string, by string, now time.Time) (config.NodeItem, error) {
 	var v, c sql.NullString
 	if value != nil {
 		v = sql.NullString{String: *value, Valid: true}
@@ -365,8 +368,8 @@ func (db *DB) SetNodeItem(ctx context.Context, id ids.ID, value, comment *string
 					WHEN layer_item_id IS NOT NULL AND ?1 = (SELECT value FROM config_items WHERE id = layer_item_id) THEN NULL
 					ELSE ?1 END,
 				comment = CASE WHEN ?2 IS NULL OR layer_item_id IS NOT NULL THEN comment ELSE ?2 END,
-				updated_at = ?3
-			WHERE id = ?4`, v, c, millis(now), int64(id))
+				updated_at = ?3, updated_by = ?5
+			WHERE id = ?4`, v, c, millis(now), int64(id), by)
 		if err == nil {
 			err = mustAffect(res, config.ErrItemNotFound)
 		}
@@ -384,7 +387,7 @@ func (db *DB) SetNodeItem(ctx context.Context, id ids.ID, value, comment *string
 
 // ResetNodeItem drops a mirroring item's overrides, or deletes a key of
 // the node's own.
-func (db *DB) ResetNodeItem(ctx context.Context, id ids.ID, now time.Time) error {
+func (db *DB) ResetNodeItem(ctx context.Context, id ids.ID, by string, now time.Time) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM node_config_items WHERE id = ? AND layer_item_id IS NULL`, int64(id))
 		if err != nil {
@@ -393,8 +396,8 @@ func (db *DB) ResetNodeItem(ctx context.Context, id ids.ID, now time.Time) error
 		if n, _ := res.RowsAffected(); n == 1 {
 			return nil
 		}
-		res, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = NULL, effective = NULL, updated_at = ? WHERE id = ?`,
-			millis(now), int64(id))
+		res, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = NULL, effective = NULL, updated_at = ?, updated_by = ?
+			WHERE id = ?`, millis(now), by, int64(id))
 		if err != nil {
 			return err
 		}
@@ -405,13 +408,13 @@ func (db *DB) ResetNodeItem(ctx context.Context, id ids.ID, now time.Time) error
 
 // SetNodeItemsEffective switches node items on or off, all or none; an
 // override equal to the layer is dropped.
-func (db *DB) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, now time.Time) error {
+func (db *DB) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effective bool, by string, now time.Time) error {
 	return db.setEach(ctx, "set node config items effective", itemIDs, `UPDATE node_config_items SET
 			effective = CASE
 				WHEN layer_item_id IS NOT NULL AND ?1 = (SELECT effective FROM config_items WHERE id = layer_item_id) THEN NULL
 				ELSE ?1 END,
-			updated_at = ?2
-		WHERE id = ?3`, effective, now)
+			updated_at = ?2, updated_by = ?4
+		WHERE id = ?3`, effective, by, now)
 }
 
 // insertNodeConfig gives a new node its config files: for each imported
@@ -457,8 +460,9 @@ func insertNodeConfig(ctx context.Context, tx *sql.Tx, clusterID, nodeID ids.ID,
 			return err
 		}
 		for _, itemID := range items {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, layer_item_id, key, created_at, updated_at)
-				SELECT ?, ?, id, key, ?, ? FROM config_items WHERE id = ?`, int64(newID()), fileID, millis(now), millis(now), itemID); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, layer_item_id, key, created_at, updated_at,
+				created_by, updated_by) SELECT ?, ?, id, key, ?, ?, created_by, updated_by FROM config_items WHERE id = ?`,
+				int64(newID()), fileID, millis(now), millis(now), itemID); err != nil {
 				return err
 			}
 		}

@@ -131,11 +131,11 @@ func (db *DB) CreateRelease(ctx context.Context, r *config.Release, nodes []conf
 		if !restoreDraft {
 			return nil
 		}
-		if err := restoreLayer(ctx, tx, r.FileID, r.Items, r.CreatedAt, newID); err != nil {
+		if err := restoreLayer(ctx, tx, r.FileID, r.Items, r.CreatedBy, r.CreatedAt, newID); err != nil {
 			return fmt.Errorf("restore the draft of release %d: %w", r.Number, err)
 		}
 		for _, n := range nodes {
-			if err := restoreNode(ctx, tx, n.NodeFileID, n.Items, r.CreatedAt, newID); err != nil {
+			if err := restoreNode(ctx, tx, n.NodeFileID, n.Items, r.CreatedBy, r.CreatedAt, newID); err != nil {
 				return fmt.Errorf("restore the draft of %s: %w", n.NodeDir, err)
 			}
 		}
@@ -144,10 +144,10 @@ func (db *DB) CreateRelease(ctx context.Context, r *config.Release, nodes []conf
 	return releaseErr("create config release", err)
 }
 
-// restoreLayer sets a layer's items to items, by key: kept keys keep their
-// ids, missing ones are added (and mirrored), others deleted (a node that
-// overrides a deleted key's value keeps it as its own).
-func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config.Item, now time.Time, newID func() ids.ID) error {
+// restoreLayer sets a layer's items to items, by key, as by: kept keys
+// keep their ids, missing ones are added (and mirrored), others deleted (a
+// node that overrides a deleted key's value keeps it as its own).
+func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config.Item, by string, now time.Time, newID func() ids.ID) error {
 	current := map[string]int64{}
 	rows, err := tx.QueryContext(ctx, `SELECT key, id FROM config_items WHERE file_id = ?`, int64(fileID))
 	if err != nil {
@@ -167,17 +167,18 @@ func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config
 	for _, it := range items {
 		want[it.Key] = true
 		if id, ok := current[it.Key]; ok {
-			if _, err := tx.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, effective = ?, updated_at = ?
-				WHERE id = ? AND (value != ? OR comment != ? OR effective != ?)`, it.Value, it.Comment, it.Effective, millis(now), id,
+			if _, err := tx.ExecContext(ctx, `UPDATE config_items SET value = ?, comment = ?, effective = ?, updated_at = ?, updated_by = ?
+				WHERE id = ? AND (value != ? OR comment != ? OR effective != ?)`, it.Value, it.Comment, it.Effective, millis(now), by, id,
 				it.Value, it.Comment, it.Effective); err != nil {
 				return err
 			}
 			continue
 		}
 		n := config.Item{ID: newID(), FileID: fileID, Key: it.Key, Value: it.Value, Comment: it.Comment, Effective: it.Effective,
-			CreatedAt: now, UpdatedAt: now}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(n.ID), int64(fileID), n.Key, n.Value, n.Comment, n.Effective, millis(now), millis(now)); err != nil {
+			CreatedAt: now, UpdatedAt: now, CreatedBy: by, UpdatedBy: by}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
+			created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(n.ID), int64(fileID), n.Key, n.Value, n.Comment, n.Effective,
+			millis(now), millis(now), by, by); err != nil {
 			return err
 		}
 		if err := mirrorItem(ctx, tx, n, newID); err != nil {
@@ -190,8 +191,8 @@ func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE node_config_items SET
 				effective = COALESCE(effective, (SELECT effective FROM config_items WHERE id = ?1)),
-				comment = (SELECT comment FROM config_items WHERE id = ?1), layer_item_id = NULL, updated_at = ?2
-			WHERE layer_item_id = ?1 AND value IS NOT NULL`, id, millis(now)); err != nil {
+				comment = (SELECT comment FROM config_items WHERE id = ?1), layer_item_id = NULL, updated_at = ?2, updated_by = ?3
+			WHERE layer_item_id = ?1 AND value IS NOT NULL`, id, millis(now), by); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM config_items WHERE id = ?`, id); err != nil {
@@ -201,8 +202,8 @@ func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config
 	return nil
 }
 
-// restoreNode sets a node file's overrides and own keys to items.
-func restoreNode(ctx context.Context, tx *sql.Tx, nodeFileID ids.ID, items []config.NodeItem, now time.Time, newID func() ids.ID) error {
+// restoreNode sets a node file's overrides and own keys to items, as by.
+func restoreNode(ctx context.Context, tx *sql.Tx, nodeFileID ids.ID, items []config.NodeItem, by string, now time.Time, newID func() ids.ID) error {
 	type row struct {
 		id    int64
 		layer bool
@@ -237,14 +238,15 @@ func restoreNode(ctx context.Context, tx *sql.Tx, nodeFileID ids.ID, items []con
 		switch {
 		case ok && cur.layer:
 			// The layer has the key: the node's overrides, if any.
-			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, updated_at = ? WHERE id = ?`,
-				v, e, millis(now), cur.id)
+			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, updated_at = ?, updated_by = ? WHERE id = ?`,
+				v, e, millis(now), by, cur.id)
 		case ok:
-			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, comment = ?, updated_at = ? WHERE id = ?`,
-				it.Value, it.Effective, it.Comment, millis(now), cur.id)
+			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, comment = ?, updated_at = ?, updated_by = ?
+				WHERE id = ?`, it.Value, it.Effective, it.Comment, millis(now), by, cur.id)
 		case it.ItemID.IsZero():
-			_, err = tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), int64(nodeFileID), it.Key, it.Value, it.Comment, it.Effective, millis(now), millis(now))
+			_, err = tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
+				created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), int64(nodeFileID), it.Key, it.Value, it.Comment,
+				it.Effective, millis(now), millis(now), by, by)
 		}
 		if err != nil {
 			return err

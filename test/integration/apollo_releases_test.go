@@ -212,8 +212,10 @@ func apolloReleases(t *testing.T, e *apolloEnv) {
 		t.Fatalf("history page 1: %+v", page)
 	}
 
-	// Rollback of release 1 of default: back to the one before it.
-	j.Must(t, 200, "PUT", []string{"envs", "PRO", "releases", fmt.Sprint(id1), "rollback"}, [][2]string{{"operator", "admin"}}, nil)
+	// Rollback of release 1 of default: back to the one before it. The
+	// items it sets back are last changed by its operator.
+	e.c.OK(t, "POST", "/user", map[string]any{"username": "carol", "password": "carol-password-1", "role": "operator"}, nil)
+	j.Must(t, 200, "PUT", []string{"envs", "PRO", "releases", fmt.Sprint(id1), "rollback"}, [][2]string{{"operator", "carol"}}, nil)
 	var rb history
 	testenv.Eventually(t, 2*time.Minute, "the rollback to settle", func() bool {
 		var list []history
@@ -229,8 +231,8 @@ func apolloReleases(t *testing.T, e *apolloEnv) {
 	}
 	var it map[string]any
 	j.Get(t, ns("default", "app.properties", "items", "session.timeout"), nil, &it)
-	if it["value"] != "3000" {
-		t.Errorf("the draft after the rollback: session.timeout=%v", it["value"])
+	if it["value"] != "3000" || it["dataChangeLastModifiedBy"] != "carol" {
+		t.Errorf("the draft after the rollback: session.timeout=%v, last modified by %v (want 3000, carol)", it["value"], it["dataChangeLastModifiedBy"])
 	}
 	// toReleaseId: forward again to release 1.
 	b.Must(t, 200, "PUT", []string{"envs", "PRO", "releases", fmt.Sprint(rb.ReleaseID), "rollback"}, [][2]string{{"operator", "admin"}, {"toReleaseId", fmt.Sprint(id1)}}, nil)

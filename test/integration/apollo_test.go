@@ -23,6 +23,7 @@ func TestApolloOpenAPI(t *testing.T) {
 	t.Run("items", func(t *testing.T) { apolloItems(t, e) })
 	t.Run("items bad input", func(t *testing.T) { apolloItemsBadInput(t, e) })
 	t.Run("batch", func(t *testing.T) { apolloBatch(t, e) })
+	t.Run("item authors", func(t *testing.T) { apolloAuthors(t, e) })
 	t.Run("releases", func(t *testing.T) { apolloReleases(t, e) })
 	t.Run("releases bad input", func(t *testing.T) { apolloReleasesBadInput(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })

@@ -21,7 +21,8 @@ type Envelope struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// Client is a client of a manager's console API, logged in as the admin.
+// Client is a client of a manager's console API, logged in as a console
+// user (the admin, unless made by ClientAs).
 type Client struct {
 	base  string
 	token string
@@ -45,15 +46,27 @@ func (m *Manager) Client(t testing.TB, opts ...ClientOption) *Client {
 	return NewClient(t, m.httpAddr, m.cfg.AdminPassword, opts...)
 }
 
+// ClientAs returns a console API client logged in as the console user
+// username with password; the test fails if the login does.
+func (m *Manager) ClientAs(t testing.TB, username, password string, opts ...ClientOption) *Client {
+	t.Helper()
+	return newClient(t, m.httpAddr, username, password, opts...)
+}
+
 // NewClient returns a client of the console API at httpAddr (host:port)
 // logged in as the admin with password; the test fails if the login does.
 func NewClient(t testing.TB, httpAddr, password string, opts ...ClientOption) *Client {
+	t.Helper()
+	return newClient(t, httpAddr, "admin", password, opts...)
+}
+
+func newClient(t testing.TB, httpAddr, username, password string, opts ...ClientOption) *Client {
 	t.Helper()
 	c := &Client{base: "http://" + httpAddr + "/admq-manager", hc: &http.Client{Timeout: DefaultClientTimeout}}
 	for _, o := range opts {
 		o(c)
 	}
-	env, status := c.Do(t, http.MethodPost, "/login", map[string]string{"username": "admin", "password": password})
+	env, status := c.Do(t, http.MethodPost, "/login", map[string]string{"username": username, "password": password})
 	if status != http.StatusOK || env.Code != 0 {
 		t.Fatalf("login: HTTP %d code %d %s", status, env.Code, env.Message)
 	}

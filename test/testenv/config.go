@@ -25,6 +25,10 @@ type ConfigItem struct {
 	ConfigValue   string `json:"configValue"`
 	Effective     int    `json:"effective"`
 	Describes     string `json:"describes"`
+	CreateTime    string `json:"createTime"`
+	UpdateTime    string `json:"updateTime"`
+	CreateUser    string `json:"createUser"`
+	UpdateUser    string `json:"updateUser"`
 	Source        string `json:"source"`
 	ClusterItemID string `json:"clusterItemId"`
 }

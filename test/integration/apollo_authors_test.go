@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/admq/admq-manager/test/testenv"
+)
+
+// consoleTime is how the console API writes times.
+const consoleTime = "2006-01-02 15:04:05"
+
+// apolloAuthors: an item's creator and last modifier are the console user
+// or the Open API operator who made the change, in the Open API's item
+// DTOs (get, list, namespace with items) and the console's item lists,
+// with the item's real times.
+func apolloAuthors(t *testing.T, e *apolloEnv) {
+	for _, u := range []string{"alice", "bob"} {
+		e.c.OK(t, "POST", "/user", map[string]any{"username": u, "password": u + "-password-1", "role": "operator"}, nil)
+	}
+	alice := e.tm.ClientAs(t, "alice", "alice-password-1")
+	j := e.java()
+	ns := func(cluster string, more ...string) []string {
+		return testenv.NS("PRO", apolloApp, cluster, "app.properties", more...)
+	}
+	clusterID := e.nodes["storage-1"].ClusterID
+	layer := e.c.LayerFile(t, clusterID, "storage", "app.properties")
+	nodeFile := e.c.NodeFile(t, e.nodes["storage-1"].ID, "app.properties")
+
+	type dto struct {
+		Key, Value                                        string
+		DataChangeCreatedBy, DataChangeLastModifiedBy     string
+		DataChangeCreatedTime, DataChangeLastModifiedTime string
+	}
+	get := func(cluster, key string) dto {
+		t.Helper()
+		var d dto
+		a := j.Get(t, ns(cluster, "items", key), nil, &d)
+		checkDTO(t, "OpenItemDTO", a.Body)
+		return d
+	}
+	authors := func(what string, d dto, created, modified string) {
+		t.Helper()
+		if d.DataChangeCreatedBy != created || d.DataChangeLastModifiedBy != modified {
+			t.Errorf("%s: created by %q, last modified by %q; want %q and %q", what, d.DataChangeCreatedBy, d.DataChangeLastModifiedBy, created, modified)
+		}
+	}
+
+	// Alice adds a key in the console; bob changes it through the Open API.
+	alice.OK(t, "POST", "/cluster/config", map[string]any{"configFileId": layer.ID, "configKey": "authored.key", "configValue": "a"}, nil)
+	authors("a key alice added", get("default", "authored.key"), "alice", "alice")
+	j.Must(t, 200, "PUT", ns("default", "items", "authored.key"), nil,
+		testenv.ApolloItem{Key: "authored.key", Value: "b", DataChangeLastModifiedBy: "bob"})
+	d := get("default", "authored.key")
+	authors("default after bob's update", d, "alice", "bob")
+	created, modified := testenv.ParseApolloDate(t, d.DataChangeCreatedTime), testenv.ParseApolloDate(t, d.DataChangeLastModifiedTime)
+	if modified.Before(created) {
+		t.Errorf("last modified %s before created %s", d.DataChangeLastModifiedTime, d.DataChangeCreatedTime)
+	}
+	// A node's cluster sees the layer's key with the layer's authors.
+	authors("storage-1's copy", get("storage-1", "authored.key"), "alice", "bob")
+
+	// The item list and the namespace with its items say the same.
+	var page struct{ Content []dto }
+	j.Get(t, ns("default", "items"), [][2]string{{"size", "1000"}}, &page)
+	var nsDTO struct{ Items []dto }
+	a := j.Get(t, ns("default"), nil, &nsDTO)
+	checkDTO(t, "OpenNamespaceDTO", a.Body)
+	for what, list := range map[string][]dto{"item list": page.Content, "namespace items": nsDTO.Items} {
+		found := false
+		for _, it := range list {
+			switch it.Key {
+			case "authored.key":
+				found = true
+				authors(what, it, "alice", "bob")
+			case "log.dir": // from the package: nobody wrote it
+				if it.DataChangeCreatedBy != "" || it.DataChangeLastModifiedBy != "" {
+					t.Errorf("%s: log.dir from the package has authors %+v", what, it)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s lacks authored.key: %+v", what, list)
+		}
+	}
+
+	// The console's lists: the layer and the node's copy, with the times
+	// the Open API gives.
+	for route, fileID := range map[string]string{"/cluster/config": layer.ID, "/cluster/node/config": nodeFile.ID} {
+		it := alice.Items(t, route, fileID)["authored.key"]
+		if it.CreateUser != "alice" || it.UpdateUser != "bob" {
+			t.Errorf("console %s: authored.key created by %q, updated by %q; want alice and bob", route, it.CreateUser, it.UpdateUser)
+		}
+		if it.CreateTime != created.Format(consoleTime) || it.UpdateTime != modified.Format(consoleTime) {
+			t.Errorf("console %s: times %s / %s; the Open API's %s / %s", route, it.CreateTime, it.UpdateTime, d.DataChangeCreatedTime, d.DataChangeLastModifiedTime)
+		}
+	}
+
+	// A node's own key: created by alice, changed by bob, both through the
+	// Open API.
+	j.Must(t, 200, "POST", ns("storage-2", "items"), nil, testenv.ApolloItem{Key: "authored.own", Value: "1", DataChangeCreatedBy: "alice"})
+	j.Must(t, 200, "PUT", ns("storage-2", "items", "authored.own"), nil, testenv.ApolloItem{Key: "authored.own", Value: "2", DataChangeLastModifiedBy: "bob"})
+	authors("storage-2's own key", get("storage-2", "authored.own"), "alice", "bob")
+	j.Must(t, 200, "DELETE", ns("storage-2", "items", "authored.own"), [][2]string{{"operator", "admin"}}, nil)
+
+	// A batch records its operator: each item's, or ?operator=.
+	batch := func(op string, query [][2]string, items ...testenv.ApolloItem) {
+		t.Helper()
+		j.Must(t, 200, "POST", ns("default", "items", "batch-"+op), query, items)
+	}
+	batch("create", nil, testenv.ApolloItem{Key: "authored.b1", Value: "1", DataChangeCreatedBy: "bob"},
+		testenv.ApolloItem{Key: "authored.b2", Value: "2", DataChangeCreatedBy: "bob"})
+	authors("batch-created b1", get("default", "authored.b1"), "bob", "bob")
+	batch("update", [][2]string{{"operator", "alice"}}, testenv.ApolloItem{Key: "authored.b1", Value: "11"},
+		testenv.ApolloItem{Key: "authored.b2", Value: "22"}, testenv.ApolloItem{Key: "authored.key", Value: "c"})
+	for _, k := range []string{"authored.b1", "authored.b2"} {
+		authors("batch-updated "+k, get("default", k), "bob", "alice")
+	}
+	authors("batch-updated authored.key", get("default", "authored.key"), "alice", "alice")
+	if it := e.c.Items(t, "/cluster/config", layer.ID)["authored.b2"]; it.CreateUser != "bob" || it.UpdateUser != "alice" {
+		t.Errorf("console: authored.b2 created by %q, updated by %q; want bob and alice", it.CreateUser, it.UpdateUser)
+	}
+	batch("delete", [][2]string{{"operator", "admin"}}, testenv.ApolloItem{Key: "authored.b1"}, testenv.ApolloItem{Key: "authored.b2"},
+		testenv.ApolloItem{Key: "authored.key"})
+	var after struct{ Content []json.RawMessage }
+	j.Get(t, ns("default", "items"), [][2]string{{"size", "1000"}}, &after)
+	for _, it := range after.Content {
+		var k struct{ Key string }
+		json.Unmarshal(it, &k)
+		if len(k.Key) > 9 && k.Key[:9] == "authored." {
+			t.Errorf("%s is left after the batch-delete", k.Key)
+		}
+	}
+}
