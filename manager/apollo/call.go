@@ -25,6 +25,9 @@ type call struct {
 	grants   []consumer.Grant
 	// operator is the console user the call acts for, once resolved.
 	operator string
+	// scopeInQuery: the route names its app, cluster and namespace in the
+	// query (appId, clusterName, namespaceName), not in its path.
+	scopeInQuery bool
 
 	// Set from the path by resolve, for routes whose path names them.
 	app  *app
@@ -71,7 +74,7 @@ func (a access) String() string {
 // r's handler.
 func (s *Server) wrap(r route) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		x := &call{Context: c, s: s}
+		x := &call{Context: c, s: s, scopeInQuery: r.scopeInQuery}
 		c.Set(ctxCall, x)
 		if r.access != accessPublic {
 			if err := x.authenticate(); err != nil {
@@ -124,8 +127,16 @@ func (x *call) checkEnv() error {
 	return nil
 }
 
-// param returns the path parameter name, unescaped.
+// param returns the path parameter name, unescaped; or, for a route that
+// names its scope in the query, that query parameter, which is required.
 func (x *call) param(name string) (string, error) {
+	if x.scopeInQuery && isScope(name) {
+		v := x.QueryParam(name)
+		if strings.TrimSpace(v) == "" {
+			return "", badRequest("%s should not be null or empty", name)
+		}
+		return v, nil
+	}
 	v, err := url.PathUnescape(x.Param(name))
 	if err != nil {
 		return "", badRequest("path parameter %s is not a valid escaped path segment", name)
@@ -152,7 +163,7 @@ func (x *call) resolve(need access) error {
 		return err
 	}
 	x.app = a
-	if x.Param("clusterName") == "" {
+	if !x.names("clusterName") {
 		if need != accessRead && !x.coversApp(need, appID) {
 			return forbidden("Access is denied: the token has no %s grant on the whole of app %s", need, appID)
 		}
@@ -165,7 +176,7 @@ func (x *call) resolve(need access) error {
 	if x.node, err = a.resolveCluster(clusterName); err != nil {
 		return notFound("%v", err)
 	}
-	if x.Param("namespaceName") == "" {
+	if !x.names("namespaceName") {
 		if !x.coversCluster(need, appID, clusterName) {
 			return forbidden("Access is denied: the token has no %s grant on cluster %s of app %s", need, clusterName, appID)
 		}
@@ -185,6 +196,17 @@ func (x *call) resolve(need access) error {
 		return forbidden("Access is denied: the token has no %s grant on namespace %s of cluster %s of app %s", need, nsName, clusterName, appID)
 	}
 	return nil
+}
+
+// isScope reports whether name is one of the parameters that name what a
+// call is about.
+func isScope(name string) bool {
+	return name == "appId" || name == "clusterName" || name == "namespaceName"
+}
+
+// names reports whether the call names the scope parameter name.
+func (x *call) names(name string) bool {
+	return x.scopeInQuery || x.Param(name) != ""
 }
 
 // clusterName is the name of the resolved cluster.

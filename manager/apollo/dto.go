@@ -178,3 +178,31 @@ type clusterRequest struct {
 	AppID               string `json:"appId"`
 	DataChangeCreatedBy string `json:"dataChangeCreatedBy"`
 }
+
+// InstancePageDTO is OpenInstancePageDTO.
+type InstancePageDTO struct {
+	Page      int           `json:"page"`
+	Size      int           `json:"size"`
+	Total     int64         `json:"total"`
+	Instances []InstanceDTO `json:"instances"`
+}
+
+// InstanceDTO is OpenInstanceDTO: a node holding a namespace's file.
+type InstanceDTO struct {
+	ID          int64  `json:"id"`
+	AppID       string `json:"appId"`
+	ClusterName string `json:"clusterName"`
+	DataCenter  string `json:"dataCenter,omitempty"`
+	IP          string `json:"ip,omitempty"`
+	// Configs is the release the node runs, or empty when none is known.
+	Configs               []InstanceConfigDTO `json:"configs"`
+	DataChangeCreatedTime gsonTime            `json:"dataChangeCreatedTime,omitzero"`
+}
+
+// InstanceConfigDTO is OpenInstanceConfigDTO: the release a node runs,
+// applied when.
+type InstanceConfigDTO struct {
+	Release                    *ReleaseDTO `json:"release,omitempty"`
+	ReleaseDeliveryTime        gsonTime    `json:"releaseDeliveryTime,omitzero"`
+	DataChangeLastModifiedTime gsonTime    `json:"dataChangeLastModifiedTime,omitzero"`
+}

@@ -17,10 +17,13 @@ type Rollouts interface {
 	Rollout(ctx context.Context, r deploy.RolloutRequest) (deploy.Job, config.Release, error)
 }
 
-// ReleaseReader reads releases; *config.Service implements it.
+// ReleaseReader reads releases and what nodes hold; *config.Service
+// implements it.
 type ReleaseReader interface {
 	Release(ctx context.Context, id ids.ID) (config.Release, []config.ReleaseNode, error)
 	Releases(ctx context.Context, fileID, nodeID ids.ID, p paging.Page) ([]config.Release, int, error)
+	NodeFiles(ctx context.Context, nodeID ids.ID) ([]config.NodeFile, error)
+	Applied(ctx context.Context, nodeIDs []ids.ID) (map[ids.ID]config.Applied, error)
 }
 
 // ReleaseClusters keeps which Apollo cluster (a node's) a release made
@@ -285,4 +288,28 @@ func (m *ConfigReleases) Rollback(ctx context.Context, from release, to ids.ID, 
 		}
 	}
 	return m.Get(ctx, rel.ID)
+}
+
+// Running returns the release of the layer's file each node is known to
+// run: the one last applied to the node's copy of the file. A node whose
+// copy never got a release, or whose last apply was cut short (it has the
+// old or the new file), is left out.
+func (m *ConfigReleases) Running(ctx context.Context, layer ids.ID, nodeIDs []ids.ID) (map[ids.ID]running, error) {
+	applied, err := m.releases.Applied(ctx, nodeIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[ids.ID]running{}
+	for _, n := range nodeIDs {
+		files, err := m.releases.NodeFiles(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if a, ok := applied[f.ID]; ok && f.FileID == layer && !a.Unknown && !a.ReleaseID.IsZero() {
+				out[n] = running{Release: a.ReleaseID, At: a.At}
+			}
+		}
+	}
+	return out, nil
 }

@@ -52,6 +52,12 @@ type release struct {
 	Nodes []releaseNode
 }
 
+// running is the release a node runs, and since when.
+type running struct {
+	Release ids.ID
+	At      time.Time
+}
+
 // releaseNode is one node of a release.
 type releaseNode struct {
 	NodeID  ids.ID
@@ -78,6 +84,10 @@ type Releases interface {
 	History(ctx context.Context, t Target, offset, limit int) ([]release, int, error)
 	// Get returns a release by id, errReleaseNotFound.
 	Get(ctx context.Context, id ids.ID) (release, error)
+	// Running returns the release of the layer's file each of the nodes
+	// is known to run, by node id; a node not known to run one is left
+	// out.
+	Running(ctx context.Context, layer ids.ID, nodeIDs []ids.ID) (map[ids.ID]running, error)
 	// Rollback goes back from release from to the release before it (of
 	// the same cluster), or to release to: a new release with that
 	// content through the same gated rollout. errOtherNamespace when to

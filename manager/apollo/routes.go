@@ -12,6 +12,9 @@ type route struct {
 	summary      string
 	access       access
 	query        []queryParam
+	// scopeInQuery: appId, clusterName and namespaceName are required
+	// query parameters (list them in query), checked like path ones.
+	scopeInQuery bool
 	body         any // request body type, nil for none
 	// resp is the type of a 200 answer's body; nil: empty body.
 	resp    any
@@ -28,6 +31,17 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 const (
 	nsPath = "/envs/:env/apps/:appId/clusters/:clusterName/namespaces/:namespaceName"
 )
+
+var (
+	pageQuery         = queryParam{"page", "integer", "page number from 0 (default 0)"}
+	instanceSizeQuery = queryParam{"size", "integer", "page size, 1-10000 (default 20)"}
+)
+
+// scopeQuery are the query parameters of a route with scopeInQuery.
+func scopeQuery() []queryParam {
+	return []queryParam{{"appId", "string", "the app (ADMQ cluster)"}, {"clusterName", "string", "default, or a node's name"},
+		{"namespaceName", "string", "the namespace (config file)"}}
+}
 
 var fillItemDetailQuery = queryParam{"fillItemDetail", "boolean", "include the items (default true)"}
 
@@ -162,6 +176,23 @@ func (s *Server) routeTable() []route {
 				"A toReleaseId of another namespace or cluster is a 400",
 			query:   []queryParam{operatorQuery, {"toReleaseId", "integer", "the release to go back to (default: the one before releaseId)"}},
 			handler: s.rollback},
+
+		{method: http.MethodGet, path: "/envs/:env/instances/by-release", access: accessChecked,
+			summary: "The nodes (Apollo's instances) that run a release (a read grant on its namespace): those whose copy of the file " +
+				"was last applied from it, paged; an instance is a node: id the node's id, appId the ADMQ cluster, clusterName the node's name, ip its managerIp",
+			query: []queryParam{{"releaseId", "integer", "the release"}, pageQuery, instanceSizeQuery},
+			resp:  InstancePageDTO{}, handler: s.instancesByRelease},
+		{method: http.MethodGet, path: "/envs/:env/instances/by-namespace", access: accessRead, scopeInQuery: true,
+			summary: "The nodes holding the namespace's file in the cluster (every node of its component for default, the node for a node's cluster), " +
+				"paged, each with the release it runs (configs is empty when none is known: never released, or an apply cut short)",
+			query: append(scopeQuery(), queryParam{"instanceAppId", "string", "only instances of this app (an ADMQ cluster's nodes are of that cluster)"},
+				pageQuery, instanceSizeQuery),
+			resp: InstancePageDTO{}, handler: s.instancesByNamespace},
+		{method: http.MethodGet, path: "/envs/:env/instances/by-namespace-and-releases-not-in", access: accessRead, scopeInQuery: true,
+			summary: "The nodes holding the namespace's file in the cluster that are not known to run any of the releases: " +
+				"those on another release, and those whose release is not known (configs empty)",
+			query: append(scopeQuery(), queryParam{"releaseIds", "string", "release ids, separated by commas"}),
+			resp:  []InstanceDTO{}, handler: s.instancesNotIn},
 
 		{method: http.MethodGet, path: nsPath + "/branches", access: accessRead,
 			summary: "The namespace's gray-release branch: never one (200, empty body); gray release is not supported, see POST",

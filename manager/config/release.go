@@ -500,6 +500,14 @@ const (
 	SyncNeverApplied = 3
 )
 
+// Applied returns what the manager knows is on the nodes' files, by node
+// file id: the release each holds (zero when its content came without
+// one) and when it was applied, or Unknown after an apply cut short. A
+// node file never applied is not in the map.
+func (s *Service) Applied(ctx context.Context, nodeIDs []ids.ID) (map[ids.ID]Applied, error) {
+	return s.store.AppliedFiles(ctx, nodeIDs)
+}
+
 // SyncStatus says, for each node, whether its draft is what is applied
 // on it (SyncInSync and the other Sync values). A node whose files cannot
 // be rendered differs.

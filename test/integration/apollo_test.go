@@ -26,6 +26,7 @@ func TestApolloOpenAPI(t *testing.T) {
 	t.Run("item authors", func(t *testing.T) { apolloAuthors(t, e) })
 	t.Run("releases", func(t *testing.T) { apolloReleases(t, e) })
 	t.Run("releases bad input", func(t *testing.T) { apolloReleasesBadInput(t, e) })
+	t.Run("instances", func(t *testing.T) { apolloInstances(t, e) })
 	t.Run("coverage", func(t *testing.T) { apolloCoverage(t, e) })
 }
 
