@@ -114,6 +114,10 @@ type NamespaceLockDTO struct {
 	NamespaceName string `json:"namespaceName"`
 	IsLocked      bool   `json:"isLocked"`
 	LockedBy      string `json:"lockedBy,omitempty"`
+	// IsEmergencyPublishAllowed says whether the caller may publish past
+	// the lock (isEmergencyPublish): a token with a release grant on the
+	// namespace may.
+	IsEmergencyPublishAllowed bool `json:"isEmergencyPublishAllowed"`
 }
 
 // ReleaseDTO is OpenReleaseDTO: one release (flush) of a layer.

@@ -66,7 +66,8 @@ func (x *call) releaseLock() error {
 }
 
 func (s *Server) getLock(x *call) error {
-	dto := NamespaceLockDTO{NamespaceName: x.ns.name}
+	dto := NamespaceLockDTO{NamespaceName: x.ns.name,
+		IsEmergencyPublishAllowed: x.covers(accessRelease, x.app.cluster.Name, x.clusterName(), x.ns)}
 	if s.d.NamespaceLock {
 		owner, held, err := s.d.Locks.NamespaceLock(x.Request().Context(), x.app.cluster.ID, x.clusterName(), x.ns.qualified())
 		if err != nil {

@@ -378,8 +378,14 @@ func TestApolloNamespaceLock(t *testing.T) {
 	j.Must(t, 200, "PUT", ns("items", "max.connections"), nil, testenv.ApolloItem{Key: "max.connections", Value: "70", DataChangeLastModifiedBy: "admin"})
 	a := j.Get(t, ns("lock"), nil, &lock)
 	checkDTO(t, "OpenNamespaceLockDTO", a.Body)
-	if lock["isLocked"] != true || lock["lockedBy"] != "admin" {
+	if lock["isLocked"] != true || lock["lockedBy"] != "admin" || lock["isEmergencyPublishAllowed"] != true {
 		t.Fatalf("lock after admin's edit: %s", a.Body)
+	}
+	// A token that may not release may not publish past the lock either.
+	_, readOnly := e.consumer(t, "lock-reader", map[string]any{"appId": apolloApp})
+	e.client(readOnly, testenv.ApolloBash).Get(t, ns("lock"), nil, &lock)
+	if lock["isLocked"] != true || lock["isEmergencyPublishAllowed"] != false {
+		t.Fatalf("lock as a read-only token: %v", lock)
 	}
 	// The holder goes on editing; another operator may not.
 	j.Must(t, 200, "PUT", ns("items", "max.connections"), nil, testenv.ApolloItem{Key: "max.connections", Value: "71", DataChangeLastModifiedBy: "admin"})
