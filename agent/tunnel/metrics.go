@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/admq/admq-manager/agent/metrics"
+	"github.com/admq/admq-manager/agent/rpc"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
@@ -23,10 +24,17 @@ const minMetricsInterval = time.Second
 // reportMetrics sends a metrics report shortly after the session comes up
 // and then at the interval the manager asks for, until the session ends.
 // A failing report is logged once at warn, then at debug until one works.
-func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient) {
+// With withFacts the reports are the heartbeat too: they carry the host's
+// facts at the heartbeat interval.
+func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient, withFacts bool) {
 	log := c.log.With("component", "metrics")
 	interval := c.cfg.MetricsInterval
 	delay := firstReportDelay
+	if withFacts {
+		delay = 0 // the first report announces the host, as a heartbeat would
+	}
+	factsEvery := c.cfg.HeartbeatInterval
+	var factsSent time.Time // when facts last went through
 	var failing bool
 	var lastCollectErr string
 	for {
@@ -50,8 +58,19 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 		} else {
 			lastCollectErr = ""
 		}
+		msg := metricsToProto(r)
+		// Facts go out when due; half a report interval early rather than
+		// a whole interval late.
+		withFactsNow := withFacts && (factsSent.IsZero() || time.Since(factsSent) >= factsEvery-interval/2)
+		if withFactsNow {
+			f, err := c.facts.Collect(ctx)
+			if err != nil {
+				log.Warn("collect facts", "err", err)
+			}
+			msg.Facts = rpc.FactsToProto(f)
+		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
-		ack, err := mc.ReportMetrics(rctx, metricsToProto(r))
+		ack, err := mc.ReportMetrics(rctx, msg)
 		cancel()
 		switch {
 		case status.Code(err) == codes.Unimplemented:
@@ -70,6 +89,12 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			if ms := ack.GetIntervalMs(); ms > 0 {
 				interval = max(time.Duration(ms)*time.Millisecond, minMetricsInterval)
 				delay = interval
+			}
+			if ms := ack.GetFactsIntervalMs(); ms >= 1000 {
+				factsEvery = time.Duration(ms) * time.Millisecond
+			}
+			if withFactsNow {
+				factsSent = time.Now()
 			}
 		}
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/admq/admq-manager/agent/rpc"
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/backoff"
+	"github.com/admq/admq-manager/internal/shortcall"
 	"github.com/admq/admq-manager/internal/tlsutil"
 	"github.com/admq/admq-manager/internal/version"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
@@ -70,6 +71,10 @@ type Config struct {
 	// Dial opens the TCP connection (default: a net.Dialer); load tests use
 	// it to simulate many hosts and lost links.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// PlainGRPC offers no short calls: every call goes over gRPC with a
+	// separate heartbeat, as agents before short calls did (for tests of
+	// mixed fleets, and a way back should short calls misbehave).
+	PlainGRPC bool
 }
 
 func (c Config) withDefaults() Config {
@@ -269,7 +274,7 @@ func (c *Client) dial(ctx context.Context, tc *tls.Config) (*recordingConn, erro
 		}
 		return nil, fmt.Errorf("tls handshake with manager %s: %w", c.cfg.ManagerAddr, err)
 	}
-	return &recordingConn{Conn: conn}, nil
+	return &recordingConn{Conn: conn, short: conn.ConnectionState().NegotiatedProtocol == shortcall.ALPN}, nil
 }
 
 // recordingConn keeps the first read error. With TLS 1.3 the client's
@@ -278,6 +283,8 @@ func (c *Client) dial(ctx context.Context, tc *tls.Config) (*recordingConn, erro
 // "session shutdown".
 type recordingConn struct {
 	net.Conn
+	// short is set when the manager speaks short calls.
+	short   bool
 	mu      sync.Mutex
 	readErr error
 }
@@ -345,6 +352,7 @@ func (c *Client) enroll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrPinMismatch, err)
 	}
+	c.offerShortCalls(tc)
 	inner := tc.VerifyConnection
 	tc.VerifyConnection = func(cs tls.ConnectionState) error {
 		if err := inner(cs); err != nil {
@@ -362,11 +370,11 @@ func (c *Client) enroll(ctx context.Context) error {
 		return fmt.Errorf("yamux: %w", err)
 	}
 	defer mux.Close()
-	cc, err := dialManager(mux)
+	mc, closeMC, err := managerClient(mux, conn.short)
 	if err != nil {
 		return err
 	}
-	defer cc.Close()
+	defer closeMC()
 
 	keyPEM, csr, err := tlsutil.NewKeyAndCSR("admq-agent")
 	if err != nil {
@@ -382,7 +390,7 @@ func (c *Client) enroll(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := agentv1.NewManagerServiceClient(cc).Enroll(rctx, &agentv1.EnrollRequest{
+	resp, err := mc.Enroll(rctx, &agentv1.EnrollRequest{
 		Token:        c.cfg.Token,
 		CsrDer:       csr,
 		Hostname:     host,
@@ -428,6 +436,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 	if err != nil {
 		return 0, err
 	}
+	c.offerShortCalls(tc)
 	conn, err := c.dial(ctx, tc)
 	if err != nil {
 		return 0, err
@@ -447,32 +456,96 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 
 	// Serve the manager's calls on the streams it opens. The session is our
 	// only "listener": no socket is bound on this host.
-	srv := grpc.NewServer(grpc.Creds(insecure.NewCredentials()), grpc.MaxRecvMsgSize(16<<20),
+	srv := grpc.NewServer(grpc.Creds(insecure.NewCredentials()), grpc.MaxRecvMsgSize(maxCall),
 		// Fixed windows as large as yamux's (see yamuxConfig); they turn
 		// off gRPC's BDP estimation, which starts at 64 KiB.
 		grpc.InitialWindowSize(8<<20), grpc.InitialConnWindowSize(8<<20))
-	agentv1.RegisterAgentServiceServer(srv, &rpc.Service{Facts: c.facts, Nodes: c.nodes})
-	go srv.Serve(mux)
-	defer srv.Stop()
+	svc := &rpc.Service{Facts: c.facts, Nodes: c.nodes}
+	agentv1.RegisterAgentServiceServer(srv, svc)
+	calls := shortcall.NewServer(maxCall, nil)
+	agentv1.RegisterAgentServiceServer(calls, svc)
+	ln := shortcall.NewListener(mux.Addr())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	wg.Go(func() { c.serveStreams(ctx, mux, calls, ln) })
+	defer func() {
+		mux.Close()
+		srv.Stop()
+		wg.Wait()
+	}()
 
-	cc, err := dialManager(mux)
+	mc, closeMC, err := managerClient(mux, conn.short)
 	if err != nil {
 		return 0, err
 	}
-	defer cc.Close()
-	c.log.Info("connected to manager", "agent", id.AgentID, "manager", c.cfg.ManagerAddr)
+	defer closeMC()
+	c.log.Info("connected to manager", "agent", id.AgentID, "manager", c.cfg.ManagerAddr, "shortCalls", conn.short)
 	if c.Connected != nil {
 		c.Connected(id.AgentID)
 	}
-	mc := agentv1.NewManagerServiceClient(cc)
-	var wg sync.WaitGroup
-	wg.Go(func() { c.heartbeat(ctx, mux, mc) })
+	// A manager that speaks short calls takes the facts on the metrics
+	// reports: one call per interval instead of two.
+	factsOnReports := conn.short && c.collector != nil
+	var calls2 sync.WaitGroup
+	if !factsOnReports {
+		calls2.Go(func() { c.heartbeat(ctx, mux, mc) })
+	}
 	if c.collector != nil {
-		wg.Go(func() { c.reportMetrics(ctx, mux, mc) })
+		calls2.Go(func() { c.reportMetrics(ctx, mux, mc, factsOnReports) })
 	}
 	<-mux.CloseChan()
-	wg.Wait()
+	calls2.Wait()
 	return time.Since(start), errors.New("session closed")
+}
+
+// offerShortCalls asks the manager, in the TLS handshake, for short calls.
+func (c *Client) offerShortCalls(tc *tls.Config) {
+	if !c.cfg.PlainGRPC {
+		tc.NextProtos = []string{shortcall.ALPN}
+	}
+}
+
+// maxCall bounds a call's message from the manager (a config file, a
+// package chunk).
+const maxCall = 16 << 20
+
+// serveStreams hands each stream the manager opens to the short-call
+// server or, for plain gRPC, to ln, until the session ends.
+func (c *Client) serveStreams(ctx context.Context, mux *yamux.Session, calls *shortcall.Server, ln *shortcall.Listener) {
+	defer ln.Close()
+	for {
+		st, err := mux.AcceptStream()
+		if err != nil {
+			return
+		}
+		go func() {
+			short, rest, err := shortcall.Sniff(st, c.cfg.WriteTimeout)
+			switch {
+			case err != nil:
+				st.Close()
+			case short:
+				calls.ServeConn(ctx, rest, nil)
+			default:
+				if ln.Push(rest) != nil {
+					rest.Close()
+				}
+			}
+		}()
+	}
+}
+
+// managerClient is the client for the manager's service: short calls
+// when the manager speaks them, else a gRPC connection (see dialManager).
+func managerClient(mux *yamux.Session, short bool) (agentv1.ManagerServiceClient, func(), error) {
+	if short {
+		cc := &shortcall.ClientConn{Open: func() (net.Conn, error) { return mux.Open() }, MaxRecv: maxCall}
+		return agentv1.NewManagerServiceClient(cc), func() {}, nil
+	}
+	cc, err := dialManager(mux)
+	if err != nil {
+		return nil, nil, err
+	}
+	return agentv1.NewManagerServiceClient(cc), func() { cc.Close() }, nil
 }
 
 // heartbeat sends facts now and then at the interval the manager asks for,

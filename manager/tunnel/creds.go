@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -63,42 +62,3 @@ func (sessionCreds) Info() credentials.ProtocolInfo {
 }
 func (c sessionCreds) Clone() credentials.TransportCredentials { return c }
 func (sessionCreds) OverrideServerName(string) error           { return nil }
-
-// streamListener merges the streams agents open on all sessions into one
-// net.Listener for the manager's single gRPC server.
-type streamListener struct {
-	conns     chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
-	addr      net.Addr
-}
-
-func newStreamListener(addr net.Addr) *streamListener {
-	return &streamListener{conns: make(chan net.Conn), done: make(chan struct{}), addr: addr}
-}
-
-func (l *streamListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-// push hands a stream to the gRPC server; it fails once the listener is closed.
-func (l *streamListener) push(c net.Conn) error {
-	select {
-	case l.conns <- c:
-		return nil
-	case <-l.done:
-		return net.ErrClosed
-	}
-}
-
-func (l *streamListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *streamListener) Addr() net.Addr { return l.addr }

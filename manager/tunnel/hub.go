@@ -1,8 +1,12 @@
 // Package tunnel is the manager's end of the agent tunnel: a TLS listener on
 // which every agent holds one yamux session. Agents call the manager's gRPC
 // service on streams they open; the manager calls each agent's gRPC service
-// on streams it opens, dialing lazily and hanging up when idle so that an
-// idle agent costs little more than its session.
+// on streams it opens. Unary calls both ways are short calls (one stream,
+// one request, one answer: internal/shortcall) when the agent offers them
+// in the TLS handshake; package pushes, and every call of an agent that
+// does not offer them, go over a gRPC connection dialed lazily and closed
+// when idle. An idle agent costs its session and nothing else: no
+// goroutine waits for its streams or for its end (heard.go).
 package tunnel
 
 import (
@@ -23,8 +27,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/shortcall"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/fleetmetrics"
@@ -202,7 +208,8 @@ type Hub struct {
 	yamux   *yamux.Config
 	metrics *metrics
 	grpc    *grpc.Server
-	streams *streamListener
+	streams *shortcall.Listener // the streams of plain gRPC calls, for grpc
+	short   *shortcall.Server   // short calls
 	gate    *gate
 	// clientConns counts the gRPC client connections open to agents.
 	clientConns atomic.Int64
@@ -211,7 +218,9 @@ type Hub struct {
 
 	mu       sync.Mutex
 	sessions map[ids.ID]*session
-	wg       sync.WaitGroup
+	closing  bool // Serve is ending: no new sessions
+	// wg counts connections being handled and sessions not yet ended.
+	wg sync.WaitGroup
 }
 
 // New returns a Hub. tlsConfig must verify client certificates if given
@@ -229,6 +238,9 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 	h.gate = newGate(cfg, h.metrics, logger)
 	tc := tlsConfig.Clone()
 	tc.MinVersion = tls.VersionTLS13
+	// Agents that speak short calls offer them; others offer nothing and
+	// get plain gRPC.
+	tc.NextProtos = []string{shortcall.ALPN}
 	// Refuse revoked or replaced certificates inside the handshake, so the
 	// agent gets a TLS alert that says so instead of a silent hang-up.
 	tc.VerifyConnection = h.verifyConnection
@@ -247,7 +259,7 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 
 	h.grpc = grpc.NewServer(
 		grpc.Creds(sessionCreds{}),
-		grpc.ChainUnaryInterceptor(h.metrics.serverInterceptor, authorize),
+		grpc.UnaryInterceptor(h.intercept),
 		grpc.MaxRecvMsgSize(4<<20),
 		// Agents' calls are small (heartbeats, metrics reports) and each
 		// agent's connection comes and goes: 8 KiB buffers instead of
@@ -256,14 +268,24 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 		// Liveness is the session's job; gRPC pings would only add traffic.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 24 * time.Hour}),
 	)
+	h.short = shortcall.NewServer(4<<20, h.intercept)
 	agentv1.RegisterManagerServiceServer(h.grpc, &managerService{hub: h})
+	agentv1.RegisterManagerServiceServer(h.short, &managerService{hub: h})
 	return h
+}
+
+// intercept times every agent-to-manager call and lets it through if the
+// session may make it.
+func (h *Hub) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return h.metrics.serverInterceptor(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return authorize(ctx, req, info, handler)
+	})
 }
 
 // Serve accepts agent connections on ln until ctx is done, then closes every
 // session and returns.
 func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
-	h.streams = newStreamListener(ln.Addr())
+	h.streams = shortcall.NewListener(ln.Addr())
 	grpcDone := make(chan struct{})
 	go func() {
 		defer close(grpcDone)
@@ -305,6 +327,7 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 
 func (h *Hub) closeAll() {
 	h.mu.Lock()
+	h.closing = true
 	all := make([]*session, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		all = append(all, s)
@@ -353,6 +376,17 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	heard := newHeardConn(tc)
+	remoteIP, _, _ := net.SplitHostPort(remote)
+	state := tc.ConnectionState()
+	idStr, _, enrolled := h.deps.AgentID(state)
+	var s *session
+	if enrolled {
+		id, _ := ids.Parse(idStr) // checked in verifyConnection
+		s = newSession(ctx, h, id, remoteIP, state.NegotiatedProtocol == shortcall.ALPN)
+		s.conn = heard
+		s.log = log.With("agent", id)
+		heard.watch(s.opened, s.ended)
+	}
 	mux, err := yamux.Server(heard, h.yamux)
 	if err != nil {
 		h.metrics.handshakes.WithLabelValues("mux_failed").Inc()
@@ -360,23 +394,66 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 		tc.Close()
 		return
 	}
-	remoteIP, _, _ := net.SplitHostPort(remote)
-	idStr, _, enrolled := h.deps.AgentID(tc.ConnectionState())
 	if !enrolled {
 		h.metrics.handshakes.WithLabelValues("enrollment").Inc()
-		h.serveEnrollment(ctx, mux, Peer{RemoteIP: remoteIP}, log)
+		h.serveEnrollment(ctx, mux, newPeer(ids.ID(0), remoteIP), log)
 		return
 	}
-	id, _ := ids.Parse(idStr) // checked in verifyConnection
+	s.mux = mux
 	h.metrics.handshakes.WithLabelValues("agent").Inc()
-	s := newSession(h, id, mux, remoteIP)
-	s.conn = heard
-	h.register(s)
-	log.Info("agent connected", "agent", id)
-	h.acceptStreams(mux, Peer{AgentID: id, RemoteIP: remoteIP})
-	<-mux.CloseChan()
-	h.unregister(s)
-	log.Info("agent disconnected", "agent", id)
+	// The session now lives without a goroutine of its own; s.ended,
+	// called when it is over, gives this back.
+	h.wg.Add(1)
+	if h.register(s) {
+		s.log.Info("agent connected", "short", s.short)
+	} else {
+		mux.Close()
+	}
+	heard.release()
+}
+
+// newPeer is the gRPC identity of the calls on an agent's session.
+func newPeer(id ids.ID, remoteIP string) Peer {
+	p := Peer{AgentID: id, RemoteIP: remoteIP}
+	p.CommonAuthInfo.SecurityLevel = 3 // credentials.PrivacyAndIntegrity: TLS below yamux
+	return p
+}
+
+// endSession runs when an agent's session is over.
+func (h *Hub) endSession(s *session) {
+	defer h.wg.Done()
+	<-s.mux.CloseChan()
+	if h.unregister(s) {
+		s.log.Info("agent disconnected")
+	}
+}
+
+// acceptStream takes a stream the agent has just opened (its SYN went by
+// in heardConn) and serves the call on it.
+func (h *Hub) acceptStream(s *session) {
+	ctx, cancel := context.WithTimeout(s.ctx, h.cfg.WriteTimeout)
+	st, err := s.mux.AcceptStreamWithContext(ctx)
+	cancel()
+	if err != nil {
+		return // the session ended, or yamux refused the stream (backlog full)
+	}
+	h.serveStream(s.ctx, st, s.peer)
+}
+
+// serveStream serves one stream an agent opened: a short call here, a
+// plain gRPC connection through the gRPC server.
+func (h *Hub) serveStream(ctx context.Context, st net.Conn, p Peer) {
+	short, rest, err := shortcall.Sniff(st, h.cfg.WriteTimeout)
+	switch {
+	case err != nil:
+		st.Close()
+	case short:
+		h.short.ServeConn(ctx, rest, &peer.Peer{Addr: st.RemoteAddr(), LocalAddr: st.LocalAddr(), AuthInfo: p})
+	default:
+		if err := h.streams.Push(&streamConn{Conn: rest, peer: p}); err != nil {
+			rest.Close()
+		}
+	}
 }
 
 // sourceAddr is the address a connection comes from, for per-source limits.
@@ -401,29 +478,25 @@ func (h *Hub) serveEnrollment(ctx context.Context, mux *yamux.Session, p Peer, l
 	defer t.Stop()
 	stop := context.AfterFunc(ctx, func() { mux.Close() })
 	defer stop()
-	h.acceptStreams(mux, p)
-	<-mux.CloseChan()
-}
-
-// acceptStreams feeds the streams an agent opens to the gRPC server until
-// the session ends.
-func (h *Hub) acceptStreams(mux *yamux.Session, p Peer) {
-	p.CommonAuthInfo.SecurityLevel = 3 // credentials.PrivacyAndIntegrity: TLS below yamux
+	var wg sync.WaitGroup
 	for {
-		c, err := mux.Accept()
+		st, err := mux.Accept()
 		if err != nil {
-			return
+			break
 		}
-		if err := h.streams.push(&streamConn{Conn: c, peer: p}); err != nil {
-			c.Close()
-			mux.Close()
-			return
-		}
+		wg.Go(func() { h.serveStream(ctx, st, p) })
 	}
+	wg.Wait()
 }
 
-func (h *Hub) register(s *session) {
+// register makes s the agent's session, closing any earlier one; it
+// refuses (false) once Serve is ending.
+func (h *Hub) register(s *session) bool {
 	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return false
+	}
 	old := h.sessions[s.id]
 	h.sessions[s.id] = s
 	h.mu.Unlock()
@@ -434,9 +507,12 @@ func (h *Hub) register(s *session) {
 		h.metrics.connected.Inc()
 	}
 	h.deps.Presence.Connected(s.id)
+	return true
 }
 
-func (h *Hub) unregister(s *session) {
+// unregister forgets s, if it is still the agent's session, and reports
+// whether it was.
+func (h *Hub) unregister(s *session) bool {
 	s.close()
 	h.mu.Lock()
 	current := h.sessions[s.id] == s
@@ -448,6 +524,7 @@ func (h *Hub) unregister(s *session) {
 		h.metrics.connected.Dec()
 		h.deps.Presence.Disconnected(s.id)
 	}
+	return current
 }
 
 func (h *Hub) session(id ids.ID) (*session, error) {

@@ -2,8 +2,6 @@ package tunnel
 
 import (
 	"context"
-	"net"
-	"sync/atomic"
 	"time"
 )
 
@@ -13,31 +11,6 @@ import (
 // from it), and one that has sent nothing for IdleTimeout is closed. Agents
 // that talk anyway (their own keepalives, heartbeats and metrics reports)
 // are not pinged at all.
-
-// heardConn records when its last read returned data.
-type heardConn struct {
-	net.Conn
-	last atomic.Int64 // Unix nanoseconds
-}
-
-func newHeardConn(c net.Conn) *heardConn {
-	h := &heardConn{Conn: c}
-	h.last.Store(time.Now().UnixNano())
-	return h
-}
-
-func (c *heardConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
-	}
-	return n, err
-}
-
-// silentFor is how long the peer has sent nothing as of now.
-func (c *heardConn) silentFor(now time.Time) time.Duration {
-	return time.Duration(now.UnixNano() - c.last.Load())
-}
 
 // maxPings bounds the pings in flight at once across all sessions.
 const maxPings = 256

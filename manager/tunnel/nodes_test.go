@@ -165,9 +165,22 @@ func TestPackageTransfer(t *testing.T) {
 	if err == nil {
 		t.Fatal("interrupted push succeeded")
 	}
-	_, partial, err := e.hub.HasPackage(ctx, id, bigSHA)
-	if err != nil {
-		t.Fatal(err)
+	// The agent may still be writing what was in flight when the push was
+	// cut: wait until its partial file stops growing, so that the resumed
+	// push is not refused as a second transfer of the same package (the
+	// refused attempt's bytes would count as sent).
+	var partial int64
+	for stable := 0; stable < 3; {
+		_, p, err := e.hub.HasPackage(ctx, id, bigSHA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == partial {
+			stable++
+		} else {
+			partial, stable = p, 0
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	n2, err := e.hub.PushPackage(ctx, id, bigSHA, int64(len(big)), bytes.NewReader(big))
 	if err != nil {

@@ -76,10 +76,25 @@ func (m *managerService) ReportMetrics(ctx context.Context, req *agentv1.Metrics
 	if err != nil {
 		return nil, grpcError(err)
 	}
+	var facts *fleet.Facts
+	if req.GetFacts() != nil {
+		f, err := factsFromProtoChecked(req.GetFacts())
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		facts = &f
+	}
 	if err := m.hub.deps.Metrics.Report(ctx, p.AgentID, r); err != nil {
 		return nil, grpcError(err)
 	}
-	return &agentv1.MetricsAck{IntervalMs: m.hub.cfg.MetricsInterval.Milliseconds()}, nil
+	if facts != nil {
+		// The report is the heartbeat too.
+		m.hub.deps.Presence.Heartbeat(p.AgentID, *facts)
+	}
+	return &agentv1.MetricsAck{
+		IntervalMs:      m.hub.cfg.MetricsInterval.Milliseconds(),
+		FactsIntervalMs: m.hub.cfg.HeartbeatInterval.Milliseconds(),
+	}, nil
 }
 
 func enrollResult(err error) string {

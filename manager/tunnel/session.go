@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -10,19 +11,28 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/shortcall"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
 // session is one agent's live yamux session and, while there is work for
-// the agent, a gRPC client connection over it.
+// the agent that short calls cannot carry, a gRPC client connection over
+// it.
 type session struct {
 	hub      *Hub
+	ctx      context.Context // the hub's: calls the agent makes end with it
 	id       ids.ID
 	mux      *yamux.Session
 	remoteIP string
+	peer     Peer // the identity of the agent's calls
+	log      *slog.Logger
+	// short is set when the agent speaks short calls (shortcall.ALPN).
+	short bool
 	// conn is below mux and knows when the agent last sent anything;
 	// pinging is set while the keepalive sweep waits for a pong.
 	conn    *heardConn
@@ -35,21 +45,42 @@ type session struct {
 	closed   bool
 }
 
-func newSession(h *Hub, id ids.ID, mux *yamux.Session, remoteIP string) *session {
-	return &session{hub: h, id: id, mux: mux, remoteIP: remoteIP}
+func newSession(ctx context.Context, h *Hub, id ids.ID, remoteIP string, short bool) *session {
+	return &session{ctx: ctx, hub: h, id: id, remoteIP: remoteIP, peer: newPeer(id, remoteIP), short: short, log: h.log}
 }
 
-// call runs fn with a client for the agent's service, dialing it first if
-// the session has none open. A call that fails because the session ended
-// under it (the agent died or dropped off the network) fails with
-// errClosed.
-func (s *session) call(ctx context.Context, fn func(agentv1.AgentServiceClient) error) error {
-	cc, err := s.acquire()
-	if err != nil {
-		return err
+// opened is heardConn's hook for streams the agent opens.
+func (s *session) opened(n int) {
+	for range n {
+		go s.hub.acceptStream(s)
 	}
-	defer s.release()
-	err = fn(agentv1.NewAgentServiceClient(cc))
+}
+
+// ended is heardConn's hook for the end of the session.
+func (s *session) ended() { go s.hub.endSession(s) }
+
+// call runs fn with a client for the agent's service: with short calls
+// for an agent that speaks them, otherwise over the session's gRPC client
+// connection, dialed first if none is open. A call that fails because the
+// session ended under it (the agent died or dropped off the network)
+// fails with errClosed.
+func (s *session) call(ctx context.Context, fn func(agentv1.AgentServiceClient) error) error {
+	var err error
+	if s.short {
+		if s.isClosed() {
+			return errClosed
+		}
+		c := &agentConn{s: s}
+		err = fn(agentv1.NewAgentServiceClient(c))
+		c.release()
+	} else {
+		cc, aerr := s.acquire()
+		if aerr != nil {
+			return aerr
+		}
+		err = fn(agentv1.NewAgentServiceClient(cc))
+		s.release()
+	}
 	if err != nil && ctx.Err() == nil && s.isClosed() {
 		// close shuts the client connection, which fails the calls in
 		// flight with codes.Canceled ("grpc: the client connection is
@@ -145,4 +176,58 @@ func (s *session) close() {
 	s.closeClientLocked()
 	s.mu.Unlock()
 	s.mux.Close()
+}
+
+// agentConn carries the calls of one session.call to an agent that speaks
+// short calls: unary calls each on a stream of their own, streaming calls
+// (package pushes) over the session's gRPC client connection, dialed on
+// the first and given back when the call ends.
+type agentConn struct {
+	s  *session
+	mu sync.Mutex
+	cc *grpc.ClientConn // acquired for a streaming call
+}
+
+var _ grpc.ClientConnInterface = (*agentConn)(nil)
+
+// maxAnswer bounds an agent's answer (node logs are the largest).
+const maxAnswer = 16 << 20
+
+func (c *agentConn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	start := time.Now()
+	err := c.invoke(ctx, method, args, reply)
+	c.s.hub.metrics.observe("manager_to_agent", method, start, err)
+	return err
+}
+
+func (c *agentConn) invoke(ctx context.Context, method string, args, reply any) error {
+	st, err := c.s.mux.OpenStream()
+	if err != nil {
+		return status.Errorf(codes.Unavailable, "open a stream to the agent: %v", err)
+	}
+	return shortcall.Invoke(ctx, st, method, args, reply, maxAnswer)
+}
+
+func (c *agentConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	c.mu.Lock()
+	if c.cc == nil {
+		cc, err := c.s.acquire()
+		if err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.cc = cc
+	}
+	cc := c.cc
+	c.mu.Unlock()
+	return cc.NewStream(ctx, desc, method, opts...)
+}
+
+func (c *agentConn) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cc != nil {
+		c.cc = nil
+		c.s.release()
+	}
 }

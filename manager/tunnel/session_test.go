@@ -72,7 +72,8 @@ func TestSessionClosedUnderCall(t *testing.T) {
 
 	h := &Hub{cfg: Config{}.withDefaults(), log: slog.New(slog.DiscardHandler), metrics: newMetrics(prometheus.NewRegistry()), transfers: make(chan struct{}, 1)}
 	const id = 42
-	s := newSession(h, id, managerMux, "")
+	s := newSession(t.Context(), h, id, "", false)
+	s.mux = managerMux
 	h.sessions = map[ids.ID]*session{id: s}
 	pushed := make(chan error, 1)
 	go func() {

@@ -114,11 +114,19 @@ func (e *env) startAgent(t testing.TB, token string, stateDir string) (connected
 // addresses are unique) and dials from it.
 func (e *env) startAgentAt(t testing.TB, token, stateDir, ip string) (connected chan string, stop func()) {
 	t.Helper()
+	return e.startAgentWith(t, token, stateDir, ip, false)
+}
+
+// startAgentWith is startAgentAt for an agent that, with plainGRPC, offers
+// no short calls, as agents before them.
+func (e *env) startAgentWith(t testing.TB, token, stateDir, ip string, plainGRPC bool) (connected chan string, stop func()) {
+	t.Helper()
 	secret, pin, _ := cutJoin(token)
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := agenttunnel.Config{
 		ManagerAddr: e.addr, Token: secret, CAPin: pin, StateDir: stateDir,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		PlainGRPC: plainGRPC,
 	}
 	if ip != "" {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
@@ -170,40 +178,67 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// TestEnrollConnectAndCallBothWays runs an agent that speaks short calls
+// and one that speaks only plain gRPC (as agents before short calls) on
+// one manager: both enroll, connect, answer the manager's calls and have
+// their facts (a heartbeat, or the metrics reports) in the store.
 func TestEnrollConnectAndCallBothWays(t *testing.T) {
 	e := newEnv(t, tunnel.Config{HeartbeatInterval: time.Second})
-	connected, _ := e.startAgent(t, e.token(t, 1), t.TempDir())
-	idStr := <-connected
-	id, err := ids.Parse(idStr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the hub to hold the session", func() bool { return e.hub.Online(id) })
-	if got := testutil.ToFloat64(mustGauge(t, e.reg, "admq_tunnel_connected_agents")); got != 1 {
-		t.Fatalf("connected_agents = %v", got)
-	}
+	tok := e.token(t, 2)
+	for i, tt := range []struct {
+		name       string
+		plain      bool
+		wantConns  float64 // gRPC client conns the manager holds after the calls
+		wantMethod string  // the agent-to-manager call that carried the facts
+	}{
+		{name: "short calls", plain: false, wantConns: 0, wantMethod: "ReportMetrics"},
+		{name: "plain gRPC", plain: true, wantConns: 1, wantMethod: "Heartbeat"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			connected, _ := e.startAgentWith(t, tok, t.TempDir(), fmt.Sprintf("127.0.7.%d", i+1), tt.plain)
+			id, err := ids.Parse(<-connected)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the hub to hold the session", func() bool { return e.hub.Online(id) })
+			// The agent of the case before has stopped with its case.
+			gauge := mustGauge(t, e.reg, "admq_tunnel_connected_agents")
+			waitFor(t, "connected_agents to be 1", func() bool { return testutil.ToFloat64(gauge) == 1 })
 
-	// Manager to agent, over a stream the manager opens.
-	rtt, version, err := e.hub.Ping(t.Context(), id)
-	if err != nil || rtt <= 0 || version == "" {
-		t.Fatalf("ping: %v %v %q", rtt, err, version)
-	}
-	f, err := e.hub.Facts(t.Context(), id)
-	if err != nil || f.CPUs == 0 || f.Hostname == "" {
-		t.Fatalf("facts: %+v %v", f, err)
-	}
+			// Manager to agent, over a stream the manager opens.
+			rtt, version, err := e.hub.Ping(t.Context(), id)
+			if err != nil || rtt <= 0 || version == "" {
+				t.Fatalf("ping: %v %v %q", rtt, err, version)
+			}
+			f, err := e.hub.Facts(t.Context(), id)
+			if err != nil || f.CPUs == 0 || f.Hostname == "" {
+				t.Fatalf("facts: %+v %v", f, err)
+			}
+			if got := testutil.ToFloat64(mustGauge(t, e.reg, "admq_tunnel_agent_client_conns")); got != tt.wantConns {
+				t.Errorf("gRPC client conns to agents after the calls: %v, want %v", got, tt.wantConns)
+			}
 
-	// Agent to manager: the heartbeat lands in presence and, once flushed, in the store.
-	waitFor(t, "a heartbeat in the store", func() bool {
-		e.presence.Flush(t.Context())
-		srv, err := e.db.Server(t.Context(), id)
-		return err == nil && srv.Facts.CPUs > 0 && srv.AgentStatus == fleet.StatusOnline
-	})
+			// Agent to manager: the facts land in presence and, once flushed, in the store.
+			waitFor(t, "facts in the store", func() bool {
+				e.presence.Flush(t.Context())
+				srv, err := e.db.Server(t.Context(), id)
+				return err == nil && srv.Facts.CPUs > 0 && srv.AgentStatus == fleet.StatusOnline
+			})
+			calls := mustCounter(t, e.reg, "admq_tunnel_rpc_duration_seconds", "/admq.agent.v1.ManagerService/"+tt.wantMethod)
+			if testutil.ToFloat64(calls) == 0 {
+				t.Errorf("no %s call seen", tt.wantMethod)
+			}
+		})
+	}
 }
+
+// The gRPC client conns to agents that the next two tests watch carry
+// package pushes, and every call to an agent without short calls: the
+// tests use such an agent.
 
 func TestIdleClientConnIsClosed(t *testing.T) {
 	e := newEnv(t, tunnel.Config{ClientIdleTimeout: 100 * time.Millisecond})
-	connected, _ := e.startAgent(t, e.token(t, 1), t.TempDir())
+	connected, _ := e.startAgentWith(t, e.token(t, 1), t.TempDir(), "", true)
 	id, _ := ids.Parse(<-connected)
 	waitFor(t, "session", func() bool { return e.hub.Online(id) })
 	if _, _, err := e.hub.Ping(t.Context(), id); err != nil {
@@ -227,7 +262,7 @@ func TestClientConnsBeyondTheIdleCapCloseAtOnce(t *testing.T) {
 	tok := e.token(t, 3)
 	var agents []ids.ID
 	for i := range 3 {
-		connected, _ := e.startAgentAt(t, tok, t.TempDir(), fmt.Sprintf("127.0.6.%d", i+1))
+		connected, _ := e.startAgentWith(t, tok, t.TempDir(), fmt.Sprintf("127.0.6.%d", i+1), true)
 		id, _ := ids.Parse(<-connected)
 		waitFor(t, "session", func() bool { return e.hub.Online(id) })
 		agents = append(agents, id)
@@ -421,6 +456,8 @@ func (g gathered) Collect(ch chan<- prometheus.Metric) {
 				v += m.GetGauge().GetValue()
 			case m.Counter != nil:
 				v += m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				v += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}

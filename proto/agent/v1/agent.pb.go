@@ -678,7 +678,11 @@ type MetricsReport struct {
 	// Network interfaces other than loopback; at most 64.
 	Network []*NetworkMetrics `protobuf:"bytes,14,rep,name=network,proto3" json:"network,omitempty"`
 	// Node processes the agent supervises; at most 1024.
-	Processes     []*ProcessMetrics `protobuf:"bytes,15,rep,name=processes,proto3" json:"processes,omitempty"`
+	Processes []*ProcessMetrics `protobuf:"bytes,15,rep,name=processes,proto3" json:"processes,omitempty"`
+	// The host's facts, as a heartbeat carries them, sent by an agent that
+	// speaks short calls instead of a separate heartbeat, at most every
+	// MetricsAck.facts_interval_ms; absent in the reports between.
+	Facts         *Facts `protobuf:"bytes,16,opt,name=facts,proto3" json:"facts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +818,13 @@ func (x *MetricsReport) GetNetwork() []*NetworkMetrics {
 func (x *MetricsReport) GetProcesses() []*ProcessMetrics {
 	if x != nil {
 		return x.Processes
+	}
+	return nil
+}
+
+func (x *MetricsReport) GetFacts() *Facts {
+	if x != nil {
+		return x.Facts
 	}
 	return nil
 }
@@ -1087,9 +1098,12 @@ func (x *ProcessMetrics) GetRunning() bool {
 type MetricsAck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long the agent should wait before its next report; at least 1000.
-	IntervalMs    int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IntervalMs int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// How often the reports should carry the host's facts (the heartbeat
+	// interval); 0: as the agent's own heartbeat interval says.
+	FactsIntervalMs int64 `protobuf:"varint,2,opt,name=facts_interval_ms,json=factsIntervalMs,proto3" json:"facts_interval_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MetricsAck) Reset() {
@@ -1125,6 +1139,13 @@ func (*MetricsAck) Descriptor() ([]byte, []int) {
 func (x *MetricsAck) GetIntervalMs() int64 {
 	if x != nil {
 		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *MetricsAck) GetFactsIntervalMs() int64 {
+	if x != nil {
+		return x.FactsIntervalMs
 	}
 	return 0
 }
@@ -2757,7 +2778,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\fPingResponse\x12/\n" +
 	"\x14agent_time_unix_nano\x18\x01 \x01(\x03R\x11agentTimeUnixNano\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\"\x11\n" +
-	"\x0fGetFactsRequest\"\x81\x05\n" +
+	"\x0fGetFactsRequest\"\xad\x05\n" +
 	"\rMetricsReport\x12/\n" +
 	"\x14collected_at_unix_ms\x18\x01 \x01(\x03R\x11collectedAtUnixMs\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12&\n" +
@@ -2774,7 +2795,8 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fswap_used_bytes\x18\f \x01(\x04R\rswapUsedBytes\x12B\n" +
 	"\vfilesystems\x18\r \x03(\v2 .admq.agent.v1.FilesystemMetricsR\vfilesystems\x127\n" +
 	"\anetwork\x18\x0e \x03(\v2\x1d.admq.agent.v1.NetworkMetricsR\anetwork\x12;\n" +
-	"\tprocesses\x18\x0f \x03(\v2\x1d.admq.agent.v1.ProcessMetricsR\tprocesses\"\xb6\x01\n" +
+	"\tprocesses\x18\x0f \x03(\v2\x1d.admq.agent.v1.ProcessMetricsR\tprocesses\x12*\n" +
+	"\x05facts\x18\x10 \x01(\v2\x14.admq.agent.v1.FactsR\x05facts\"\xb6\x01\n" +
 	"\x11FilesystemMetrics\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
 	"\x06device\x18\x02 \x01(\tR\x06device\x12\x16\n" +
@@ -2800,11 +2822,12 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12*\n" +
 	"\x11cpu_seconds_total\x18\x03 \x01(\x01R\x0fcpuSecondsTotal\x12\x1b\n" +
 	"\trss_bytes\x18\x04 \x01(\x04R\brssBytes\x12\x18\n" +
-	"\arunning\x18\x05 \x01(\bR\arunning\"-\n" +
+	"\arunning\x18\x05 \x01(\bR\arunning\"Y\n" +
 	"\n" +
 	"MetricsAck\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
-	"intervalMs\"+\n" +
+	"intervalMs\x12*\n" +
+	"\x11facts_interval_ms\x18\x02 \x01(\x03R\x0ffactsIntervalMs\"+\n" +
 	"\x11HasPackageRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"\\\n" +
 	"\x12HasPackageResponse\x12\x18\n" +
@@ -3015,48 +3038,49 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	11, // 1: admq.agent.v1.MetricsReport.filesystems:type_name -> admq.agent.v1.FilesystemMetrics
 	12, // 2: admq.agent.v1.MetricsReport.network:type_name -> admq.agent.v1.NetworkMetrics
 	13, // 3: admq.agent.v1.MetricsReport.processes:type_name -> admq.agent.v1.ProcessMetrics
-	19, // 4: admq.agent.v1.DeployNodeRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
-	23, // 5: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
-	0,  // 6: admq.agent.v1.NodeCommandRequest.command:type_name -> admq.agent.v1.NodeCommandKind
-	23, // 7: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
-	30, // 8: admq.agent.v1.RemoveNodeResponse.kept_dirs:type_name -> admq.agent.v1.KeptDir
-	19, // 9: admq.agent.v1.ApplyConfigRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
-	1,  // 10: admq.agent.v1.ApplyConfigRequest.restart:type_name -> admq.agent.v1.RestartPolicy
-	31, // 11: admq.agent.v1.ApplyConfigRequest.health:type_name -> admq.agent.v1.CheckHealthRequest
-	23, // 12: admq.agent.v1.ApplyConfigResponse.status:type_name -> admq.agent.v1.NodeState
-	2,  // 13: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
-	5,  // 14: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
-	10, // 15: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
-	7,  // 16: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
-	9,  // 17: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
-	15, // 18: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
-	17, // 19: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
-	20, // 20: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
-	22, // 21: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
-	24, // 22: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
-	26, // 23: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
-	28, // 24: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
-	31, // 25: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
-	33, // 26: admq.agent.v1.AgentService.ApplyConfig:input_type -> admq.agent.v1.ApplyConfigRequest
-	3,  // 27: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
-	6,  // 28: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
-	14, // 29: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
-	8,  // 30: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
-	4,  // 31: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
-	16, // 32: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
-	18, // 33: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
-	21, // 34: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
-	23, // 35: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
-	25, // 36: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
-	27, // 37: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
-	29, // 38: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
-	32, // 39: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
-	34, // 40: admq.agent.v1.AgentService.ApplyConfig:output_type -> admq.agent.v1.ApplyConfigResponse
-	27, // [27:41] is the sub-list for method output_type
-	13, // [13:27] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	4,  // 4: admq.agent.v1.MetricsReport.facts:type_name -> admq.agent.v1.Facts
+	19, // 5: admq.agent.v1.DeployNodeRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
+	23, // 6: admq.agent.v1.DeployNodeResponse.status:type_name -> admq.agent.v1.NodeState
+	0,  // 7: admq.agent.v1.NodeCommandRequest.command:type_name -> admq.agent.v1.NodeCommandKind
+	23, // 8: admq.agent.v1.NodeStatusList.nodes:type_name -> admq.agent.v1.NodeState
+	30, // 9: admq.agent.v1.RemoveNodeResponse.kept_dirs:type_name -> admq.agent.v1.KeptDir
+	19, // 10: admq.agent.v1.ApplyConfigRequest.config_files:type_name -> admq.agent.v1.ConfigFileContent
+	1,  // 11: admq.agent.v1.ApplyConfigRequest.restart:type_name -> admq.agent.v1.RestartPolicy
+	31, // 12: admq.agent.v1.ApplyConfigRequest.health:type_name -> admq.agent.v1.CheckHealthRequest
+	23, // 13: admq.agent.v1.ApplyConfigResponse.status:type_name -> admq.agent.v1.NodeState
+	2,  // 14: admq.agent.v1.ManagerService.Enroll:input_type -> admq.agent.v1.EnrollRequest
+	5,  // 15: admq.agent.v1.ManagerService.Heartbeat:input_type -> admq.agent.v1.HeartbeatRequest
+	10, // 16: admq.agent.v1.ManagerService.ReportMetrics:input_type -> admq.agent.v1.MetricsReport
+	7,  // 17: admq.agent.v1.AgentService.Ping:input_type -> admq.agent.v1.PingRequest
+	9,  // 18: admq.agent.v1.AgentService.GetFacts:input_type -> admq.agent.v1.GetFactsRequest
+	15, // 19: admq.agent.v1.AgentService.HasPackage:input_type -> admq.agent.v1.HasPackageRequest
+	17, // 20: admq.agent.v1.AgentService.PushPackage:input_type -> admq.agent.v1.PackageChunk
+	20, // 21: admq.agent.v1.AgentService.DeployNode:input_type -> admq.agent.v1.DeployNodeRequest
+	22, // 22: admq.agent.v1.AgentService.NodeCommand:input_type -> admq.agent.v1.NodeCommandRequest
+	24, // 23: admq.agent.v1.AgentService.NodeStatus:input_type -> admq.agent.v1.NodeStatusRequest
+	26, // 24: admq.agent.v1.AgentService.NodeLogs:input_type -> admq.agent.v1.NodeLogsRequest
+	28, // 25: admq.agent.v1.AgentService.RemoveNode:input_type -> admq.agent.v1.RemoveNodeRequest
+	31, // 26: admq.agent.v1.AgentService.CheckHealth:input_type -> admq.agent.v1.CheckHealthRequest
+	33, // 27: admq.agent.v1.AgentService.ApplyConfig:input_type -> admq.agent.v1.ApplyConfigRequest
+	3,  // 28: admq.agent.v1.ManagerService.Enroll:output_type -> admq.agent.v1.EnrollResponse
+	6,  // 29: admq.agent.v1.ManagerService.Heartbeat:output_type -> admq.agent.v1.HeartbeatResponse
+	14, // 30: admq.agent.v1.ManagerService.ReportMetrics:output_type -> admq.agent.v1.MetricsAck
+	8,  // 31: admq.agent.v1.AgentService.Ping:output_type -> admq.agent.v1.PingResponse
+	4,  // 32: admq.agent.v1.AgentService.GetFacts:output_type -> admq.agent.v1.Facts
+	16, // 33: admq.agent.v1.AgentService.HasPackage:output_type -> admq.agent.v1.HasPackageResponse
+	18, // 34: admq.agent.v1.AgentService.PushPackage:output_type -> admq.agent.v1.PushPackageResponse
+	21, // 35: admq.agent.v1.AgentService.DeployNode:output_type -> admq.agent.v1.DeployNodeResponse
+	23, // 36: admq.agent.v1.AgentService.NodeCommand:output_type -> admq.agent.v1.NodeState
+	25, // 37: admq.agent.v1.AgentService.NodeStatus:output_type -> admq.agent.v1.NodeStatusList
+	27, // 38: admq.agent.v1.AgentService.NodeLogs:output_type -> admq.agent.v1.NodeLogsResponse
+	29, // 39: admq.agent.v1.AgentService.RemoveNode:output_type -> admq.agent.v1.RemoveNodeResponse
+	32, // 40: admq.agent.v1.AgentService.CheckHealth:output_type -> admq.agent.v1.CheckHealthResponse
+	34, // 41: admq.agent.v1.AgentService.ApplyConfig:output_type -> admq.agent.v1.ApplyConfigResponse
+	28, // [28:42] is the sub-list for method output_type
+	14, // [14:28] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
