@@ -47,20 +47,24 @@ type envelope struct {
 // call sends a console API request and decodes the envelope's data into out
 // (if not nil). A non-zero envelope code is an error.
 func (a *apiClient) call(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return a.do(ctx, method, path, nil, "", out)
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return a.do(ctx, method, path, bytes.NewReader(b), "application/json", out)
+}
+
+// do is call with a body of its content type (none when rd is nil).
+func (a *apiClient) do(ctx context.Context, method, path string, rd io.Reader, contentType string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, a.base+"/admq-manager"+path, rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)

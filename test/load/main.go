@@ -68,6 +68,9 @@ type options struct {
 	profileSeconds    time.Duration
 	fleetConcurrency  int
 	pageSize          int
+	agentCPUs         string
+	stormClients      int
+	configItems       int
 }
 
 func parseFlags(args []string) (options, error) {
@@ -89,6 +92,9 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
 	fs.IntVar(&o.fleetConcurrency, "fleet-concurrency", 256, "concurrency of the fleet-wide operations (POST /fleet/operation) the program runs")
 	fs.IntVar(&o.pageSize, "page-size", 100, "pageSize of the GET /server throughput test")
+	fs.IntVar(&o.stormClients, "storm-api-clients", 4, "concurrent GET /server clients while agents reconnect after the manager restart (0: none)")
+	fs.IntVar(&o.configItems, "config-items", 1000, "items of the node config file whose list the program hammers like GET /server (0: skip that phase)")
+	fs.StringVar(&o.agentCPUs, "agent-cpus", "auto", "CPUs the simulated agents (this process) run on, with GOMAXPROCS to match, so that they cannot starve the manager: auto (the upper half, none on one CPU), none, or a list such as 1 or 2-3")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "keep the manager's pprof profiles (CPU while connecting, idle, fanning out and reconnecting; heap and goroutines when idle) in this directory (default: the log dir)")
 	fs.DurationVar(&o.profileSeconds, "profile-seconds", 20*time.Second, "length of the CPU profiles taken while connecting and reconnecting")
 	fs.StringVar(&o.logDir, "log-dir", "", "keep manager.log and agents.log in this directory (default: a temp dir, removed)")
@@ -132,7 +138,19 @@ func main() {
 	ctx, cancel := context.WithTimeout(sigCtx, opt.timeout)
 	defer cancel()
 
-	t := &loadTest{opt: opt, log: log, rep: &report{}}
+	spec := opt.agentCPUs
+	if runtime.GOOS != "linux" && spec == "auto" {
+		spec = "none"
+	}
+	plan, err := planCPUs(spec, runtime.NumCPU())
+	if err == nil && plan.agents != nil {
+		err = pinSelf(plan.agents)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(2)
+	}
+	t := &loadTest{opt: opt, log: log, rep: &report{}, cpus: plan}
 	err = t.run(ctx)
 	switch {
 	case err == nil:
@@ -163,6 +181,7 @@ type loadTest struct {
 	agentLog *msgCounter
 	base     managerSample // manager before any agent
 	prof     *profiler
+	cpus     cpuPlan
 }
 
 const adminPassword = "load-test-admin-pw"
@@ -172,6 +191,7 @@ func (t *loadTest) run(ctx context.Context) error {
 	t.rep.add("agents", "%d", n)
 	t.rep.add("CPUs (runtime.NumCPU)", "%d", runtime.NumCPU())
 	t.rep.add("Go", "%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	t.rep.add("CPU pinning", "%s", t.cpus.describe())
 
 	soft, hard, lerr := fileLimit()
 	if lerr != nil {
@@ -236,7 +256,7 @@ func (t *loadTest) run(ctx context.Context) error {
 	t.prof = newProfiler(pprofAddr, profDir, t.log)
 	defer func() {
 		t.prof.wait()
-		t.prof.report(t.rep, "cpu-connect", "heap-idle", "goroutines-idle", "cpu-idle", "cpu-fanout", "cpu-reconnect")
+		t.prof.report(t.rep, "cpu-connect", "agents-cpu-connect", "heap-idle", "goroutines-idle", "cpu-idle", "cpu-fanout", "cpu-api", "cpu-config-items", "cpu-reconnect", "agents-cpu-reconnect")
 		if profDir != tmp {
 			t.rep.add("pprof profiles in", "%s", profDir)
 		}
@@ -245,7 +265,7 @@ func (t *loadTest) run(ctx context.Context) error {
 	defer t.api.close()
 	t.mgr = &managerProc{
 		bin: bin, dataDir: filepath.Join(tmp, "manager"), httpAddr: httpAddr, tunnelAddr: tunnelAddr, pprofAddr: pprofAddr,
-		password: adminPassword, logPath: filepath.Join(logDir, "manager.log"), log: t.log,
+		cpus: t.cpus.manager, password: adminPassword, logPath: filepath.Join(logDir, "manager.log"), log: t.log,
 	}
 	t.log.Info("starting manager", "bin", bin, "http", httpAddr, "tunnel", tunnelAddr, "logs", logDir)
 
@@ -348,6 +368,11 @@ func (t *loadTest) run(ctx context.Context) error {
 	// 6. API throughput.
 	if err := t.apiThroughput(ctx); err != nil {
 		return err
+	}
+	if t.opt.configItems > 0 {
+		if err := t.configItems(ctx, tmp, t.opt.configItems); err != nil {
+			return fmt.Errorf("config items: %w", err)
+		}
 	}
 	// 7. Lost agents.
 	if err := t.lostAgents(ctx); err != nil {
@@ -461,6 +486,7 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 	t.log.Info("starting agents", "n", n, "enrollConcurrency", t.opt.enrollConcurrency)
 	cpu0 := selfCPU()
 	t.prof.cpu(ctx, "cpu-connect", t.opt.profileSeconds)
+	t.prof.self(ctx, "agents-cpu-connect", t.opt.profileSeconds)
 	t.fleet.startAll(t.opt.enrollConcurrency)
 	t0 := t.fleet.startedAt
 	var curve [4]time.Duration
@@ -664,24 +690,26 @@ feed:
 	return nil
 }
 
-// apiThroughput hammers GET /server from several clients.
-func (t *loadTest) apiThroughput(ctx context.Context) error {
-	t.log.Info("API throughput", "clients", t.opt.apiClients, "for", t.opt.apiDuration)
-	q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
-	per := make([]latencies, t.opt.apiClients)
+// hammer runs do from clients goroutines, each as fast as it answers,
+// until stop is closed or ctx ends, and returns every call's latency and
+// the calls that failed.
+func hammer(ctx context.Context, clients int, stop <-chan struct{}, do func(context.Context) error) (all latencies, failed int64, firstErr error) {
+	per := make([]latencies, clients)
 	var errs atomic.Int64
-	var firstErr error
 	var errOnce sync.Once
-	start := time.Now()
-	deadline := start.Add(t.opt.apiDuration)
 	var wg sync.WaitGroup
-	for c := range t.opt.apiClients {
+	for c := range clients {
 		wg.Go(func() {
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for ctx.Err() == nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
 				st := time.Now()
-				_, err := t.api.servers(ctx, q)
+				err := do(ctx)
 				per[c] = append(per[c], time.Since(st))
-				if err != nil {
+				if err != nil && ctx.Err() == nil {
 					errs.Add(1)
 					errOnce.Do(func() { firstErr = err })
 				}
@@ -689,22 +717,56 @@ func (t *loadTest) apiThroughput(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	for _, l := range per {
+		all = append(all, l...)
+	}
+	return all, errs.Load(), firstErr
+}
+
+// timedHammer is hammer for d, with the manager's CPU seconds and a CPU
+// profile named prof over the same time; it reports under label.
+func (t *loadTest) timedHammer(ctx context.Context, label, prof string, d time.Duration, do func(context.Context) error) error {
+	before, err := t.mgr.sample(ctx, t.api)
+	if err != nil {
+		return err
+	}
+	t.prof.wait()
+	t.prof.cpu(ctx, prof, d)
+	stop := make(chan struct{})
+	timer := time.AfterFunc(d, func() { close(stop) })
+	defer timer.Stop()
+	start := time.Now()
+	all, failed, firstErr := hammer(ctx, t.opt.apiClients, stop, do)
 	elapsed := time.Since(start)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var all latencies
-	for _, l := range per {
-		all = append(all, l...)
+	after, err := t.mgr.sample(ctx, t.api)
+	if err != nil {
+		return err
 	}
-	label := fmt.Sprintf("API GET /server pageSize=%d, %d clients", t.opt.pageSize, t.opt.apiClients)
+	label = fmt.Sprintf("%s, %d clients", label, t.opt.apiClients)
 	t.rep.add(label+" (req/s)", "%.0f  (%d requests in %s s)", float64(len(all))/elapsed.Seconds(), len(all), secs(elapsed))
-	t.rep.add("API GET /server latency p50/p99/max (ms)", "%s / %s / %s", ms(all.percentile(50)), ms(all.percentile(99)), ms(all.max()))
-	t.rep.add("API GET /server errors", "%d", errs.Load())
+	t.rep.add(label+" latency p50/p99/max (ms)", "%s / %s / %s", ms(all.percentile(50)), ms(all.percentile(99)), ms(all.max()))
+	if before.cpu >= 0 && after.cpu >= 0 && len(all) > 0 {
+		cpu := after.cpu - before.cpu
+		t.rep.add(label+" manager CPU", "%.2f s, %.2f ms per request", cpu, cpu*1000/float64(len(all)))
+	}
+	t.rep.add(label+" failed", "%d", failed)
 	if firstErr != nil {
-		t.rep.add("API first error", "%s", truncate(firstErr.Error(), 160))
+		t.rep.add(label+" first error", "%s", truncate(firstErr.Error(), 160))
 	}
 	return nil
+}
+
+// apiThroughput hammers GET /server from several clients.
+func (t *loadTest) apiThroughput(ctx context.Context) error {
+	t.log.Info("API throughput", "clients", t.opt.apiClients, "for", t.opt.apiDuration)
+	q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
+	return t.timedHammer(ctx, fmt.Sprintf("API GET /server pageSize=%d", t.opt.pageSize), "cpu-api", t.opt.apiDuration, func(ctx context.Context) error {
+		_, err := t.api.servers(ctx, q)
+		return err
+	})
 }
 
 // lostAgents measures how long the manager takes to mark an agent offline
@@ -800,6 +862,7 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	}
 	tReady := time.Now()
 	t.prof.cpu(ctx, "cpu-reconnect", t.opt.profileSeconds)
+	t.prof.self(ctx, "agents-cpu-reconnect", t.opt.profileSeconds)
 	t.rep.add("manager restart until ready (s)", "%s", secs(tReady.Sub(tStart)))
 	if err := t.api.login(ctx, "admin", adminPassword); err != nil {
 		return fmt.Errorf("login after restart: %w", err)
@@ -807,6 +870,23 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	t.log.Info("manager restarted; waiting for agents to reconnect", "n", n)
 	var curve [4]time.Duration
 	var online time.Duration
+	// The console while the agents come back: how fast does it answer?
+	stormStop := make(chan struct{})
+	stormDone := make(chan struct{})
+	var stormLat latencies
+	var stormFailed int64
+	var stormErr error
+	go func() {
+		defer close(stormDone)
+		if t.opt.stormClients <= 0 {
+			return
+		}
+		q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
+		stormLat, stormFailed, stormErr = hammer(ctx, t.opt.stormClients, stormStop, func(ctx context.Context) error {
+			_, err := t.api.servers(ctx, q)
+			return err
+		})
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
 		curve, err = t.connectCurve(gctx, "agents reconnected", tReady, n)
@@ -816,8 +896,19 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 		online, err = t.onlineAfter(gctx, tReady, n)
 		return err
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	close(stormStop)
+	<-stormDone
+	if err != nil {
 		return err
+	}
+	if t.opt.stormClients > 0 {
+		label := fmt.Sprintf("API GET /server pageSize=%d during reconnect, %d clients", t.opt.pageSize, t.opt.stormClients)
+		t.rep.add(label+" latency p50/p99/max (ms)", "%s / %s / %s  (%d requests)", ms(stormLat.percentile(50)), ms(stormLat.percentile(99)), ms(stormLat.max()), len(stormLat))
+		t.rep.add(label+" failed", "%d", stormFailed)
+		if stormErr != nil {
+			t.rep.add(label+" first error", "%s", truncate(stormErr.Error(), 160))
+		}
 	}
 	t.rep.add("reconnect all since SIGTERM (s)", "%s", secs(curve[3]+tReady.Sub(tKill)))
 	t.rep.add("reconnect all since manager ready (s)", "%s", secs(curve[3]))
@@ -830,6 +921,10 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	t.rep.add("manager RSS after reconnect (MB)", "%s", mb(s.rss))
 	t.rep.add("manager heap in use after reconnect (MB)", "%s  (live est. %s)", mb(s.heap), mb(s.liveHeap))
 	t.rep.add("manager goroutines after reconnect", "%.0f", s.goroutines)
+	// The restarted manager's counters start at zero: these are the
+	// storm's calls (reports, enrollments none) that it answered.
+	calls := s.mt.sum(rpcHist + "_count")
+	t.rep.add("agent calls answered since restart, failed", "%.0f, %.0f  (by the manager's RPC histogram: codes other than OK)", calls, calls-s.mt.sum(rpcHist+"_count", `code="OK"`))
 	if err := t.fleetWide(ctx, "fleet ping after reconnect"); err != nil {
 		return err
 	}

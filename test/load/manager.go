@@ -23,6 +23,7 @@ type managerProc struct {
 	httpAddr   string
 	tunnelAddr string
 	pprofAddr  string // --pprof-addr
+	cpus       []int  // CPUs the manager may run on; nil: not pinned
 	password   string
 	logPath    string // the manager's stderr (JSON logs), appended across restarts
 	log        *slog.Logger
@@ -55,7 +56,7 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(m.bin,
+	cmd, err := pinnedCommand(m.cpus, m.bin,
 		"--data-dir", m.dataDir,
 		"--http-addr", m.httpAddr,
 		"--tunnel-addr", m.tunnelAddr,
@@ -63,6 +64,11 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 		"--admin-password", m.password,
 		"--log-format", "json",
 	)
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return err
+	}
 	cmd.Stdout = outW
 	cmd.Stderr = logf
 	cmd.Env = managerEnv()

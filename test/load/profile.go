@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -66,7 +67,7 @@ func (p *profiler) fetch(ctx context.Context, name, kind string, seconds int) er
 	if err := f.Close(); err != nil {
 		return err
 	}
-	lines, err := pprofTop(ctx, path, 3)
+	lines, err := pprofTop(ctx, path, 3, "")
 	if err != nil {
 		return err
 	}
@@ -82,6 +83,46 @@ func (p *profiler) cpu(ctx context.Context, name string, d time.Duration) {
 		if err := p.fetch(ctx, name, "profile", max(1, int(d.Seconds()))); err != nil {
 			p.log.Warn("CPU profile", "name", name, "err", err)
 		}
+	})
+}
+
+// self takes a CPU profile of this process (the simulated agents) for the
+// next d in the background, beside a manager profile of the same phase, so
+// that the report shows what the agents' side spends its CPU on.
+func (p *profiler) self(ctx context.Context, name string, d time.Duration) {
+	path := filepath.Join(p.dir, name+".pb.gz")
+	f, err := os.Create(path)
+	if err != nil {
+		p.log.Warn("agents' CPU profile", "err", err)
+		return
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		p.log.Warn("agents' CPU profile", "err", err)
+		return
+	}
+	p.wg.Go(func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			p.log.Warn("agents' CPU profile", "err", err)
+			return
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return
+		}
+		lines, err := pprofTop(ctx, path, 3, exe)
+		if err != nil {
+			p.log.Warn("agents' CPU profile", "err", err)
+			return
+		}
+		p.mu.Lock()
+		p.top[name] = lines
+		p.mu.Unlock()
 	})
 }
 
@@ -114,13 +155,17 @@ func (p *profiler) report(rep *report, names ...string) {
 	}
 }
 
-// pprofTop runs `go tool pprof -top` on a profile and returns its first n
-// entries, each "flat flat% sum% cum cum% function".
-func pprofTop(ctx context.Context, path string, n int) ([]string, error) {
+// pprofTop runs `go tool pprof -top` on a profile (of binary, when not
+// empty) and returns its first n entries, each "flat flat% sum% cum cum% function".
+func pprofTop(ctx context.Context, path string, n int, binary string) ([]string, error) {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	cmd := exec.CommandContext(cctx, "go", "tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", n), path)
+	args := []string{"tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", n)}
+	if binary != "" {
+		args = append(args, binary)
+	}
+	cmd := exec.CommandContext(cctx, "go", append(args, path)...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("go tool pprof %s: %w: %s", path, err, strings.TrimSpace(errb.String()))

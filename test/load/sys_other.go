@@ -23,3 +23,12 @@ func processFileLimit(int) string { return "n/a" }
 func selfCPU() time.Duration { return -1 }
 
 func defaultAgentStateRoot() string { return "" }
+
+func pinSelf([]int) error { return errors.New("pinning: Linux only") }
+
+func pinnedCommand(cpus []int, bin string, args ...string) (*exec.Cmd, error) {
+	if cpus != nil {
+		return nil, errors.New("pinning: Linux only; run with -agent-cpus none")
+	}
+	return exec.Command(bin, args...), nil
+}

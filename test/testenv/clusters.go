@@ -6,14 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/admq/admq-manager/test/workloads"
 )
 
 // Package is a row of GET /package.
@@ -45,28 +45,16 @@ func (c *Client) UploadPackage(t testing.TB, path string) Package {
 // Upload sends the file at path as POST /package, streamed, and returns
 // whatever came back.
 func (c *Client) Upload(path string) (Envelope, int, error) {
-	f, err := os.Open(path)
+	body, contentType, err := workloads.UploadBody(path)
 	if err != nil {
 		return Envelope{}, 0, err
 	}
-	defer f.Close()
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		part, err := mw.CreateFormFile("file", filepath.Base(path))
-		if err == nil {
-			_, err = io.Copy(part, f)
-		}
-		if err == nil {
-			err = mw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	req, err := http.NewRequest(http.MethodPost, c.base+"/package", pr)
+	req, err := http.NewRequest(http.MethodPost, c.base+"/package", body)
 	if err != nil {
+		body.Close()
 		return Envelope{}, 0, err
 	}
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Content-Type", contentType)
 	return c.send(req)
 }
 

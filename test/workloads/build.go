@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime/multipart"
 	"os"
 	"path"
 	"path/filepath"
@@ -38,34 +39,44 @@ type Entry struct {
 // archive.Inspect with the manager's limits.
 func Build(t testing.TB, dir, fileName string, m manifest.Manifest, entries ...Entry) string {
 	t.Helper()
+	p, err := BuildFile(dir, fileName, m, entries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// BuildFile is Build for programs that are not tests (test/load): it
+// returns what Build fails the test with.
+func BuildFile(dir, fileName string, m manifest.Manifest, entries ...Entry) (string, error) {
 	n, err := pkgname.Parse(fileName)
 	if err != nil {
-		t.Fatalf("package name %s: %v", fileName, err)
+		return "", fmt.Errorf("package name %s: %w", fileName, err)
 	}
 	if err := m.Validate(); err != nil {
-		t.Fatalf("%s: invalid manifest: %v", fileName, err)
+		return "", fmt.Errorf("%s: invalid manifest: %w", fileName, err)
 	}
 	var mj bytes.Buffer
 	enc := json.NewEncoder(&mj)
 	enc.SetEscapeHTML(false) // keep "&&" and ">" of shell commands readable
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(m); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	entries = append([]Entry{{Name: manifest.FileName, Data: mj.Bytes()}}, entries...)
 	p := filepath.Join(dir, fileName)
 	if err := writeTar(p, n.Format() != "tar", entries); err != nil {
-		t.Fatalf("write %s: %v", p, err)
+		return "", fmt.Errorf("write %s: %w", p, err)
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer f.Close()
 	if _, err := archive.Inspect(bufio.NewReaderSize(f, 1<<20), n.Format(), archive.Limits{}); err != nil {
-		t.Fatalf("built package %s does not pass the manager's checks: %v", fileName, err)
+		return "", fmt.Errorf("built package %s does not pass the manager's checks: %w", fileName, err)
 	}
-	return p
+	return p, nil
 }
 
 func writeTar(p string, compress bool, entries []Entry) error {
@@ -125,4 +136,28 @@ func writeTar(p string, compress bool, entries []Entry) error {
 		return err
 	}
 	return f.Close()
+}
+
+// UploadBody streams the package file at path as the multipart form that
+// POST /package takes (the file in the field "file"). The body reports a
+// read error of the file; close it if it is not sent.
+func UploadBody(path string) (body io.ReadCloser, contentType string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", err
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		defer f.Close()
+		part, err := mw.CreateFormFile("file", filepath.Base(path))
+		if err == nil {
+			_, err = io.Copy(part, f)
+		}
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, mw.FormDataContentType(), nil
 }
