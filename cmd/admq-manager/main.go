@@ -19,6 +19,7 @@ import (
 	"github.com/admq/admq-manager/internal/logx"
 	"github.com/admq/admq-manager/internal/version"
 	"github.com/admq/admq-manager/manager"
+	"github.com/admq/admq-manager/manager/tunnel"
 )
 
 func main() {
@@ -43,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.AgentServiceName, "agent-service-name", envOr("ADMQ_AGENT_SERVICE_NAME", cfg.AgentServiceName), "agent service name on bootstrapped servers; {managerIp} is replaced by the server's address (env ADMQ_AGENT_SERVICE_NAME)")
 	fs.StringVar(&cfg.AdvertiseTunnelAddr, "advertise-tunnel-addr", envOr("ADMQ_ADVERTISE_TUNNEL_ADDR", ""), "host:port bootstrapped agents dial; empty: the address the manager reached the server from, with the tunnel port (env ADMQ_ADVERTISE_TUNNEL_ADDR)")
 	metricsInterval := fs.String("metrics-interval", envOr("ADMQ_METRICS_INTERVAL", cfg.Tunnel.MetricsInterval.String()), "how often agents report host metrics for /metrics/fleet (env ADMQ_METRICS_INTERVAL)")
+	handshakeRate := fs.String("tunnel-handshake-rate", envOr("ADMQ_TUNNEL_HANDSHAKE_RATE", strconv.Itoa(tunnel.DefaultHandshakeRate)), "agent TLS handshakes begun per second at most; more wait their turn (up to 4s) or are turned away to back off; 0: no limit (env ADMQ_TUNNEL_HANDSHAKE_RATE)")
 	sshDialTimeout := fs.String("ssh-dial-timeout", envOr("ADMQ_SSH_DIAL_TIMEOUT", cfg.SSHDialTimeout.String()), "bound on connecting to a server's SSH port (env ADMQ_SSH_DIAL_TIMEOUT)")
 	onlineTimeout := fs.String("agent-online-timeout", envOr("ADMQ_AGENT_ONLINE_TIMEOUT", cfg.AgentOnlineTimeout.String()), "how long a bootstrapped agent has to come online (env ADMQ_AGENT_ONLINE_TIMEOUT)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", envOr("ADMQ_TLS_CERT", ""), "PEM certificate (chain) of the console API; with --tls-key it is served over TLS 1.2+, else over plain HTTP (env ADMQ_TLS_CERT)")
@@ -80,6 +82,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--node-id %q: %w", *nodeID, err)
 	}
 	cfg.NodeID = n
+	rateN, err := strconv.Atoi(*handshakeRate)
+	switch {
+	case err != nil || rateN < 0:
+		return fmt.Errorf("--tunnel-handshake-rate %q: want handshakes per second, 0 for no limit", *handshakeRate)
+	case rateN == 0:
+		cfg.Tunnel.HandshakeRate = -1 // no limit
+	default:
+		cfg.Tunnel.HandshakeRate = rateN
+	}
 	for _, d := range []struct {
 		flag string
 		v    string

@@ -20,7 +20,7 @@ const (
 	resultNoHello     = "no_hello"      // nothing (or not a whole ClientHello) within HelloTimeout
 	resultSourceLimit = "source_limit"  // too many unfinished connections from its address
 	resultPending     = "pending_limit" // too many unfinished connections in all
-	resultBusy        = "busy"          // no handshake slot free within SlotWait
+	resultBusy        = "busy"          // no turn under HandshakeRate within RateWait, or no slot within SlotWait
 	resultTimeout     = "timeout"       // the handshake did not finish within HandshakeTimeout
 	resultTLSFailed   = "tls_failed"    // the handshake failed (bad certificate, protocol error)
 )
@@ -32,10 +32,11 @@ const (
 // of the handshake is bounded by MaxHandshakes slots, taken once the
 // ClientHello is in and given back as soon as the manager has sent its
 // reply: a client that stalls after that (or never finishes) holds no
-// slot. A connection that waits longer than SlotWait for a slot, or comes
-// faster than HandshakeRate allows, is closed at once; the agent backs
-// off and comes back, instead of the manager doing a handshake that the
-// agent has already given up on.
+// slot. Handshakes begin at most HandshakeRate a second: a connection that
+// comes faster waits its turn, up to RateWait. One whose turn would come
+// later than that, or that waits longer than SlotWait for a slot, is
+// closed at once; the agent backs off and comes back, instead of the
+// manager doing a handshake that the agent has already given up on.
 type gate struct {
 	cfg     Config
 	slots   chan struct{}
@@ -60,6 +61,35 @@ func newGate(cfg Config, m *metrics, log *slog.Logger) *gate {
 		g.limiter = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), max(1, cfg.HandshakeRate/10))
 	}
 	return g
+}
+
+// await waits for the handshake's turn under HandshakeRate: at once while
+// the rate allows, else up to RateWait, holding nothing but the
+// connection. It fails with errBusy when the turn would come later than
+// that (the agent backs off and comes back) or when ctx ends.
+func (g *gate) await(ctx context.Context) error {
+	if g.limiter == nil {
+		return nil
+	}
+	r := g.limiter.Reserve()
+	delay := r.Delay()
+	if !r.OK() || delay > g.cfg.RateWait {
+		r.Cancel()
+		return errBusy
+	}
+	if delay <= 0 {
+		return nil
+	}
+	g.metrics.rateWaits.Inc()
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return ctx.Err()
+	}
 }
 
 // admit counts a new connection against the limits; ok false means it is
@@ -111,8 +141,8 @@ func (g *gate) handshake(ctx context.Context, raw net.Conn, base *tls.Config) (*
 		if err := raw.SetDeadline(now.Add(g.cfg.HandshakeTimeout)); err != nil {
 			return nil, err
 		}
-		if g.limiter != nil && !g.limiter.Allow() {
-			return nil, errBusy
+		if err := g.await(hello.Context()); err != nil {
+			return nil, err
 		}
 		wait := time.NewTimer(g.cfg.SlotWait)
 		defer wait.Stop()

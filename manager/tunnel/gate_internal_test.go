@@ -2,6 +2,8 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestGateAdmitLimits(t *testing.T) {
@@ -63,5 +66,51 @@ func TestSampledLog(t *testing.T) {
 	s.warn("tunnel handshake failed", "reason", "no_hello")
 	if !strings.Contains(buf.String(), "alikeNotLogged=999") {
 		t.Fatalf("the next line does not say how many were left out:\n%s", buf.String())
+	}
+}
+
+// TestHandshakeRateQueuesThenTurnsAway: beyond the rate's burst, a
+// handshake waits its turn while that comes within RateWait (counted in
+// admq_tunnel_handshake_rate_waits_total), and is turned away (errBusy)
+// when it would come later; a wait that ends early because the connection
+// went gives its turn back.
+func TestHandshakeRateQueuesThenTurnsAway(t *testing.T) {
+	cfg := DefaultConfig().withDefaults()
+	cfg.HandshakeRate, cfg.RateWait = 20, 200*time.Millisecond // burst 2, then one per 50 ms
+	reg := prometheus.NewRegistry()
+	g := newGate(cfg, newMetrics(reg), slog.New(slog.DiscardHandler))
+	ctx := t.Context()
+	for i := range 2 {
+		if err := g.await(ctx); err != nil {
+			t.Fatalf("handshake %d of the burst: %v", i, err)
+		}
+	}
+	// The burst is spent: each of the next ones has to wait for its turn
+	// (about 50 ms each), which comes within RateWait.
+	for i := range 2 {
+		if err := g.await(ctx); err != nil {
+			t.Fatalf("queued handshake %d: %v", i, err)
+		}
+	}
+	if got := testutil.ToFloat64(g.metrics.rateWaits); got < 1 {
+		t.Fatalf("admq_tunnel_handshake_rate_waits_total = %v after handshakes beyond the burst, want them counted as waits", got)
+	}
+	// Others hold the turns of the next RateWait and more: a caller whose
+	// turn is beyond RateWait is turned away, not queued.
+	for range 8 {
+		r := g.limiter.Reserve()
+		defer r.Cancel()
+	}
+	if err := g.await(ctx); !errors.Is(err, errBusy) {
+		t.Fatalf("a turn beyond RateWait: %v, want errBusy", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	g2 := newGate(cfg, newMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	for range 2 {
+		_ = g2.await(ctx) // spend the burst
+	}
+	if err := g2.await(cctx); err == nil || errors.Is(err, errBusy) {
+		t.Fatalf("a wait whose connection is gone: %v, want its context's error", err)
 	}
 }

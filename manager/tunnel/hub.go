@@ -60,9 +60,16 @@ type Config struct {
 	// SlotWait is how long a handshake may wait for a slot before its
 	// connection is closed for the agent to come back later (default 2s).
 	SlotWait time.Duration
-	// HandshakeRate caps handshakes begun per second (default 0: no cap
-	// beyond MaxHandshakes).
+	// HandshakeRate caps the TLS handshakes begun per second (default
+	// 1000; negative: no cap beyond MaxHandshakes), so that a reconnect
+	// storm of a whole fleet takes a steady share of the manager's CPU and
+	// the console stays responsive. A connection beyond the rate waits its
+	// turn, up to RateWait, before its handshake; one that would wait
+	// longer is closed at once and its agent backs off.
 	HandshakeRate int
+	// RateWait is how long a connection may wait for its turn under
+	// HandshakeRate (default 4s; the agent gives its whole handshake 10s).
+	RateWait time.Duration
 	// MaxPendingPerSource caps the connections from one address that are
 	// not yet through the handshake (default 32); more are closed at once.
 	MaxPendingPerSource int
@@ -89,6 +96,12 @@ type Config struct {
 	MetricsInterval time.Duration
 }
 
+// DefaultHandshakeRate is the default of Config.HandshakeRate: at about a
+// millisecond of CPU per agent handshake, a storm takes at most one of the
+// manager's cores, and 10,000 agents are back within ten seconds of their
+// arrival.
+const DefaultHandshakeRate = 1000
+
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -99,6 +112,8 @@ func DefaultConfig() Config {
 		HandshakeTimeout:    10 * time.Second,
 		MaxHandshakes:       64,
 		SlotWait:            2 * time.Second,
+		HandshakeRate:       DefaultHandshakeRate,
+		RateWait:            4 * time.Second,
 		MaxPendingPerSource: 32,
 		MaxPending:          4096,
 		EnrollTimeout:       30 * time.Second,
@@ -140,7 +155,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending <= 0 {
 		c.MaxPending = d.MaxPending
 	}
-	c.HandshakeRate = max(c.HandshakeRate, 0)
+	switch {
+	case c.HandshakeRate == 0:
+		c.HandshakeRate = d.HandshakeRate
+	case c.HandshakeRate < 0:
+		c.HandshakeRate = 0 // no cap
+	}
+	if c.RateWait <= 0 {
+		c.RateWait = d.RateWait
+	}
 	if c.EnrollTimeout <= 0 {
 		c.EnrollTimeout = d.EnrollTimeout
 	}

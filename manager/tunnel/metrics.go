@@ -23,6 +23,9 @@ type metrics struct {
 	transfers prometheus.Gauge
 	// packageBytes counts package bytes sent to agents.
 	packageBytes prometheus.Counter
+	// rateWaits counts handshakes that waited for their turn under
+	// HandshakeRate.
+	rateWaits prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,8 +67,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "package_bytes_total",
 			Help: "Package bytes sent to agents (transfers the agent could skip send none).",
 		}),
+		rateWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "handshake_rate_waits_total",
+			Help: "Tunnel handshakes that waited for their turn under the handshake rate (those that would have waited too long count as busy in handshakes_total).",
+		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes, m.rateWaits)
 	return m
 }
 
