@@ -170,6 +170,8 @@ type ServerFilter struct {
 
 // Store is what fleet needs from persistence.
 type Store interface {
+	DirectoryStore // a Service answers what its Directory does
+
 	CreateArea(ctx context.Context, a *Area) error
 	Areas(ctx context.Context, p paging.Page) ([]Area, int, error)
 	Area(ctx context.Context, id ids.ID) (Area, error)

@@ -59,6 +59,7 @@ func TestAreas(t *testing.T) {
 			return db.CreateArea(ctx, &fleet.Area{ID: nextID(), Code: "b", Name: "other"})
 		}, fleet.ErrAreaExists},
 		{"get missing", func() error { _, err := db.Area(ctx, nextID()); return err }, fleet.ErrAreaNotFound},
+		{"serial of missing", func() error { _, err := db.CertSerial(ctx, nextID()); return err }, fleet.ErrServerNotFound},
 		{"delete missing", func() error { return db.DeleteArea(ctx, nextID()) }, fleet.ErrAreaNotFound},
 	}
 	for _, tc := range errCases {
@@ -173,6 +174,13 @@ func TestCreateServer(t *testing.T) {
 		}
 	})
 
+	t.Run("certificate serial", func(t *testing.T) {
+		got, err := db.CertSerial(ctx, full.ID)
+		if err != nil || got != full.CertSerial {
+			t.Errorf("CertSerial = %q, %v; want %q", got, err, full.CertSerial)
+		}
+	})
+
 	t.Run("defaults", func(t *testing.T) {
 		s := fleet.Server{ID: nextID(), ManagerIP: "10.0.0.2"}
 		if err := db.CreateServer(ctx, &s); err != nil {
@@ -185,6 +193,9 @@ func TestCreateServer(t *testing.T) {
 		if got.AgentStatus != fleet.StatusPending || got.AreaID != 0 || got.AreaName != "" ||
 			!got.LastSeen.IsZero() || !got.CreatedAt.IsZero() || got.Facts != (fleet.Facts{}) {
 			t.Errorf("Server = %+v, want pending, no area, zero times and facts", got)
+		}
+		if serial, err := db.CertSerial(ctx, s.ID); err != nil || serial != "" {
+			t.Errorf("CertSerial before enrollment = %q, %v; want none", serial, err)
 		}
 	})
 
@@ -200,6 +211,7 @@ func TestCreateServer(t *testing.T) {
 			return db.CreateServer(ctx, &fleet.Server{ID: nextID(), AreaID: nextID(), ManagerIP: "10.0.0.3"})
 		}, fleet.ErrAreaNotFound},
 		{"get missing", func() error { _, err := db.Server(ctx, nextID()); return err }, fleet.ErrServerNotFound},
+		{"serial of missing", func() error { _, err := db.CertSerial(ctx, nextID()); return err }, fleet.ErrServerNotFound},
 		{"delete missing", func() error { return db.DeleteServer(ctx, nextID(), base) }, fleet.ErrServerNotFound},
 	}
 	for _, tc := range errCases {

@@ -69,8 +69,9 @@ const (
 
 // DB is the manager's database. It is safe for concurrent use.
 type DB struct {
-	w writer  // writer: one connection, BEGIN IMMEDIATE
-	r *sql.DB // readers: query_only connections
+	w     writer  // writer: one connection, BEGIN IMMEDIATE
+	r     *sql.DB // readers: query_only connections
+	reads *stmtCache
 }
 
 // writer is the writer pool. Its errors, and those of write, wrap
@@ -149,7 +150,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open readers: %w", err)
 	}
-	return &DB{w: writer{w}, r: r}, nil
+	return &DB{w: writer{w}, r: r, reads: &stmtCache{pool: r}}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
@@ -172,6 +173,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
+	db.reads.close()
 	errR := db.r.Close()
 	errW := db.w.Close()
 	if err := errors.Join(errR, errW); err != nil {
@@ -311,7 +313,7 @@ func listPage[T any](ctx context.Context, db *DB, what, countSQL, listSQL string
 		total int
 	)
 	err := db.read(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, countSQL, args...).Scan(&total); err != nil {
+		if err := db.txQueryRow(ctx, tx, countSQL, args...).Scan(&total); err != nil {
 			return err
 		}
 		// listSQL may place the page's LIMIT and OFFSET itself (in a
@@ -319,7 +321,7 @@ func listPage[T any](ctx context.Context, db *DB, what, countSQL, listSQL string
 		if !strings.Contains(listSQL, `LIMIT ? OFFSET ?`) {
 			listSQL += ` LIMIT ? OFFSET ?`
 		}
-		rows, err := tx.QueryContext(ctx, listSQL, append(args[:len(args):len(args)], p.Size, p.Offset())...)
+		rows, err := db.txQuery(ctx, tx, listSQL, append(args[:len(args):len(args)], p.Size, p.Offset())...)
 		if err != nil {
 			return err
 		}
@@ -341,7 +343,7 @@ func listPage[T any](ctx context.Context, db *DB, what, countSQL, listSQL string
 
 // getOne reads the single row query selects, or returns notFound.
 func getOne[T any](ctx context.Context, db *DB, notFound error, what string, scan func(scanner) (T, error), query string, args ...any) (T, error) {
-	v, err := scan(db.r.QueryRowContext(ctx, query, args...))
+	v, err := scan(db.queryRow(ctx, query, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		var zero T
 		return zero, notFound
