@@ -12,8 +12,15 @@ import (
 // that talk anyway (their own keepalives, heartbeats and metrics reports)
 // are not pinged at all.
 
-// maxPings bounds the pings in flight at once across all sessions.
-const maxPings = 256
+// maxPings bounds the pings in flight at once across all sessions (each
+// waits in a goroutine of its own for its pong, a few KB). It must cover
+// the pings a whole fleet needs: an idle agent is pinged about every
+// KeepAliveInterval, so 10,000 agents need some 2,000 pings a second, and
+// a bound of 256 held them to 256 per round trip: at a round trip of 1 s
+// on a busy machine, thousands of sessions that would have answered went
+// unpinged for IdleTimeout and were closed, and their reconnects made the
+// machine busier still.
+const maxPings = 4096
 
 // sweep runs until ctx is done, every sweepEvery.
 func (h *Hub) sweep(ctx context.Context) {
