@@ -330,7 +330,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	// Deployments: jobs a previous run left unfinished are failed now.
 	m.deploy = deploy.New(deploy.Deps{
 		Store: m.db, Clusters: clusterSvc, Configs: configSvc, Packages: pkgSvc, Agents: m.hub, Cleanups: m.db,
-		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg,
+		IDs: gen, Log: log.With("component", "deploy"), Registerer: reg, ErrorCode: api.JobError,
 	})
 	if err := m.deploy.Recover(ctx); err != nil {
 		return nil, err
@@ -364,7 +364,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	fleetService.UseBootstrap(boot, box)
+	fleetService.UseBootstrap(boot, box, m.deploy)
 	if missing := boot.MissingAgents(); len(missing) > 0 {
 		bootLog.Warn("agent directory lacks binaries; SSH bootstrap of such servers will fail", "agentDir", cfg.AgentDir, "missing", missing)
 	}

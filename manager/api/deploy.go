@@ -65,21 +65,27 @@ type cmdRequest struct {
 }
 
 type jobView struct {
-	ID         ids.ID  `json:"id"`
-	Type       string  `json:"type"` // deploy_cluster, deploy_node, config_flush, config_rollout, config_rollback, rolling_restart
-	ClusterID  ids.ID  `json:"clusterId"`
-	NodeID     ids.ID  `json:"nodeId"` // null for a cluster job
-	State      string  `json:"state"`  // pending, running, succeeded, failed
-	Reason     string  `json:"reason"`
-	CreatedBy  string  `json:"createdBy"`
-	CreateTime apiTime `json:"createTime"`
-	StartTime  apiTime `json:"startTime"`
-	FinishTime apiTime `json:"finishTime"`
+	ID        ids.ID `json:"id"`
+	Type      string `json:"type"`      // deploy_cluster, deploy_node, config_flush, config_rollout, config_rollback, rolling_restart, server_bootstrap
+	ClusterID ids.ID `json:"clusterId"` // null for a server_bootstrap job
+	ServerID  ids.ID `json:"serverId"`  // the server of a server_bootstrap job, else null
+	NodeID    ids.ID `json:"nodeId"`    // null for a cluster job
+	State     string `json:"state"`     // pending, running, succeeded, failed
+	Reason    string `json:"reason"`
+	// Code and ErrorData: what POST /server would have answered for the
+	// error a failed server_bootstrap job ended with (0 and null otherwise).
+	Code       int            `json:"code"`
+	ErrorData  map[string]any `json:"errorData"`
+	CreatedBy  string         `json:"createdBy"`
+	CreateTime apiTime        `json:"createTime"`
+	StartTime  apiTime        `json:"startTime"`
+	FinishTime apiTime        `json:"finishTime"`
 }
 
 func toJobView(j deploy.Job) jobView {
-	return jobView{ID: j.ID, Type: j.Type, ClusterID: j.ClusterID, NodeID: j.NodeID, State: j.State, Reason: j.Reason,
-		CreatedBy: j.CreatedBy, CreateTime: apiTime(j.CreatedAt), StartTime: apiTime(j.StartedAt), FinishTime: apiTime(j.FinishedAt)}
+	return jobView{ID: j.ID, Type: j.Type, ClusterID: j.ClusterID, ServerID: j.ServerID, NodeID: j.NodeID, State: j.State, Reason: j.Reason,
+		Code: j.Code, ErrorData: j.ErrorData, CreatedBy: j.CreatedBy, CreateTime: apiTime(j.CreatedAt), StartTime: apiTime(j.StartedAt),
+		FinishTime: apiTime(j.FinishedAt)}
 }
 
 type stepView struct {
@@ -88,7 +94,8 @@ type stepView struct {
 	NodeID ids.ID `json:"nodeId"`
 	// Name is transfer, install, configure, start or health for a
 	// deployment; apply (write the file, restart, check) or restart for a
-	// rollout.
+	// rollout; connect, detect, upload, install or online for a
+	// server_bootstrap (whose steps have no nodeId).
 	Name       string  `json:"name"`
 	State      string  `json:"state"` // pending, running, succeeded, failed, skipped, cancelled
 	Detail     string  `json:"detail"`
@@ -333,7 +340,7 @@ func (a *API) jobEvents(c echo.Context) error {
 				return nil
 			}
 		}
-		if v := toJobView(j); v != sentJob && !j.Done() {
+		if v := toJobView(j); !sameJob(v, sentJob) && !j.Done() {
 			sentJob = v
 			if err := send("job", v); err != nil {
 				return nil
@@ -342,6 +349,12 @@ func (a *API) jobEvents(c echo.Context) error {
 	}
 	_ = send("done", toJobView(j))
 	return nil
+}
+
+// sameJob compares what changes in a job that is not done.
+func sameJob(a, b jobView) bool {
+	return a.State == b.State && a.Reason == b.Reason && time.Time(a.StartTime).Equal(time.Time(b.StartTime)) &&
+		time.Time(a.FinishTime).Equal(time.Time(b.FinishTime))
 }
 
 func sameStep(a, b stepView) bool {

@@ -287,6 +287,24 @@ func classify(err error) (ae *apiError, internal bool) {
 	return newError(codeError, "internal error; see the manager log"), true
 }
 
+// JobError is the code and data this API answers for err: what a job
+// that failed with err keeps (deploy.Deps.ErrorCode), so that a client
+// following it learns what the synchronous call would have told it.
+func JobError(err error) (int, map[string]any) {
+	ae, _ := classify(err)
+	switch d := ae.data.(type) {
+	case map[string]any:
+		return ae.code, d
+	case map[string]string:
+		m := make(map[string]any, len(d))
+		for k, v := range d {
+			m[k] = v
+		}
+		return ae.code, m
+	}
+	return ae.code, nil
+}
+
 // errorData is the details a domain error offers for the envelope's data
 // (for example a failed SSH command's stderr), or nil.
 func errorData(err error) any {

@@ -73,8 +73,12 @@ func (a *API) routeTable() []route {
 		{method: http.MethodPost, path: "/server", role: auth.RoleOperator, summary: "Add a server (seed 2.2.0.4). With password or privateKey the manager installs the agent over SSH " +
 			"(host key trusted on first use; programDir and dataDir default to /opt/admq and /var/lib/admq) and answers once it is online, " +
 			"or with code 1253/15/1251/1250/1264 having undone its work; credentials are forgotten afterwards unless keepPassword is true. " +
-			"Without credentials the server waits for an agent installed by hand with a join token",
-			body: serverRequest{}, data: serverView{}, handler: a.createServer},
+			"With async true it answers at once with the pending server and jobId, the job (type server_bootstrap) that installs the agent: " +
+			"follow it with /job/detail or /job/events through its steps connect, detect, upload, install and online; a failed job removed the server " +
+			"and keeps the code and data this call would have answered (code, errorData) and the step that failed. What is refused before SSH " +
+			"(2, 1250, 1251 for a registered managerIp, 1264) is refused at once either way, with no job. " +
+			"Without credentials the server waits for an agent installed by hand with a join token (async is then refused)",
+			body: serverRequest{}, data: serverJobView{}, handler: a.createServer},
 		{method: http.MethodGet, path: "/server", role: auth.RoleViewer, summary: "List servers with agent status and facts (seed 2.2.0.5)",
 			query: append([]queryParam{
 				{"id", "string", "only this server"},
@@ -249,7 +253,7 @@ func (a *API) routeTable() []route {
 		{method: http.MethodPost, path: "/admq/cluster/node/deploy", role: auth.RoleOperator, summary: "Deploy one node (seed 2.3.0.2) as a job, like /admq/cluster/deploy. " +
 			"Code 1406 when the node does not exist, 1407 when its agent is offline or it is deploying; clusterId, when given, must be the node's cluster",
 			body: deployNodeRequest{}, data: jobView{}, handler: a.deployClusterNode},
-		{method: http.MethodGet, path: "/job", role: auth.RoleViewer, summary: "List deployment jobs, newest first",
+		{method: http.MethodGet, path: "/job", role: auth.RoleViewer, summary: "List jobs, newest first: deployments, config rollouts and SSH bootstraps (type server_bootstrap, with serverId instead of clusterId)",
 			query: append([]queryParam{{"clusterId", "string", "only this cluster's jobs"}}, pageQuery...),
 			data:  pageView[jobView]{}, handler: a.listJobs},
 		{method: http.MethodGet, path: "/job/detail", role: auth.RoleViewer, summary: "A deployment job with its steps, by node (code 1408 when it does not exist)",

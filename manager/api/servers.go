@@ -30,30 +30,52 @@ type serverRequest struct {
 	// KeepPassword keeps the SSH credentials, encrypted, after the agent is
 	// installed; by default they are forgotten.
 	KeepPassword bool `json:"keepPassword"`
+	// Async, with a password or privateKey, answers at once with the
+	// pending server and the job that installs its agent (jobId), to be
+	// followed with /job/detail or /job/events.
+	Async bool `json:"async"`
+}
+
+// serverJobView is a server added with async: the pending server and the
+// job of its SSH bootstrap.
+type serverJobView struct {
+	serverView
+	JobID ids.ID `json:"jobId"`
 }
 
 // createServer registers a server. With a password or private key the
 // manager installs the agent over SSH and answers once it is online (or
-// with the failure, having undone its work); without, the server waits
-// for an agent installed by hand with a join token.
+// with the failure, having undone its work), or at once with the job
+// doing it when async is set; without, the server waits for an agent
+// installed by hand with a join token.
 func (a *API) createServer(c echo.Context) error {
 	var r serverRequest
 	if err := decode(c, &r); err != nil {
 		return err
 	}
 	// Never the credentials: only whether there were any.
-	detail(c, "managerIp=%q sshPort=%d account=%q sshBootstrap=%t keepPassword=%t",
-		truncate(r.ManagerIP, 64), r.SSHPort, truncate(r.Account, 64), r.Password != "" || r.PrivateKey != "", r.KeepPassword)
+	detail(c, "managerIp=%q sshPort=%d account=%q sshBootstrap=%t keepPassword=%t async=%t",
+		truncate(r.ManagerIP, 64), r.SSHPort, truncate(r.Account, 64), r.Password != "" || r.PrivateKey != "", r.KeepPassword, r.Async)
 	if r.KeepPassword && r.Password == "" && r.PrivateKey == "" {
 		return invalid.Field("keepPassword", "there is no password or privateKey to keep")
 	}
-	srv, err := a.d.Fleet.RegisterServer(c.Request().Context(), fleet.NewServer{
+	n := fleet.NewServer{
 		Room: r.Room, ManagerIP: r.ManagerIP, DataIP: r.DataIP, SSHPort: r.SSHPort, Account: r.Account,
 		ProgramDir: r.ProgramDir, DataDir: r.DataDir, CPUInfo: r.CPUInfo, CPUType: r.CPUType,
 		SSH:             fleet.SSHCredentials{Password: r.Password, PrivateKey: r.PrivateKey, Passphrase: r.Passphrase},
 		KeepCredentials: r.KeepPassword,
 		RequestedBy:     userOf(c).Username,
-	})
+	}
+	if r.Async {
+		srv, job, err := a.d.Fleet.StartRegisterServer(c.Request().Context(), n)
+		if err != nil {
+			return err
+		}
+		detail(c, "managerIp=%q sshPort=%d account=%q sshBootstrap=true keepPassword=%t async=true server=%s job=%s",
+			srv.ManagerIP, srv.SSHPort, truncate(srv.Account, 64), r.KeepPassword, srv.ID, job)
+		return ok(c, serverJobView{serverView: a.serverView(srv), JobID: job})
+	}
+	srv, err := a.d.Fleet.RegisterServer(c.Request().Context(), n)
 	if err != nil {
 		return err
 	}

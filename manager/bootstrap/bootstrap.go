@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
+	xfer "github.com/admq/admq-manager/internal/progress"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
 )
@@ -158,7 +159,9 @@ func New(cfg Config, d Deps) (*Bootstrapper, error) {
 	return &Bootstrapper{cfg: cfg.withDefaults(), d: d}, nil
 }
 
-// Steps of a bootstrap, as reported in errors.
+// Steps of a bootstrap, as reported in errors (Error.Step,
+// CommandError.Step); each belongs to one of fleet.BootstrapSteps, the
+// steps a Progress hears (phaseOf).
 const (
 	stepPrepare   = "prepare"
 	stepConnect   = "connect"
@@ -173,20 +176,57 @@ const (
 	stepRemove    = "remove agent files"
 )
 
+// phaseOf is the fleet.BootstrapSteps step that step belongs to.
+func phaseOf(step string) string {
+	switch step {
+	case stepPrepare, stepConnect:
+		return fleet.BootstrapConnect
+	case stepDetect, stepPrivilege, stepInspect:
+		return fleet.BootstrapDetect
+	case stepUpload:
+		return fleet.BootstrapUpload
+	case stepStateDir, stepInstall:
+		return fleet.BootstrapInstall
+	}
+	return fleet.BootstrapOnline
+}
+
+// uploadProgressEvery is how often a running upload tells how far it is.
+var uploadProgressEvery = 250 * time.Millisecond
+
+// CheckCredentials implements fleet.Bootstrapper: a private key must
+// parse (and decrypt with the passphrase).
+func (b *Bootstrapper) CheckCredentials(c fleet.SSHCredentials) error {
+	_, err := authMethods(c)
+	return err
+}
+
 // Bootstrap implements fleet.Bootstrapper: it installs the agent of srv
-// and waits until it is online.
-func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fleet.SSHCredentials, requestedBy string) (err error) {
+// and waits until it is online, telling p how each step goes.
+func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fleet.SSHCredentials, requestedBy string, p fleet.Progress) (err error) {
 	start := b.d.Now()
 	addr := net.JoinHostPort(srv.ManagerIP, strconv.Itoa(srv.SSHPort))
 	log := b.d.Log.With("server", srv.ID, "ssh", addr, "account", srv.Account)
 	log.Info("bootstrap starting")
 	step := stepPrepare
 	var cleanup string
+	p.Running(fleet.BootstrapConnect, fmt.Sprintf("logging in as %s to %s", srv.Account, addr))
+	// began moves the bootstrap on to next, finishing the step it was in
+	// with done when next belongs to another one.
+	began := func(next, done string) {
+		if phaseOf(next) != phaseOf(step) {
+			p.Done(phaseOf(step), done)
+			p.Running(phaseOf(next), "")
+		}
+		step = next
+	}
 	defer func() {
 		if err == nil {
 			return
 		}
-		err = &Error{Step: step, Err: err, Cleanup: cleanup}
+		e := &Error{Step: step, Err: err, Cleanup: cleanup}
+		err = e
+		p.Failed(phaseOf(step), e.stepDetail())
 		log.Warn("bootstrap failed", "step", step, "err", err, "took", b.d.Now().Sub(start).Round(time.Millisecond))
 	}()
 
@@ -225,12 +265,18 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 	}()
 
 	step = stepConnect
+	var hostKey string
 	client, err := dial(ctx, dialConfig{
 		Address: addr, User: srv.Account, Auth: auth,
 		DialTimeout: b.cfg.DialTimeout, HandshakeTimeout: b.cfg.HandshakeTimeout,
 		HostKeys: b.d.HostKeys, Now: b.d.Now,
-		Recorded: func(k HostKey) {
-			log.Info("recorded SSH host key on first use", "keyType", k.Type, "fingerprint", k.Fingerprint)
+		Accepted: func(k HostKey, recorded bool) {
+			if recorded {
+				log.Info("recorded SSH host key on first use", "keyType", k.Type, "fingerprint", k.Fingerprint)
+				hostKey = fmt.Sprintf("host key %s %s recorded on first use", k.Type, k.Fingerprint)
+			} else {
+				hostKey = fmt.Sprintf("host key %s %s matches the one recorded on %s", k.Type, k.Fingerprint, k.CreatedAt.UTC().Format(time.RFC3339))
+			}
 		},
 	})
 	if err != nil {
@@ -242,7 +288,7 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		secrets: []string{creds.Password, creds.Passphrase, tok.Secret},
 	}
 
-	step = stepDetect
+	began(stepDetect, fmt.Sprintf("logged in as %s to %s; %s", srv.Account, addr, hostKey))
 	out, err := r.run(ctx, step, detectScript, nil)
 	if err != nil {
 		return err
@@ -251,17 +297,17 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 	if err != nil {
 		return err
 	}
-	bin, sum, err := b.agentBinary(plat)
+	bin, sum, size, err := b.agentBinary(plat)
 	if err != nil {
 		return err
 	}
 
-	step = stepPrivilege
+	began(stepPrivilege, "")
 	if r.priv, err = choosePrivilege(ctx, r, root, srv.Account); err != nil {
 		return err
 	}
 
-	step = stepInspect
+	began(stepInspect, "")
 	out, err = r.runRoot(ctx, step, probeScript(l), nil)
 	if err != nil {
 		return err
@@ -289,22 +335,30 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		}
 	}()
 
-	step = stepUpload
+	began(stepUpload, fmt.Sprintf("%s, %s; no agent service %q installed yet", plat, r.priv, service))
 	f, err := os.Open(bin)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrAgentBinaryMissing, err)
 	}
 	defer f.Close()
-	if _, err = r.runRoot(ctx, step, uploadScript(l, sum), f); err != nil {
+	name := filepath.Base(bin)
+	upStart := b.d.Now()
+	up := &uploadReader{r: f, now: b.d.Now, report: func(at int64) {
+		p.Running(fleet.BootstrapUpload, xfer.Sending(name, at, 0, size, b.d.Now().Sub(upStart)))
+	}}
+	p.Running(fleet.BootstrapUpload, xfer.Sending(name, 0, 0, size, 0))
+	if _, err = r.runRoot(ctx, step, uploadScript(l, sum), up); err != nil {
 		return err
 	}
+	uploaded := fmt.Sprintf("sent %s (%d bytes) to %s%s; sha256 checked on the server",
+		name, size, l.Binary, xfer.Rate(size, b.d.Now().Sub(upStart)))
 
-	step = stepStateDir
+	began(stepStateDir, uploaded)
 	if _, err = r.runRoot(ctx, step, stateDirScript(l), nil); err != nil {
 		return err
 	}
 
-	step = stepInstall
+	began(stepInstall, "")
 	tunnel, err := b.tunnelAddr(client)
 	if err != nil {
 		return err
@@ -316,13 +370,37 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		return err
 	}
 
-	step = stepOnline
+	began(stepOnline, fmt.Sprintf("service %s installed and started, state dir %s; its agent dials %s", service, l.StateDir, tunnel))
+	p.Running(fleet.BootstrapOnline, fmt.Sprintf("waiting up to %v for the agent's session at %s", b.cfg.OnlineTimeout, tunnel))
+	waitStart := b.d.Now()
 	if err = b.waitOnline(ctx, srv.ID, tunnel); err != nil {
 		return err
 	}
-	log.Info("bootstrap done: agent online", "platform", plat, "service", service, "tunnel", tunnel,
-		"took", b.d.Now().Sub(start).Round(time.Millisecond))
+	took := b.d.Now().Sub(start).Round(time.Millisecond)
+	p.Done(fleet.BootstrapOnline, fmt.Sprintf("online %v after the service started (bootstrap took %v)",
+		b.d.Now().Sub(waitStart).Round(time.Millisecond), took))
+	log.Info("bootstrap done: agent online", "platform", plat, "service", service, "tunnel", tunnel, "took", took)
 	return nil
+}
+
+// uploadReader reads the agent binary for its upload and reports how far
+// it got, at most every uploadProgressEvery.
+type uploadReader struct {
+	r      io.Reader
+	now    func() time.Time
+	report func(at int64)
+	at     int64
+	last   time.Time
+}
+
+func (u *uploadReader) Read(b []byte) (int, error) {
+	n, err := u.r.Read(b)
+	u.at += int64(n)
+	if now := u.now(); n > 0 && now.Sub(u.last) >= uploadProgressEvery {
+		u.last = now
+		u.report(u.at)
+	}
+	return n, err
 }
 
 // choosePrivilege finds how to become root: be root, sudo -n, or sudo -S
@@ -372,23 +450,24 @@ func (b *Bootstrapper) undo(ctx context.Context, r *remote, l layout, p probeRes
 	return "done"
 }
 
-// agentBinary returns the path and sha256 of the agent for p.
-func (b *Bootstrapper) agentBinary(p platform) (string, string, error) {
+// agentBinary returns the path, sha256 and size of the agent for p.
+func (b *Bootstrapper) agentBinary(p platform) (string, string, int64, error) {
 	path := filepath.Join(b.cfg.AgentDir, agentFile(p))
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", "", fmt.Errorf("%w: the server is %s but %s does not exist (put admq-agent builds named %s in --agent-dir)",
+		return "", "", 0, fmt.Errorf("%w: the server is %s but %s does not exist (put admq-agent builds named %s in --agent-dir)",
 			ErrAgentBinaryMissing, p, path, agentFile(p))
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %v", ErrAgentBinaryMissing, err)
+		return "", "", 0, fmt.Errorf("%w: %v", ErrAgentBinaryMissing, err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", "", fmt.Errorf("%w: read %s: %v", ErrAgentBinaryMissing, path, err)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", "", 0, fmt.Errorf("%w: read %s: %v", ErrAgentBinaryMissing, path, err)
 	}
-	return path, hex.EncodeToString(h.Sum(nil)), nil
+	return path, hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 // tunnelAddr is the address the agent dials: the configured one, or the

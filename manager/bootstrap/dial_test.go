@@ -133,7 +133,11 @@ func TestDialTrustOnFirstUse(t *testing.T) {
 			t.Fatal(err)
 		}
 		return dialConfig{Address: addr, User: "admq", Auth: auth, DialTimeout: time.Second, HandshakeTimeout: 5 * time.Second,
-			HostKeys: keys, Now: time.Now, Recorded: func(k HostKey) { recorded = append(recorded, k) }}
+			HostKeys: keys, Now: time.Now, Accepted: func(k HostKey, added bool) {
+				if added {
+					recorded = append(recorded, k)
+				}
+			}}
 	}
 
 	c, err := dial(ctx, cfg("right"))

@@ -103,6 +103,20 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// stepDetail is the failed step's detail in a job: why, and how the undo
+// on the host went.
+func (e *Error) stepDetail() string {
+	msg := fmt.Sprintf("%s: %v", e.Step, e.Err)
+	switch e.Cleanup {
+	case "":
+	case "done":
+		msg += "; what the bootstrap had changed on the server was undone"
+	default:
+		msg += "; cleanup on the server also failed: " + e.Cleanup
+	}
+	return msg
+}
+
 // ErrorData merges the cause's data with the step and the cleanup outcome.
 func (e *Error) ErrorData() map[string]any {
 	data := map[string]any{}

@@ -46,9 +46,9 @@ func hostKeyOf(address string, key ssh.PublicKey, now time.Time) HostKey {
 
 // trustOnFirstUse returns a host key callback that accepts the key recorded
 // for address, records the first key it sees when none is, and refuses any
-// other key with a *HostKeyChangedError. known is the key looked up before
-// dialing (nil: none).
-func trustOnFirstUse(ctx context.Context, store HostKeyStore, address string, known *HostKey, now func() time.Time, recorded func(HostKey)) ssh.HostKeyCallback {
+// other key with a *HostKeyChangedError; accepted hears of the key it
+// accepts. known is the key looked up before dialing (nil: none).
+func trustOnFirstUse(ctx context.Context, store HostKeyStore, address string, known *HostKey, now func() time.Time, accepted func(HostKey, bool)) ssh.HostKeyCallback {
 	return func(_ string, _ net.Addr, key ssh.PublicKey) error {
 		presented := hostKeyOf(address, key, now())
 		if known == nil {
@@ -57,12 +57,13 @@ func trustOnFirstUse(ctx context.Context, store HostKeyStore, address string, kn
 				return fmt.Errorf("record host key of %s: %w", address, err)
 			}
 			if added {
-				recorded(stored)
+				accepted(stored, true)
 				return nil
 			}
 			known = &stored // recorded meanwhile by a concurrent bootstrap
 		}
 		if bytes.Equal(known.Key, presented.Key) {
+			accepted(*known, false)
 			return nil
 		}
 		return &HostKeyChangedError{Address: address, KeyType: presented.Type, Known: known.Fingerprint, Presented: presented.Fingerprint}

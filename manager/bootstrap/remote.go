@@ -68,8 +68,9 @@ type dialConfig struct {
 	HandshakeTimeout time.Duration
 	HostKeys         HostKeyStore
 	Now              func() time.Time
-	// Recorded is told about a host key recorded on first use.
-	Recorded func(HostKey)
+	// Accepted is told about the host key the host presented once it is
+	// accepted: recorded on first use, or found to be the recorded one.
+	Accepted func(k HostKey, recorded bool)
 }
 
 // dial connects and authenticates, checking the host key.
@@ -84,7 +85,7 @@ func dial(ctx context.Context, c dialConfig) (*ssh.Client, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, c.Address, unwrapOp(err))
 	}
 	var hostKeyErr error
-	check := trustOnFirstUse(ctx, c.HostKeys, c.Address, known, c.Now, c.Recorded)
+	check := trustOnFirstUse(ctx, c.HostKeys, c.Address, known, c.Now, c.Accepted)
 	cfg := &ssh.ClientConfig{
 		User: c.User,
 		Auth: c.Auth,
@@ -138,6 +139,17 @@ const (
 	sudoNoPW                    // sudo -n works
 	sudoWithPW                  // sudo -S with the SSH password on stdin
 )
+
+// String says how root is reached, for a step's detail.
+func (p privilege) String() string {
+	switch p {
+	case sudoNoPW:
+		return "root through sudo"
+	case sudoWithPW:
+		return "root through sudo with the account's password"
+	}
+	return "logged in as root"
+}
 
 // remote runs commands on a connected host.
 type remote struct {

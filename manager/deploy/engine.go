@@ -21,6 +21,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/manifest"
+	xfer "github.com/admq/admq-manager/internal/progress"
 	"github.com/admq/admq-manager/manager/cluster"
 	"github.com/admq/admq-manager/manager/config"
 	"github.com/admq/admq-manager/manager/paging"
@@ -93,6 +94,10 @@ type Deps struct {
 	// Registerer receives admq_deploy_jobs_total and
 	// admq_deploy_job_duration_seconds; nil: not registered.
 	Registerer prometheus.Registerer
+	// ErrorCode gives the error a bootstrap job failed with the code and
+	// data the API answers for it (kept in Job.Code and Job.ErrorData);
+	// nil: none are kept.
+	ErrorCode func(error) (int, map[string]any)
 }
 
 // Defaults of the health check when the manifest leaves them out.
@@ -193,7 +198,13 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, j := range jobs {
-		e.d.Log.Warn("deployment job failed: the manager restarted while it ran", "job", j.ID, "type", j.Type, "cluster", j.ClusterID)
+		if j.Type == TypeBootstrap {
+			j.Reason = ReasonBootstrapRestarted
+			if err := e.d.Store.UpdateJob(ctx, j); err != nil {
+				return err
+			}
+		}
+		e.d.Log.Warn("job failed: the manager restarted while it ran", "job", j.ID, "type", j.Type, "cluster", j.ClusterID, "server", j.ServerID)
 		e.jobs.WithLabelValues(j.Type, JobFailed).Inc()
 	}
 	releases, err := e.d.Configs.RecoverReleases(ctx, ReasonReleaseRestarted)
@@ -570,12 +581,12 @@ func (e *Engine) deployNode(ctx context.Context, j Job, c cluster.Cluster, n clu
 					return
 				}
 				last = now
-				progress(transferProgress(p.FileName, at, partial, p.Size, now.Sub(began)))
+				progress(xfer.Sending(p.FileName, at, partial, p.Size, now.Sub(began)))
 			}
 			if err := e.push(ctx, n.ServerID, p, report); err != nil {
 				return "", false, transferError(n, p, err)
 			}
-			rate := transferRate(p.Size-partial, e.d.Now().Sub(began))
+			rate := xfer.Rate(p.Size-partial, e.d.Now().Sub(began))
 			if partial > 0 {
 				return fmt.Sprintf("sent %s (%d bytes, resumed at %d)%s", p.FileName, p.Size, partial, rate), false, nil
 			}

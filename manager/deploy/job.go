@@ -57,6 +57,9 @@ const (
 	TypeRollback = "config_rollback"
 	// A rolling restart, with no config change.
 	TypeRestart = "rolling_restart"
+	// A server's agent installed over SSH (StartBootstrap): a job of a
+	// server, not of a cluster.
+	TypeBootstrap = "server_bootstrap"
 )
 
 // Job states.
@@ -112,13 +115,20 @@ const NotRunStopping = "the manager stopped while the job ran"
 
 // Job is one deployment.
 type Job struct {
-	ID        ids.ID
-	Type      string
+	ID   ids.ID
+	Type string
+	// ClusterID is the cluster of every job but a TypeBootstrap one, which
+	// has a ServerID instead.
 	ClusterID ids.ID
+	ServerID  ids.ID
 	// NodeID is the node of a TypeDeployNode job; zero otherwise.
-	NodeID     ids.ID
-	State      string
-	Reason     string
+	NodeID ids.ID
+	State  string
+	Reason string
+	// Code and ErrorData are what the API answers for the error a failed
+	// TypeBootstrap job ended with (Deps.ErrorCode): 0 and nil otherwise.
+	Code       int
+	ErrorData  map[string]any
 	CreatedBy  string
 	CreatedAt  time.Time
 	StartedAt  time.Time

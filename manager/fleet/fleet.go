@@ -133,19 +133,6 @@ type Sealer interface {
 	Open(sealed []byte, context string) ([]byte, error)
 }
 
-// Bootstrapper installs a server's agent over SSH; manager/bootstrap
-// implements it.
-type Bootstrapper interface {
-	// Bootstrap installs and starts the agent of srv, a pending server that
-	// is already stored, and returns once the agent is online. On failure it
-	// has undone what it did on the host and revoked the join token it
-	// issued; the caller removes the server row.
-	Bootstrap(ctx context.Context, srv Server, creds SSHCredentials, requestedBy string) error
-	// ForgetHostKey drops the recorded SSH host key of ip:port, so the next
-	// bootstrap trusts the key the host presents then.
-	ForgetHostKey(ctx context.Context, ip string, port int) error
-}
-
 // Presence is one batched update of an agent's liveness and facts.
 type Presence struct {
 	ServerID ids.ID

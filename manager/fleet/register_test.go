@@ -12,6 +12,7 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
+	"github.com/admq/admq-manager/manager/deploy"
 	"github.com/admq/admq-manager/manager/fleet"
 	"github.com/admq/admq-manager/manager/paging"
 	"github.com/admq/admq-manager/manager/sealed"
@@ -25,7 +26,9 @@ type fakeBootstrap struct {
 	creds []fleet.SSHCredentials
 }
 
-func (f *fakeBootstrap) Bootstrap(_ context.Context, srv fleet.Server, c fleet.SSHCredentials, _ string) error {
+func (f *fakeBootstrap) CheckCredentials(fleet.SSHCredentials) error { return nil }
+
+func (f *fakeBootstrap) Bootstrap(_ context.Context, srv fleet.Server, c fleet.SSHCredentials, _ string, _ fleet.Progress) error {
 	f.calls = append(f.calls, srv)
 	f.creds = append(f.creds, c)
 	return f.fail
@@ -64,7 +67,7 @@ func newService(t *testing.T, b fleet.Bootstrapper) (*fleet.Service, *store.DB) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc.UseBootstrap(b, box)
+		svc.UseBootstrap(b, box, nil)
 	}
 	return svc, db
 }
@@ -182,5 +185,128 @@ func TestRegisterServerRefusesBeforeSSH(t *testing.T) {
 		t.Fatal("password accepted without SSH bootstrap")
 	} else if e, ok := invalid.As(err); !ok || e.Field != "password" {
 		t.Fatalf("RegisterServer = %v, want an invalid password field", err)
+	}
+}
+
+// steppingBootstrap goes through the bootstrap steps, telling p, and
+// fails at failAt (with err) if set.
+type steppingBootstrap struct {
+	failAt string
+	err    error
+}
+
+func (b *steppingBootstrap) CheckCredentials(c fleet.SSHCredentials) error {
+	if c.PrivateKey == "garbage" {
+		return invalid.Field("privateKey", "not a usable PEM private key")
+	}
+	return nil
+}
+
+func (b *steppingBootstrap) Bootstrap(_ context.Context, _ fleet.Server, _ fleet.SSHCredentials, _ string, p fleet.Progress) error {
+	for _, s := range fleet.BootstrapSteps {
+		p.Running(s, "")
+		if s == b.failAt {
+			p.Failed(s, "it broke: "+b.err.Error())
+			return b.err
+		}
+		p.Done(s, s+" ok")
+	}
+	return nil
+}
+
+func (b *steppingBootstrap) ForgetHostKey(context.Context, string, int) error { return nil }
+
+// TestStartRegisterServer adds servers with async: the job the deploy
+// engine records follows the steps to the end, a failed one removes the
+// server and keeps the error's code, and what is refused before SSH
+// leaves no job.
+func TestStartRegisterServer(t *testing.T) {
+	ctx := t.Context()
+	sb := &steppingBootstrap{}
+	svc, db := newService(t, sb)
+	gen, _ := ids.NewGenerator(2)
+	eng := deploy.New(deploy.Deps{Store: db, IDs: gen, ErrorCode: func(err error) (int, map[string]any) {
+		return 1253, map[string]any{"why": err.Error()}
+	}})
+	key, _ := sealed.LoadOrCreateKey(filepath.Join(t.TempDir(), "k"))
+	box, _ := sealed.New(key)
+	svc.UseBootstrap(sb, box, eng)
+	wait := func(id ids.ID) (deploy.Job, []deploy.Step) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			changed := eng.Changed()
+			j, steps, err := eng.Job(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.Done() {
+				return j, steps
+			}
+			select {
+			case <-changed:
+			case <-time.After(time.Until(deadline)):
+				t.Fatalf("job %s not done: %+v", id, j)
+			}
+		}
+	}
+	n := fleet.NewServer{ManagerIP: "198.18.0.40", Account: "root", SSH: fleet.SSHCredentials{Password: "pw-1"}, KeepCredentials: true, RequestedBy: "op"}
+	srv, jobID, err := svc.StartRegisterServer(ctx, n)
+	if err != nil || srv.AgentStatus != fleet.StatusPending || jobID.IsZero() {
+		t.Fatalf("StartRegisterServer = %+v, %s, %v", srv, jobID, err)
+	}
+	j, steps := wait(jobID)
+	if j.State != deploy.JobSucceeded || j.Type != deploy.TypeBootstrap || j.ServerID != srv.ID || j.CreatedBy != "op" || len(steps) != 5 {
+		t.Fatalf("job %+v steps %+v", j, steps)
+	}
+	for i, s := range steps {
+		if s.Name != fleet.BootstrapSteps[i] || s.State != deploy.StepSucceeded || s.Detail != s.Name+" ok" || s.StartedAt.IsZero() || s.FinishedAt.IsZero() {
+			t.Errorf("step %d: %+v", i, s)
+		}
+	}
+	if got, err := svc.Server(ctx, srv.ID); err != nil || !got.HasPassword {
+		t.Fatalf("bootstrapped server %+v, %v: want it kept with its password", got, err)
+	}
+
+	sb.failAt, sb.err = fleet.BootstrapUpload, errors.New("disk full")
+	n.ManagerIP = "198.18.0.41"
+	srv, jobID, err = svc.StartRegisterServer(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, steps = wait(jobID)
+	if j.State != deploy.JobFailed || j.Reason != "disk full" || j.Code != 1253 || j.ErrorData["why"] != "disk full" {
+		t.Fatalf("failed job %+v", j)
+	}
+	wantStates := []string{deploy.StepSucceeded, deploy.StepSucceeded, deploy.StepFailed, deploy.StepCancelled, deploy.StepCancelled}
+	for i, s := range steps {
+		if s.State != wantStates[i] {
+			t.Errorf("step %s %s (%q), want %s", s.Name, s.State, s.Detail, wantStates[i])
+		}
+	}
+	if steps[2].Detail != "it broke: disk full" || steps[3].Detail != "not run: upload failed" {
+		t.Errorf("failed step %q, next %q", steps[2].Detail, steps[3].Detail)
+	}
+	if _, err := svc.Server(ctx, srv.ID); !errors.Is(err, fleet.ErrServerNotFound) {
+		t.Fatalf("the failed bootstrap's server: %v, want it removed", err)
+	}
+
+	// Refused before SSH: no server, no job.
+	_, before, _ := eng.Jobs(ctx, 0, paging.Page{Num: 1, Size: 1})
+	for name, bad := range map[string]fleet.NewServer{
+		"registered ip":  {ManagerIP: "198.18.0.40", Account: "root", SSH: fleet.SSHCredentials{Password: "x"}},
+		"no credentials": {ManagerIP: "198.18.0.42"},
+		"unusable key":   {ManagerIP: "198.18.0.43", Account: "root", SSH: fleet.SSHCredentials{PrivateKey: "garbage"}},
+		"unknown area":   {ManagerIP: "198.18.0.44", Account: "root", Room: "mars", SSH: fleet.SSHCredentials{Password: "x"}},
+	} {
+		if _, _, err := svc.StartRegisterServer(ctx, bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, after, _ := eng.Jobs(ctx, 0, paging.Page{Num: 1, Size: 1}); after != before {
+		t.Errorf("refused requests made %d jobs", after-before)
+	}
+	if _, total, _ := svc.Servers(ctx, fleet.ServerFilter{}, paging.Page{Num: 1, Size: 10}); total != 1 {
+		t.Errorf("%d servers, want the one bootstrapped", total)
 	}
 }

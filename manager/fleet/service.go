@@ -38,6 +38,7 @@ type Service struct {
 	// by hand.
 	bootstrap Bootstrapper
 	sealer    Sealer
+	jobs      BootstrapJobs
 	// forgetters are told of deleted servers; set by ForgetOnDelete.
 	forgetters []Forgetter
 }
@@ -57,12 +58,6 @@ func (s *Service) ForgetOnDelete(f Forgetter) {
 // NewService returns a Service.
 func NewService(store Store, presence *PresenceTracker, agents Agents, gen *ids.Generator, now func() time.Time) *Service {
 	return &Service{store: store, dir: NewDirectory(store), presence: presence, agents: agents, ids: gen, now: now}
-}
-
-// UseBootstrap lets RegisterServer install agents over SSH, keeping
-// credentials (when asked to) sealed by sealer. Call it before serving.
-func (s *Service) UseBootstrap(b Bootstrapper, sealer Sealer) {
-	s.bootstrap, s.sealer = b, sealer
 }
 
 var areaCodeRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -147,16 +142,50 @@ const (
 // is stored as pending first (the bootstrap's join token is bound to it)
 // and removed again if the bootstrap fails, so a failed call leaves nothing.
 // Empty programDir and dataDir take DefaultProgramDir and DefaultDataDir
-// when bootstrapping.
+// when bootstrapping. StartRegisterServer does the same as a job.
 func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, error) {
+	srv, sealed, err := s.storeServer(ctx, &n)
+	if err != nil || n.SSH.IsZero() {
+		return srv, err
+	}
+	return s.bootstrapServer(ctx, srv, n, sealed, NoProgress{})
+}
+
+// storeServer validates n, fills its defaults and stores the server as
+// pending, with its credentials sealed when they are to be kept (the
+// caller stores them once the bootstrap succeeded).
+func (s *Service) storeServer(ctx context.Context, n *NewServer) (Server, SealedSecrets, error) {
 	boot := !n.SSH.IsZero()
 	if boot {
-		if err := s.checkBootstrap(&n); err != nil {
-			return Server{}, err
+		if err := s.checkBootstrap(n); err != nil {
+			return Server{}, SealedSecrets{}, err
 		}
 	} else if n.SSH.Passphrase != "" {
-		return Server{}, invalid.Field("passphrase", "is only used with privateKey")
+		return Server{}, SealedSecrets{}, invalid.Field("passphrase", "is only used with privateKey")
 	}
+	srv, err := s.newServer(ctx, *n)
+	if err != nil {
+		return Server{}, SealedSecrets{}, err
+	}
+	var sealed SealedSecrets
+	if boot && n.KeepCredentials {
+		// Sealed before anything happens on the host: a sealing failure
+		// must not follow a successful install.
+		if sealed, err = s.seal(srv.ID, n.SSH); err != nil {
+			return Server{}, SealedSecrets{}, err
+		}
+	}
+	if err := s.store.CreateServer(ctx, &srv); err != nil {
+		if errors.Is(err, ErrServerExists) {
+			return Server{}, SealedSecrets{}, fmt.Errorf("%w: managerIp %s is registered already", err, srv.ManagerIP)
+		}
+		return Server{}, SealedSecrets{}, err
+	}
+	return srv, sealed, nil
+}
+
+// newServer validates n and returns the pending server it describes.
+func (s *Service) newServer(ctx context.Context, n NewServer) (Server, error) {
 	ip, err := parseIP("managerIp", n.ManagerIP, true)
 	if err != nil {
 		return Server{}, err
@@ -199,46 +228,12 @@ func (s *Service) RegisterServer(ctx context.Context, n NewServer) (Server, erro
 		return Server{}, err
 	}
 	now := s.now()
-	srv := Server{
+	return Server{
 		ID: s.ids.Next(), AreaID: area.ID, AreaName: area.Name,
 		ManagerIP: ip, DataIP: dataIP, SSHPort: n.SSHPort, Account: n.Account,
 		ProgramDir: prog, DataDir: data, CPUInfo: n.CPUInfo, CPUType: n.CPUType,
 		AgentStatus: StatusPending, CreatedAt: now, UpdatedAt: now,
-	}
-	var sealed SealedSecrets
-	if boot && n.KeepCredentials {
-		// Sealed before anything happens on the host: a sealing failure
-		// must not follow a successful install.
-		if sealed, err = s.seal(srv.ID, n.SSH); err != nil {
-			return Server{}, err
-		}
-	}
-	if err := s.store.CreateServer(ctx, &srv); err != nil {
-		if errors.Is(err, ErrServerExists) {
-			return Server{}, fmt.Errorf("%w: managerIp %s is registered already", err, ip)
-		}
-		return Server{}, err
-	}
-	if !boot {
-		return srv, nil
-	}
-	if err := s.bootstrap.Bootstrap(ctx, srv, n.SSH, n.RequestedBy); err != nil {
-		// The request may be gone; the undo must happen anyway.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if derr := s.DeleteServer(dctx, srv.ID); derr != nil && !errors.Is(derr, ErrServerNotFound) {
-			return Server{}, errors.Join(err, fmt.Errorf("remove server %s after failed bootstrap: %w", srv.ID, derr))
-		}
-		return Server{}, err
-	}
-	// The agent is installed: finish even if the caller has gone.
-	ctx = context.WithoutCancel(ctx)
-	if n.KeepCredentials {
-		if err := s.store.SetServerSecrets(ctx, srv.ID, sealed); err != nil {
-			return Server{}, fmt.Errorf("server %s is bootstrapped but its credentials could not be kept: %w", srv.ID, err)
-		}
-	}
-	return s.Server(ctx, srv.ID)
+	}, nil
 }
 
 // checkBootstrap validates a bootstrap request and fills its defaults.
@@ -259,6 +254,9 @@ func (s *Service) checkBootstrap(n *NewServer) error {
 		return invalid.Field("passphrase", "is only used with privateKey")
 	case n.KeepCredentials && s.sealer == nil:
 		return invalid.Field("keepPassword", "this manager has no key to seal credentials with")
+	}
+	if err := s.bootstrap.CheckCredentials(n.SSH); err != nil {
+		return err
 	}
 	if n.ProgramDir == "" {
 		n.ProgramDir = DefaultProgramDir

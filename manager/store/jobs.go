@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,8 +50,13 @@ func (db *DB) CreateJob(ctx context.Context, j deploy.Job, steps []deploy.Step, 
 		if len(held) > 0 {
 			return fmt.Errorf("%w: %s; wait for it to finish", deploy.ErrNodeHeld, strings.Join(held, ", "))
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, type, cluster_id, node_id, state, reason, created_by, created_at, started_at, finished_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(j.ID), j.Type, int64(j.ClusterID), nullID(j.NodeID), j.State, j.Reason,
+		errData, err := jobErrorData(j)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO jobs (id, type, cluster_id, server_id, node_id, state, reason, code, error_data,
+			created_by, created_at, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			int64(j.ID), j.Type, nullID(j.ClusterID), nullID(j.ServerID), nullID(j.NodeID), j.State, j.Reason, j.Code, errData,
 			j.CreatedBy, millis(j.CreatedAt), millis(j.StartedAt), millis(j.FinishedAt))
 		if isForeignKey(err) {
 			return fmt.Errorf("%w: %s", cluster.ErrClusterNotFound, j.ClusterID)
@@ -98,12 +104,28 @@ func jobErr(what string, err error) error {
 	return fmt.Errorf("store: %s: %w", what, err)
 }
 
-// UpdateJob writes the job's state, reason and times; a finished job
-// lets its nodes go.
+// jobErrorData is the JSON of the job's error data, or "".
+func jobErrorData(j deploy.Job) (string, error) {
+	if len(j.ErrorData) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(j.ErrorData)
+	if err != nil {
+		return "", fmt.Errorf("error data of job %s: %w", j.ID, err)
+	}
+	return string(b), nil
+}
+
+// UpdateJob writes the job's state, reason, error code and data, and
+// times; a finished job lets its nodes go.
 func (db *DB) UpdateJob(ctx context.Context, j deploy.Job) error {
-	err := db.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, started_at = ?, finished_at = ? WHERE id = ?`,
-			j.State, j.Reason, millis(j.StartedAt), millis(j.FinishedAt), int64(j.ID))
+	errData, err := jobErrorData(j)
+	if err != nil {
+		return jobErr("update job", err)
+	}
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE jobs SET state = ?, reason = ?, code = ?, error_data = ?, started_at = ?, finished_at = ?
+			WHERE id = ?`, j.State, j.Reason, j.Code, errData, millis(j.StartedAt), millis(j.FinishedAt), int64(j.ID))
 		if err == nil {
 			err = mustAffect(res, deploy.ErrJobNotFound)
 		}
@@ -132,19 +154,25 @@ func (db *DB) UpdateStep(ctx context.Context, s deploy.Step) error {
 	return jobErr("update job step", err)
 }
 
-const jobCols = `id, type, cluster_id, node_id, state, reason, created_by, created_at, started_at, finished_at`
+const jobCols = `id, type, cluster_id, server_id, node_id, state, reason, code, error_data, created_by, created_at, started_at, finished_at`
 
 func scanJob(sc scanner) (deploy.Job, error) {
 	var (
 		j                          deploy.Job
-		id, cid                    int64
-		nid                        sql.NullInt64
+		id                         int64
+		cid, sid, nid              sql.NullInt64
+		errData                    string
 		created, started, finished sql.NullInt64
 	)
-	if err := sc.Scan(&id, &j.Type, &cid, &nid, &j.State, &j.Reason, &j.CreatedBy, &created, &started, &finished); err != nil {
+	if err := sc.Scan(&id, &j.Type, &cid, &sid, &nid, &j.State, &j.Reason, &j.Code, &errData, &j.CreatedBy, &created, &started, &finished); err != nil {
 		return deploy.Job{}, err
 	}
-	j.ID, j.ClusterID, j.NodeID = ids.ID(id), ids.ID(cid), fromNullID(nid)
+	if errData != "" {
+		if err := json.Unmarshal([]byte(errData), &j.ErrorData); err != nil {
+			return deploy.Job{}, fmt.Errorf("error data of job %d: %w", id, err)
+		}
+	}
+	j.ID, j.ClusterID, j.ServerID, j.NodeID = ids.ID(id), fromNullID(cid), fromNullID(sid), fromNullID(nid)
 	j.CreatedAt, j.StartedAt, j.FinishedAt = fromMillis(created), fromMillis(started), fromMillis(finished)
 	return j, nil
 }
