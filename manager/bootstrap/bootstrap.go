@@ -211,12 +211,13 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 	step := stepPrepare
 	var cleanup string
 	p.Running(fleet.BootstrapConnect, fmt.Sprintf("logging in as %s to %s", srv.Account, addr))
-	// began moves the bootstrap on to next, finishing the step it was in
-	// with done when next belongs to another one.
-	began := func(next, done string) {
+	// began moves the bootstrap on to next; when next belongs to another
+	// step, the step it was in is done (with done) and next's runs (with
+	// running).
+	began := func(next, done, running string) {
 		if phaseOf(next) != phaseOf(step) {
 			p.Done(phaseOf(step), done)
-			p.Running(phaseOf(next), "")
+			p.Running(phaseOf(next), running)
 		}
 		step = next
 	}
@@ -288,7 +289,7 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		secrets: []string{creds.Password, creds.Passphrase, tok.Secret},
 	}
 
-	began(stepDetect, fmt.Sprintf("logged in as %s to %s; %s", srv.Account, addr, hostKey))
+	began(stepDetect, fmt.Sprintf("logged in as %s to %s; %s", srv.Account, addr, hostKey), "")
 	out, err := r.run(ctx, step, detectScript, nil)
 	if err != nil {
 		return err
@@ -302,12 +303,12 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		return err
 	}
 
-	began(stepPrivilege, "")
+	began(stepPrivilege, "", "")
 	if r.priv, err = choosePrivilege(ctx, r, root, srv.Account); err != nil {
 		return err
 	}
 
-	began(stepInspect, "")
+	began(stepInspect, "", "")
 	out, err = r.runRoot(ctx, step, probeScript(l), nil)
 	if err != nil {
 		return err
@@ -335,30 +336,29 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		}
 	}()
 
-	began(stepUpload, fmt.Sprintf("%s, %s; no agent service %q installed yet", plat, r.priv, service))
+	name := filepath.Base(bin)
+	began(stepUpload, fmt.Sprintf("%s, %s; no agent service %q installed yet", plat, r.priv, service), xfer.Sending(name, 0, 0, size, 0))
 	f, err := os.Open(bin)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrAgentBinaryMissing, err)
 	}
 	defer f.Close()
-	name := filepath.Base(bin)
 	upStart := b.d.Now()
-	up := &uploadReader{r: f, now: b.d.Now, report: func(at int64) {
+	up := &uploadReader{r: f, now: b.d.Now, last: upStart, report: func(at int64) {
 		p.Running(fleet.BootstrapUpload, xfer.Sending(name, at, 0, size, b.d.Now().Sub(upStart)))
 	}}
-	p.Running(fleet.BootstrapUpload, xfer.Sending(name, 0, 0, size, 0))
 	if _, err = r.runRoot(ctx, step, uploadScript(l, sum), up); err != nil {
 		return err
 	}
 	uploaded := fmt.Sprintf("sent %s (%d bytes) to %s%s; sha256 checked on the server",
 		name, size, l.Binary, xfer.Rate(size, b.d.Now().Sub(upStart)))
 
-	began(stepStateDir, uploaded)
+	began(stepStateDir, uploaded, "")
 	if _, err = r.runRoot(ctx, step, stateDirScript(l), nil); err != nil {
 		return err
 	}
 
-	began(stepInstall, "")
+	began(stepInstall, "", "")
 	tunnel, err := b.tunnelAddr(client)
 	if err != nil {
 		return err
@@ -370,8 +370,8 @@ func (b *Bootstrapper) Bootstrap(ctx context.Context, srv fleet.Server, creds fl
 		return err
 	}
 
-	began(stepOnline, fmt.Sprintf("service %s installed and started, state dir %s; its agent dials %s", service, l.StateDir, tunnel))
-	p.Running(fleet.BootstrapOnline, fmt.Sprintf("waiting up to %v for the agent's session at %s", b.cfg.OnlineTimeout, tunnel))
+	began(stepOnline, fmt.Sprintf("service %s installed and started, state dir %s; its agent dials %s", service, l.StateDir, tunnel),
+		fmt.Sprintf("waiting up to %v for the agent's session at %s", b.cfg.OnlineTimeout, tunnel))
 	waitStart := b.d.Now()
 	if err = b.waitOnline(ctx, srv.ID, tunnel); err != nil {
 		return err

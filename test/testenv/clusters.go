@@ -172,13 +172,17 @@ func (c *Client) Node(t testing.TB, clusterID, nodeID string) Node {
 	return Node{}
 }
 
-// Job is a deployment job with its steps, as GET /job/detail shows it.
+// Job is a job with its steps, as GET /job/detail shows it.
 type Job struct {
-	ID     string `json:"id"`
-	Type   string `json:"type"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
-	Nodes  []struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	ServerID string `json:"serverId"`
+	State    string `json:"state"`
+	Reason   string `json:"reason"`
+	// Code and ErrorData: what a failed SSH bootstrap job ended with.
+	Code      int            `json:"code"`
+	ErrorData map[string]any `json:"errorData"`
+	Nodes     []struct {
 		NodeID string `json:"nodeId"`
 		Steps  []Step `json:"steps"`
 	} `json:"nodes"`
