@@ -106,7 +106,12 @@ func (e *Error) Unwrap() error { return e.Err }
 // stepDetail is the failed step's detail in a job: why, and how the undo
 // on the host went.
 func (e *Error) stepDetail() string {
-	msg := fmt.Sprintf("%s: %v", e.Step, e.Err)
+	msg := e.Err.Error()
+	var ce *CommandError
+	if !errors.As(e.Err, &ce) && e.Step != phaseOf(e.Step) {
+		// Which part of the step it was; a failed command names it already.
+		msg = e.Step + ": " + msg
+	}
 	switch e.Cleanup {
 	case "":
 	case "done":

@@ -156,7 +156,7 @@ func TestBootstrapProgress(t *testing.T) {
 		t.Fatalf("bootstrap with a failing install = %v, want a CommandError", err)
 	}
 	last := p.events[len(p.events)-1]
-	if !regexp.MustCompile(`^install failed install agent service: SSH command failed: install agent service \(exit status 3\): ` +
+	if !regexp.MustCompile(`^install failed SSH command failed: install agent service \(exit status 3\): ` +
 		`cannot install the service: disk on fire; token pin\.\*{6}; what the bootstrap had changed on the server was undone$`).MatchString(last) {
 		t.Errorf("last progress %q: want the install failed with its stderr, the token masked, and the undo", last)
 	}
