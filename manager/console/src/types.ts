@@ -27,11 +27,12 @@ export interface NodeRow {
   configFiles: { id: string; name: string }[]
 }
 export interface Job {
-  id: string; type: string; clusterId: string; nodeId: string | null; state: string; reason: string; createdBy: string
+  id: string; type: string; clusterId: string | null; serverId: string | null; nodeId: string | null; state: string; reason: string
+  code: number; errorData: Record<string, unknown> | null; createdBy: string
   createTime: string; startTime: string | null; finishTime: string | null
 }
 export interface Step {
-  id: string; jobId: string; nodeId: string; name: string; state: string; detail: string; startTime: string | null; finishTime: string | null
+  id: string; jobId: string; nodeId: string | null; name: string; state: string; detail: string; startTime: string | null; finishTime: string | null
 }
 export interface User { id: string; username: string; role: string; createTime: string }
 export interface Token {
