@@ -112,6 +112,7 @@ func TestConsoleAddServerBySSH(t *testing.T) {
 	t.Logf("the add-server dialog showed %d successive states of the steps, first %q, last %q", len(seen), seen[0], seen[len(seen)-1])
 	page("add-server-online")
 	b.click("[data-test=bootstrap-close]")
+	b.waitGone(".el-dialog", stepTimeout)
 	b.waitText("[data-test=servers-table]", regexp.MustCompile(regexp.QuoteMeta(sshIP)+`[\s\S]*在线`), time.Minute)
 	if _, err := os.Stat("/etc/init.d/" + sshServicePx + "127-0-32-10"); err != nil {
 		if _, err2 := os.Stat("/etc/systemd/system/" + sshServicePx + "127-0-32-10.service"); err2 != nil {
