@@ -68,6 +68,25 @@ func TestOpenAPIDocumentListsEveryRoute(t *testing.T) {
 	if !list.Properties["id"].Value.Type.Is("string") {
 		t.Errorf("ids must be documented as strings")
 	}
+	// The SSH bootstrap as a job: async in the body, the jobId answered,
+	// and a job's server, code and errorData.
+	srv := doc.Paths.Find(Prefix + "/server").Post
+	if srv.RequestBody.Value.Content.Get("application/json").Schema.Value.Properties["async"] == nil {
+		t.Errorf("POST /server's body lacks async in the document")
+	}
+	answer := srv.Responses.Status(200).Value.Content.Get("application/json").Schema.Value.Properties["data"].Value
+	for _, f := range []string{"jobId", "id", "managerIp", "agentStatus"} {
+		if answer.Properties[f] == nil {
+			t.Errorf("POST /server's data lacks %q in the document", f)
+		}
+	}
+	job := doc.Paths.Find(Prefix + "/job/detail").Get.Responses.Status(200).Value.Content.Get("application/json").Schema.Value.Properties["data"].Value
+	for _, f := range []string{"serverId", "clusterId", "code", "errorData"} {
+		if job.Properties[f] == nil {
+			t.Errorf("a job lacks %q in the document", f)
+		}
+	}
+
 	var desc struct{ Info struct{ Description string } }
 	json.Unmarshal(raw, &desc)
 	for _, code := range []string{"| 1263 | AREA_EXIST | 409 |", "| 202 | TOKEN_INVALID | 401 |", "| 7 | PERMISSION_DENY | 403 |"} {
