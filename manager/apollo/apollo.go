@@ -56,9 +56,13 @@ type Users interface {
 	UserByName(ctx context.Context, username string) (auth.User, error)
 }
 
-// Areas lists the manager's availability areas; fleet.Service implements it.
+// Areas lists the manager's availability areas (the organizations) and
+// tells the area of a server (an instance's data center); fleet.Service
+// implements it.
 type Areas interface {
 	Areas(ctx context.Context, p paging.Page) ([]fleet.Area, int, error)
+	Area(ctx context.Context, id ids.ID) (fleet.Area, error)
+	Server(ctx context.Context, id ids.ID) (fleet.Server, error)
 }
 
 // Deps are what the Open API serves.

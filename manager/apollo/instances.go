@@ -8,10 +8,12 @@ import (
 
 	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/fleet"
 )
 
 // Apollo's instances are the client processes that read a namespace; here
-// they are the nodes that hold its file. Which release an instance runs is
+// they are the nodes that hold its file, in the data center that is their
+// server's area (an organization). Which release an instance runs is
 // the release last applied to the node's copy of the file.
 
 // defaultInstancePage is Apollo's default size of a page of instances.
@@ -38,8 +40,37 @@ type instances struct {
 	x   *call
 	ns  *namespace
 	run map[ids.ID]running
-	// releases caches the releases read, by id.
+	// releases caches the releases read, by id; areas the code of each
+	// server's area ("" for none).
 	releases map[ids.ID]ReleaseDTO
+	areas    map[ids.ID]string
+}
+
+// dataCenter is the code of the area (organization) of the node's server,
+// or "" when it has none.
+func (in *instances) dataCenter(n cluster.Node) (string, error) {
+	if n.ServerID.IsZero() {
+		return "", nil
+	}
+	if code, ok := in.areas[n.ServerID]; ok {
+		return code, nil
+	}
+	ctx := in.x.Request().Context()
+	code := ""
+	srv, err := in.x.s.d.Areas.Server(ctx, n.ServerID)
+	switch {
+	case errors.Is(err, fleet.ErrServerNotFound):
+	case err != nil:
+		return "", err
+	case !srv.AreaID.IsZero():
+		a, err := in.x.s.d.Areas.Area(ctx, srv.AreaID)
+		if err != nil && !errors.Is(err, fleet.ErrAreaNotFound) {
+			return "", err
+		}
+		code = a.Code
+	}
+	in.areas[n.ServerID] = code
+	return code, nil
 }
 
 func (s *Server) runningOf(x *call, ns *namespace, nodes []cluster.Node) (*instances, error) {
@@ -51,11 +82,15 @@ func (s *Server) runningOf(x *call, ns *namespace, nodes []cluster.Node) (*insta
 	if err != nil {
 		return nil, err
 	}
-	return &instances{x: x, ns: ns, run: run, releases: map[ids.ID]ReleaseDTO{}}, nil
+	return &instances{x: x, ns: ns, run: run, releases: map[ids.ID]ReleaseDTO{}, areas: map[ids.ID]string{}}, nil
 }
 
 func (in *instances) dto(n cluster.Node) (InstanceDTO, error) {
-	out := InstanceDTO{ID: int64(n.ID), AppID: in.x.app.cluster.Name, ClusterName: n.NodeDir, IP: n.ManagerIP,
+	dc, err := in.dataCenter(n)
+	if err != nil {
+		return InstanceDTO{}, err
+	}
+	out := InstanceDTO{ID: int64(n.ID), AppID: in.x.app.cluster.Name, ClusterName: n.NodeDir, DataCenter: dc, IP: n.ManagerIP,
 		Configs: []InstanceConfigDTO{}, DataChangeCreatedTime: gsonTime(n.CreatedAt)}
 	r, ok := in.run[n.ID]
 	if !ok {

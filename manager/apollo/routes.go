@@ -179,7 +179,7 @@ func (s *Server) routeTable() []route {
 
 		{method: http.MethodGet, path: "/envs/:env/instances/by-release", access: accessChecked,
 			summary: "The nodes (Apollo's instances) that run a release (a read grant on its namespace): those whose copy of the file " +
-				"was last applied from it, paged; an instance is a node: id the node's id, appId the ADMQ cluster, clusterName the node's name, ip its managerIp",
+				"was last applied from it, paged; an instance is a node: id the node's id, appId the ADMQ cluster, clusterName the node's name, ip its managerIp, dataCenter its server's area (orgId)",
 			query: []queryParam{{"releaseId", "integer", "the release"}, pageQuery, instanceSizeQuery},
 			resp:  InstancePageDTO{}, handler: s.instancesByRelease},
 		{method: http.MethodGet, path: "/envs/:env/instances/by-namespace", access: accessRead, scopeInQuery: true,

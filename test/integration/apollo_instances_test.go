@@ -18,6 +18,7 @@ func apolloInstances(t *testing.T, e *apolloEnv) {
 		ID          int64
 		AppID       string
 		ClusterName string
+		DataCenter  string
 		IP          string
 		Configs     []struct {
 			Release struct {
@@ -74,8 +75,10 @@ func apolloInstances(t *testing.T, e *apolloEnv) {
 		var out []string
 		for _, in := range list {
 			n := e.nodes[in.ClusterName]
-			if in.AppID != apolloApp || in.IP != n.ManagerIP || fmt.Sprint(in.ID) != n.ID {
-				t.Errorf("instance %+v: want node %s of %s at %s", in, n.ID, apolloApp, n.ManagerIP)
+			// The suite's servers are in the default area: organization
+			// "default".
+			if in.AppID != apolloApp || in.IP != n.ManagerIP || fmt.Sprint(in.ID) != n.ID || in.DataCenter != "default" {
+				t.Errorf("instance %+v: want node %s of %s at %s in data center default", in, n.ID, apolloApp, n.ManagerIP)
 			}
 			var rel int64
 			switch len(in.Configs) {
