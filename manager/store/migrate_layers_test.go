@@ -111,6 +111,10 @@ func TestMigrateConfigLayers(t *testing.T) {
 		if w := want[it.Key]; it.Value != w.Value || it.Effective != w.Effective || it.Comment != "c" {
 			t.Errorf("layer item %+v, want %+v", it, w)
 		}
+		// Items older than authorship (migration 14) have no author.
+		if it.CreatedBy != "" || it.UpdatedBy != "" {
+			t.Errorf("layer item %s written before authors: created by %q, updated by %q", it.Key, it.CreatedBy, it.UpdatedBy)
+		}
 	}
 	for i := 1; i <= 3; i++ {
 		nfs, _ := db.NodeFiles(ctx, ids.ID(200+i))
@@ -124,6 +128,9 @@ func TestMigrateConfigLayers(t *testing.T) {
 			byKey[it.Key] = it
 			if it.ID < 1000 && it.Key != "snapCount" {
 				t.Errorf("node %d item %s lost its id: %d", i, it.Key, it.ID)
+			}
+			if it.CreatedBy != "" || it.UpdatedBy != "" {
+				t.Errorf("node %d item %s written before authors: created by %q, updated by %q", i, it.Key, it.CreatedBy, it.UpdatedBy)
 			}
 		}
 		tick, max := byKey["tickTime"], byKey["maxClientCnxns"]
