@@ -108,3 +108,50 @@ func TestItemAuthors(t *testing.T) {
 	it1 = nodeItem(nf1, "authors.k")
 	want("node 1's key after the layer's delete", it1.CreatedBy, it1.UpdatedBy, "alice", "hank")
 }
+
+// TestRollbackAuthors: a rollback is the last change of the items it sets
+// back, on the layer and on the nodes; the others keep theirs.
+func TestRollbackAuthors(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes := f.ensemble(t, "c1", "10.0.0.1", "10.0.0.2", "10.0.0.3")
+	layers, _ := f.svc.Files(ctx, c.ID)
+	zoo := layers[0]
+	r1, _, err := f.svc.NewRelease(ctx, config.NewRelease{FileID: zoo.ID, Kind: config.KindRollout, By: "alice", All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _ := f.svc.AllItems(ctx, zoo.ID)
+	byKey := map[string]config.Item{}
+	for _, it := range items {
+		byKey[it.Key] = it
+	}
+	v := "4000"
+	if _, err := f.svc.UpdateItem(ctx, byKey["tickTime"].ID, config.Change{Value: &v, By: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.svc.NewRelease(ctx, config.NewRelease{FileID: zoo.ID, Kind: config.KindRollback, RollbackTo: r1.ID, By: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	items, _ = f.svc.AllItems(ctx, zoo.ID)
+	for _, it := range items {
+		want := ""
+		if it.Key == "tickTime" {
+			want = "carol"
+		}
+		if it.UpdatedBy != want {
+			t.Errorf("layer %s after the rollback: updated by %q, want %q", it.Key, it.UpdatedBy, want)
+		}
+	}
+	nf, _ := f.zooCfgOf(t, nodes[0])
+	nodeItems, _ := f.svc.AllNodeItems(ctx, nf.ID)
+	for _, it := range nodeItems {
+		want := ""
+		if it.Key == "tickTime" {
+			want = "carol"
+		}
+		if it.UpdatedBy != want {
+			t.Errorf("node 1's %s after the rollback: updated by %q, want %q", it.Key, it.UpdatedBy, want)
+		}
+	}
+}

@@ -202,7 +202,8 @@ func restoreLayer(ctx context.Context, tx *sql.Tx, fileID ids.ID, items []config
 	return nil
 }
 
-// restoreNode sets a node file's overrides and own keys to items, as by.
+// restoreNode sets a node file's overrides and own keys to items, as by;
+// a key it leaves as it was keeps its last change.
 func restoreNode(ctx context.Context, tx *sql.Tx, nodeFileID ids.ID, items []config.NodeItem, by string, now time.Time, newID func() ids.ID) error {
 	type row struct {
 		id    int64
@@ -238,11 +239,11 @@ func restoreNode(ctx context.Context, tx *sql.Tx, nodeFileID ids.ID, items []con
 		switch {
 		case ok && cur.layer:
 			// The layer has the key: the node's overrides, if any.
-			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, updated_at = ?, updated_by = ? WHERE id = ?`,
-				v, e, millis(now), by, cur.id)
+			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?1, effective = ?2, updated_at = ?3, updated_by = ?4
+				WHERE id = ?5 AND (value IS NOT ?1 OR effective IS NOT ?2)`, v, e, millis(now), by, cur.id)
 		case ok:
-			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?, effective = ?, comment = ?, updated_at = ?, updated_by = ?
-				WHERE id = ?`, it.Value, it.Effective, it.Comment, millis(now), by, cur.id)
+			_, err = tx.ExecContext(ctx, `UPDATE node_config_items SET value = ?1, effective = ?2, comment = ?3, updated_at = ?4, updated_by = ?5
+				WHERE id = ?6 AND (value IS NOT ?1 OR effective IS NOT ?2 OR comment IS NOT ?3)`, it.Value, it.Effective, it.Comment, millis(now), by, cur.id)
 		case it.ItemID.IsZero():
 			_, err = tx.ExecContext(ctx, `INSERT INTO node_config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
 				created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), int64(nodeFileID), it.Key, it.Value, it.Comment,

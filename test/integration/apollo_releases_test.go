@@ -234,6 +234,15 @@ func apolloReleases(t *testing.T, e *apolloEnv) {
 	if it["value"] != "3000" || it["dataChangeLastModifiedBy"] != "carol" {
 		t.Errorf("the draft after the rollback: session.timeout=%v, last modified by %v (want 3000, carol)", it["value"], it["dataChangeLastModifiedBy"])
 	}
+	// A key the rollback left as it was keeps its author, on the layer
+	// and on a node.
+	for _, cl := range []string{"default", "storage-2"} {
+		var untouched map[string]any
+		j.Get(t, ns(cl, "app.properties", "items", "log.dir"), nil, &untouched)
+		if _, ok := untouched["dataChangeLastModifiedBy"]; ok {
+			t.Errorf("log.dir of %s, from the package and untouched by the rollback: last modified by %v", cl, untouched["dataChangeLastModifiedBy"])
+		}
+	}
 	// toReleaseId: forward again to release 1.
 	b.Must(t, 200, "PUT", []string{"envs", "PRO", "releases", fmt.Sprint(rb.ReleaseID), "rollback"}, [][2]string{{"operator", "admin"}, {"toReleaseId", fmt.Sprint(id1)}}, nil)
 	testenv.Eventually(t, 2*time.Minute, "the rollback to release 1 to settle", func() bool {
