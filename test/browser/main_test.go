@@ -8,6 +8,11 @@
 // The tests skip, saying why, where no chromium is installed; test/setup.sh
 // installs it. Chromium runs without network features (no QUIC, no
 // component updates, no sync) and with a fresh profile each time.
+//
+// The suite holds the lock of the suites that make network namespaces
+// (hosts.Lock) while it runs: Chromium aborts every request in flight with
+// ERR_NETWORK_CHANGED when links and addresses come and go on the
+// machine, which test/e2e and test/chaos do all the time.
 package browser
 
 import (
@@ -18,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/admq/admq-manager/test/hosts"
 )
 
 var (
@@ -59,7 +66,14 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	unlock, err := hosts.Lock()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "browser:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
+	unlock()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -364,7 +364,8 @@ func KillNamespace(ns string) {
 
 // LockPath is the lock every suite that makes hosts holds while it runs
 // (test/e2e's, whose name it keeps), so that two such suites never run at
-// once: they share /etc, mounts and the machine's load.
+// once: they share /etc, mounts and the machine's load. test/browser holds
+// it too, because Chromium fails requests when links change under it.
 const LockPath = "/tmp/admqe2e.lock"
 
 // Lock takes LockPath, waiting for the suite that holds it; unlock
