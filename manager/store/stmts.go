@@ -13,10 +13,26 @@ import (
 // at every call. Parsing was an eighth of the manager's CPU while agents
 // connect (each handshake checks the agent's certificate serial) and a
 // tenth of a GET /server.
+//
+// A statement is prepared on the pool, which takes a free connection. A
+// caller inside a read transaction already holds one, so when every
+// reader is held that way, preparing there would wait for ever: such
+// callers only use a statement already cached, and have a missing one
+// prepared in the background (prepareSoon) while they run theirs
+// unprepared on their transaction.
 type stmtCache struct {
-	pool *sql.DB
-	m    sync.Map // query text to *sql.Stmt
-	n    atomic.Int64
+	pool    *sql.DB
+	m       sync.Map // query text to *sql.Stmt
+	n       atomic.Int64
+	pending sync.Map // query text being prepared in the background
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newStmtCache(pool *sql.DB) *stmtCache {
+	ctx, stop := context.WithCancel(context.Background())
+	return &stmtCache{pool: pool, ctx: ctx, stop: stop}
 }
 
 // maxCachedStmts bounds the cache: queries whose text varies with their
@@ -44,7 +60,28 @@ func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
 	return s, nil
 }
 
+// cached returns query's statement if it is prepared already, else nil
+// after having it prepared in the background.
+func (c *stmtCache) cached(query string) *sql.Stmt {
+	if s, ok := c.m.Load(query); ok {
+		return s.(*sql.Stmt)
+	}
+	if c.n.Load() >= maxCachedStmts || c.ctx.Err() != nil {
+		return nil
+	}
+	if _, busy := c.pending.LoadOrStore(query, true); busy {
+		return nil
+	}
+	c.wg.Go(func() {
+		defer c.pending.Delete(query)
+		_, _ = c.get(c.ctx, query) // a failure leaves the query unprepared
+	})
+	return nil
+}
+
 func (c *stmtCache) close() {
+	c.stop()
+	c.wg.Wait()
 	c.m.Range(func(_, s any) bool {
 		s.(*sql.Stmt).Close()
 		return true
@@ -62,8 +99,8 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 
 // txQuery is tx.QueryContext through the cache, for a read transaction.
 func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	s, err := db.reads.get(ctx, query)
-	if err != nil || s == nil {
+	s := db.reads.cached(query)
+	if s == nil {
 		return tx.QueryContext(ctx, query, args...)
 	}
 	return tx.StmtContext(ctx, s).QueryContext(ctx, args...)
@@ -72,8 +109,8 @@ func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any
 // txQueryRow is tx.QueryRowContext through the cache, for a read
 // transaction.
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	s, err := db.reads.get(ctx, query)
-	if err != nil || s == nil {
+	s := db.reads.cached(query)
+	if s == nil {
 		return tx.QueryRowContext(ctx, query, args...)
 	}
 	return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestStmtCache: reads through the cache answer as unprepared ones do,
@@ -61,5 +62,50 @@ func TestStmtCache(t *testing.T) {
 	}
 	if n := db.reads.n.Load(); n != maxCachedStmts {
 		t.Fatalf("%d statements kept after %d distinct queries, want the bound %d", n, maxCachedStmts+21, maxCachedStmts)
+	}
+}
+
+// TestStmtCacheInEveryReader runs a new query in as many read
+// transactions at once as the pool has connections: each holds a
+// connection, so preparing the query on the pool for the cache would wait
+// for a free one that never comes. The queries must answer (the console
+// hung on its first page load that way, each request holding a reader).
+func TestStmtCacheInEveryReader(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "readers.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	var inside sync.WaitGroup
+	inside.Add(readerConns)
+	errs := make(chan error, readerConns)
+	for g := range readerConns {
+		go func() {
+			errs <- db.read(ctx, func(tx *sql.Tx) error {
+				inside.Done()
+				inside.Wait() // every reader is held by a transaction now
+				var got int
+				if err := db.txQueryRow(ctx, tx, `SELECT ? + 40`, g).Scan(&got); err != nil {
+					return err
+				}
+				rows, err := db.txQuery(ctx, tx, `SELECT ? + 41`, g)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				if got != g+40 {
+					return fmt.Errorf("SELECT ? + 40 with %d = %d", g, got)
+				}
+				return rows.Err()
+			})
+		}()
+	}
+	for range readerConns {
+		if err := <-errs; err != nil {
+			t.Fatalf("a new query in a read transaction while every reader is in one: %v", err)
+		}
 	}
 }

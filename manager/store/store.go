@@ -150,7 +150,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open readers: %w", err)
 	}
-	return &DB{w: writer{w}, r: r, reads: &stmtCache{pool: r}}, nil
+	return &DB{w: writer{w}, r: r, reads: newStmtCache(r)}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
