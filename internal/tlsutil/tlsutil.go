@@ -13,6 +13,7 @@
 package tlsutil
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -80,21 +81,53 @@ func SerialHex(serial *big.Int) string {
 // PKCS#8 "PRIVATE KEY" PEM block and must stay on the agent; csrDER is the
 // DER-encoded request to send to the manager.
 func NewKeyAndCSR(commonName string) (keyPEM []byte, csrDER []byte, err error) {
+	keyPEM, err = NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	csrDER, err = CSRForKey(keyPEM, commonName)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, csrDER, nil
+}
+
+// NewKey generates a fresh ECDSA P-256 private key, as a PKCS#8
+// "PRIVATE KEY" PEM block.
+func NewKey() ([]byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("generate agent key: %w", err)
+		return nil, fmt.Errorf("generate agent key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode agent key: %w", err)
+		return nil, fmt.Errorf("encode agent key: %w", err)
 	}
-	csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: commonName},
-	}, key)
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// CSRForKey returns a DER-encoded certificate request whose subject is
+// commonName, signed by keyPEM (a PKCS#8 "PRIVATE KEY" PEM block).
+func CSRForKey(keyPEM []byte, commonName string) ([]byte, error) {
+	b, _ := pem.Decode(keyPEM)
+	if b == nil || b.Type != "PRIVATE KEY" {
+		return nil, errors.New("agent key: no PKCS#8 PRIVATE KEY block")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(b.Bytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate request: %w", err)
+		return nil, fmt.Errorf("agent key: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), csrDER, nil
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("agent key: a %T cannot sign", key)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: commonName},
+	}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("create certificate request: %w", err)
+	}
+	return csrDER, nil
 }
 
 // EnrollClientConfig returns the tls.Config for an agent's first connection,

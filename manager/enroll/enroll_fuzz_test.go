@@ -44,6 +44,9 @@ func (m *memTokens) JoinTokens(context.Context, paging.Page) ([]JoinToken, int, 
 }
 func (m *memTokens) RevokeJoinToken(context.Context, string, time.Time) error  { return nil }
 func (m *memTokens) PendingServerByIP(context.Context, string) (ids.ID, error) { return 0, nil }
+func (m *memTokens) RetryServer(context.Context, string, []byte) (ids.ID, error) {
+	return 0, nil
+}
 
 func (m *memTokens) CompleteEnrollment(_ context.Context, e Enrollment) error {
 	m.mu.Lock()

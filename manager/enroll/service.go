@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -199,7 +200,17 @@ func (s *Service) Enroll(ctx context.Context, r Request) (Result, error) {
 	case !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt):
 		log.Warn("enrollment refused: token expired")
 		return Result{}, ErrTokenRefused
-	case t.MaxUses > 0 && t.Uses >= t.MaxUses:
+	}
+	// An agent whose answer was lost retries with the same key: it gets a
+	// new certificate for the server it enrolled, without a use of the token.
+	keySum := csrKeySum(r.CSR)
+	var retry ids.ID
+	if keySum != nil {
+		if retry, err = s.store.RetryServer(ctx, t.ID, keySum); err != nil {
+			return Result{}, fmt.Errorf("enroll: %w", err)
+		}
+	}
+	if retry.IsZero() && t.MaxUses > 0 && t.Uses >= t.MaxUses {
 		log.Warn("enrollment refused: token used up")
 		return Result{}, ErrTokenRefused
 	}
@@ -210,14 +221,39 @@ func (s *Service) Enroll(ctx context.Context, r Request) (Result, error) {
 	if len(r.Hostname) > 253 {
 		return Result{}, invalid.Field("hostname", "longer than 253 bytes")
 	}
-	e := Enrollment{TokenID: t.ID, Now: now, AreaID: t.AreaID, ManagerIP: ip, Hostname: r.Hostname}
+	e := Enrollment{TokenID: t.ID, Now: now, AreaID: t.AreaID, ManagerIP: ip, Hostname: r.Hostname, KeySum: keySum}
+	res, e, err := s.complete(ctx, t, r.CSR, e, retry)
+	if retry.IsZero() && keySum != nil && (errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrAlreadyEnrolled)) {
+		// An earlier attempt with this key, whose answer the agent gave up
+		// waiting for, may have committed just now: answer as its retry.
+		if again, lerr := s.store.RetryServer(ctx, t.ID, keySum); lerr == nil && !again.IsZero() {
+			res, e, err = s.complete(ctx, t, r.CSR, e, again)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrTokenRefused) {
+			log.Warn("enrollment refused: token no longer usable")
+		}
+		return Result{}, err
+	}
+	log.Info("agent enrolled", "server", e.ServerID, "managerIp", ip, "new", e.Create, "retry", e.Retry)
+	return res, nil
+}
+
+// complete picks the server e enrolls (retry when not zero, else the
+// token's server, a pending one with e's address or a new one), signs the
+// request for it and records the enrollment.
+func (s *Service) complete(ctx context.Context, t JoinToken, csr []byte, e Enrollment, retry ids.ID) (Result, Enrollment, error) {
+	e.Create, e.Retry = false, false
 	switch {
+	case !retry.IsZero():
+		e.ServerID, e.Retry = retry, true
 	case !t.ServerID.IsZero():
 		e.ServerID = t.ServerID
 	default:
-		pending, err := s.store.PendingServerByIP(ctx, ip)
+		pending, err := s.store.PendingServerByIP(ctx, e.ManagerIP)
 		if err != nil {
-			return Result{}, fmt.Errorf("enroll: %w", err)
+			return Result{}, e, fmt.Errorf("enroll: %w", err)
 		}
 		if pending.IsZero() {
 			e.ServerID, e.Create = s.ids.Next(), true
@@ -225,19 +261,31 @@ func (s *Service) Enroll(ctx context.Context, r Request) (Result, error) {
 			e.ServerID = pending
 		}
 	}
-	certPEM, serial, _, err := s.signer.SignAgentCSR(r.CSR, e.ServerID.String(), s.certValidity)
+	certPEM, serial, _, err := s.signer.SignAgentCSR(csr, e.ServerID.String(), s.certValidity)
 	if err != nil {
-		return Result{}, invalid.Field("csr", "%v", err)
+		return Result{}, e, invalid.Field("csr", "%v", err)
 	}
 	e.CertSerial = serial
 	if err := s.store.CompleteEnrollment(ctx, e); err != nil {
-		if errors.Is(err, ErrTokenRefused) {
-			log.Warn("enrollment refused: token no longer usable")
-		}
-		return Result{}, fmt.Errorf("enroll: %w", err)
+		return Result{}, e, fmt.Errorf("enroll: %w", err)
 	}
-	log.Info("agent enrolled", "server", e.ServerID, "managerIp", ip, "new", e.Create)
-	return Result{AgentID: e.ServerID, CertPEM: certPEM, CAPEM: s.signer.CertPEM()}, nil
+	return Result{AgentID: e.ServerID, CertPEM: certPEM, CAPEM: s.signer.CertPEM()}, e, nil
+}
+
+// csrKeySum returns the SHA-256 of the public key (SubjectPublicKeyInfo) a
+// certificate request asks for, or nil when it cannot be read; the signer
+// refuses such a request anyway.
+func csrKeySum(der []byte) []byte {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil
+	}
+	spki, err := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(spki)
+	return sum[:]
 }
 
 func pickIP(advertised, remote string) (string, error) {

@@ -48,6 +48,12 @@ type Enrollment struct {
 	ManagerIP  string
 	Hostname   string
 	CertSerial string
+	// KeySum is the SHA-256 of the certificate's public key (DER
+	// SubjectPublicKeyInfo); nil when the request could not be parsed.
+	KeySum []byte
+	// Retry: ServerID came from RetryServer. No use of the token is
+	// consumed, and the server must still be waiting for this retry.
+	Retry bool
 }
 
 // Store is what enroll needs from persistence.
@@ -59,9 +65,14 @@ type Store interface {
 	// PendingServerByIP returns the id of a server with this managerIp that
 	// has no enrolled agent yet, or 0.
 	PendingServerByIP(ctx context.Context, ip string) (ids.ID, error)
+	// RetryServer returns the id of the server that token tokenID enrolled
+	// with the public key whose SHA-256 is keySum, if its agent has not
+	// connected since, or 0: an agent that lost the answer may enroll again.
+	RetryServer(ctx context.Context, tokenID string, keySum []byte) (ids.ID, error)
 	// CompleteEnrollment consumes one use of the token (only while it is
 	// unrevoked, unexpired at e.Now and not used up; otherwise
-	// ErrTokenRefused) and creates or binds the server. Nothing is written
-	// unless all of it succeeds.
+	// ErrTokenRefused) and creates or binds the server. A retry (e.Retry)
+	// consumes no use, but the token must still be unrevoked and
+	// unexpired. Nothing is written unless all of it succeeds.
 	CompleteEnrollment(ctx context.Context, e Enrollment) error
 }

@@ -115,6 +115,27 @@ func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) 
 	return ids.ID(id), nil
 }
 
+// RetryServer returns the id of the server that token tokenID enrolled with
+// the public key whose SHA-256 is keySum, provided its agent has not been
+// seen since that enrollment (last_seen before enrolled_at), else 0.
+func (db *DB) RetryServer(ctx context.Context, tokenID string, keySum []byte) (ids.ID, error) {
+	var id int64
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM servers
+		WHERE enroll_token = ? AND enroll_spki = ? AND `+awaitingRetry+` ORDER BY id LIMIT 1`,
+		tokenID, nonNilBytes(keySum)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: retry server: %w", err)
+	}
+	return ids.ID(id), nil
+}
+
+// awaitingRetry holds for a server whose agent has not connected since it
+// enrolled: it may not have received its certificate.
+const awaitingRetry = `enrolled_at IS NOT NULL AND (last_seen IS NULL OR last_seen < enrolled_at)`
+
 // CompleteEnrollment consumes one use of the token e.TokenID, provided it is
 // unrevoked, unexpired at e.Now and not used up (else enroll.ErrTokenRefused),
 // and then, in the same transaction:
@@ -128,9 +149,18 @@ func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) 
 //     recorded as revoked. A server that has enrolled already is
 //     enroll.ErrAlreadyEnrolled.
 //
+// With e.Retry, no use is consumed (the token must still be unrevoked and
+// unexpired) and server e.ServerID, which this token enrolled with the key
+// e.KeySum and whose agent has not connected since, gets the new
+// certificate; its previous serial is recorded as revoked. A server that
+// no longer qualifies is enroll.ErrAlreadyEnrolled.
+//
 // On any error nothing is written.
 func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
+		if e.Retry {
+			return retryEnrolled(ctx, tx, e)
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses = uses + 1
 			WHERE id = ? AND revoked_at IS NULL
 			AND (expires_at IS NULL OR expires_at > ?)
@@ -161,10 +191,11 @@ func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error
 // createEnrolled inserts the server row of a new enrollment.
 func createEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO servers (
-			id, area_id, manager_ip, data_ip, hostname, cert_serial, agent_status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, area_id, manager_ip, data_ip, hostname, cert_serial, agent_status, created_at, updated_at,
+			enroll_spki, enroll_token, enrolled_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		int64(e.ServerID), nullID(e.AreaID), e.ManagerIP, e.ManagerIP, e.Hostname, e.CertSerial,
-		string(fleet.StatusOffline), millis(e.Now), millis(e.Now))
+		string(fleet.StatusOffline), millis(e.Now), millis(e.Now), keySum(e), e.TokenID, millis(e.Now))
 	switch {
 	case isUnique(err, "servers.manager_ip"):
 		return enroll.ErrAlreadyEnrolled
@@ -184,9 +215,11 @@ func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 	if fromNullID(bound) != e.ServerID || e.ServerID.IsZero() {
 		// Any token may enroll a pending server, but only once.
 		res, err := tx.ExecContext(ctx, `UPDATE servers
-			SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?
+			SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?,
+				enroll_spki = ?, enroll_token = ?, enrolled_at = ?
 			WHERE id = ? AND cert_serial = ''`,
-			e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), int64(e.ServerID))
+			e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now),
+			keySum(e), e.TokenID, millis(e.Now), int64(e.ServerID))
 		if err != nil {
 			return err
 		}
@@ -208,8 +241,58 @@ func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 		}
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE servers
-		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?
+		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?,
+			enroll_spki = ?, enroll_token = ?, enrolled_at = ?
 		WHERE id = ?`,
-		e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), int64(e.ServerID))
+		e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now),
+		keySum(e), e.TokenID, millis(e.Now), int64(e.ServerID))
 	return err
+}
+
+// retryEnrolled gives a server its new certificate when its agent retries
+// an enrollment whose answer it lost: same token, same key, not connected
+// since. The token is checked but not consumed.
+func retryEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+	var usable bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM join_tokens
+		WHERE id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?))`,
+		e.TokenID, e.Now.UnixMilli()).Scan(&usable)
+	if err != nil {
+		return err
+	}
+	if !usable {
+		return enroll.ErrTokenRefused
+	}
+	if len(e.KeySum) == 0 {
+		return enroll.ErrAlreadyEnrolled
+	}
+	var old string
+	err = tx.QueryRowContext(ctx, `SELECT cert_serial FROM servers
+		WHERE id = ? AND enroll_token = ? AND enroll_spki = ? AND `+awaitingRetry,
+		int64(e.ServerID), e.TokenID, e.KeySum).Scan(&old)
+	if errors.Is(err, sql.ErrNoRows) {
+		return enroll.ErrAlreadyEnrolled
+	}
+	if err != nil {
+		return err
+	}
+	if old != "" && old != e.CertSerial {
+		if err := revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE servers
+		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?, enrolled_at = ?
+		WHERE id = ?`,
+		e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), millis(e.Now), int64(e.ServerID))
+	return err
+}
+
+// keySum is the enrollment's key hash for the enroll_spki column: NULL
+// when unknown, so that no retry can match it.
+func keySum(e enroll.Enrollment) any {
+	if len(e.KeySum) == 0 {
+		return nil
+	}
+	return e.KeySum
 }
