@@ -18,6 +18,10 @@ const (
 	CertFile = "agent.crt"
 	CAFile   = "ca.crt"
 	IDFile   = "agent.id"
+	// PendingKeyFile holds the key of an enrollment under way: every
+	// attempt of that enrollment asks for a certificate for this key, so
+	// that the manager can answer a retry whose first answer was lost.
+	PendingKeyFile = "agent.key.pending"
 )
 
 // ErrNotEnrolled means the state dir holds no complete identity.
@@ -72,6 +76,7 @@ func Load(dir string) (Identity, error) {
 
 // Save writes the identity to dir, each file atomically and the key with
 // mode 0600. The id file is written last: its presence marks completion.
+// Then the pending enrollment key, if any, is removed.
 func Save(dir string, id Identity) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
@@ -89,6 +94,40 @@ func Save(dir string, id Identity) error {
 		if err := atomicfile.WriteFile(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("save identity: %w", err)
 		}
+	}
+	return DropPendingKey(dir)
+}
+
+// PendingKey returns the key of the enrollment under way in dir. When dir
+// holds none it makes one with newKey and saves it (mode 0600) before
+// returning it, so that every retry of the enrollment uses the same key.
+func PendingKey(dir string, newKey func() ([]byte, error)) ([]byte, error) {
+	path := filepath.Join(dir, PendingKeyFile)
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) > 0 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read pending enrollment key: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	b, err = newKey()
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("save pending enrollment key: %w", err)
+	}
+	return b, nil
+}
+
+// DropPendingKey removes the pending enrollment key from dir, if any.
+func DropPendingKey(dir string) error {
+	err := os.Remove(filepath.Join(dir, PendingKeyFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove pending enrollment key: %w", err)
 	}
 	return nil
 }

@@ -54,3 +54,45 @@ func TestLoadPartialIdentityNamesTheMissingFile(t *testing.T) {
 		t.Fatalf("got %v, want an error naming %s", err, CertFile)
 	}
 }
+
+// TestPendingKey: the key of an enrollment under way is made once, kept
+// with mode 0600 for every retry, and removed once the identity is saved.
+func TestPendingKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	made := 0
+	newKey := func() ([]byte, error) {
+		made++
+		return []byte("key " + strings.Repeat("k", made)), nil
+	}
+	first, err := PendingKey(dir, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, PendingKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("pending key mode %v, want 0600", st.Mode().Perm())
+	}
+	again, err := PendingKey(dir, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(first) || made != 1 {
+		t.Fatalf("second attempt got %q (%d keys made), want the first key %q", again, made, first)
+	}
+	if _, err := Load(dir); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("a pending key alone: Load = %v, want ErrNotEnrolled", err)
+	}
+	if err := Save(dir, Identity{AgentID: "42", KeyPEM: first, CertPEM: []byte("cert"), CAPEM: []byte("ca")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, PendingKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pending key after Save: %v, want removed", err)
+	}
+	id, err := Load(dir)
+	if err != nil || string(id.KeyPEM) != string(first) {
+		t.Errorf("identity key %q, %v; want the pending key %q", id.KeyPEM, err, first)
+	}
+}

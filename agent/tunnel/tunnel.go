@@ -347,6 +347,10 @@ func (c *Client) yamuxConfig() *yamux.Config {
 // enroll runs one enrollment session: verify the manager by the pin, send
 // the token and a CSR, save the certificate that comes back.
 func (c *Client) enroll(ctx context.Context) error {
+	keyPEM, csr, err := c.enrollmentKey()
+	if err != nil {
+		return err
+	}
 	var ca *x509.Certificate
 	tc, err := tlsutil.EnrollClientConfig(c.cfg.CAPin, func(cert *x509.Certificate) { ca = cert })
 	if err != nil {
@@ -376,10 +380,6 @@ func (c *Client) enroll(ctx context.Context) error {
 	}
 	defer closeMC()
 
-	keyPEM, csr, err := tlsutil.NewKeyAndCSR("admq-agent")
-	if err != nil {
-		return err
-	}
 	host, _ := os.Hostname()
 	advertise := c.cfg.AdvertiseIP
 	if advertise == "" {
@@ -415,6 +415,29 @@ func (c *Client) enroll(ctx context.Context) error {
 	}
 	c.log.Info("enrolled with manager", "agent", resp.GetAgentId(), "manager", c.cfg.ManagerAddr)
 	return nil
+}
+
+// enrollmentKey returns the key of the enrollment under way, saved in the
+// state dir before its first attempt, and a certificate request for it. If
+// the manager enrolled us but its answer was lost, a retry with the same key
+// gets a certificate for the same server instead of being refused. A
+// pending key that cannot be read as one is replaced.
+func (c *Client) enrollmentKey() (keyPEM, csr []byte, err error) {
+	for range 2 {
+		keyPEM, err = identity.PendingKey(c.cfg.StateDir, tlsutil.NewKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		csr, err = tlsutil.CSRForKey(keyPEM, "admq-agent")
+		if err == nil {
+			return keyPEM, csr, nil
+		}
+		c.log.Warn("replacing an unusable pending enrollment key", "err", err)
+		if err := identity.DropPendingKey(c.cfg.StateDir); err != nil {
+			return nil, nil, err
+		}
+	}
+	return nil, nil, err
 }
 
 func caPin(caPEM []byte) (string, error) {

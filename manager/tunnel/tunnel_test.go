@@ -57,6 +57,13 @@ type env struct {
 
 func newEnv(t testing.TB, cfg tunnel.Config) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, nil)
+}
+
+// newEnvWith is newEnv whose hub enrolls through wrap(the enroll service)
+// when wrap is not nil.
+func newEnvWith(t testing.TB, cfg tunnel.Config, wrap func(tunnel.Enroller) tunnel.Enroller) *env {
+	t.Helper()
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	db, err := store.Open(ctx, filepath.Join(dir, "admq.db"))
@@ -84,7 +91,11 @@ func newEnv(t testing.TB, cfg tunnel.Config) *env {
 	fleetReg := prometheus.NewRegistry()
 	fm := fleetmetrics.New(fleetmetrics.Config{Interval: cfg.MetricsInterval}, fl, fleetReg)
 	fl.ForgetOnDelete(fm)
-	hub := tunnel.New(cfg, tc, tunnel.Deps{Enroller: en, Presence: presence, Certs: fl, Metrics: fm, AgentID: pki.AgentID}, log, reg)
+	var enroller tunnel.Enroller = en
+	if wrap != nil {
+		enroller = wrap(en)
+	}
+	hub := tunnel.New(cfg, tc, tunnel.Deps{Enroller: enroller, Presence: presence, Certs: fl, Metrics: fm, AgentID: pki.AgentID}, log, reg)
 	agents.Agents = hub
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
