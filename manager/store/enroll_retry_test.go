@@ -2,9 +2,7 @@ package store_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/x509"
-	"encoding/pem"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -95,19 +93,8 @@ func newKey(t *testing.T) []byte {
 // certKeyMatches reports whether the certificate certPEM is for keyPEM.
 func certKeyMatches(t *testing.T, certPEM, keyPEM []byte) bool {
 	t.Helper()
-	cb, _ := pem.Decode(certPEM)
-	kb, _ := pem.Decode(keyPEM)
-	cert, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, ok := key.(crypto.Signer)
-	pub, okPub := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && okPub && pub.Equal(signer.Public())
+	_, err := tls.X509KeyPair(certPEM, keyPEM)
+	return err == nil
 }
 
 func serialOf(t *testing.T, certPEM []byte) string {
@@ -333,7 +320,9 @@ type staleReads struct {
 	looked bool
 }
 
-func (s *staleReads) JoinToken(context.Context, string) (enroll.JoinToken, error) { return s.token, nil }
+func (s *staleReads) JoinToken(context.Context, string) (enroll.JoinToken, error) {
+	return s.token, nil
+}
 
 func (s *staleReads) RetryServer(ctx context.Context, tokenID string, keySum []byte) (ids.ID, error) {
 	if !s.looked {
