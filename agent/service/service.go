@@ -209,12 +209,13 @@ func Uninstall(name, purgeDir string, log *slog.Logger) (bool, error) {
 	return installed, nil
 }
 
-// purge removes what the agent keeps in dir: its identity, the join-token
-// file, the supervisor's records, node specs and the package cache; then
-// dir itself when nothing else is left in it. Nothing else: the dir may be
+// purge removes what the agent keeps in dir: its identity, the key of an
+// enrollment under way, the join-token file, the supervisor's records, node
+// specs and the package cache; then dir itself when nothing else is left in
+// it. Nothing else: the dir may be
 // shared. Nodes still running are forgotten, not stopped.
 func purge(dir string) error {
-	for _, f := range []string{identity.KeyFile, identity.CertFile, identity.CAFile, identity.IDFile, TokenFile} {
+	for _, f := range []string{identity.KeyFile, identity.CertFile, identity.CAFile, identity.IDFile, identity.PendingKeyFile, TokenFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("purge: %w", err)
 		}

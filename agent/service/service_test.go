@@ -72,7 +72,7 @@ func TestInstallRefuses(t *testing.T) {
 func TestPurge(t *testing.T) {
 	t.Run("identity only", func(t *testing.T) {
 		dir := t.TempDir()
-		for _, f := range []string{"agent.key", "agent.crt", "ca.crt", "agent.id", TokenFile} {
+		for _, f := range []string{"agent.key", "agent.crt", "ca.crt", "agent.id", "agent.key.pending", TokenFile} {
 			if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
 				t.Fatal(err)
 			}
