@@ -1,9 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -226,19 +223,8 @@ func (a *API) fleetOpEvents(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	w := c.Response()
-	w.Header().Set(echo.HeaderContentType, "text/event-stream; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
-		return err
-	}
+	events := startEvents(c)
+	send := events.write
 	if err := send("operation", toFleetOpView(op, a.d.Now())); err != nil {
 		return nil
 	}
@@ -250,10 +236,9 @@ func (a *API) fleetOpEvents(c echo.Context) error {
 			}
 		}
 		sent += len(rs)
-		w.Flush()
+		events.flush()
 		if op.State == fleetop.StateDone {
-			_ = send("done", toFleetOpView(op, a.d.Now()))
-			w.Flush()
+			_ = events.send("done", toFleetOpView(op, a.d.Now()))
 			return nil
 		}
 		select {
