@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 
 	"github.com/admq/admq-manager/agent/tunnel"
+	"github.com/admq/admq-manager/internal/dirlock"
 	"github.com/admq/admq-manager/internal/joinstring"
+	"github.com/admq/admq-manager/internal/nodedir"
 	"github.com/admq/admq-manager/internal/tlsutil"
 )
 
@@ -77,6 +80,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	lock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	c := tunnel.New(tunnel.Config{
 		ManagerAddr: cfg.ManagerAddr,
 		Token:       token,
@@ -91,4 +99,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// lockStateDir makes the agent the only one using dir: two agents on one
+// state dir would share an identity (the manager would see one agent
+// flapping between two hosts' sessions) and each would act on the other's
+// nodes. The lock goes with the process, so a crash leaves none behind.
+func lockStateDir(dir string) (*dirlock.Lock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	l, err := dirlock.Acquire(filepath.Join(dir, nodedir.AgentLockName))
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		return nil, fmt.Errorf("state dir %s is in use by another admq-agent (%s): each agent needs a state dir of its own (--state-dir)", dir, held.Holder())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	return l, nil
 }

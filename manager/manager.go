@@ -529,11 +529,7 @@ func lockDataDir(dir string) (*dirlock.Lock, error) {
 	l, err := dirlock.Acquire(filepath.Join(dir, nodedir.ManagerLockName))
 	var held *dirlock.HeldError
 	if errors.As(err, &held) {
-		pid := "pid unknown"
-		if held.PID > 0 {
-			pid = fmt.Sprintf("pid %d", held.PID)
-		}
-		return nil, fmt.Errorf("data dir %s is in use by another admq-manager (%s): stop it first or use another --data-dir", dir, pid)
+		return nil, fmt.Errorf("data dir %s is in use by another admq-manager (%s): stop it first or use another --data-dir", dir, held.Holder())
 	}
 	return l, err
 }

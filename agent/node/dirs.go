@@ -394,6 +394,9 @@ func (m *Manager) foreignInside(dir string) string {
 		case e.Name() == nodedir.ManagerLockName:
 			reason = fmt.Sprintf("it holds a manager's data dir (%s)", p)
 			return filepath.SkipAll
+		case e.Name() == nodedir.AgentLockName:
+			reason = fmt.Sprintf("it holds an agent's state dir (%s)", p)
+			return filepath.SkipAll
 		case e.Name() == nodeMarkerName && filepath.Dir(p) != dir:
 			reason = fmt.Sprintf("it holds another node's dir, %s", filepath.Dir(p))
 			return filepath.SkipAll

@@ -194,6 +194,8 @@ func TestRemoveRefusesOthersDirs(t *testing.T) {
 	moved = filepath.Join(root, "moved2")
 	withManager := mk(filepath.Join(root, "withmanager"), "n1")
 	plant(t, withManager, "admq/"+nodedir.ManagerLockName, "admq/admq.db")
+	withAgent := mk(filepath.Join(root, "withagent"), "n1")
+	plant(t, withAgent, "state/"+nodedir.AgentLockName, "state/agent.key")
 	nested := mk(filepath.Join(root, "nested"), "n1")
 	mk(filepath.Join(nested, "inner"), "n9")
 	target := mk(filepath.Join(root, "target"), "n1")
@@ -205,6 +207,7 @@ func TestRemoveRefusesOthersDirs(t *testing.T) {
 		other:       "belongs to node n9",
 		moved:       "was written for " + filepath.Join(root, "moved"),
 		withManager: "holds a manager's data dir",
+		withAgent:   "holds an agent's state dir",
 		nested:      "holds another node's dir",
 		link:        "symbolic link",
 	}

@@ -24,6 +24,14 @@ type HeldError struct {
 	PID int
 }
 
+// Holder names the holder for a message: "pid 123", or "pid unknown".
+func (e *HeldError) Holder() string {
+	if e.PID == 0 {
+		return "pid unknown"
+	}
+	return "pid " + strconv.Itoa(e.PID)
+}
+
 func (e *HeldError) Error() string {
 	if e.PID == 0 {
 		return fmt.Sprintf("%s is locked by another process", e.Path)

@@ -35,6 +35,12 @@ import (
 // is a manager's data dir, even when the agent was not told where that is.
 const ManagerLockName = ".admq-manager.lock"
 
+// AgentLockName is the file a running agent keeps locked in its state dir,
+// so that two agents never share one identity and one record of nodes. An
+// agent refuses to remove a tree holding a file of this name: it is an
+// agent's state dir, maybe another agent's on the same host.
+const AgentLockName = ".admq-agent.lock"
+
 // refusedTrees are refused with everything under them.
 var refusedTrees = []string{
 	"/etc", "/usr", "/proc", "/sys", "/dev", "/boot", "/run", "/bin", "/sbin",
