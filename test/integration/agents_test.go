@@ -426,6 +426,15 @@ func TestStatePersistsEnrollmentOnce(t *testing.T) {
 		t.Errorf("agent.id = %s, the server list says %s", got, id)
 	}
 
+	// A second agent on the same state dir is refused, naming the first.
+	twin := startAgent(t, tm, testenv.AgentOptions{StateDir: a.StateDir})
+	if code := twin.WaitExit(t, 30*time.Second); code == 0 || !strings.Contains(twin.Log(), "in use by another admq-agent (pid") {
+		t.Errorf("second agent on a state dir in use: exit %d, stderr:\n%s", code, twin.Log())
+	}
+	if s, _ := c.Server(t, id); s.AgentStatus != "online" {
+		t.Errorf("first agent's server is %s after the second was refused, want online", s.AgentStatus)
+	}
+
 	// SIGTERM is a clean stop.
 	a.Signal(t, syscall.SIGTERM)
 	if code := a.WaitExit(t, 30*time.Second); code != 0 {
