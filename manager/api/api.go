@@ -123,6 +123,9 @@ type API struct {
 	docOnce sync.Once
 	doc     *openapi3.T
 	docErr  error
+	// docJSON is the document as served, encoded once: kin-openapi's
+	// encoder makes tens of MB of garbage per encoding.
+	docJSON func() ([]byte, error)
 }
 
 // New builds the handler.
@@ -131,6 +134,7 @@ func New(d Deps) *API {
 		d.BodyLimit = 1 << 20
 	}
 	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}, stopping: make(chan struct{})}
+	a.docJSON = sync.OnceValues(a.encodeOpenAPI)
 	// Five failed logins in a row per address and ten per username, then
 	// one more every 12 s.
 	a.logins = newLoginThrottle(12*time.Second, 5, 10, d.Now)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -149,9 +150,22 @@ func codesDescription() string {
 }
 
 func (a *API) openAPI(c echo.Context) error {
-	doc, err := a.OpenAPI()
+	b, err := a.docJSON()
 	if err != nil {
 		return err
 	}
-	return c.JSON(200, doc)
+	return c.JSONBlob(200, b)
+}
+
+// encodeOpenAPI encodes the document as openAPI serves it.
+func (a *API) encodeOpenAPI() ([]byte, error) {
+	doc, err := a.OpenAPI()
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode the OpenAPI document: %w", err)
+	}
+	return b, nil
 }

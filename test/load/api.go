@@ -174,25 +174,6 @@ func (a *apiClient) ping(ctx context.Context, id string) (time.Duration, error) 
 	return time.Duration(out.RttMs * float64(time.Millisecond)), nil
 }
 
-// openAPI fetches and discards the API's OpenAPI document, which the
-// manager builds anew for each request (a few MB of garbage).
-func (a *apiClient) openAPI(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/admq-manager/openapi.json", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, err = io.Copy(io.Discard, resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("GET /openapi.json: HTTP %d", resp.StatusCode)
-	}
-	return err
-}
-
 // metrics is one scrape of /metrics: series ("name" or "name{labels}") to
 // value.
 type metrics map[string]float64

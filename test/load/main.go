@@ -292,7 +292,7 @@ func (t *loadTest) run(ctx context.Context) error {
 	}
 	t.log.Info("manager baseline", "sample", t.base.String())
 	t.rep.add("manager RSS baseline (MB)", "%s", mb(t.base.rss))
-	t.rep.add("manager heap figures", "heap and goroutines read after nudging 2 GC cycles (GET /openapi.json), RSS before; not right after the fan-out")
+	t.rep.add("manager heap figures", "heap and goroutines read right after a forced full GC (pprof heap?gc=1), RSS before it; not right after the fan-out")
 	t.rep.add("manager heap in use baseline (MB)", "%s", mb(t.base.heap))
 	t.rep.add("manager goroutines baseline", "%.0f", t.base.goroutines)
 
@@ -669,7 +669,7 @@ feed:
 	if err := sleep(ctx, t.opt.idleWait); err != nil {
 		return err
 	}
-	idleRaw, err := t.mgr.sample(ctx, t.api) // for the CPU figure: no nudge in the window
+	idleRaw, err := t.mgr.sample(ctx, t.api) // for the CPU figure: no forced GC in the window
 	if err != nil {
 		return err
 	}

@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -250,16 +251,16 @@ type managerSample struct {
 }
 
 // settledSample samples the manager twice: RSS and CPU first, then heap
-// and goroutines after nudging its GC, since without a GC since the last
+// and goroutines after a forced GC, since without a GC since the last
 // change, heap in use still holds the garbage of what came before (and the
-// nudge's own garbage would inflate RSS).
+// GC's work would blur the CPU figure).
 func (m *managerProc) settledSample(ctx context.Context, api *apiClient) (managerSample, error) {
 	raw, err := m.sample(ctx, api)
 	if err != nil {
 		return raw, err
 	}
-	if err := m.nudgeGC(ctx, api); err != nil {
-		m.log.Warn("could not nudge the manager's GC; heap figures may include garbage", "err", err)
+	if err := m.collectGarbage(ctx); err != nil {
+		m.log.Warn("could not make the manager collect garbage; heap figures may include garbage", "err", err)
 		return raw, nil
 	}
 	s, err := m.sample(ctx, api)
@@ -270,40 +271,27 @@ func (m *managerProc) settledSample(ctx context.Context, api *apiClient) (manage
 	return s, nil
 }
 
-// nudgeGC makes the manager allocate through its API until two GC cycles
-// have completed, so that the next sample's heap is mostly live. The
-// manager offers no way to ask for a GC; this is the nearest thing.
-func (m *managerProc) nudgeGC(ctx context.Context, api *apiClient) error {
-	count := func() (float64, error) {
-		mt, err := api.metrics(ctx)
-		if err != nil {
-			return 0, err
-		}
-		return mt.get("go_gc_duration_seconds_count"), nil
-	}
-	c0, err := count()
+// collectGarbage has the manager run a full garbage collection (its
+// pprof heap profile with gc=1 does), so that the next sample's heap is
+// what is live plus the allocator's overhead, not garbage waiting for the
+// next cycle.
+func (m *managerProc) collectGarbage(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.pprofAddr+"/debug/pprof/heap?gc=1", nil)
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		var wg sync.WaitGroup
-		for range 2 {
-			wg.Go(func() { _ = api.openAPI(ctx) })
-		}
-		wg.Wait()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		c, err := count()
-		if err != nil {
-			return err
-		}
-		if c >= c0+2 {
-			return nil
-		}
+	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	if err != nil {
+		return fmt.Errorf("force a GC: %w", err)
 	}
-	return errors.New("no two GC cycles within 15s")
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("force a GC: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("force a GC: GET /debug/pprof/heap?gc=1: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // sample reads the manager's figures. It first drops the client's idle
