@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -120,6 +121,8 @@ type API struct {
 	stopping     chan struct{}
 	stoppingOnce sync.Once
 
+	// checks holds a slot per password being checked.
+	checks  chan struct{}
 	docOnce sync.Once
 	doc     *openapi3.T
 	docErr  error
@@ -138,6 +141,7 @@ func New(d Deps) *API {
 	// Five failed logins in a row per address and ten per username, then
 	// one more every 12 s.
 	a.logins = newLoginThrottle(12*time.Second, 5, 10, d.Now)
+	a.checks = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	observe := httpaudit.New(httpaudit.Config{
 		Subsystem: "http", Help: "Console API request durations by route, method and HTTP status.", Registerer: d.Registerer,
 		Audit: d.Audit, IDs: d.IDs, Now: d.Now, Log: d.Log, Settle: a.handleError, Caller: caller,

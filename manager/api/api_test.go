@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -649,29 +650,67 @@ func TestLoginThrottleRefills(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	th := newLoginThrottle(12*time.Second, 5, 10, func() time.Time { return now })
 	for range 5 {
-		if d, _ := th.reserve("a", "u"); d != 0 {
+		if d, _, _ := th.reserve("a", "u"); d != 0 {
 			t.Fatal("throttled before the burst was used")
 		}
 	}
-	if d, _ := th.reserve("a", "v"); d <= 0 || d > 12*time.Second {
+	if d, _, _ := th.reserve("a", "v"); d <= 0 || d > 12*time.Second {
 		t.Fatalf("after 5 failures: retry after %v", d)
 	}
 	// A right password gives its attempt back.
-	d, refund := th.reserve("b", "u")
+	d, _, refund := th.reserve("b", "u")
 	if d != 0 {
 		t.Fatal("another address is throttled")
 	}
 	refund()
 	for range 5 {
-		if d, _ := th.reserve("c", "u"); d != 0 {
+		if d, _, _ := th.reserve("c", "u"); d != 0 {
 			t.Fatalf("user u throttled after 5 failures and a success: %v", d)
 		}
 	}
-	if d, _ := th.reserve("d", "u"); d <= 0 {
+	if d, _, _ := th.reserve("d", "u"); d <= 0 {
 		t.Fatal("user u not throttled after 10 failures")
 	}
 	now = now.Add(12 * time.Second)
-	if d, _ := th.reserve("a", "w"); d != 0 {
+	if d, _, _ := th.reserve("a", "w"); d != 0 {
 		t.Fatal("not refilled after one interval")
+	}
+}
+
+// TestLoginThrottleFull: a spray of new addresses and names cannot grow
+// the table past its bound, nor push out the record of a throttled
+// guesser. While the table is full of recent failures, attempts needing a
+// new entry are refused; known ones go on as before; once entries have
+// refilled, new ones get in again.
+func TestLoginThrottleFull(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	th := newLoginThrottle(12*time.Second, 5, 10, func() time.Time { return now })
+	th.maxKeys = 100
+	for range 5 {
+		th.reserve("guesser", "admin")
+	}
+	if d, _, _ := th.reserve("guesser", "admin"); d <= 0 {
+		t.Fatal("guesser not throttled after 5 failures")
+	}
+	for i := range 200 {
+		now = now.Add(10 * time.Millisecond)
+		th.reserve(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("user%d", i))
+	}
+	if n := len(th.keys); n > th.maxKeys {
+		t.Fatalf("table holds %d keys, bound %d", n, th.maxKeys)
+	}
+	if d, _, _ := th.reserve("guesser", "admin"); d <= 0 {
+		t.Fatal("the spray wiped the guesser's record")
+	}
+	d, full, _ := th.reserve("10.9.9.9", "newcomer")
+	if !full || d < time.Second || d > 120*time.Second {
+		t.Fatalf("new client while full: wait %v full %v, want refused as full with a wait of 1-120 s", d, full)
+	}
+	if d, full, _ := th.reserve("10.0.0.1", "user1"); full || d != 0 {
+		t.Fatalf("known client while full: wait %v full %v, want its attempt", d, full)
+	}
+	now = now.Add(2 * time.Minute)
+	if d, full, _ := th.reserve("10.9.9.9", "newcomer"); full || d != 0 {
+		t.Fatalf("new client after entries refilled: wait %v full %v, want its attempt", d, full)
 	}
 }

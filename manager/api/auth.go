@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,11 +26,23 @@ func (a *API) login(c echo.Context) error {
 		return invalid.Field("username", "username and password are required")
 	}
 	addr := c.RealIP()
-	wait, refund := a.logins.reserve(addr, r.Username)
+	wait, full, refund := a.logins.reserve(addr, r.Username)
 	if wait > 0 {
-		secs := int(wait.Seconds() + 0.999)
-		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		secs := retryAfter(c, wait)
+		if full {
+			return newError(codeTooManyAttempts, "too many recent failed logins from too many clients: new clients are refused for now; try again in %d s", secs)
+		}
 		return newError(codeTooManyAttempts, "too many failed logins from %s or for this user; try again in %d s", addr, secs)
+	}
+	// A password check is CPU-bound (bcrypt, ~60 ms): only a few at once,
+	// so that logins from many addresses cannot take every core from the
+	// API and the agents.
+	select {
+	case a.checks <- struct{}{}:
+		defer func() { <-a.checks }()
+	case <-c.Request().Context().Done():
+		refund()
+		return c.Request().Context().Err()
 	}
 	token, exp, u, err := a.d.Auth.Login(c.Request().Context(), r.Username, r.Password)
 	if errors.Is(err, auth.ErrBadCredentials) {
@@ -123,4 +136,11 @@ func (a *API) deleteUser(c echo.Context) error {
 		return err
 	}
 	return ok(c, nil)
+}
+
+// retryAfter sets Retry-After to wait in whole seconds and returns them.
+func retryAfter(c echo.Context, wait time.Duration) int {
+	secs := int(wait.Seconds() + 0.999)
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
 }

@@ -20,8 +20,9 @@ type loginThrottle struct {
 	perUser int
 	now     func() time.Time
 
-	mu   sync.Mutex
-	keys map[throttleKey]*throttled
+	mu      sync.Mutex
+	keys    map[throttleKey]*throttled
+	maxKeys int // bound of keys (maxThrottled)
 }
 
 // throttleKey is a client address or a username.
@@ -35,36 +36,47 @@ type throttled struct {
 	last time.Time
 }
 
-// maxThrottled bounds the table; idle entries are dropped when it fills.
+// maxThrottled bounds the table. When it fills, entries that have
+// refilled are dropped; when it is still full, every one of them is a
+// recent failure and an attempt needing a new entry is refused (fail
+// closed: dropping a live entry would wipe a throttled guesser's record,
+// and never dropping one would let a spray of names or addresses grow the
+// table without end).
 const maxThrottled = 10_000
+
 
 // maxThrottledName bounds a username kept as a key; longer names are no
 // user's (and are cut, not refused: the check says so).
 const maxThrottledName = 128
 
 func newLoginThrottle(every time.Duration, perAddr, perUser int, now func() time.Time) *loginThrottle {
-	return &loginThrottle{every: every, perAddr: perAddr, perUser: perUser, now: now, keys: make(map[throttleKey]*throttled)}
+	return &loginThrottle{every: every, perAddr: perAddr, perUser: perUser, now: now, keys: make(map[throttleKey]*throttled), maxKeys: maxThrottled}
 }
 
 // reserve takes one attempt from addr's and user's allowances. When
-// either is used up it takes nothing and returns how long to wait;
-// otherwise it returns a func that gives the attempt back, for a login
-// that succeeded.
-func (t *loginThrottle) reserve(addr, user string) (wait time.Duration, refund func()) {
+// either is used up it takes nothing and returns how long to wait; when
+// the table is full of recent failures and either is new, it takes
+// nothing and returns the wait with full set. Otherwise it returns a func
+// that gives the attempt back, for a login that succeeded.
+func (t *loginThrottle) reserve(addr, user string) (wait time.Duration, full bool, refund func()) {
 	if len(user) > maxThrottledName {
 		user = user[:maxThrottledName]
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	a := t.entryLocked(throttleKey{name: addr}, t.perAddr, now)
-	u := t.entryLocked(throttleKey{user: true, name: user}, t.perUser, now)
+	ka, ku := throttleKey{name: addr}, throttleKey{user: true, name: user}
+	if wait, full := t.roomLocked(now, ka, ku); full {
+		return wait, true, nil
+	}
+	a := t.entryLocked(ka, t.perAddr, now)
+	u := t.entryLocked(ku, t.perUser, now)
 	if wait = max(delay(a.lim, now), delay(u.lim, now)); wait > 0 {
-		return wait, nil
+		return wait, false, nil
 	}
 	ra, ru := a.lim.ReserveN(now, 1), u.lim.ReserveN(now, 1)
 	a.last, u.last = now, now
-	return 0, func() {
+	return 0, false, func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		now := t.now()
@@ -84,12 +96,33 @@ func delay(lim *rate.Limiter, now time.Time) time.Duration {
 	return d
 }
 
+// roomLocked makes room for the keys among ks that have no entry yet.
+// When there is none even after pruning, it says how long until the
+// oldest entry may be pruned.
+func (t *loginThrottle) roomLocked(now time.Time, ks ...throttleKey) (wait time.Duration, full bool) {
+	need := 0
+	for _, k := range ks {
+		if t.keys[k] == nil {
+			need++
+		}
+	}
+	if need == 0 || len(t.keys)+need <= t.maxKeys {
+		return 0, false
+	}
+	t.pruneLocked(now)
+	if len(t.keys)+need <= t.maxKeys {
+		return 0, false
+	}
+	wait = t.every * time.Duration(max(t.perAddr, t.perUser)) // all prunable by then
+	for _, c := range t.keys {
+		wait = min(wait, c.last.Add(t.every*time.Duration(c.lim.Burst())).Sub(now))
+	}
+	return max(wait, time.Second), true
+}
+
 func (t *loginThrottle) entryLocked(k throttleKey, burst int, now time.Time) *throttled {
 	c := t.keys[k]
 	if c == nil {
-		if len(t.keys) >= maxThrottled {
-			t.pruneLocked(now)
-		}
 		c = &throttled{lim: rate.NewLimiter(rate.Every(t.every), burst), last: now}
 		t.keys[k] = c
 	}
