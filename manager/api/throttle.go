@@ -44,7 +44,6 @@ type throttled struct {
 // table without end).
 const maxThrottled = 10_000
 
-
 // maxThrottledName bounds a username kept as a key; longer names are no
 // user's (and are cut, not refused: the check says so).
 const maxThrottledName = 128
