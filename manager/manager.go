@@ -310,7 +310,13 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 	if err != nil {
 		return nil, err
 	}
-	m.hub = tunnel.New(cfg.Tunnel, tlsCfg, tunnel.Deps{
+	// Agents resume their TLS sessions across restarts with tickets whose
+	// keys come from a secret beside the CA key.
+	tunnelCfg := cfg.Tunnel
+	if tunnelCfg.TicketSecret, err = pki.TicketSecret(filepath.Join(cfg.DataDir, "pki")); err != nil {
+		return nil, err
+	}
+	m.hub = tunnel.New(tunnelCfg, tlsCfg, tunnel.Deps{
 		Enroller: enrollSvc,
 		// An agent coming online also gets the node removals queued for it
 		// (m.deploy is set below, before the hub serves).

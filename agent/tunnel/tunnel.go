@@ -5,6 +5,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -140,6 +141,12 @@ type Client struct {
 	mu    sync.Mutex
 	sup   *supervisor.Supervisor
 	nodes *node.Manager
+
+	// tickets holds the manager's TLS session ticket for the identity
+	// whose certificate is ticketsFor, so that a reconnect (even to a
+	// restarted manager) resumes the session instead of a full handshake.
+	tickets    tls.ClientSessionCache
+	ticketsFor []byte
 }
 
 // supervisorProcs lists the supervisor's node processes for metrics.
@@ -460,6 +467,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 		return 0, err
 	}
 	c.offerShortCalls(tc)
+	tc.ClientSessionCache = c.sessionCache(id.CertPEM)
 	conn, err := c.dial(ctx, tc)
 	if err != nil {
 		return 0, err
@@ -519,6 +527,18 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 	<-mux.CloseChan()
 	calls2.Wait()
 	return time.Since(start), errors.New("session closed")
+}
+
+// sessionCache is the TLS session cache for the identity with certificate
+// certPEM: a new identity (enrolled again) starts with an empty one. The
+// enrollment connection uses none, so its ticket is never offered.
+func (c *Client) sessionCache(certPEM []byte) tls.ClientSessionCache {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tickets == nil || !bytes.Equal(c.ticketsFor, certPEM) {
+		c.tickets, c.ticketsFor = tls.NewLRUClientSessionCache(1), bytes.Clone(certPEM)
+	}
+	return c.tickets
 }
 
 // offerShortCalls asks the manager, in the TLS handshake, for short calls.

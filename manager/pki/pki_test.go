@@ -771,3 +771,31 @@ func mustServerConfig(t *testing.T, ca *pki.CA) *tls.Config {
 	}
 	return cfg
 }
+
+func TestTicketSecretKeptAcrossOpens(t *testing.T) {
+	dir := t.TempDir()
+	a, err := pki.TicketSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pki.TicketSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 32 || !bytes.Equal(a, b) {
+		t.Fatalf("second open gave another secret (%d bytes): %x vs %x", len(a), a, b)
+	}
+	fi, err := os.Stat(filepath.Join(dir, pki.TicketSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if err := os.WriteFile(filepath.Join(dir, pki.TicketSecretFile), []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.TicketSecret(dir); err == nil {
+		t.Fatal("a damaged secret file was accepted")
+	}
+}

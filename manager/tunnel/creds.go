@@ -2,8 +2,14 @@ package tunnel
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -62,3 +68,73 @@ func (sessionCreds) Info() credentials.ProtocolInfo {
 }
 func (c sessionCreds) Clone() credentials.TransportCredentials { return c }
 func (sessionCreds) OverrideServerName(string) error           { return nil }
+
+// ticketKeys derives the keys of the TLS session tickets the manager hands
+// to agents from a secret kept in the data dir (pki.TicketSecret), so that a
+// ticket outlives a restart of the manager: the reconnect after a restart
+// resumes the session, which spares both sides the certificate signatures
+// and chain checks of a full handshake. The keys rotate every period; a
+// ticket is issued under the current key and taken under it or the previous
+// one, so it lasts one to two periods (crypto/tls also refuses a ticket past
+// its client certificate's expiry or older than 7 days).
+//
+// A resumed session carries the agent's certificate from the ticket and goes
+// through the same VerifyConnection as a full handshake: a deleted or
+// re-enrolled agent is refused just the same. A ticket from an enrollment
+// session carries no certificate and resumes only another enrollment session.
+type ticketKeys struct {
+	secret []byte
+	period time.Duration
+
+	mu    sync.Mutex
+	epoch int64
+	keys  [][32]byte // for epoch: its key, then the previous one
+}
+
+// ticketPeriod is how often the ticket keys change.
+const ticketPeriod = 24 * time.Hour
+
+func newTicketKeys(secret []byte, period time.Duration) *ticketKeys {
+	if len(secret) == 0 {
+		return nil
+	}
+	return &ticketKeys{secret: secret, period: period, epoch: -1}
+}
+
+// set gives tc the ticket keys for now.
+func (k *ticketKeys) set(tc *tls.Config, now time.Time) error {
+	if k == nil {
+		return nil // crypto/tls's own keys, which die with the process
+	}
+	e := now.UnixNano() / int64(k.period)
+	k.mu.Lock()
+	if e != k.epoch {
+		cur, err := k.derive(e)
+		if err != nil {
+			k.mu.Unlock()
+			return err
+		}
+		prev, err := k.derive(e - 1)
+		if err != nil {
+			k.mu.Unlock()
+			return err
+		}
+		k.epoch, k.keys = e, [][32]byte{cur, prev}
+	}
+	keys := k.keys
+	k.mu.Unlock()
+	tc.SetSessionTicketKeys(keys)
+	return nil
+}
+
+// derive is the key of one period.
+func (k *ticketKeys) derive(epoch int64) ([32]byte, error) {
+	var out [32]byte
+	info := binary.BigEndian.AppendUint64([]byte("admq tunnel session ticket key "), uint64(epoch))
+	b, err := hkdf.Key(sha256.New, k.secret, nil, string(info), len(out))
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], b)
+	return out, nil
+}

@@ -43,6 +43,7 @@ type gate struct {
 	limiter *rate.Limiter // nil: no rate limit
 	metrics *metrics
 	logs    *sampledLog
+	tickets *ticketKeys // nil: crypto/tls's own, per process
 
 	mu       sync.Mutex
 	pending  int
@@ -56,6 +57,7 @@ func newGate(cfg Config, m *metrics, log *slog.Logger) *gate {
 		metrics:  m,
 		logs:     newSampledLog(log, 10*time.Second),
 		bySource: make(map[netip.Addr]int),
+		tickets:  newTicketKeys(cfg.TicketSecret, ticketPeriod),
 	}
 	if cfg.HandshakeRate > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(cfg.HandshakeRate), max(1, cfg.HandshakeRate/10))
@@ -135,6 +137,9 @@ func (g *gate) handshake(ctx context.Context, raw net.Conn, base *tls.Config) (*
 	defer sc.release()
 	var gotHello bool
 	cfg := base.Clone()
+	if err := g.tickets.set(cfg, now); err != nil {
+		return nil, resultTLSFailed, err
+	}
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		gotHello = true
 		// The hello is in: from here the handshake may take its full time.

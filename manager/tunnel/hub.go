@@ -94,6 +94,10 @@ type Config struct {
 	// MetricsInterval is how often agents are told to report host metrics
 	// (default 15s, at least 1s).
 	MetricsInterval time.Duration
+	// TicketSecret, if set, is what TLS session ticket keys are derived
+	// from (pki.TicketSecret), so that agents resume their sessions after a
+	// restart of the manager (creds.go); nil: tickets die with the process.
+	TicketSecret []byte
 }
 
 // DefaultHandshakeRate is the default of Config.HandshakeRate: at about a
@@ -424,6 +428,9 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	}
 	s.mux = mux
 	h.metrics.handshakes.WithLabelValues("agent").Inc()
+	if state.DidResume {
+		h.metrics.resumed.Inc()
+	}
 	// The session now lives without a goroutine of its own; s.ended,
 	// called when it is over, gives this back.
 	h.wg.Add(1)

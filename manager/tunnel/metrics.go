@@ -26,6 +26,8 @@ type metrics struct {
 	// rateWaits counts handshakes that waited for their turn under
 	// HandshakeRate.
 	rateWaits prometheus.Counter
+	// resumed counts agent sessions whose handshake resumed a TLS session.
+	resumed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,8 +73,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "handshake_rate_waits_total",
 			Help: "Tunnel handshakes that waited for their turn under the handshake rate (those that would have waited too long count as busy in handshakes_total).",
 		}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "resumed_sessions_total",
+			Help: "Agent sessions whose TLS handshake resumed an earlier session with a session ticket (no certificate signatures or chain checks; the agent's certificate is still checked against the directory).",
+		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes, m.rateWaits)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
 	return m
 }
 
