@@ -90,6 +90,7 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 				interval = max(time.Duration(ms)*time.Millisecond, minMetricsInterval)
 				delay = interval
 			}
+			c.pace.advise(ack.GetReconnectSpreadMs())
 			if ms := ack.GetFactsIntervalMs(); ms >= 1000 {
 				factsEvery = time.Duration(ms) * time.Millisecond
 			}

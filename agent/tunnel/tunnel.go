@@ -57,7 +57,8 @@ type Config struct {
 	AdvertiseIP string
 	// DialTimeout bounds the TCP connect and TLS handshake (default 10s).
 	DialTimeout time.Duration
-	// BackoffBase and BackoffMax shape reconnect delays (defaults 1s, 60s).
+	// BackoffBase and BackoffMax shape reconnect delays (defaults 1s, 15s;
+	// the cap is raised to the manager's reconnect spread, see pace.go).
 	BackoffBase, BackoffMax time.Duration
 	// KeepAliveInterval and WriteTimeout tune yamux (defaults 15s, 10s).
 	KeepAliveInterval, WriteTimeout time.Duration
@@ -86,7 +87,7 @@ func (c Config) withDefaults() Config {
 		c.BackoffBase = time.Second
 	}
 	if c.BackoffMax <= 0 {
-		c.BackoffMax = time.Minute
+		c.BackoffMax = 15 * time.Second
 	}
 	if c.KeepAliveInterval <= 0 {
 		c.KeepAliveInterval = 15 * time.Second
@@ -147,6 +148,8 @@ type Client struct {
 	// restarted manager) resumes the session instead of a full handshake.
 	tickets    tls.ClientSessionCache
 	ticketsFor []byte
+	// pace is the manager's advice on spreading reconnects.
+	pace pace
 }
 
 // supervisorProcs lists the supervisor's node processes for metrics.
@@ -245,6 +248,7 @@ func (c *Client) run(ctx context.Context) error {
 			if lasted > time.Minute {
 				b.Reset() // a session that held was a success
 			}
+			c.pace.prepare(b, c.cfg.BackoffMax, lasted > 0)
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -605,8 +609,11 @@ func (c *Client) heartbeat(ctx context.Context, mux *yamux.Session, mc agentv1.M
 		cancel()
 		if err != nil {
 			c.log.Warn("heartbeat failed", "err", err)
-		} else if ms := resp.GetIntervalMs(); ms >= 1000 {
-			interval = time.Duration(ms) * time.Millisecond
+		} else {
+			if ms := resp.GetIntervalMs(); ms >= 1000 {
+				interval = time.Duration(ms) * time.Millisecond
+			}
+			c.pace.advise(resp.GetReconnectSpreadMs())
 		}
 		t := time.NewTimer(interval)
 		select {

@@ -14,6 +14,7 @@ import (
 type Backoff struct {
 	base, max time.Duration
 	attempt   int
+	spread    time.Duration // for the next delay only; see Spread
 	rand      func(n int64) int64
 }
 
@@ -31,11 +32,24 @@ func (b *Backoff) Next() time.Duration {
 		}
 	}
 	b.attempt++
+	if b.spread > ceil {
+		ceil = b.spread
+	}
+	b.spread = 0
 	if ceil <= 0 {
 		return 0
 	}
 	return time.Duration(b.rand(int64(ceil)))
 }
+
+// Spread widens the next delay, and only that one, to uniform in [0, d)
+// when d is longer than its ceiling. Clients that all lost the same
+// server at once (it restarted) then come back spread over d, at a pace
+// the server can take, instead of all within the first second.
+func (b *Backoff) Spread(d time.Duration) { b.spread = d }
+
+// SetMax changes the cap of the delays to come.
+func (b *Backoff) SetMax(max time.Duration) { b.max = max }
 
 // Reset starts over after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }

@@ -54,3 +54,43 @@ func TestNextNeverOverflows(t *testing.T) {
 		}
 	}
 }
+
+func TestSpreadWidensOnlyTheNextDelay(t *testing.T) {
+	b := New(time.Second, 15*time.Second)
+	var ceilings []time.Duration
+	b.rand = func(n int64) int64 {
+		ceilings = append(ceilings, time.Duration(n))
+		return n / 2
+	}
+	b.Spread(10 * time.Second)
+	if got := b.Next(); got != 5*time.Second {
+		t.Fatalf("spread delay %v, want the middle of [0, 10s)", got)
+	}
+	b.Next()
+	b.Spread(time.Second / 2) // narrower than the delay's own ceiling: no effect
+	b.Next()
+	b.Spread(time.Hour) // wider than the cap: spreads all the same
+	b.Next()
+	want := []time.Duration{10 * time.Second, 2 * time.Second, 4 * time.Second, time.Hour}
+	for i, w := range want {
+		if ceilings[i] != w {
+			t.Fatalf("delay %d drawn from [0, %v), want [0, %v) (all: %v)", i, ceilings[i], w, ceilings)
+		}
+	}
+}
+
+func TestSetMaxCapsTheDelaysToCome(t *testing.T) {
+	b := New(time.Second, time.Minute)
+	b.rand = func(n int64) int64 { return n - 1 }
+	for range 10 {
+		b.Next()
+	}
+	b.SetMax(15 * time.Second)
+	if got := b.Next(); got != 15*time.Second-1 {
+		t.Fatalf("delay after SetMax(15s): %v", got)
+	}
+	b.SetMax(time.Hour) // attempt 11: 1s<<11 is under the new cap
+	if got := b.Next(); got != 2048*time.Second-1 {
+		t.Fatalf("delay after SetMax(1h) at attempt 11: %v", got)
+	}
+}

@@ -65,7 +65,7 @@ func (m *managerService) Heartbeat(ctx context.Context, req *agentv1.HeartbeatRe
 		return nil, grpcError(err)
 	}
 	m.hub.deps.Presence.Heartbeat(p.AgentID, f)
-	return &agentv1.HeartbeatResponse{IntervalMs: m.hub.cfg.HeartbeatInterval.Milliseconds()}, nil
+	return &agentv1.HeartbeatResponse{IntervalMs: m.hub.cfg.HeartbeatInterval.Milliseconds(), ReconnectSpreadMs: m.hub.reconnectSpread().Milliseconds()}, nil
 }
 
 // ReportMetrics takes an agent's host metrics and tells it when to send
@@ -92,8 +92,9 @@ func (m *managerService) ReportMetrics(ctx context.Context, req *agentv1.Metrics
 		m.hub.deps.Presence.Heartbeat(p.AgentID, *facts)
 	}
 	return &agentv1.MetricsAck{
-		IntervalMs:      m.hub.cfg.MetricsInterval.Milliseconds(),
-		FactsIntervalMs: m.hub.cfg.HeartbeatInterval.Milliseconds(),
+		IntervalMs:        m.hub.cfg.MetricsInterval.Milliseconds(),
+		FactsIntervalMs:   m.hub.cfg.HeartbeatInterval.Milliseconds(),
+		ReconnectSpreadMs: m.hub.reconnectSpread().Milliseconds(),
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -136,6 +137,40 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// servingSince returns when the manager, by its own log, began serving
+// for the last time at or after since. The log's time stamps are the
+// manager's: unlike the moment this process sees the ready line, they do
+// not move when the simulated agents starve this process of CPU.
+func (m *managerProc) servingSince(since time.Time) (time.Time, error) {
+	f, err := os.Open(m.logPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	var at time.Time
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(`"msg":"admq-manager serving"`)) {
+			continue
+		}
+		var rec struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(line, &rec) == nil && !rec.Time.Before(since) {
+			at = rec.Time
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if at.IsZero() {
+		return time.Time{}, fmt.Errorf("no \"admq-manager serving\" line since %s in %s", since.Format(time.RFC3339Nano), m.logPath)
+	}
+	return at, nil
 }
 
 // managerEnv is our environment without ADMQ_* settings, so that only the

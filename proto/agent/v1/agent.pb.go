@@ -477,9 +477,15 @@ func (x *HeartbeatRequest) GetFacts() *Facts {
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How long the agent should wait before its next heartbeat.
-	IntervalMs    int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	IntervalMs int64 `protobuf:"varint,1,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// How long agents should spread their reconnects over when they all lose
+	// their sessions at once (the manager restarted): the first retry after
+	// a lost session waits a random time below it, and retries back off to
+	// at least it. Set from the fleet's size and the manager's handshake
+	// rate; 0: no spreading (small fleets, older managers).
+	ReconnectSpreadMs int64 `protobuf:"varint,2,opt,name=reconnect_spread_ms,json=reconnectSpreadMs,proto3" json:"reconnect_spread_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -515,6 +521,13 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 func (x *HeartbeatResponse) GetIntervalMs() int64 {
 	if x != nil {
 		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *HeartbeatResponse) GetReconnectSpreadMs() int64 {
+	if x != nil {
+		return x.ReconnectSpreadMs
 	}
 	return 0
 }
@@ -1102,8 +1115,14 @@ type MetricsAck struct {
 	// How often the reports should carry the host's facts (the heartbeat
 	// interval); 0: as the agent's own heartbeat interval says.
 	FactsIntervalMs int64 `protobuf:"varint,2,opt,name=facts_interval_ms,json=factsIntervalMs,proto3" json:"facts_interval_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// How long agents should spread their reconnects over when they all lose
+	// their sessions at once (the manager restarted): the first retry after
+	// a lost session waits a random time below it, and retries back off to
+	// at least it. Set from the fleet's size and the manager's handshake
+	// rate; 0: no spreading (small fleets, older managers).
+	ReconnectSpreadMs int64 `protobuf:"varint,3,opt,name=reconnect_spread_ms,json=reconnectSpreadMs,proto3" json:"reconnect_spread_ms,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *MetricsAck) Reset() {
@@ -1146,6 +1165,13 @@ func (x *MetricsAck) GetIntervalMs() int64 {
 func (x *MetricsAck) GetFactsIntervalMs() int64 {
 	if x != nil {
 		return x.FactsIntervalMs
+	}
+	return 0
+}
+
+func (x *MetricsAck) GetReconnectSpreadMs() int64 {
+	if x != nil {
+		return x.ReconnectSpreadMs
 	}
 	return 0
 }
@@ -2770,10 +2796,11 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tboot_time\x18\x0e \x01(\x03R\bbootTime\x12\x1b\n" +
 	"\tstate_dir\x18\x0f \x01(\tR\bstateDir\">\n" +
 	"\x10HeartbeatRequest\x12*\n" +
-	"\x05facts\x18\x01 \x01(\v2\x14.admq.agent.v1.FactsR\x05facts\"4\n" +
+	"\x05facts\x18\x01 \x01(\v2\x14.admq.agent.v1.FactsR\x05facts\"d\n" +
 	"\x11HeartbeatResponse\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
-	"intervalMs\"\r\n" +
+	"intervalMs\x12.\n" +
+	"\x13reconnect_spread_ms\x18\x02 \x01(\x03R\x11reconnectSpreadMs\"\r\n" +
 	"\vPingRequest\"d\n" +
 	"\fPingResponse\x12/\n" +
 	"\x14agent_time_unix_nano\x18\x01 \x01(\x03R\x11agentTimeUnixNano\x12#\n" +
@@ -2822,12 +2849,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12*\n" +
 	"\x11cpu_seconds_total\x18\x03 \x01(\x01R\x0fcpuSecondsTotal\x12\x1b\n" +
 	"\trss_bytes\x18\x04 \x01(\x04R\brssBytes\x12\x18\n" +
-	"\arunning\x18\x05 \x01(\bR\arunning\"Y\n" +
+	"\arunning\x18\x05 \x01(\bR\arunning\"\x89\x01\n" +
 	"\n" +
 	"MetricsAck\x12\x1f\n" +
 	"\vinterval_ms\x18\x01 \x01(\x03R\n" +
 	"intervalMs\x12*\n" +
-	"\x11facts_interval_ms\x18\x02 \x01(\x03R\x0ffactsIntervalMs\"+\n" +
+	"\x11facts_interval_ms\x18\x02 \x01(\x03R\x0ffactsIntervalMs\x12.\n" +
+	"\x13reconnect_spread_ms\x18\x03 \x01(\x03R\x11reconnectSpreadMs\"+\n" +
 	"\x11HasPackageRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\"\\\n" +
 	"\x12HasPackageResponse\x12\x18\n" +
