@@ -19,7 +19,7 @@ func TestPaceSpreadsTheFirstRetryAfterASession(t *testing.T) {
 	var over2s int
 	for range 200 {
 		b := backoff.New(time.Second, 15*time.Second)
-		p.prepare(b, 15*time.Second, true)
+		p.prepare(b, 15*time.Second, true, false)
 		d := drawn(b)
 		if d < 0 || d >= 10*time.Second {
 			t.Fatalf("first retry after %v, want in [0, 10s)", d)
@@ -38,7 +38,7 @@ func TestPaceLeavesFailedAttemptsToTheBackoff(t *testing.T) {
 	p.advise(10_000)
 	for range 100 {
 		b := backoff.New(time.Second, 15*time.Second)
-		p.prepare(b, 15*time.Second, false) // no session was up: a failed dial
+		p.prepare(b, 15*time.Second, false, false) // no session was up: a failed dial
 		if d := drawn(b); d >= time.Second {
 			t.Fatalf("first retry after a failed dial %v, want the backoff's [0, 1s)", d)
 		}
@@ -50,7 +50,7 @@ func TestPaceSmallFleetReconnectsAtOnce(t *testing.T) {
 	p.advise(50) // 50 agents at 1,000 handshakes a second
 	for range 100 {
 		b := backoff.New(time.Second, 15*time.Second)
-		p.prepare(b, 15*time.Second, true)
+		p.prepare(b, 15*time.Second, true, false)
 		if d := drawn(b); d >= time.Second {
 			t.Fatalf("first retry %v; a small fleet should be back within the backoff's first second", d)
 		}
@@ -63,7 +63,7 @@ func TestPaceRaisesTheCapToTheSpread(t *testing.T) {
 	b := backoff.New(time.Second, 15*time.Second)
 	var maxSeen time.Duration
 	for range 300 {
-		p.prepare(b, 15*time.Second, false)
+		p.prepare(b, 15*time.Second, false, false)
 		maxSeen = max(maxSeen, drawn(b))
 	}
 	if maxSeen <= 15*time.Second || maxSeen >= 100*time.Second {
@@ -76,9 +76,34 @@ func TestPaceBoundsTheAdvice(t *testing.T) {
 	for _, ms := range []int64{-5, 1 << 62} {
 		p.advise(ms)
 		b := backoff.New(time.Second, 15*time.Second)
-		p.prepare(b, 15*time.Second, true)
+		p.prepare(b, 15*time.Second, true, false)
 		if d := drawn(b); d < 0 || d >= maxReconnectSpread {
 			t.Fatalf("advice %d ms: first retry %v, want in [0, %v)", ms, d, maxReconnectSpread)
 		}
+	}
+}
+
+func TestPaceDoesNotBackOffWhileTheManagerRestarts(t *testing.T) {
+	var p pace
+	p.advise(2_000)
+	b := backoff.New(time.Second, 15*time.Second)
+	p.prepare(b, 15*time.Second, true, false)
+	b.Next()
+	// The manager's port refuses connections: it is restarting. However
+	// often that happens, the retries stay within the spread.
+	for range 20 {
+		p.prepare(b, 15*time.Second, false, true)
+		if d := drawn(b); d >= 2*time.Second {
+			t.Fatalf("retry after a refusal while restarting: %v, want in [0, 2s)", d)
+		}
+	}
+	// Any other failure backs off as before: the ceiling doubles.
+	var maxSeen time.Duration
+	for range 8 {
+		p.prepare(b, 15*time.Second, false, false)
+		maxSeen = max(maxSeen, drawn(b))
+	}
+	if maxSeen < 2*time.Second {
+		t.Fatalf("eight failed attempts never waited 2s or more (%v): no backoff", maxSeen)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -228,6 +229,7 @@ func (c *Client) Run(ctx context.Context) error {
 
 func (c *Client) run(ctx context.Context) error {
 	b := backoff.New(c.cfg.BackoffBase, c.cfg.BackoffMax)
+	var lostAt time.Time // when the last session that was up ended
 	for {
 		id, err := identity.Load(c.cfg.StateDir)
 		switch {
@@ -248,7 +250,11 @@ func (c *Client) run(ctx context.Context) error {
 			if lasted > time.Minute {
 				b.Reset() // a session that held was a success
 			}
-			c.pace.prepare(b, c.cfg.BackoffMax, lasted > 0)
+			if lasted > 0 {
+				lostAt = time.Now()
+			}
+			restarting := lasted == 0 && errors.Is(err, syscall.ECONNREFUSED) && time.Since(lostAt) < restartWindow
+			c.pace.prepare(b, c.cfg.BackoffMax, lasted > 0, restarting)
 		}
 		if ctx.Err() != nil {
 			return nil

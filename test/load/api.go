@@ -144,6 +144,36 @@ func (a *apiClient) servers(ctx context.Context, q url.Values) (serverPage, erro
 	return p, err
 }
 
+// check GETs path and checks only that the envelope's code, its first
+// field, is 0: the reconnect storm's API clients run beside the simulated
+// agents, and decoding every page would take CPU from them.
+func (a *apiClient) check(ctx context.Context, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+"/admq-manager"+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var tok [3]json.Token
+	for i := range tok {
+		if tok[i], err = dec.Token(); err != nil {
+			return fmt.Errorf("GET %s: HTTP %d, not an envelope: %w", path, resp.StatusCode, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, io.MultiReader(dec.Buffered(), resp.Body)); err != nil {
+		return fmt.Errorf("GET %s: read body: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK || tok[0] != json.Delim('{') || tok[1] != "code" || tok[2] != float64(0) {
+		return fmt.Errorf("GET %s: HTTP %d, envelope starts %v %v %v", path, resp.StatusCode, tok[0], tok[1], tok[2])
+	}
+	return nil
+}
+
 // onlineTotal is the number of servers the API lists as online.
 func (a *apiClient) onlineTotal(ctx context.Context) (int, error) {
 	p, err := a.servers(ctx, url.Values{"agentStatus": {"online"}, "pageSize": {"1"}})

@@ -515,6 +515,11 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 		limit = fmt.Sprint(t.opt.enrollConcurrency)
 	}
 	t.rep.add("enroll concurrency limit", "%s", limit)
+	if lc, err := t.mgr.logCurve(t0, n); err != nil {
+		t.log.Warn("connect curve from the manager's log", "err", err)
+	} else {
+		t.rep.add("connect 50/90/99/100%, by the manager's log (s)", "%s", curveString(lc))
+	}
 	t.rep.add("connect all, gauge (s)", "%s", secs(curve[3]))
 	t.rep.add("connect 50/90/99/100%, gauge (s)", "%s", curveString(curve))
 	t.rep.add("connect all, API online total (s)", "%s", secs(online))
@@ -889,9 +894,9 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 			return
 		}
 		q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
+		path := "/server?" + q.Encode()
 		stormLat, stormFailed, stormErr = hammer(ctx, t.opt.stormClients, stormStop, func(ctx context.Context) error {
-			_, err := t.api.servers(ctx, q)
-			return err
+			return t.api.check(ctx, path)
 		})
 	}()
 	g, gctx := errgroup.WithContext(ctx)
@@ -925,6 +930,12 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 		if stormErr != nil {
 			t.rep.add(label+" first error", "%s", truncate(stormErr.Error(), 160))
 		}
+	}
+	if lc, err := t.mgr.logCurve(tReady, n); err != nil {
+		t.log.Warn("reconnect curve from the manager's log", "err", err)
+	} else {
+		t.rep.add("reconnect all since SIGTERM, by the manager's log (s)", "%s", secs(lc[3]+tReady.Sub(tKill)))
+		t.rep.add("reconnect 50/90/99/100% since ready, by the manager's log (s)", "%s", curveString(lc))
 	}
 	t.rep.add("reconnect all since SIGTERM (s)", "%s", secs(curve[3]+tReady.Sub(tKill)))
 	t.rep.add("reconnect all since manager ready (s)", "%s", secs(curve[3]))

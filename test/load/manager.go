@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -144,33 +145,58 @@ func (m *managerProc) start(ctx context.Context, api *apiClient, limit time.Dura
 // manager's: unlike the moment this process sees the ready line, they do
 // not move when the simulated agents starve this process of CPU.
 func (m *managerProc) servingSince(since time.Time) (time.Time, error) {
-	f, err := os.Open(m.logPath)
+	at, err := m.logTimes("admq-manager serving", since)
 	if err != nil {
 		return time.Time{}, err
 	}
+	if len(at) == 0 {
+		return time.Time{}, fmt.Errorf("no \"admq-manager serving\" line since %s in %s", since.Format(time.RFC3339Nano), m.logPath)
+	}
+	return at[len(at)-1], nil
+}
+
+// logTimes returns the time stamps of the manager's log lines with message
+// msg at or after since, in the order logged.
+func (m *managerProc) logTimes(msg string, since time.Time) ([]time.Time, error) {
+	f, err := os.Open(m.logPath)
+	if err != nil {
+		return nil, err
+	}
 	defer f.Close()
-	var at time.Time
+	var at []time.Time
+	want := []byte(`"msg":"` + msg + `"`)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if !bytes.Contains(line, []byte(`"msg":"admq-manager serving"`)) {
+		if !bytes.Contains(line, want) {
 			continue
 		}
 		var rec struct {
 			Time time.Time `json:"time"`
 		}
 		if json.Unmarshal(line, &rec) == nil && !rec.Time.Before(since) {
-			at = rec.Time
+			at = append(at, rec.Time)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return time.Time{}, err
+	return at, sc.Err()
+}
+
+// logCurve is when the manager logged the 50%, 90%, 99% and 100%-th of
+// target "agent connected" lines since t0, by its own clock.
+func (m *managerProc) logCurve(t0 time.Time, target int) ([4]time.Duration, error) {
+	var out [4]time.Duration
+	at, err := m.logTimes("agent connected", t0)
+	if err != nil {
+		return out, err
 	}
-	if at.IsZero() {
-		return time.Time{}, fmt.Errorf("no \"admq-manager serving\" line since %s in %s", since.Format(time.RFC3339Nano), m.logPath)
+	if len(at) < target {
+		return out, fmt.Errorf("%d \"agent connected\" lines in the manager's log since %s, want %d", len(at), t0.Format(time.RFC3339Nano), target)
 	}
-	return at, nil
+	for i, f := range []float64{0.5, 0.9, 0.99, 1} {
+		out[i] = at[max(0, int(math.Ceil(f*float64(target)))-1)].Sub(t0)
+	}
+	return out, nil
 }
 
 // managerEnv is our environment without ADMQ_* settings, so that only the
