@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/yamux"
@@ -47,17 +45,7 @@ func enrolledAgent(t *testing.T, e *env) (ids.ID, *tls.Config) {
 	}
 	stop()
 	waitFor(t, "the agent to leave", func() bool { return !e.hub.Online(id) })
-	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	tc, err := tlsutil.ClientConfig(read("ca.crt"), read("agent.crt"), read("agent.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := agentConfig(t, dir)
 	// The session cache is keyed by server name; a restarted manager in
 	// these tests listens on another port.
 	tc.ServerName = "admq-manager"

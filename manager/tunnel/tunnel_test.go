@@ -385,6 +385,12 @@ func rawSession(t *testing.T, e *env) (*grpc.ClientConn, *yamux.Session) {
 
 func enrolledSession(t *testing.T, e *env, dir string) (*grpc.ClientConn, *yamux.Session) {
 	t.Helper()
+	return session(t, e, agentConfig(t, dir))
+}
+
+// agentConfig is the TLS config of the agent enrolled in state dir dir.
+func agentConfig(t *testing.T, dir string) *tls.Config {
+	t.Helper()
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -396,7 +402,7 @@ func enrolledSession(t *testing.T, e *env, dir string) (*grpc.ClientConn, *yamux
 	if err != nil {
 		t.Fatal(err)
 	}
-	return session(t, e, tc)
+	return tc
 }
 
 func session(t *testing.T, e *env, tc *tls.Config) (*grpc.ClientConn, *yamux.Session) {
