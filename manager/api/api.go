@@ -122,7 +122,11 @@ type API struct {
 	stoppingOnce sync.Once
 
 	// checks holds a slot per password being checked.
-	checks  chan struct{}
+	checks chan struct{}
+	// lists are the encoded entries the server and config item lists
+	// reuse.
+	lists listCaches
+
 	docOnce sync.Once
 	doc     *openapi3.T
 	docErr  error
@@ -136,7 +140,7 @@ func New(d Deps) *API {
 	if d.BodyLimit <= 0 {
 		d.BodyLimit = 1 << 20
 	}
-	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}, stopping: make(chan struct{})}
+	a := &API{d: d, echo: echo.New(), streamed: map[string]bool{}, stopping: make(chan struct{}), lists: newListCaches()}
 	a.docJSON = sync.OnceValues(a.encodeOpenAPI)
 	// Five failed logins in a row per address and ten per username, then
 	// one more every 12 s.

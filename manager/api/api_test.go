@@ -53,6 +53,8 @@ type harness struct {
 	deps   func(testing.TB) Deps
 	// metrics keeps the servers' host metrics; tests report to it directly.
 	metrics *fleetmetrics.Store
+	// presence is the fleet's live set; tests connect agents to it directly.
+	presence *fleet.PresenceTracker
 }
 
 func newHarness(t testing.TB) *harness {
@@ -87,7 +89,7 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, db: db, secret: secret, metrics: metrics}
+	h := &harness{t: t, db: db, secret: secret, metrics: metrics, presence: presence}
 	h.deps = func(t testing.TB) Deps {
 		reg := prometheus.NewRegistry()
 		return Deps{

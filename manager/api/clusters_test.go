@@ -20,7 +20,7 @@ import (
 // servers 10.1.0.1-4 registered (pending) and a ZooKeeper package and a
 // NATS package uploaded. It returns an operator's token and the packages'
 // ids.
-func newClusterHarness(t *testing.T) (h *harness, op string, zk, nats string) {
+func newClusterHarness(t testing.TB) (h *harness, op string, zk, nats string) {
 	t.Helper()
 	h = newHarness(t)
 	gen, _ := ids.NewGenerator(4)

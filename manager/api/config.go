@@ -155,12 +155,48 @@ func listFiles[T, V any](c echo.Context, param string, exists func(context.Conte
 	return ok(c, views)
 }
 
+// listConfigItems serves a page of a node file's items, kept encoded
+// while the file's ItemsVersion stays the same.
 func (a *API) listConfigItems(c echo.Context) error {
 	svc, err := a.configs()
 	if err != nil {
 		return err
 	}
-	return listItems(c, svc.NodeItems, toNodeItemView)
+	fid, err := requiredID(c, "configFileId")
+	if err != nil {
+		return err
+	}
+	p, err := pageOf(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	before, err := svc.NodeFile(ctx, fid)
+	if err != nil {
+		return err
+	}
+	key := itemPageKey{file: fid, version: before.ItemsVersion, num: p.Num, size: p.Size}
+	if body, ok := a.lists.items.Get(key); ok {
+		return writeJSON(c, body)
+	}
+	items, total, err := svc.NodeItems(ctx, fid, p)
+	if err != nil {
+		return err
+	}
+	views := make([]configItemView, len(items))
+	for i, it := range items {
+		views[i] = toNodeItemView(it)
+	}
+	body, err := encodeOK(newPage(p, total, views))
+	if err != nil {
+		return err
+	}
+	// Kept only when no write came between the two reads of the version:
+	// the page is then the items at that version.
+	if after, err := svc.NodeFile(ctx, fid); err == nil && after.ItemsVersion == before.ItemsVersion {
+		a.lists.items.Add(key, body)
+	}
+	return writeJSON(c, body)
 }
 
 // listItems serves a page of the items of the file ?configFileId= that

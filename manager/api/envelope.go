@@ -43,10 +43,4 @@ const timeLayout = "2006-01-02 15:04:05"
 // apiTime is a time in the console's format; the zero time is null.
 type apiTime time.Time
 
-func (t apiTime) MarshalJSON() ([]byte, error) {
-	tt := time.Time(t)
-	if tt.IsZero() {
-		return []byte("null"), nil
-	}
-	return []byte(`"` + tt.Format(timeLayout) + `"`), nil
-}
+func (t apiTime) MarshalJSON() ([]byte, error) { return t.appendJSON(nil), nil }

@@ -119,18 +119,7 @@ func (a *API) listServers(c echo.Context) error {
 	default:
 		return invalid.Field("agentStatus", "must be online, offline or pending")
 	}
-	list, total, err := a.d.Fleet.Servers(ctx, f, p)
-	if err != nil {
-		return err
-	}
-	views := make([]serverView, len(list))
-	for i, s := range list {
-		views[i] = a.serverView(s)
-	}
-	if err := a.deployClusters(c, views); err != nil {
-		return err
-	}
-	return ok(c, newPage(p, total, views))
+	return a.listServerPage(c, f, p)
 }
 
 // deployClusters fills each server's deployClusters: the names of the

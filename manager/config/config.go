@@ -123,6 +123,10 @@ type NodeFile struct {
 	Target    string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// ItemsVersion, filled by reads, changes with every change of the
+	// file's items as NodeItems shows them (its own, and the layer items
+	// they mirror).
+	ItemsVersion int64
 }
 
 // NodeItem is one key of a node's effective file: a layer item as the

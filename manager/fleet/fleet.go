@@ -88,6 +88,27 @@ type Server struct {
 	HasPrivateKey bool
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Version, filled by reads, changes with every change of the record
+	// except its agent status and last seen time; lists of servers keep
+	// what they encoded of a server until it does.
+	Version int64
+}
+
+// ServerStamp is one entry of a page of servers: the server's id, the
+// version of its record (Server.Version), and what changes without an
+// edit of the record: its agent status (live), when it was last seen and
+// the clusters with nodes on it.
+type ServerStamp struct {
+	ID          ids.ID
+	Version     int64
+	AgentStatus AgentStatus
+	LastSeen    time.Time // zero: never seen
+	// Enrolled says whether the server has an agent certificate (a server
+	// that is not online is then offline, else pending).
+	Enrolled bool
+	// DeployClusters are the names of the clusters with nodes on the
+	// server, sorted and joined by ", "; empty when none.
+	DeployClusters string
 }
 
 // Defaults for where SSH bootstrap installs the agent when a server's
@@ -171,6 +192,12 @@ type Store interface {
 	CreateServer(ctx context.Context, s *Server) error
 	Server(ctx context.Context, id ids.ID) (Server, error)
 	Servers(ctx context.Context, f ServerFilter, p paging.Page) ([]Server, int, error)
+	// ServerStamps is Servers as stamps: one page of the servers that
+	// match f, newest first, and how many match in all.
+	ServerStamps(ctx context.Context, f ServerFilter, p paging.Page) ([]ServerStamp, int, error)
+	// ServersByID returns the servers with these ids that exist, in no
+	// particular order.
+	ServersByID(ctx context.Context, ids []ids.ID) ([]Server, error)
 	// DeleteServer removes the server and records its certificate serial as
 	// revoked, in one transaction.
 	DeleteServer(ctx context.Context, id ids.ID, now time.Time) error

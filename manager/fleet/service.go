@@ -381,6 +381,32 @@ func (s *Service) Servers(ctx context.Context, f ServerFilter, p paging.Page) ([
 	return list, total, nil
 }
 
+// ServerStamps lists one page of servers as stamps, with the agent
+// status and last seen time this manager sees now: what changes without an
+// edit of a server's record. A list that kept a server's record at the
+// stamp's Version may show it again; else ServersByID reads it.
+func (s *Service) ServerStamps(ctx context.Context, f ServerFilter, p paging.Page) ([]ServerStamp, int, error) {
+	if f.Status != "" {
+		f.Live = s.presence.Live()
+	}
+	list, total, err := s.store.ServerStamps(ctx, f, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range list {
+		st := &list[i]
+		st.AgentStatus, st.LastSeen = s.liveStatus(st.ID, st.Enrolled, st.LastSeen)
+	}
+	return list, total, nil
+}
+
+// ServersByID returns the records of the servers with these ids that
+// exist, in no particular order; their agent status and last seen time
+// are the stored ones, which lag (ServerStamps has the live ones).
+func (s *Service) ServersByID(ctx context.Context, ids []ids.ID) ([]Server, error) {
+	return s.store.ServersByID(ctx, ids)
+}
+
 // Server returns one server with its live agent status.
 func (s *Service) Server(ctx context.Context, id ids.ID) (Server, error) {
 	srv, err := s.store.Server(ctx, id)
@@ -394,17 +420,23 @@ func (s *Service) Server(ctx context.Context, id ids.ID) (Server, error) {
 // overlay replaces the stored status and last-seen time, written up to a
 // flush interval ago, with the live ones.
 func (s *Service) overlay(srv *Server) {
-	seen, online := s.presence.LastSeen(srv.ID)
+	srv.AgentStatus, srv.LastSeen = s.liveStatus(srv.ID, srv.CertSerial != "", srv.LastSeen)
+}
+
+// liveStatus is the agent status of a server and when it was last seen,
+// given whether it is enrolled and when the store last saw it.
+func (s *Service) liveStatus(id ids.ID, enrolled bool, stored time.Time) (AgentStatus, time.Time) {
+	seen, online := s.presence.LastSeen(id)
 	switch {
 	case online:
-		srv.AgentStatus = StatusOnline
-		if seen.After(srv.LastSeen) {
-			srv.LastSeen = seen
+		if seen.After(stored) {
+			return StatusOnline, seen
 		}
-	case srv.CertSerial == "":
-		srv.AgentStatus = StatusPending
+		return StatusOnline, stored
+	case !enrolled:
+		return StatusPending, stored
 	default:
-		srv.AgentStatus = StatusOffline
+		return StatusOffline, stored
 	}
 }
 

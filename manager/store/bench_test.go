@@ -94,6 +94,20 @@ func BenchmarkServersList(b *testing.B) {
 				}
 			}
 		})
+		// The stamps GET /server reads at every request.
+		b.Run("stamps-"+tc.name, func(b *testing.B) {
+			cpu0 := processCPU()
+			defer func() { b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+			for b.Loop() {
+				list, total, err := db.ServerStamps(ctx, tc.f, tc.page)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(list) != 100 || total != tc.want {
+					b.Fatalf("got %d stamps of %d, want 100 of %d", len(list), total, tc.want)
+				}
+			}
+		})
 	}
 }
 

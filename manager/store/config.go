@@ -252,7 +252,7 @@ func (db *DB) setEach(ctx context.Context, what string, itemIDs []ids.ID, query 
 	return configErr(what, err)
 }
 
-const nodeFileCols = `id, node_id, COALESCE(layer_id, 0), name, path, format, target, created_at, updated_at`
+const nodeFileCols = `id, node_id, COALESCE(layer_id, 0), name, path, format, target, created_at, updated_at, items_version`
 
 func scanNodeFile(sc scanner) (config.NodeFile, error) {
 	var (
@@ -260,7 +260,7 @@ func scanNodeFile(sc scanner) (config.NodeFile, error) {
 		id, nid, lid     int64
 		created, updated sql.NullInt64
 	)
-	if err := sc.Scan(&id, &nid, &lid, &f.Name, &f.Path, &f.Format, &f.Target, &created, &updated); err != nil {
+	if err := sc.Scan(&id, &nid, &lid, &f.Name, &f.Path, &f.Format, &f.Target, &created, &updated, &f.ItemsVersion); err != nil {
 		return config.NodeFile{}, err
 	}
 	f.ID, f.NodeID, f.FileID = ids.ID(id), ids.ID(nid), ids.ID(lid)
@@ -313,8 +313,11 @@ func scanNodeItem(sc scanner) (config.NodeItem, error) {
 
 // NodeItems returns one page of a node file's items, newest first.
 func (db *DB) NodeItems(ctx context.Context, nodeFileID ids.ID, p paging.Page) ([]config.NodeItem, int, error) {
+	// The page's ids come from the node_config_items_file_id index, so
+	// that a page far down skips index entries, not joined rows.
 	return listPage(ctx, db, "list node config items", `SELECT COUNT(*) FROM node_config_items WHERE file_id = ?`,
-		nodeItemSelect+` WHERE n.file_id = ? ORDER BY n.id DESC`, []any{int64(nodeFileID)}, p, scanNodeItem)
+		nodeItemSelect+` WHERE n.id IN (SELECT id FROM node_config_items WHERE file_id = ? ORDER BY id DESC LIMIT ? OFFSET ?)
+		ORDER BY n.id DESC`, []any{int64(nodeFileID)}, p, scanNodeItem)
 }
 
 // AllNodeItems returns every item of the node file in file order.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -126,7 +127,7 @@ func (db *DB) CreateServer(ctx context.Context, s *fleet.Server) error {
 const serverCols = `s.id, s.area_id, COALESCE(a.name, ''), s.manager_ip, s.data_ip, s.ssh_port,
 	s.account, s.program_dir, s.data_dir, s.cpu_info, s.cpu_type, s.agent_status, s.agent_version,
 	s.hostname, s.last_seen, s.facts, s.cert_serial, s.created_at, s.updated_at,
-	s.ssh_password IS NOT NULL, s.ssh_private_key IS NOT NULL`
+	s.ssh_password IS NOT NULL, s.ssh_private_key IS NOT NULL, s.row_version`
 
 const serverFrom = ` FROM servers s LEFT JOIN areas a ON a.id = s.area_id`
 
@@ -141,7 +142,7 @@ func scanServer(sc scanner) (fleet.Server, error) {
 	err := sc.Scan(&id, &areaID, &s.AreaName, &s.ManagerIP, &s.DataIP, &s.SSHPort,
 		&s.Account, &s.ProgramDir, &s.DataDir, &s.CPUInfo, &s.CPUType, &status, &s.AgentVersion,
 		&hostname, &lastSeen, &facts, &s.CertSerial, &created, &updated,
-		&s.HasPassword, &s.HasPrivateKey)
+		&s.HasPassword, &s.HasPrivateKey, &s.Version)
 	if err != nil {
 		return fleet.Server{}, err
 	}
@@ -187,6 +188,20 @@ func (db *DB) CertSerial(ctx context.Context, id ids.ID) (string, error) {
 // Servers returns one page of the servers that match f, newest first, and
 // how many match in all.
 func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) ([]fleet.Server, int, error) {
+	where, args, err := serverWhere(f)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list servers: %w", err)
+	}
+	// The page's ids come from an index (servers_id, or the filter's), so
+	// that a page far down skips small index entries, not whole rows.
+	return listPage(ctx, db, "list servers", `SELECT COUNT(*) FROM servers s`+where,
+		`SELECT `+serverCols+serverFrom+` WHERE s.id IN (SELECT s.id FROM servers s`+where+` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`,
+		args, p, scanServer)
+}
+
+// serverWhere is the WHERE clause, and its arguments, of the servers
+// (aliased s) that match f; empty when f matches all.
+func serverWhere(f fleet.ServerFilter) (string, []any, error) {
 	var (
 		conds []string
 		args  []any
@@ -203,37 +218,188 @@ func (db *DB) Servers(ctx context.Context, f fleet.ServerFilter, p paging.Page) 
 	}
 	// The status is decided by the live set the caller passes, not by the
 	// stored column, which lags by up to one presence flush.
-	live := make([]int64, len(f.Live))
-	for i, id := range f.Live {
-		live[i] = int64(id)
-	}
-	liveJSON, err := json.Marshal(live)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list servers: %w", err)
-	}
 	switch f.Status {
 	case "":
 	case fleet.StatusOnline:
 		conds = append(conds, `s.id IN (SELECT value FROM json_each(?))`)
-		args = append(args, string(liveJSON))
+		args = append(args, idsJSON(f.Live))
 	case fleet.StatusOffline:
 		conds = append(conds, `s.cert_serial <> '' AND s.id NOT IN (SELECT value FROM json_each(?))`)
-		args = append(args, string(liveJSON))
+		args = append(args, idsJSON(f.Live))
 	case fleet.StatusPending:
 		conds = append(conds, `s.cert_serial = ''`)
 	default:
-		return nil, 0, fmt.Errorf("store: list servers: unknown status %q", f.Status)
+		return "", nil, fmt.Errorf("unknown status %q", f.Status)
 	}
-	where := ""
-	if len(conds) > 0 {
-		where = ` WHERE ` + strings.Join(conds, ` AND `)
+	if len(conds) == 0 {
+		return "", args, nil
 	}
+	return ` WHERE ` + strings.Join(conds, ` AND `), args, nil
+}
 
-	// The page's ids come from an index (servers_id, or the filter's), so
-	// that a page far down skips small index entries, not whole rows.
-	return listPage(ctx, db, "list servers", `SELECT COUNT(*) FROM servers s`+where,
-		`SELECT `+serverCols+serverFrom+` WHERE s.id IN (SELECT s.id FROM servers s`+where+` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`,
-		args, p, scanServer)
+// idsJSON is a JSON array of ids, for json_each.
+func idsJSON(list []ids.ID) string {
+	b := make([]byte, 0, 2+20*len(list))
+	b = append(b, '[')
+	for i, id := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, int64(id), 10)
+	}
+	return string(append(b, ']'))
+}
+
+// serverCountsKept bounds the cached totals of server list filters (each
+// hostname prefix typed is one).
+const serverCountsKept = 256
+
+// serverCountKey is a filter whose total does not depend on the live set.
+type serverCountKey struct {
+	area     ids.ID
+	hostname string
+	status   fleet.AgentStatus // "" or pending
+}
+
+// serverCount is a total counted at a generation of server_list_gen.
+type serverCount struct {
+	gen   int64
+	total int
+}
+
+// serverStampSelect reads a page's stamps but their clusters.
+const serverStampSelect = `SELECT s.id, s.row_version, s.last_seen, s.cert_serial <> '' FROM servers s`
+
+// deployClusters are the names of the clusters with nodes on each server,
+// as ClusterNamesOnServers says them, joined by ", ", read at one
+// server_list_gen.clusters_gen.
+type deployClusters struct {
+	gen      int64
+	byServer map[ids.ID]string
+}
+
+// ServerStamps returns one page of the servers that match f, newest first,
+// as stamps (AgentStatus is the stored one), and how many match in all.
+// The total of a filter that does not depend on the live set is counted
+// once per change of server_list_gen (an insert, a delete, a server's area,
+// hostname or enrollment changed), not at every page.
+func (db *DB) ServerStamps(ctx context.Context, f fleet.ServerFilter, p paging.Page) ([]fleet.ServerStamp, int, error) {
+	where, args, err := serverWhere(f)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list servers: %w", err)
+	}
+	var (
+		list  []fleet.ServerStamp
+		total int
+	)
+	err = db.read(ctx, func(tx *sql.Tx) error {
+		var gen, clustersGen int64
+		if err := db.txQueryRow(ctx, tx, `SELECT gen, clusters_gen FROM server_list_gen WHERE id = 1`).Scan(&gen, &clustersGen); err != nil {
+			return err
+		}
+		total, err = db.countServers(ctx, tx, gen, f, where, args)
+		if err != nil {
+			return err
+		}
+		clusters, err := db.deployClusters(ctx, tx, clustersGen)
+		if err != nil {
+			return err
+		}
+		// Unfiltered, the page is read from the servers_stamp index alone;
+		// a filter's index finds the page's ids first.
+		query := serverStampSelect + ` INDEXED BY servers_stamp ORDER BY s.id DESC LIMIT ? OFFSET ?`
+		if where != "" {
+			query = serverStampSelect + ` WHERE s.id IN (SELECT s.id FROM servers s` + where + ` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`
+		}
+		rows, err := db.txQuery(ctx, tx, query, append(args, p.Size, p.Offset())...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		list = make([]fleet.ServerStamp, 0, p.Size)
+		for rows.Next() {
+			var (
+				st       fleet.ServerStamp
+				id       int64
+				lastSeen sql.NullInt64
+			)
+			if err := rows.Scan(&id, &st.Version, &lastSeen, &st.Enrolled); err != nil {
+				return err
+			}
+			st.ID, st.LastSeen, st.AgentStatus = ids.ID(id), fromMillis(lastSeen), fleet.StatusOffline
+			st.DeployClusters = clusters.byServer[st.ID]
+			list = append(list, st)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list servers: %w", err)
+	}
+	return list, total, nil
+}
+
+// deployClusters returns the clusters on each server at clustersGen, read
+// in tx (which saw that generation) unless the cached ones are of it.
+func (db *DB) deployClusters(ctx context.Context, tx *sql.Tx, clustersGen int64) (*deployClusters, error) {
+	if c := db.clusterNames.Load(); c != nil && c.gen == clustersGen {
+		return c, nil
+	}
+	rows, err := db.txQuery(ctx, tx, `SELECT server_id, group_concat(name, ', ' ORDER BY name) FROM
+		(SELECT DISTINCT n.server_id, c.name FROM cluster_nodes n JOIN clusters c ON c.id = n.cluster_id) GROUP BY server_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	c := &deployClusters{gen: clustersGen, byServer: map[ids.ID]string{}}
+	for rows.Next() {
+		var (
+			id    int64
+			names string
+		)
+		if err := rows.Scan(&id, &names); err != nil {
+			return nil, err
+		}
+		c.byServer[ids.ID(id)] = names
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	db.clusterNames.Store(c)
+	return c, nil
+}
+
+// countServers counts the servers matching f (where, args) in tx, from the
+// cache when server_list_gen.gen, read in tx, has not moved since.
+func (db *DB) countServers(ctx context.Context, tx *sql.Tx, gen int64, f fleet.ServerFilter, where string, args []any) (int, error) {
+	var total int
+	if f.Status != "" && f.Status != fleet.StatusPending {
+		err := db.txQueryRow(ctx, tx, `SELECT COUNT(*) FROM servers s`+where, args...).Scan(&total)
+		return total, err
+	}
+	key := serverCountKey{area: f.AreaID, hostname: f.HostnamePrefix, status: f.Status}
+	if c, ok := db.serverCounts.Get(key); ok && c.gen == gen {
+		return c.total, nil
+	}
+	if err := db.txQueryRow(ctx, tx, `SELECT COUNT(*) FROM servers s`+where, args...).Scan(&total); err != nil {
+		return 0, err
+	}
+	// Counted in the same snapshot as gen was read: right for gen.
+	db.serverCounts.Add(key, serverCount{gen: gen, total: total})
+	return total, nil
+}
+
+// ServersByID returns the servers with these ids that exist, in no
+// particular order.
+func (db *DB) ServersByID(ctx context.Context, list []ids.ID) ([]fleet.Server, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	out, err := queryAll(ctx, db, "get servers", scanServer,
+		`SELECT `+serverCols+serverFrom+` WHERE s.id IN (SELECT value FROM json_each(?))`, idsJSON(list))
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // DeleteServer removes the server with id, or returns fleet.ErrServerNotFound.

@@ -163,7 +163,7 @@ func TestCreateServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := full
-		want.AreaName = area.Name
+		want.AreaName, want.Version = area.Name, 1 // a new record's version
 		if !got.LastSeen.Equal(want.LastSeen) || !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
 			t.Errorf("times = %v %v %v, want %v %v %v", got.LastSeen, got.CreatedAt, got.UpdatedAt,
 				want.LastSeen, want.CreatedAt, want.UpdatedAt)

@@ -25,9 +25,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -72,6 +74,11 @@ type DB struct {
 	w     writer  // writer: one connection, BEGIN IMMEDIATE
 	r     *sql.DB // readers: query_only connections
 	reads *stmtCache
+	// serverCounts are the totals of server list filters, each valid while
+	// server_list_gen has the generation it was counted at.
+	serverCounts *lru.Cache[serverCountKey, serverCount]
+	// clusterNames are the clusters on each server for server lists.
+	clusterNames atomic.Pointer[deployClusters]
 }
 
 // writer is the writer pool. Its errors, and those of write, wrap
@@ -150,7 +157,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open readers: %w", err)
 	}
-	return &DB{w: writer{w}, r: r, reads: newStmtCache(r)}, nil
+	counts, err := lru.New[serverCountKey, serverCount](serverCountsKept)
+	if err != nil {
+		_ = r.Close()
+		_ = w.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	return &DB{w: writer{w}, r: r, reads: newStmtCache(r), serverCounts: counts}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
