@@ -50,7 +50,7 @@ func BenchmarkServerList100(b *testing.B) {
 	}
 	token := h.login("admin", adminPassword)
 	for _, query := range []string{"pageSize=100", "pageSize=100&pageNum=50", "pageSize=100&agentStatus=offline",
-		"pageSize=100&hostname=host-0", "pageSize=100&areaId=" + area.ID.String()} {
+		"pageSize=100&hostname=host-0", "pageSize=100&hostname=host-099", "pageSize=100&areaId=" + area.ID.String()} {
 		b.Run(query, func(b *testing.B) { hammer(b, h.srv.URL+Prefix+"/server?"+query, token) })
 	}
 }
