@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -32,6 +33,13 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 	delay := firstReportDelay
 	if withFacts {
 		delay = 0 // the first report announces the host, as a heartbeat would
+	}
+	if c.reported.Load() {
+		// A reconnect: the manager has heard from this host before. When
+		// it restarts, its whole fleet reconnects within seconds; the
+		// first reports then spread over an interval instead of coming
+		// all at once.
+		delay = rand.N(interval)
 	}
 	factsEvery := c.cfg.HeartbeatInterval
 	var factsSent time.Time // when facts last went through
@@ -82,6 +90,7 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 		case err != nil:
 			log.Debug("metrics report failed", "err", err)
 		default:
+			c.reported.Store(true)
 			if failing {
 				failing = false
 				log.Info("metrics reports go through again")

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -151,6 +152,9 @@ type Client struct {
 	ticketsFor []byte
 	// pace is the manager's advice on spreading reconnects.
 	pace pace
+	// reported is set once a metrics report went through: later sessions
+	// are reconnects, whose first report need not come at once.
+	reported atomic.Bool
 }
 
 // supervisorProcs lists the supervisor's node processes for metrics.

@@ -254,12 +254,15 @@ func (s *sampledLog) warn(msg string, args ...any) {
 
 // reconnectSpread is how long the agents are told to spread their
 // reconnects over when they all lose their sessions at once (a restart of
-// the manager): the time the handshake rate takes to let the connected
-// fleet back in. 1,000 agents at the default rate: 1s; 10,000: 10s.
+// the manager): one and a half times what the handshake rate takes to let
+// the connected fleet back in (1,000 agents at the default rate: 1.5s;
+// 10,000: 15s). Arrivals at random times over the window come at two
+// thirds of the rate on average, so that their bursts fit under it
+// (waiting RateWait at most) instead of being turned away.
 func (h *Hub) reconnectSpread() time.Duration {
 	rate := h.cfg.HandshakeRate
 	if rate <= 0 {
 		rate = DefaultHandshakeRate // no cap: pace as the default would
 	}
-	return time.Duration(h.Connected()) * time.Second / time.Duration(rate)
+	return time.Duration(h.Connected()) * 3 * time.Second / time.Duration(2*rate)
 }

@@ -37,6 +37,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,7 @@ type options struct {
 	pageSize          int
 	agentCPUs         string
 	stormClients      int
+	agentsGOGC        int
 	configItems       int
 }
 
@@ -78,7 +80,7 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.StringVar(&o.managerBin, "manager-bin", "bin/admq-manager", "admq-manager binary to run (make build writes bin/admq-manager)")
 	fs.IntVar(&o.agents, "agents", 1000, "number of in-process agents")
-	fs.IntVar(&o.enrollConcurrency, "concurrency-enroll", 64, "agents enrolling and opening their first session at once (0: all at once)")
+	fs.IntVar(&o.enrollConcurrency, "concurrency-enroll", 256, "agents enrolling and opening their first session at once (0: all at once; real agents enroll independently, but more than a few hundred at once starve the simulated agents' CPU: their connections then send no ClientHello in time and their sessions look silent)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.phaseTimeout, "phase-timeout", 4*time.Minute, "bound on any one wait (all connected, reconnect storm)")
 	fs.DurationVar(&o.settle, "settle", 6*time.Second, "wait after all agents connected before measuring steady state (first heartbeats are sent on connect; agents drop their idle gRPC stream after 5s)")
@@ -92,6 +94,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
 	fs.IntVar(&o.fleetConcurrency, "fleet-concurrency", 256, "concurrency of the fleet-wide operations (POST /fleet/operation) the program runs")
 	fs.IntVar(&o.pageSize, "page-size", 100, "pageSize of the GET /server throughput test")
+	fs.IntVar(&o.agentsGOGC, "agents-gogc", 400, "GOGC of this process: the simulated agents trade memory for CPU, so that they starve the manager (and themselves) less; the manager's GOGC is its own")
 	fs.IntVar(&o.stormClients, "storm-api-clients", 4, "concurrent GET /server clients while agents reconnect after the manager restart (0: none)")
 	fs.IntVar(&o.configItems, "config-items", 1000, "items of the node config file whose list the program hammers like GET /server (0: skip that phase)")
 	fs.StringVar(&o.agentCPUs, "agent-cpus", "auto", "CPUs the simulated agents (this process) run on, with GOMAXPROCS to match, so that they cannot starve the manager: auto (the upper half, none on one CPU), none, or a list such as 1 or 2-3")
@@ -110,6 +113,8 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-concurrency-enroll must be >= 0; -ping-concurrency and -api-clients >= 1")
 	case o.fleetConcurrency < 1 || o.fleetConcurrency > 1024:
 		return o, errors.New("-fleet-concurrency: want 1 to 1024")
+	case o.agentsGOGC < 10:
+		return o, errors.New("-agents-gogc: want 10 or more")
 	case o.pageSize < 1 || o.pageSize > 500:
 		return o, errors.New("-page-size: want 1 to 500")
 	case o.timeout <= 0 || o.phaseTimeout <= 0:
@@ -128,6 +133,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	debug.SetGCPercent(opt.agentsGOGC)
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -192,6 +198,7 @@ func (t *loadTest) run(ctx context.Context) error {
 	t.rep.add("CPUs (runtime.NumCPU)", "%d", runtime.NumCPU())
 	t.rep.add("Go", "%s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	t.rep.add("CPU pinning", "%s", t.cpus.describe())
+	t.rep.add("GOGC of the simulated agents (this process)", "%d", t.opt.agentsGOGC)
 
 	soft, hard, lerr := fileLimit()
 	if lerr != nil {
