@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -267,6 +268,26 @@ type serverCount struct {
 	total int
 }
 
+// stampPagesKept bounds the pages of stamps kept.
+const stampPagesKept = 64
+
+// stampPageKey is a page of a filter whose servers do not depend on the
+// live set.
+type stampPageKey struct {
+	area      ids.ID
+	hostname  string
+	status    fleet.AgentStatus // "" or pending
+	num, size int
+}
+
+// stampPage is a page of stamps and its total, read at these generations
+// of server_list_gen.
+type stampPage struct {
+	gen, rowsGen, clustersGen int64
+	total                     int
+	list                      []fleet.ServerStamp
+}
+
 // serverStampSelect reads a page's stamps but their clusters.
 const serverStampSelect = `SELECT s.id, s.row_version, s.last_seen, s.cert_serial <> '' FROM servers s`
 
@@ -281,8 +302,9 @@ type deployClusters struct {
 // ServerStamps returns one page of the servers that match f, newest first,
 // as stamps (AgentStatus is the stored one), and how many match in all.
 // The total of a filter that does not depend on the live set is counted
-// once per change of server_list_gen (an insert, a delete, a server's area,
-// hostname or enrollment changed), not at every page.
+// once per change of server_list_gen.gen (an insert, a delete, a server's
+// area, hostname or enrollment changed), not at every page, and its page
+// is read once per change of any server (rows_gen: a presence flush, say).
 func (db *DB) ServerStamps(ctx context.Context, f fleet.ServerFilter, p paging.Page) ([]fleet.ServerStamp, int, error) {
 	where, args, err := serverWhere(f)
 	if err != nil {
@@ -293,10 +315,25 @@ func (db *DB) ServerStamps(ctx context.Context, f fleet.ServerFilter, p paging.P
 		total int
 	)
 	err = db.read(ctx, func(tx *sql.Tx) error {
-		var gen, clustersGen int64
-		if err := db.txQueryRow(ctx, tx, `SELECT gen, clusters_gen FROM server_list_gen WHERE id = 1`).Scan(&gen, &clustersGen); err != nil {
+		var gen, rowsGen, clustersGen int64
+		err := db.txQueryRow(ctx, tx, `SELECT gen, rows_gen, clusters_gen FROM server_list_gen WHERE id = 1`).Scan(&gen, &rowsGen, &clustersGen)
+		if err != nil {
 			return err
 		}
+		// A page whose filter does not depend on the live set is kept
+		// until a server changes.
+		cacheable := f.Status == "" || f.Status == fleet.StatusPending
+		key := stampPageKey{area: f.AreaID, hostname: f.HostnamePrefix, status: f.Status, num: p.Num, size: p.Size}
+		if c, ok := db.stampPages.Get(key); cacheable && ok && c.gen == gen && c.rowsGen == rowsGen && c.clustersGen == clustersGen {
+			list, total = slices.Clone(c.list), c.total
+			return nil
+		}
+		defer func() {
+			if err == nil && cacheable {
+				// Read in the snapshot the generations were read in.
+				db.stampPages.Add(key, &stampPage{gen: gen, rowsGen: rowsGen, clustersGen: clustersGen, total: total, list: slices.Clone(list)})
+			}
+		}()
 		total, err = db.countServers(ctx, tx, gen, f, where, args)
 		if err != nil {
 			return err
@@ -305,37 +342,39 @@ func (db *DB) ServerStamps(ctx context.Context, f fleet.ServerFilter, p paging.P
 		if err != nil {
 			return err
 		}
-		// Unfiltered, the page is read from the servers_stamp index alone;
-		// a filter's index finds the page's ids first.
-		query := serverStampSelect + ` INDEXED BY servers_stamp ORDER BY s.id DESC LIMIT ? OFFSET ?`
-		if where != "" {
-			query = serverStampSelect + ` WHERE s.id IN (SELECT s.id FROM servers s` + where + ` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`
-		}
-		rows, err := db.txQuery(ctx, tx, query, append(args, p.Size, p.Offset())...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		list = make([]fleet.ServerStamp, 0, p.Size)
-		for rows.Next() {
-			var (
-				st       fleet.ServerStamp
-				id       int64
-				lastSeen sql.NullInt64
-			)
-			if err := rows.Scan(&id, &st.Version, &lastSeen, &st.Enrolled); err != nil {
-				return err
-			}
-			st.ID, st.LastSeen, st.AgentStatus = ids.ID(id), fromMillis(lastSeen), fleet.StatusOffline
-			st.DeployClusters = clusters.byServer[st.ID]
-			list = append(list, st)
-		}
-		return rows.Err()
+		// The page's ids come from an index (servers_id, or the filter's).
+		query := serverStampSelect + ` WHERE s.id IN (SELECT s.id FROM servers s` + where + ` ORDER BY s.id DESC LIMIT ? OFFSET ?) ORDER BY s.id DESC`
+		list, err = db.stampRows(ctx, tx, query, append(args, p.Size, p.Offset()), clusters, p.Size)
+		return err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: list servers: %w", err)
 	}
 	return list, total, nil
+}
+
+// stampRows reads the stamps query selects.
+func (db *DB) stampRows(ctx context.Context, tx *sql.Tx, query string, args []any, clusters *deployClusters, size int) ([]fleet.ServerStamp, error) {
+	rows, err := db.txQuery(ctx, tx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	list := make([]fleet.ServerStamp, 0, size)
+	for rows.Next() {
+		var (
+			st       fleet.ServerStamp
+			id       int64
+			lastSeen sql.NullInt64
+		)
+		if err := rows.Scan(&id, &st.Version, &lastSeen, &st.Enrolled); err != nil {
+			return nil, err
+		}
+		st.ID, st.LastSeen, st.AgentStatus = ids.ID(id), fromMillis(lastSeen), fleet.StatusOffline
+		st.DeployClusters = clusters.byServer[st.ID]
+		list = append(list, st)
+	}
+	return list, rows.Err()
 }
 
 // deployClusters returns the clusters on each server at clustersGen, read

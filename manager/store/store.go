@@ -79,6 +79,9 @@ type DB struct {
 	serverCounts *lru.Cache[serverCountKey, serverCount]
 	// clusterNames are the clusters on each server for server lists.
 	clusterNames atomic.Pointer[deployClusters]
+	// stampPages are pages of server stamps, each valid while
+	// server_list_gen has the generations it was read at.
+	stampPages *lru.Cache[stampPageKey, *stampPage]
 }
 
 // writer is the writer pool. Its errors, and those of write, wrap
@@ -163,7 +166,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
-	return &DB{w: writer{w}, r: r, reads: newStmtCache(r), serverCounts: counts}, nil
+	pages, err := lru.New[stampPageKey, *stampPage](stampPagesKept)
+	if err != nil {
+		_ = r.Close()
+		_ = w.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	return &DB{w: writer{w}, r: r, reads: newStmtCache(r), serverCounts: counts, stampPages: pages}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
