@@ -20,10 +20,13 @@ import (
 // 1,000 items) answer from what they encoded before, as long as the
 // store's versions say the data has not changed: the versions are kept by
 // triggers in the writing transactions, so a list read after a write
-// returned always sees it. What changes without a write (a server's agent
-// status, last seen time, collector status, clusters) is read at every
-// request and spliced in. The bytes are those encoding/json writes for
-// the same views (TestServerListBytes, TestNodeItemListBytes).
+// returned always sees it. A server's live fields (agent status and last
+// seen time from the presence tracker, collector status, and the clusters
+// on it, which the store keeps by their own generation) come with the
+// page's stamps at every request and are spliced in. The bytes are those
+// encoding/json writes for
+// the same views (TestServerListBytes, TestServerListSeesWrites,
+// TestNodeItemListSeesWrites).
 
 const (
 	// serverRowsKept bounds the encoded servers kept: 20 pages of 100,
