@@ -62,8 +62,15 @@ type Config struct {
 	// BackoffBase and BackoffMax shape reconnect delays (defaults 1s, 15s;
 	// the cap is raised to the manager's reconnect spread, see pace.go).
 	BackoffBase, BackoffMax time.Duration
-	// KeepAliveInterval and WriteTimeout tune yamux (defaults 15s, 10s).
+	// KeepAliveInterval and WriteTimeout tune yamux (defaults 60s, 10s):
+	// the agent's own pings find a manager process that hangs.
 	KeepAliveInterval, WriteTimeout time.Duration
+	// BeatInterval is how long the agent may write nothing on its
+	// connection before it writes a heartbeat, which is how the manager
+	// knows it is alive (default 3s; see liveness.go). Negative: never, as
+	// agents before heartbeats did; the manager then pings the agent (for
+	// tests of mixed fleets).
+	BeatInterval time.Duration
 	// HeartbeatInterval is used until the manager says otherwise (default 30s).
 	HeartbeatInterval time.Duration
 	// MetricsInterval is how often host metrics are reported until the
@@ -92,7 +99,10 @@ func (c Config) withDefaults() Config {
 		c.BackoffMax = 15 * time.Second
 	}
 	if c.KeepAliveInterval <= 0 {
-		c.KeepAliveInterval = 15 * time.Second
+		c.KeepAliveInterval = defaultKeepAlive
+	}
+	if c.BeatInterval == 0 {
+		c.BeatInterval = defaultBeatInterval
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -104,8 +114,7 @@ func (c Config) withDefaults() Config {
 		c.MetricsInterval = 15 * time.Second
 	}
 	if c.Dial == nil {
-		d := &net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}
-		c.Dial = d.DialContext
+		c.Dial = liveDialer(c.DialTimeout).DialContext
 	}
 	return c
 }
@@ -487,7 +496,7 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 		return 0, err
 	}
 	start := time.Now()
-	mux, err := yamux.Client(conn, c.yamuxConfig())
+	mux, err := yamux.Client(c.beating(conn), c.yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return 0, fmt.Errorf("yamux: %w", err)

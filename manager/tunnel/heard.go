@@ -1,11 +1,12 @@
 package tunnel
 
 import (
-	"encoding/binary"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/admq/admq-manager/internal/muxframe"
 )
 
 // heardConn is the TLS connection below an agent's yamux session. It
@@ -26,8 +27,11 @@ type heardConn struct {
 	hold   chan struct{}
 	onOpen func(n int)
 	onEnd  func()
-	frames frameScanner
+	frames muxframe.Scanner
 	ended  sync.Once
+	// beats is set once the agent has sent a heartbeat (muxframe.Beat):
+	// it says it is alive on its own and is not pinged.
+	beats atomic.Bool
 }
 
 func newHeardConn(c net.Conn) *heardConn {
@@ -54,8 +58,12 @@ func (c *heardConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.last.Store(time.Now().UnixNano())
 		if c.onOpen != nil {
-			if opened := c.frames.scan(p[:n]); opened > 0 {
-				c.onOpen(opened)
+			seen := c.frames.Scan(p[:n])
+			if seen.Opened > 0 {
+				c.onOpen(seen.Opened)
+			}
+			if seen.Beats > 0 && !c.beats.Load() {
+				c.beats.Store(true)
 			}
 		}
 	}
@@ -68,51 +76,4 @@ func (c *heardConn) Read(p []byte) (int, error) {
 // silentFor is how long the peer has sent nothing as of now.
 func (c *heardConn) silentFor(now time.Time) time.Duration {
 	return time.Duration(now.UnixNano() - c.last.Load())
-}
-
-// yamux frame header (see yamux's spec.md): version, type, flags (2
-// bytes), stream id (4), length (4). Only data frames carry a body, of
-// length bytes; a window update, ping or go-away has none.
-const (
-	yamuxHeaderSize = 12
-	yamuxTypeData   = 0
-	yamuxTypeWindow = 1
-	yamuxFlagSYN    = 1
-)
-
-// frameScanner follows the frame boundaries of a yamux byte stream and
-// counts the frames that open a stream. It costs a few operations per
-// frame header and nothing per body byte.
-type frameScanner struct {
-	hdr  [yamuxHeaderSize]byte
-	have int    // header bytes collected
-	skip uint32 // body bytes still to pass over
-}
-
-// scan consumes the next bytes of the stream and returns how many stream
-// openings they completed.
-func (f *frameScanner) scan(b []byte) (opened int) {
-	for len(b) > 0 {
-		if f.skip > 0 {
-			k := uint32(min(uint64(f.skip), uint64(len(b))))
-			f.skip -= k
-			b = b[k:]
-			continue
-		}
-		k := copy(f.hdr[f.have:], b)
-		f.have += k
-		b = b[k:]
-		if f.have < yamuxHeaderSize {
-			return opened
-		}
-		f.have = 0
-		typ, flags := f.hdr[1], binary.BigEndian.Uint16(f.hdr[2:4])
-		if typ == yamuxTypeData {
-			f.skip = binary.BigEndian.Uint32(f.hdr[8:12])
-		}
-		if (typ == yamuxTypeData || typ == yamuxTypeWindow) && flags&yamuxFlagSYN != 0 {
-			opened++
-		}
-	}
-	return opened
 }

@@ -7,14 +7,17 @@ import (
 
 // The manager checks its agents' sessions from one goroutine instead of
 // yamux's keepalive goroutine per session: every sweep, a session that has
-// sent nothing for KeepAliveInterval is pinged (its pong counts as hearing
-// from it), and one that has sent nothing for IdleTimeout is closed. Agents
-// that talk anyway (their own keepalives, heartbeats and metrics reports)
-// are not pinged at all.
+// sent nothing for IdleTimeout is closed. An agent that sends heartbeats
+// (muxframe.Beat, whenever it has written nothing for a few seconds) says
+// it is alive on its own, and the manager writes nothing to it for that:
+// at 10,000 idle agents the pings and pongs were most of the manager's
+// idle CPU. An agent from before heartbeats that has sent nothing for
+// KeepAliveInterval is pinged, and its pong counts as hearing from it.
 
 // maxPings bounds the pings in flight at once across all sessions (each
 // waits in a goroutine of its own for its pong, a few KB). It must cover
-// the pings a whole fleet needs: an idle agent is pinged about every
+// the pings a whole fleet of agents from before heartbeats needs: such an
+// idle agent is pinged about every
 // KeepAliveInterval, so 10,000 agents need some 2,000 pings a second, and
 // a bound of 256 held them to 256 per round trip: at a round trip of 1 s
 // on a busy machine, thousands of sessions that would have answered went
@@ -42,7 +45,7 @@ func (h *Hub) sweep(ctx context.Context) {
 			switch silent := s.conn.silentFor(now); {
 			case silent >= h.cfg.IdleTimeout:
 				dead = append(dead, s)
-			case silent >= h.cfg.KeepAliveInterval && !s.pinging.Load():
+			case silent >= h.cfg.KeepAliveInterval && !s.conn.beats.Load() && !s.pinging.Load():
 				quiet = append(quiet, s)
 			}
 		}
@@ -59,6 +62,7 @@ func (h *Hub) sweep(ctx context.Context) {
 				continue // next sweep
 			}
 			s.pinging.Store(true)
+			h.metrics.pings.Inc()
 			go func() {
 				defer func() { <-sem }()
 				defer s.pinging.Store(false)

@@ -19,6 +19,9 @@ type metrics struct {
 	pending prometheus.Gauge
 	// silentClosed counts sessions closed because the agent went silent.
 	silentClosed prometheus.Counter
+	// pings counts the keepalive pings sent to agents that send no
+	// heartbeats of their own.
+	pings prometheus.Counter
 	// transfers counts package transfers under way.
 	transfers prometheus.Gauge
 	// packageBytes counts package bytes sent to agents.
@@ -61,6 +64,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "silent_sessions_closed_total",
 			Help: "Agent sessions closed because nothing arrived over them for the idle timeout.",
 		}),
+		pings: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "keepalive_pings_total",
+			Help: "Pings sent to quiet agents that send no heartbeats of their own (agents from before heartbeats).",
+		}),
 		transfers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "package_transfers",
 			Help: "Package transfers to agents under way (at most MaxPackageTransfers; more wait).",
@@ -78,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Agent sessions whose TLS handshake resumed an earlier session with a session ticket (no certificate signatures or chain checks; the agent's certificate is still checked against the directory).",
 		}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
+	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
 	return m
 }
 

@@ -132,17 +132,26 @@ func (e *env) startAgentAt(t testing.TB, token, stateDir, ip string) (connected 
 // no short calls, as agents before them.
 func (e *env) startAgentWith(t testing.TB, token, stateDir, ip string, plainGRPC bool) (connected chan string, stop func()) {
 	t.Helper()
+	return e.runAgent(t, token, stateDir, func(cfg *agenttunnel.Config) {
+		cfg.PlainGRPC = plainGRPC
+		if ip != "" {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+			cfg.AdvertiseIP, cfg.Dial = ip, d.DialContext
+		}
+	})
+}
+
+// runAgent runs a real agent tunnel client, configured by tune, until the
+// test ends.
+func (e *env) runAgent(t testing.TB, token, stateDir string, tune func(*agenttunnel.Config)) (connected chan string, stop func()) {
+	t.Helper()
 	secret, pin, _ := cutJoin(token)
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := agenttunnel.Config{
 		ManagerAddr: e.addr, Token: secret, CAPin: pin, StateDir: stateDir,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		PlainGRPC: plainGRPC,
 	}
-	if ip != "" {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		cfg.AdvertiseIP, cfg.Dial = ip, d.DialContext
-	}
+	tune(&cfg)
 	c := agenttunnel.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	connected = make(chan string, 16)
 	c.Connected = func(id string) { connected <- id }

@@ -1,0 +1,96 @@
+package muxframe
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// BeatConn is the connection below one side's yamux session. Whenever
+// nothing has been written on it for its interval, it writes a heartbeat
+// (Beat) between two of yamux's frames, so that the peer hears from this
+// side at least that often without asking and without answering: the
+// manager learns that an agent is alive from the agent's heartbeats alone
+// instead of pinging it and reading its pong.
+//
+// yamux writes a data frame as two writes, header then body, from one
+// goroutine; BeatConn serializes its heartbeats with those writes and
+// follows their frame boundaries, so a heartbeat never lands inside a
+// frame.
+type BeatConn struct {
+	net.Conn
+	every  time.Duration
+	timer  *time.Timer
+	closed atomic.Bool
+	beats  atomic.Int64
+
+	mu     sync.Mutex
+	frames Scanner   // of the bytes written
+	last   time.Time // of the last write
+}
+
+// NewBeatConn returns c writing a heartbeat at once and then after every
+// quiet interval of every, until it is closed. The first one tells the
+// peer at once that heartbeats will come: the manager, which pings a quiet
+// agent that sends none, would otherwise ping it before its first one,
+// and the agent's pongs would put its heartbeats off.
+//
+// The first heartbeat is written before NewBeatConn returns, ahead of
+// anything yamux writes; should it fail, yamux's own first write or read
+// fails the same way.
+func NewBeatConn(c net.Conn, every time.Duration) *BeatConn {
+	b := &BeatConn{Conn: c, every: every, last: time.Now()}
+	if _, err := c.Write(Beat[:]); err == nil {
+		b.beats.Add(1)
+	}
+	b.timer = time.AfterFunc(every, b.beat)
+	return b
+}
+
+// Write writes p, which yamux means as the next bytes of its stream.
+func (b *BeatConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := b.Conn.Write(p)
+	b.frames.Scan(p[:n])
+	b.last = time.Now()
+	return n, err
+}
+
+// beat writes a heartbeat if nothing has been written for the interval
+// and waits for the next one.
+func (b *BeatConn) beat() {
+	if b.closed.Load() {
+		return
+	}
+	b.mu.Lock()
+	next := b.every - time.Since(b.last)
+	if next <= 0 {
+		// Between a data frame's header and its body (a rare moment: yamux
+		// writes the body right after) the body's write is as good.
+		if b.frames.AtBoundary() {
+			if _, err := b.Conn.Write(Beat[:]); err != nil {
+				b.mu.Unlock()
+				return // yamux sees the failure on its next write or read
+			}
+			b.beats.Add(1)
+			b.last = time.Now()
+		}
+		next = b.every
+	}
+	b.mu.Unlock()
+	if !b.closed.Load() {
+		b.timer.Reset(next)
+	}
+}
+
+// Beats is the number of heartbeats written so far.
+func (b *BeatConn) Beats() int64 { return b.beats.Load() }
+
+// Close stops the heartbeats and closes the connection.
+func (b *BeatConn) Close() error {
+	b.closed.Store(true)
+	b.timer.Stop()
+	return b.Conn.Close()
+}
