@@ -28,9 +28,6 @@ type Config struct {
 	Interval time.Duration
 	// StaleAfter is how many intervals a report counts (default 3).
 	StaleAfter int
-	// LabelTTL is how long a server's looked-up labels are reused before the
-	// next report looks them up again (default 1m).
-	LabelTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -44,9 +41,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StaleAfter <= 0 {
 		c.StaleAfter = 3
-	}
-	if c.LabelTTL <= 0 {
-		c.LabelTTL = time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -75,9 +69,8 @@ type entry struct {
 	received time.Time // by the manager's clock
 	// labels are the values of serverLabels, in order; parts are them
 	// written for the text format.
-	labels   []string
-	parts    serverLabelParts
-	labelsAt time.Time
+	labels []string
+	parts  serverLabelParts
 	// managerIP and area are kept to rebuild labels when only the hostname
 	// changes.
 	managerIP, area string
@@ -104,8 +97,13 @@ func (s *Store) Report(ctx context.Context, id ids.ID, r Report) error {
 	s.mu.Unlock()
 
 	e := &entry{report: r, received: now}
-	if old != nil && now.Sub(old.labelsAt) < s.cfg.LabelTTL {
-		e.managerIP, e.area, e.labelsAt = old.managerIP, old.area, old.labelsAt
+	if old != nil {
+		// A server's address and area are set when it is added and never
+		// change (a server deleted and added again is a new server): its
+		// first report looks them up, the rest reuse them. Looking them up
+		// again, every minute, took 6 % of an idle manager's CPU with
+		// 10,000 agents.
+		e.managerIP, e.area = old.managerIP, old.area
 		if old.report.Hostname == r.Hostname {
 			e.labels = old.labels
 		}
@@ -114,7 +112,7 @@ func (s *Store) Report(ctx context.Context, id ids.ID, r Report) error {
 		if err != nil {
 			return fmt.Errorf("labels of server %s: %w", id, err)
 		}
-		e.managerIP, e.area, e.labelsAt = srv.ManagerIP, srv.AreaName, now
+		e.managerIP, e.area = srv.ManagerIP, srv.AreaName
 	}
 	if e.labels == nil {
 		e.labels = []string{id.String(), e.managerIP, r.Hostname, e.area}

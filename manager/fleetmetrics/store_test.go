@@ -242,22 +242,29 @@ func TestUnknownServerIsRefused(t *testing.T) {
 	}
 }
 
-func TestLabelsAreLookedUpOncePerTTL(t *testing.T) {
+// TestLabelsAreLookedUpOnce: a server's address and area are looked up
+// on its first report only (they never change); a new hostname comes with
+// the report itself. A forgotten (deleted) server is looked up again.
+func TestLabelsAreLookedUpOnce(t *testing.T) {
 	s, srvs, clk, _ := newStore(t)
 	for range 3 {
 		report(t, s, serverA, sample("host-a"))
-		clk.Add(15 * time.Second)
+		clk.Add(time.Hour)
 	}
-	if srvs.lookups != 1 {
-		t.Fatalf("%d label lookups for 3 reports within a minute, want 1", srvs.lookups)
-	}
-	clk.Add(time.Minute)
 	report(t, s, serverA, sample("host-renamed"))
-	if srvs.lookups != 2 {
-		t.Fatalf("%d label lookups after the TTL, want 2", srvs.lookups)
+	if srvs.lookups != 1 {
+		t.Fatalf("%d label lookups for 4 reports over 3 hours, want 1", srvs.lookups)
 	}
 	if n := testutil.CollectAndCount(s, "admq_node_up"); n != 1 {
 		t.Fatalf("%d up series after a hostname change, want 1", n)
+	}
+	if got := s.Latest(); len(got) != 1 || got[0].Hostname != "host-renamed" {
+		t.Fatalf("latest after a hostname change: %+v", got)
+	}
+	s.Forget(serverA)
+	report(t, s, serverA, sample("host-a"))
+	if srvs.lookups != 2 {
+		t.Fatalf("%d label lookups after the server was forgotten, want 2", srvs.lookups)
 	}
 }
 
