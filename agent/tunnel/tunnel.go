@@ -67,7 +67,7 @@ type Config struct {
 	KeepAliveInterval, WriteTimeout time.Duration
 	// BeatInterval is how long the agent may write nothing on its
 	// connection before it writes a heartbeat, which is how the manager
-	// knows it is alive (default 3s; see liveness.go). Negative: never, as
+	// knows it is alive (default 4s; see liveness.go). Negative: never, as
 	// agents before heartbeats did; the manager then pings the agent (for
 	// tests of mixed fleets).
 	BeatInterval time.Duration

@@ -15,9 +15,10 @@ import (
 // instead of pinging it and reading its pong.
 //
 // yamux writes a data frame as two writes, header then body, from one
-// goroutine; BeatConn serializes its heartbeats with those writes and
-// follows their frame boundaries, so a heartbeat never lands inside a
-// frame.
+// goroutine; BeatConn joins them (Joiner), serializes its heartbeats with
+// yamux's writes and follows their frame boundaries, so a heartbeat never
+// lands inside a frame. (A header held back for its body counts as
+// written: no heartbeat goes out until the body has, which is at once.)
 type BeatConn struct {
 	net.Conn
 	every  time.Duration
@@ -26,7 +27,8 @@ type BeatConn struct {
 	beats  atomic.Int64
 
 	mu     sync.Mutex
-	frames Scanner   // of the bytes written
+	join   Joiner
+	frames Scanner   // of the bytes yamux wrote
 	last   time.Time // of the last write
 }
 
@@ -52,7 +54,7 @@ func NewBeatConn(c net.Conn, every time.Duration) *BeatConn {
 func (b *BeatConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	n, err := b.Conn.Write(p)
+	n, err := b.join.Write(b.Conn, p)
 	b.frames.Scan(p[:n])
 	b.last = time.Now()
 	return n, err

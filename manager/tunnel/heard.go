@@ -32,6 +32,8 @@ type heardConn struct {
 	// beats is set once the agent has sent a heartbeat (muxframe.Beat):
 	// it says it is alive on its own and is not pinged.
 	beats atomic.Bool
+	// join makes a data frame one write (yamux's writer alone writes).
+	join muxframe.Joiner
 }
 
 func newHeardConn(c net.Conn) *heardConn {
@@ -72,6 +74,8 @@ func (c *heardConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (c *heardConn) Write(p []byte) (int, error) { return c.join.Write(c.Conn, p) }
 
 // silentFor is how long the peer has sent nothing as of now.
 func (c *heardConn) silentFor(now time.Time) time.Duration {

@@ -39,11 +39,13 @@ import (
 
 // Config tunes the tunnel. Zero fields take the defaults DefaultConfig gives.
 type Config struct {
-	// KeepAliveInterval is how long an agent's session may be quiet before
-	// the manager pings it (default 4s).
+	// KeepAliveInterval is how long the session of an agent that sends no
+	// heartbeats (one from before them) may be quiet before the manager
+	// pings it (default 4s).
 	KeepAliveInterval time.Duration
 	// IdleTimeout closes a session over which nothing has arrived for this
-	// long: a silently lost agent is offline after it (default 9s).
+	// long: a silently lost agent is offline after it (default 9s; agents
+	// write a heartbeat after 4s of quiet).
 	IdleTimeout time.Duration
 	// WriteTimeout bounds a write on a session (default 8s).
 	WriteTimeout time.Duration
