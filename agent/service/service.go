@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	kservice "github.com/kardianos/service"
 
@@ -24,7 +25,9 @@ import (
 	"github.com/admq/admq-manager/agent/identity"
 	"github.com/admq/admq-manager/agent/node"
 	"github.com/admq/admq-manager/agent/supervisor"
+	"github.com/admq/admq-manager/internal/dirlock"
 	"github.com/admq/admq-manager/internal/joinstring"
+	"github.com/admq/admq-manager/internal/nodedir"
 )
 
 // DefaultName is the service's name unless told otherwise.
@@ -202,7 +205,7 @@ func Uninstall(name, purgeDir string, log *slog.Logger) (bool, error) {
 		}
 	}
 	if purgeDir != "" {
-		if err := purge(purgeDir); err != nil {
+		if err := purge(purgeDir, purgeWait); err != nil {
 			return installed, err
 		}
 	}
@@ -213,9 +216,21 @@ func Uninstall(name, purgeDir string, log *slog.Logger) (bool, error) {
 // enrollment under way, the join-token file, the supervisor's records, node
 // specs and the package cache; then dir itself when nothing else is left in
 // it. Nothing else: the dir may be
-// shared. Nodes still running are forgotten, not stopped.
-func purge(dir string) error {
-	for _, f := range []string{identity.KeyFile, identity.CertFile, identity.CAFile, identity.IDFile, identity.PendingKeyFile, TokenFile} {
+// shared. Nodes still running are forgotten, not stopped. An agent still
+// running on dir (its lock is held) is not purged from under it.
+func purge(dir string, wait time.Duration) error {
+	lock, err := lockStopped(dir, wait)
+	var held *dirlock.HeldError
+	switch {
+	case errors.As(err, &held):
+		return fmt.Errorf("purge: an agent still runs on %s (%s): stop it first", dir, held.Holder())
+	case errors.Is(err, fs.ErrNotExist):
+		return nil // no state dir: nothing to purge
+	case err != nil:
+		return fmt.Errorf("purge: %w", err)
+	}
+	defer lock.Release()
+	for _, f := range []string{identity.KeyFile, identity.CertFile, identity.CAFile, identity.IDFile, identity.PendingKeyFile, TokenFile, nodedir.AgentLockName} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("purge: %w", err)
 		}
@@ -225,12 +240,29 @@ func purge(dir string) error {
 			return fmt.Errorf("purge: %w", err)
 		}
 	}
-	err := os.Remove(dir)
+	err = os.Remove(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("purge: %w", err)
 	}
 	return nil
 }
+
+// lockStopped takes the state dir's lock, giving an agent that was just
+// told to stop up to wait to exit and let it go.
+func lockStopped(dir string, wait time.Duration) (*dirlock.Lock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := dirlock.Acquire(filepath.Join(dir, nodedir.AgentLockName))
+		var held *dirlock.HeldError
+		if !errors.As(err, &held) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// purgeWait is how long purge waits for a stopping agent to exit.
+const purgeWait = 10 * time.Second
 
 // Start starts the installed service.
 func Start(name string) error { return act(name, "start", kservice.Service.Start) }

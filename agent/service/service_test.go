@@ -10,6 +10,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/admq/admq-manager/agent"
+	"github.com/admq/admq-manager/internal/dirlock"
+	"github.com/admq/admq-manager/internal/nodedir"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -72,12 +74,12 @@ func TestInstallRefuses(t *testing.T) {
 func TestPurge(t *testing.T) {
 	t.Run("identity only", func(t *testing.T) {
 		dir := t.TempDir()
-		for _, f := range []string{"agent.key", "agent.crt", "ca.crt", "agent.id", "agent.key.pending", TokenFile} {
+		for _, f := range []string{"agent.key", "agent.crt", "ca.crt", "agent.id", "agent.key.pending", TokenFile, nodedir.AgentLockName} {
 			if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := purge(dir); err != nil {
+		if err := purge(dir, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -91,7 +93,7 @@ func TestPurge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := purge(dir); err != nil {
+		if err := purge(dir, 0); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "nodes.db")); err != nil {
@@ -101,8 +103,25 @@ func TestPurge(t *testing.T) {
 			t.Errorf("agent.key survived: %v", err)
 		}
 	})
+	t.Run("agent still running", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "agent.key"), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		running, err := dirlock.Acquire(filepath.Join(dir, nodedir.AgentLockName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer running.Release()
+		if err := purge(dir, 0); err == nil || !strings.Contains(err.Error(), "an agent still runs on") {
+			t.Fatalf("purge under a running agent: %v, want refused", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "agent.key")); err != nil {
+			t.Errorf("purge refused yet removed the running agent's key: %v", err)
+		}
+	})
 	t.Run("missing dir", func(t *testing.T) {
-		if err := purge(filepath.Join(t.TempDir(), "none")); err != nil {
+		if err := purge(filepath.Join(t.TempDir(), "none"), 0); err != nil {
 			t.Error(err)
 		}
 	})
