@@ -80,9 +80,7 @@ func (t *loadTest) configItems(ctx context.Context, dir string, n int) error {
 	}
 	t.log.Info("config items throughput", "items", n, "clients", t.opt.apiClients, "for", t.opt.apiDuration)
 	label := fmt.Sprintf("API GET /cluster/node/config, %d items, pageSize=%d", n, t.opt.pageSize)
-	return t.timedHammer(ctx, label, "cpu-config-items", t.opt.apiDuration, func(ctx context.Context) error {
-		return t.api.call(ctx, http.MethodGet, "/cluster/node/config?"+q.Encode(), nil, nil)
-	})
+	return t.timedHammer(ctx, label, "cpu-config-items", t.opt.apiDuration, "/cluster/node/config?"+q.Encode())
 }
 
 // upload sends the package file at path (POST /package) and returns its id.

@@ -124,6 +124,9 @@ func parseFlags(args []string) (options, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == hammerFlag {
+		os.Exit(runHammer(os.Args[2:]))
+	}
 	opt, err := parseFlags(os.Args[1:])
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -735,22 +738,18 @@ func hammer(ctx context.Context, clients int, stop <-chan struct{}, do func(cont
 	return all, errs.Load(), firstErr
 }
 
-// timedHammer is hammer for d, with the manager's CPU seconds and a CPU
-// profile named prof over the same time; it reports under label.
-func (t *loadTest) timedHammer(ctx context.Context, label, prof string, d time.Duration, do func(context.Context) error) error {
+// timedHammer GETs path from the API clients' own process (hammer.go) for
+// d, with the manager's CPU seconds and a CPU profile named prof over the
+// same time; it reports under label.
+func (t *loadTest) timedHammer(ctx context.Context, label, prof string, d time.Duration, path string) error {
 	before, err := t.mgr.sample(ctx, t.api)
 	if err != nil {
 		return err
 	}
 	t.prof.wait()
 	t.prof.cpu(ctx, prof, d)
-	stop := make(chan struct{})
-	timer := time.AfterFunc(d, func() { close(stop) })
-	defer timer.Stop()
-	start := time.Now()
-	all, failed, firstErr := hammer(ctx, t.opt.apiClients, stop, do)
-	elapsed := time.Since(start)
-	if err := ctx.Err(); err != nil {
+	all, elapsed, failed, firstErr, err := t.hammerProcess(ctx, path, d)
+	if err != nil {
 		return err
 	}
 	after, err := t.mgr.sample(ctx, t.api)
@@ -775,10 +774,7 @@ func (t *loadTest) timedHammer(ctx context.Context, label, prof string, d time.D
 func (t *loadTest) apiThroughput(ctx context.Context) error {
 	t.log.Info("API throughput", "clients", t.opt.apiClients, "for", t.opt.apiDuration)
 	q := url.Values{"pageNum": {"1"}, "pageSize": {strconv.Itoa(t.opt.pageSize)}}
-	return t.timedHammer(ctx, fmt.Sprintf("API GET /server pageSize=%d", t.opt.pageSize), "cpu-api", t.opt.apiDuration, func(ctx context.Context) error {
-		_, err := t.api.servers(ctx, q)
-		return err
-	})
+	return t.timedHammer(ctx, fmt.Sprintf("API GET /server pageSize=%d", t.opt.pageSize), "cpu-api", t.opt.apiDuration, "/server?"+q.Encode())
 }
 
 // lostAgents measures how long the manager takes to mark an agent offline
