@@ -120,9 +120,7 @@ func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) 
 // seen since that enrollment (last_seen before enrolled_at), else 0.
 func (db *DB) RetryServer(ctx context.Context, tokenID string, keySum []byte) (ids.ID, error) {
 	var id int64
-	err := db.r.QueryRowContext(ctx, `SELECT id FROM servers
-		WHERE enroll_token = ? AND enroll_spki = ? AND `+awaitingRetry+` ORDER BY id LIMIT 1`,
-		tokenID, nonNilBytes(keySum)).Scan(&id)
+	err := db.r.QueryRowContext(ctx, retryServerSQL, tokenID, nonNilBytes(keySum)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -131,6 +129,11 @@ func (db *DB) RetryServer(ctx context.Context, tokenID string, keySum []byte) (i
 	}
 	return ids.ID(id), nil
 }
+
+// retryServerSQL finds the server a token enrolled with a key (index
+// servers_enroll_retry: every enrollment runs it).
+const retryServerSQL = `SELECT id FROM servers
+	WHERE enroll_token = ? AND enroll_spki = ? AND ` + awaitingRetry + ` ORDER BY id LIMIT 1`
 
 // awaitingRetry holds for a server whose agent has not connected since it
 // enrolled: it may not have received its certificate.
