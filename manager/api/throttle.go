@@ -78,7 +78,10 @@ func (t *loginThrottle) reserve(addr, user string) (wait time.Duration, full boo
 	return 0, false, func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		now := t.now()
+		// Cancelled as of when it was taken: rate.Reservation.CancelAt
+		// gives nothing back for a time after the reservation's, and the
+		// password check in between takes tens of milliseconds, so every
+		// right password used to keep its attempt.
 		ra.CancelAt(now)
 		ru.CancelAt(now)
 	}
