@@ -46,7 +46,9 @@ func NewBeatConn(c net.Conn, every time.Duration) *BeatConn {
 	if _, err := c.Write(Beat[:]); err == nil {
 		b.beats.Add(1)
 	}
+	b.mu.Lock() // beat, which reads b.timer, locks b.mu first
 	b.timer = time.AfterFunc(every, b.beat)
+	b.mu.Unlock()
 	return b
 }
 
