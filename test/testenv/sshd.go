@@ -188,8 +188,13 @@ func AgentDir(t testing.TB, agentBin string) string {
 // machine: stopped, uninstalled, its processes (running a binary under
 // programRoot) killed and its files gone; a test's agent must not outlive
 // it, even when the test failed half way.
+//
+// The service names are fixed, so two test processes installing them at
+// once (two engineers' runs on one machine) would remove each other's:
+// the second waits for the first, on a lock held until t ends.
 func RemoveAgentServices(t testing.TB, prefix, programRoot string) {
 	t.Helper()
+	lockServices(t, prefix)
 	clean := func() {
 		scripts, _ := filepath.Glob("/etc/init.d/" + prefix + "*")
 		units, _ := filepath.Glob("/etc/systemd/system/" + prefix + "*.service")
@@ -209,6 +214,21 @@ func RemoveAgentServices(t testing.TB, prefix, programRoot string) {
 	}
 	clean()
 	t.Cleanup(clean)
+}
+
+// lockServices holds an exclusive lock on the services named with prefix
+// until t ends.
+func lockServices(t testing.TB, prefix string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), prefix+"services.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("lock of the %s* services: %v", prefix, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock of the %s* services: %v", prefix, err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
 }
 
 // killUnder kills every process whose executable lies under dir.
