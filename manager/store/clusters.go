@@ -253,12 +253,9 @@ func (db *DB) NodesOnServers(ctx context.Context, serverIDs []ids.ID) ([]cluster
 	if len(serverIDs) == 0 {
 		return nil, nil
 	}
-	args := make([]any, len(serverIDs))
-	for i, id := range serverIDs {
-		args[i] = int64(id)
-	}
+	// One text for any number of servers: queryAll keeps it prepared.
 	return queryAll(ctx, db, "list nodes on servers", scanNode,
-		`SELECT `+nodeCols+` FROM cluster_nodes WHERE server_id IN (?`+strings.Repeat(", ?", len(args)-1)+`) ORDER BY id`, args...)
+		`SELECT `+nodeCols+` FROM cluster_nodes WHERE server_id IN (SELECT value FROM json_each(?)) ORDER BY id`, idsJSON(serverIDs))
 }
 
 // ClusterNamesOnServers returns, by server, the sorted names of the
@@ -310,9 +307,11 @@ func (db *DB) DeleteCluster(ctx context.Context, id ids.ID) error {
 	return clusterErr("delete cluster", err)
 }
 
-// queryAll reads every row query selects.
+// queryAll reads every row query selects. The query is kept prepared
+// (db.query), so its text must not vary with the arguments: a list of ids
+// goes in as one JSON array (idsJSON, json_each).
 func queryAll[T any](ctx context.Context, db *DB, what string, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
-	rows, err := db.r.QueryContext(ctx, query, args...)
+	rows, err := db.query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}

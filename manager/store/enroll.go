@@ -104,7 +104,7 @@ func (db *DB) RevokeJoinToken(ctx context.Context, id string, now time.Time) err
 // agent has enrolled for it yet (it has no certificate serial), else 0.
 func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) {
 	var id int64
-	err := db.r.QueryRowContext(ctx,
+	err := db.queryRow(ctx,
 		`SELECT id FROM servers WHERE manager_ip = ? AND cert_serial = ''`, ip).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -120,7 +120,7 @@ func (db *DB) PendingServerByIP(ctx context.Context, ip string) (ids.ID, error) 
 // seen since that enrollment (last_seen before enrolled_at), else 0.
 func (db *DB) RetryServer(ctx context.Context, tokenID string, keySum []byte) (ids.ID, error) {
 	var id int64
-	err := db.r.QueryRowContext(ctx, retryServerSQL, tokenID, nonNilBytes(keySum)).Scan(&id)
+	err := db.queryRow(ctx, retryServerSQL, tokenID, nonNilBytes(keySum)).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -162,9 +162,9 @@ const awaitingRetry = `enrolled_at IS NOT NULL AND (last_seen IS NULL OR last_se
 func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if e.Retry {
-			return retryEnrolled(ctx, tx, e)
+			return db.retryEnrolled(ctx, tx, e)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE join_tokens SET uses = uses + 1
+		res, err := db.txExec(ctx, tx, `UPDATE join_tokens SET uses = uses + 1
 			WHERE id = ? AND revoked_at IS NULL
 			AND (expires_at IS NULL OR expires_at > ?)
 			AND (max_uses = 0 OR uses < max_uses)`, e.TokenID, e.Now.UnixMilli())
@@ -175,9 +175,9 @@ func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error
 			return err
 		}
 		if e.Create {
-			return createEnrolled(ctx, tx, e)
+			return db.createEnrolled(ctx, tx, e)
 		}
-		return bindEnrolled(ctx, tx, e)
+		return db.bindEnrolled(ctx, tx, e)
 	})
 	switch {
 	case errors.Is(err, enroll.ErrTokenRefused),
@@ -192,8 +192,8 @@ func (db *DB) CompleteEnrollment(ctx context.Context, e enroll.Enrollment) error
 }
 
 // createEnrolled inserts the server row of a new enrollment.
-func createEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO servers (
+func (db *DB) createEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+	_, err := db.txExec(ctx, tx, `INSERT INTO servers (
 			id, area_id, manager_ip, data_ip, hostname, cert_serial, agent_status, created_at, updated_at,
 			enroll_spki, enroll_token, enrolled_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -209,15 +209,15 @@ func createEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error 
 }
 
 // bindEnrolled gives an existing server row its new certificate.
-func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+func (db *DB) bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 	var bound sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT server_id FROM join_tokens WHERE id = ?`, e.TokenID).Scan(&bound)
+	err := db.txQueryRowW(ctx, tx, `SELECT server_id FROM join_tokens WHERE id = ?`, e.TokenID).Scan(&bound)
 	if err != nil {
 		return err
 	}
 	if fromNullID(bound) != e.ServerID || e.ServerID.IsZero() {
 		// Any token may enroll a pending server, but only once.
-		res, err := tx.ExecContext(ctx, `UPDATE servers
+		res, err := db.txExec(ctx, tx, `UPDATE servers
 			SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?,
 				enroll_spki = ?, enroll_token = ?, enrolled_at = ?
 			WHERE id = ? AND cert_serial = ''`,
@@ -231,7 +231,7 @@ func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 
 	// A token bound to this server may re-enroll it: the old certificate dies.
 	var old string
-	err = tx.QueryRowContext(ctx, `SELECT cert_serial FROM servers WHERE id = ?`, int64(e.ServerID)).Scan(&old)
+	err = db.txQueryRowW(ctx, tx, `SELECT cert_serial FROM servers WHERE id = ?`, int64(e.ServerID)).Scan(&old)
 	if errors.Is(err, sql.ErrNoRows) { // cannot happen: the token would have been deleted with it
 		return fleet.ErrServerNotFound
 	}
@@ -239,11 +239,11 @@ func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 		return err
 	}
 	if old != e.CertSerial {
-		if err := revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
+		if err := db.revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
 			return err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE servers
+	_, err = db.txExec(ctx, tx, `UPDATE servers
 		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?,
 			enroll_spki = ?, enroll_token = ?, enrolled_at = ?
 		WHERE id = ?`,
@@ -255,9 +255,9 @@ func bindEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 // retryEnrolled gives a server its new certificate when its agent retries
 // an enrollment whose answer it lost: same token, same key, not connected
 // since. The token is checked but not consumed.
-func retryEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
+func (db *DB) retryEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 	var usable bool
-	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM join_tokens
+	err := db.txQueryRowW(ctx, tx, `SELECT EXISTS (SELECT 1 FROM join_tokens
 		WHERE id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?))`,
 		e.TokenID, e.Now.UnixMilli()).Scan(&usable)
 	if err != nil {
@@ -270,7 +270,7 @@ func retryEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 		return enroll.ErrAlreadyEnrolled
 	}
 	var old string
-	err = tx.QueryRowContext(ctx, `SELECT cert_serial FROM servers
+	err = db.txQueryRowW(ctx, tx, `SELECT cert_serial FROM servers
 		WHERE id = ? AND enroll_token = ? AND enroll_spki = ? AND `+awaitingRetry,
 		int64(e.ServerID), e.TokenID, e.KeySum).Scan(&old)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -280,11 +280,11 @@ func retryEnrolled(ctx context.Context, tx *sql.Tx, e enroll.Enrollment) error {
 		return err
 	}
 	if old != "" && old != e.CertSerial {
-		if err := revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
+		if err := db.revokeSerial(ctx, tx, old, e.ServerID, e.Now); err != nil {
 			return err
 		}
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE servers
+	_, err = db.txExec(ctx, tx, `UPDATE servers
 		SET cert_serial = ?, hostname = ?, agent_status = ?, updated_at = ?, enrolled_at = ?
 		WHERE id = ?`,
 		e.CertSerial, e.Hostname, string(fleet.StatusOffline), millis(e.Now), millis(e.Now), int64(e.ServerID))

@@ -462,7 +462,7 @@ func (db *DB) DeleteServer(ctx context.Context, id ids.ID, now time.Time) error 
 		if inUse {
 			return fleet.ErrServerInUse
 		}
-		if err := revokeSerial(ctx, tx, serial, id, now); err != nil {
+		if err := db.revokeSerial(ctx, tx, serial, id, now); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM servers WHERE id = ?`, int64(id))
@@ -479,11 +479,11 @@ func (db *DB) DeleteServer(ctx context.Context, id ids.ID, now time.Time) error 
 
 // revokeSerial records serial, when not empty, as revoked; a serial revoked
 // before keeps its first record.
-func revokeSerial(ctx context.Context, tx *sql.Tx, serial string, server ids.ID, now time.Time) error {
+func (db *DB) revokeSerial(ctx context.Context, tx *sql.Tx, serial string, server ids.ID, now time.Time) error {
 	if serial == "" {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO revoked_certs (serial, server_id, revoked_at) VALUES (?, ?, ?)
+	_, err := db.txExec(ctx, tx, `INSERT INTO revoked_certs (serial, server_id, revoked_at) VALUES (?, ?, ?)
 		ON CONFLICT (serial) DO NOTHING`, serial, int64(server), millis(now))
 	return err
 }
@@ -492,7 +492,7 @@ func revokeSerial(ctx context.Context, tx *sql.Tx, serial string, server ids.ID,
 // revoked.
 func (db *DB) CertRevoked(ctx context.Context, serial string) (bool, error) {
 	var revoked bool
-	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_certs WHERE serial = ?)`, serial).Scan(&revoked)
+	err := db.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM revoked_certs WHERE serial = ?)`, serial).Scan(&revoked)
 	if err != nil {
 		return false, fmt.Errorf("store: check revoked certificate: %w", err)
 	}

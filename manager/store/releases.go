@@ -493,13 +493,9 @@ func (db *DB) FailUnfinishedReleases(ctx context.Context, reason string, now tim
 
 // InterruptedNodes returns the release nodes left interrupted on nodes.
 func (db *DB) InterruptedNodes(ctx context.Context, nodeIDs []ids.ID) ([]config.ReleaseNode, error) {
-	args := make([]any, len(nodeIDs))
-	for i, id := range nodeIDs {
-		args[i] = int64(id)
-	}
 	return queryAll(ctx, db, "list interrupted release nodes", scanReleaseNode,
-		`SELECT `+releaseNodeCols+` FROM config_release_nodes WHERE state = 'interrupted' AND node_id IN (?`+
-			strings.Repeat(", ?", len(args)-1)+`) ORDER BY release_id`, args...)
+		`SELECT `+releaseNodeCols+` FROM config_release_nodes WHERE state = 'interrupted'
+			AND node_id IN (SELECT value FROM json_each(?)) ORDER BY release_id`, idsJSON(nodeIDs))
 }
 
 // AppliedFiles returns what the manager knows is on the nodes' files.

@@ -74,6 +74,8 @@ type DB struct {
 	w     writer  // writer: one connection, BEGIN IMMEDIATE
 	r     *sql.DB // readers: query_only connections
 	reads *stmtCache
+	// writes caches the writer's hot statements (enrollment's).
+	writes *stmtCache
 	// serverCounts are the totals of server list filters, each valid while
 	// server_list_gen has the generation it was counted at.
 	serverCounts *lru.Cache[serverCountKey, serverCount]
@@ -172,7 +174,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
-	return &DB{w: writer{w}, r: r, reads: newStmtCache(r), serverCounts: counts, stampPages: pages}, nil
+	return &DB{w: writer{w}, r: r, reads: newStmtCache(r), writes: newStmtCache(w), serverCounts: counts, stampPages: pages}, nil
 }
 
 // migrate applies the embedded migrations that db has not seen yet.
@@ -196,6 +198,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // Close closes both connection pools.
 func (db *DB) Close() error {
 	db.reads.close()
+	db.writes.close()
 	errR := db.r.Close()
 	errW := db.w.Close()
 	if err := errors.Join(errR, errW); err != nil {
