@@ -87,11 +87,17 @@ type ProcessSource interface {
 	Processes() []Proc
 }
 
+// Source takes samples of the host; *Collector is one.
+type Source interface {
+	Collect(ctx context.Context) (Report, error)
+}
+
 // Collector samples the host. It is safe for concurrent use, but samples
 // are meant to be taken by one loop: CPU usage is measured between them.
 type Collector struct {
 	diskPath  string
 	processes ProcessSource
+	mounts    *mountCache
 
 	mu      sync.Mutex
 	prevCPU cpu.TimesStat
@@ -103,7 +109,7 @@ type Collector struct {
 // procs lists (nil: none). It reads the CPU times once, as the baseline of
 // the first sample's CPU usage.
 func NewCollector(diskPath string, procs ProcessSource) *Collector {
-	c := &Collector{diskPath: diskPath, processes: procs}
+	c := &Collector{diskPath: diskPath, processes: procs, mounts: newMountCache()}
 	if t, err := cpuTimes(context.Background()); err == nil {
 		c.prevCPU, c.hasPrev = t, true
 	}
@@ -204,8 +210,42 @@ func busy(t cpu.TimesStat) (all, busy float64) {
 
 // filesystems reports filesystems on real devices (one mount point per
 // device: bind mounts repeat it), plus the one holding the state dir even
-// when it is not on a device (an overlay root in a container).
+// when it is not on a device (an overlay root in a container). Which they
+// are is kept while the mounts do not change (mountCache); their usage is
+// read at every sample.
 func (c *Collector) filesystems(ctx context.Context) ([]Filesystem, error) {
+	picked, err := c.mounts.get(ctx, time.Now(), c.partitions)
+	if err != nil {
+		return nil, err
+	}
+	var out []Filesystem
+	var errs []error
+	for _, p := range picked {
+		if len(out) == MaxFilesystems {
+			break
+		}
+		u, err := disk.UsageWithContext(ctx, p.Mountpoint)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if u.Total == 0 {
+			continue
+		}
+		out = append(out, Filesystem{
+			Path: p.Mountpoint, Device: p.Device, FSType: p.Fstype,
+			Total: u.Total, Free: min(u.Free, u.Total), Used: min(u.Used, u.Total),
+		})
+	}
+	if len(out) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// partitions picks the filesystems to report from the mount table, sorted
+// by mount point.
+func (c *Collector) partitions(ctx context.Context) ([]disk.PartitionStat, error) {
 	real, err := disk.PartitionsWithContext(ctx, false)
 	if err != nil {
 		return nil, err
@@ -233,29 +273,7 @@ func (c *Collector) filesystems(ctx context.Context) ([]Filesystem, error) {
 		}
 	}
 	slices.SortFunc(picked, func(a, b disk.PartitionStat) int { return strings.Compare(a.Mountpoint, b.Mountpoint) })
-	var out []Filesystem
-	var errs []error
-	for _, p := range picked {
-		if len(out) == MaxFilesystems {
-			break
-		}
-		u, err := disk.UsageWithContext(ctx, p.Mountpoint)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if u.Total == 0 {
-			continue
-		}
-		out = append(out, Filesystem{
-			Path: p.Mountpoint, Device: p.Device, FSType: p.Fstype,
-			Total: u.Total, Free: min(u.Free, u.Total), Used: min(u.Used, u.Total),
-		})
-	}
-	if len(out) == 0 && len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return out, nil
+	return picked, nil
 }
 
 func cmpLenThen(a, b string) int {

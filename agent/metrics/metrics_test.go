@@ -2,7 +2,9 @@ package metrics_test
 
 import (
 	"os"
+	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 
 	"github.com/admq/admq-manager/agent/metrics"
@@ -99,5 +101,59 @@ func TestNoProcessSource(t *testing.T) {
 	}
 	if len(r.Processes) != 0 {
 		t.Fatalf("processes %+v", r.Processes)
+	}
+}
+
+// TestMountSeenAtOnce mounts a filesystem over the state dir's parent
+// between two samples: the next report names it at once (and no longer
+// after it is unmounted), though which filesystems to report is kept
+// between samples.
+func TestMountSeenAtOnce(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	// gopsutil reads pid 1's mount table, which may be another mount
+	// namespace than this test's (a sandbox); read this process's.
+	t.Setenv("HOST_PROC_MOUNTINFO", "/proc/self/mountinfo")
+	mnt := t.TempDir()
+	state := filepath.Join(mnt, "state")
+	c := metrics.NewCollector(state, nil)
+	reports := func() map[string]string {
+		t.Helper()
+		r, err := c.Collect(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, f := range r.Filesystems {
+			out[f.Path] = f.FSType
+		}
+		return out
+	}
+	if fs := reports(); fs[mnt] != "" {
+		t.Fatalf("%s reported before it is mounted: %v", mnt, fs)
+	}
+	reports() // kept
+	if err := syscall.Mount("admq-metrics-test", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mount a tmpfs: %v", err)
+	}
+	mounted := true
+	t.Cleanup(func() {
+		if mounted {
+			_ = syscall.Unmount(mnt, syscall.MNT_DETACH)
+		}
+	})
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if fs := reports(); fs[mnt] != "tmpfs" {
+		t.Fatalf("the tmpfs mounted on %s is not reported: %v", mnt, fs)
+	}
+	if err := syscall.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	mounted = false
+	if fs := reports(); fs[mnt] != "" {
+		t.Fatalf("%s still reported after it was unmounted: %v", mnt, fs)
 	}
 }
