@@ -45,30 +45,49 @@ type Collector struct {
 	DiskPath string
 	// StateDir is reported as it is.
 	StateDir string
+	// Host reads what does not change; nil: the Collector's own. A
+	// process simulating many agents on one host (the load program) gives
+	// them one, so that it is read once, not once per agent.
+	Host *Host
 
+	own Host
+}
+
+// Host holds the facts that do not change while the process runs, read
+// once. The zero value is ready to use.
+type Host struct {
 	once   sync.Once
 	static Facts
 	err    error
 }
 
-// Collect reads the host's facts.
-func (c *Collector) Collect(ctx context.Context) (Facts, error) {
-	c.once.Do(func() {
+// read returns the facts that do not change, reading them the first time.
+func (h *Host) read(ctx context.Context) (Facts, error) {
+	h.once.Do(func() {
 		hi, err := host.InfoWithContext(ctx)
 		if err != nil {
-			c.err = fmt.Errorf("host info: %w", err)
+			h.err = fmt.Errorf("host info: %w", err)
 			return
 		}
-		c.static = Facts{
+		h.static = Facts{
 			Platform: hi.Platform, PlatformVersion: hi.PlatformVersion,
 			KernelVersion: hi.KernelVersion, BootTime: int64(hi.BootTime),
 		}
 	})
-	f := c.static
+	return h.static, h.err
+}
+
+// Collect reads the host's facts.
+func (c *Collector) Collect(ctx context.Context) (Facts, error) {
+	fixed := c.Host
+	if fixed == nil {
+		fixed = &c.own
+	}
+	f, staticErr := fixed.read(ctx)
 	f.OS, f.Arch, f.CPUs = runtime.GOOS, runtime.GOARCH, runtime.NumCPU()
 	f.AgentVersion, f.DiskPath, f.StateDir = version.Version, c.DiskPath, c.StateDir
-	if c.err != nil {
-		return f, c.err
+	if staticErr != nil {
+		return f, staticErr
 	}
 	// The hostname can change while the agent runs; it is cheap to read.
 	h, err := os.Hostname()

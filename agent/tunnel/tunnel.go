@@ -79,6 +79,12 @@ type Config struct {
 	// Processes lists the node processes whose CPU and memory the metrics
 	// reports carry; nil: the nodes the agent's supervisor runs.
 	Processes metrics.ProcessSource
+	// Metrics takes the samples the metrics reports carry; nil: a
+	// metrics.Collector of the agent's own, measuring Processes. A process
+	// simulating many agents on one host (the load program) gives them one
+	// shared source, and one facts.Host (HostFacts) for what never changes.
+	Metrics   metrics.Source
+	HostFacts *facts.Host
 	// Dial opens the TCP connection (default: a net.Dialer); load tests use
 	// it to simulate many hosts and lost links.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -139,7 +145,7 @@ type Client struct {
 	log *slog.Logger
 	// collector samples host metrics; it outlives sessions so that CPU
 	// usage is measured between reports across a reconnect.
-	collector *metrics.Collector
+	collector metrics.Source
 	// facts reads the host facts for heartbeats and GetFacts; it reads what
 	// never changes only once.
 	facts *facts.Collector
@@ -191,8 +197,12 @@ func New(cfg Config, log *slog.Logger) *Client {
 	if err != nil {
 		stateDir = cfg.StateDir
 	}
-	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir, StateDir: stateDir}}
-	if cfg.MetricsInterval > 0 {
+	c := &Client{cfg: cfg, log: log, facts: &facts.Collector{DiskPath: cfg.StateDir, StateDir: stateDir, Host: cfg.HostFacts}}
+	switch {
+	case cfg.MetricsInterval <= 0:
+	case cfg.Metrics != nil:
+		c.collector = cfg.Metrics
+	default:
 		procs := cfg.Processes
 		if procs == nil {
 			procs = supervisorProcs{c}

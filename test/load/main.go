@@ -46,6 +46,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/admq/admq-manager/agent/facts"
 	agenttunnel "github.com/admq/admq-manager/agent/tunnel"
 )
 
@@ -65,6 +66,7 @@ type options struct {
 	logDir            string
 	agentStateRoot    string
 	realHostEtc       bool
+	ownHostSamples    bool
 	profileDir        string
 	profileSeconds    time.Duration
 	fleetConcurrency  int
@@ -92,6 +94,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipRestart, "skip-restart", false, "skip the manager restart and reconnect storm")
 	fs.StringVar(&o.agentStateRoot, "agent-state-root", defaultAgentStateRoot(), "parent of the agents' temporary state dirs (default tmpfs /dev/shm when present; empty: $TMPDIR); the manager's data dir is always under $TMPDIR")
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
+	fs.BoolVar(&o.ownHostSamples, "own-host-samples", false, "let every agent sample this host's metrics and read its fixed facts itself, as a real agent on its own host does (default: one shared sample per second for all, since they all run on this host)")
 	fs.IntVar(&o.fleetConcurrency, "fleet-concurrency", 256, "concurrency of the fleet-wide operations (POST /fleet/operation) the program runs")
 	fs.IntVar(&o.pageSize, "page-size", 100, "pageSize of the GET /server throughput test")
 	fs.IntVar(&o.agentsGOGC, "agents-gogc", 400, "GOGC of this process: the simulated agents trade memory for CPU, so that they starve the manager (and themselves) less; the manager's GOGC is its own")
@@ -346,6 +349,11 @@ func (t *loadTest) run(ctx context.Context) error {
 		t.rep.add("agent facts HOST_ETC", "%s  (no lsb_release exec per heartbeat; -real-host-etc to disable)", etc)
 	}
 	base := agenttunnel.Config{ManagerAddr: tunnelAddr, Token: token, CAPin: pin}
+	if !t.opt.ownHostSamples {
+		base.Metrics = newSharedMetrics(stateRoot, time.Second)
+		base.HostFacts = new(facts.Host)
+		t.rep.add("agent host samples", "shared: one metrics sample per second and one read of the host's fixed facts for all agents (-own-host-samples: each agent its own)")
+	}
 	if t.fleet, err = newFleet(ctx, base, n, stateRoot, agentLogger); err != nil {
 		return err
 	}
@@ -455,10 +463,13 @@ func (t *loadTest) waitFor(ctx context.Context, what string, every, limit time.D
 
 // connectCurve polls the connected-agents gauge every 100ms from t0 until it
 // reaches target, returning when it first reached 50%, 90%, 99% and 100%.
-func (t *loadTest) connectCurve(ctx context.Context, what string, t0 time.Time, target int) ([4]time.Duration, error) {
+// last, if not nil, is kept at the gauge's last value.
+func (t *loadTest) connectCurve(ctx context.Context, what string, t0 time.Time, target int, last *atomic.Int64) ([4]time.Duration, error) {
 	marks := [4]float64{0.5, 0.9, 0.99, 1}
 	var at [4]time.Duration
-	var last atomic.Int64
+	if last == nil {
+		last = new(atomic.Int64)
+	}
 	err := t.waitFor(ctx, what, 100*time.Millisecond, t.opt.phaseTimeout, func(ctx context.Context) (bool, error) {
 		m, err := t.api.metrics(ctx)
 		if err != nil {
@@ -476,10 +487,17 @@ func (t *loadTest) connectCurve(ctx context.Context, what string, t0 time.Time, 
 	return at, err
 }
 
-// onlineAfter polls GET /server?agentStatus=online until its total reaches
-// target, returning the time since t0.
-func (t *loadTest) onlineAfter(ctx context.Context, t0 time.Time, target int) (time.Duration, error) {
+// onlineAfter polls GET /server?agentStatus=online every 100ms until its
+// total reaches target, returning the time since t0. It starts asking once
+// the connected-agents gauge (last, from connectCurve) reached 90% of
+// target: each such list costs the manager a look at every server's
+// status, and asked all along it was 7% of the manager's CPU while 10,000
+// agents connected, CPU taken from what is measured.
+func (t *loadTest) onlineAfter(ctx context.Context, t0 time.Time, target int, last *atomic.Int64) (time.Duration, error) {
 	err := t.waitFor(ctx, "API online total", 100*time.Millisecond, t.opt.phaseTimeout, func(ctx context.Context) (bool, error) {
+		if last.Load()*10 < int64(target)*9 {
+			return false, nil
+		}
 		total, err := t.api.onlineTotal(ctx)
 		return total >= target, err
 	}, nil)
@@ -501,13 +519,14 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 	t0 := t.fleet.startedAt
 	var curve [4]time.Duration
 	var online time.Duration
+	var gauge atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		curve, err = t.connectCurve(gctx, "all agents connected", t0, n)
+		curve, err = t.connectCurve(gctx, "all agents connected", t0, n, &gauge)
 		return err
 	})
 	g.Go(func() (err error) {
-		online, err = t.onlineAfter(gctx, t0, n)
+		online, err = t.onlineAfter(gctx, t0, n, &gauge)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -532,7 +551,7 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 	}
 	t.rep.add("connect all, gauge (s)", "%s", secs(curve[3]))
 	t.rep.add("connect 50/90/99/100%, gauge (s)", "%s", curveString(curve))
-	t.rep.add("connect all, API online total (s)", "%s", secs(online))
+	t.rep.add("connect all, API online total (s)", "%s  (asked every 100 ms once the gauge passed 90%%)", secs(online))
 	t.rep.add("connect rate (agents/s)", "%.0f", float64(n)/curve[3].Seconds())
 	t.reportEnroll()
 	s, err := t.mgr.sample(ctx, t.api)
@@ -834,7 +853,7 @@ func (t *loadTest) lostAgents(ctx context.Context) error {
 	for _, a := range victims {
 		t.fleet.restart(a)
 	}
-	if _, err := t.connectCurve(ctx, "stopped agents back", start, t.opt.agents); err != nil {
+	if _, err := t.connectCurve(ctx, "stopped agents back", start, t.opt.agents, nil); err != nil {
 		return err
 	}
 	t.rep.add("lost agents restarted -> connected (s)", "%s", secs(time.Since(start)))
@@ -885,6 +904,7 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	t.log.Info("manager restarted; waiting for agents to reconnect", "n", n)
 	var curve [4]time.Duration
 	var online time.Duration
+	var gauge atomic.Int64
 	// The console while the agents come back: how fast does it answer?
 	stormStop := make(chan struct{})
 	stormDone := make(chan struct{})
@@ -904,11 +924,11 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		curve, err = t.connectCurve(gctx, "agents reconnected", tReady, n)
+		curve, err = t.connectCurve(gctx, "agents reconnected", tReady, n, &gauge)
 		return err
 	})
 	g.Go(func() (err error) {
-		online, err = t.onlineAfter(gctx, tReady, n)
+		online, err = t.onlineAfter(gctx, tReady, n, &gauge)
 		return err
 	})
 	err = g.Wait()
@@ -943,7 +963,7 @@ func (t *loadTest) restartStorm(ctx context.Context) error {
 	t.rep.add("reconnect all since SIGTERM (s)", "%s", secs(curve[3]+tReady.Sub(tKill)))
 	t.rep.add("reconnect all since manager ready (s)", "%s", secs(curve[3]))
 	t.rep.add("reconnect 50/90/99/100% since ready (s)", "%s", curveString(curve))
-	t.rep.add("reconnect all, API online total since ready (s)", "%s", secs(online))
+	t.rep.add("reconnect all, API online total since ready (s)", "%s  (asked every 100 ms once the gauge passed 90%%)", secs(online))
 	s, err := t.mgr.settledSample(ctx, t.api)
 	if err != nil {
 		return err
