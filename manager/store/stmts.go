@@ -106,23 +106,30 @@ func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 	return s.QueryRowContext(ctx, args...)
 }
 
+// forTx returns query's cached statement for use in tx, or nil (run query
+// unprepared on tx) when it is not cached yet.
+func (c *stmtCache) forTx(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	if s := c.cached(query); s != nil {
+		return tx.StmtContext(ctx, s)
+	}
+	return nil
+}
+
 // txQuery is tx.QueryContext through the cache, for a read transaction.
 func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	s := db.reads.cached(query)
-	if s == nil {
-		return tx.QueryContext(ctx, query, args...)
+	if s := db.reads.forTx(ctx, tx, query); s != nil {
+		return s.QueryContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, s).QueryContext(ctx, args...)
+	return tx.QueryContext(ctx, query, args...)
 }
 
 // txQueryRow is tx.QueryRowContext through the cache, for a read
 // transaction.
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	s := db.reads.cached(query)
-	if s == nil {
-		return tx.QueryRowContext(ctx, query, args...)
+	if s := db.reads.forTx(ctx, tx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	return tx.QueryRowContext(ctx, query, args...)
 }
 
 // The writer's statements are cached the same way (db.writes): a write
@@ -135,19 +142,17 @@ func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...
 // txExec is tx.ExecContext through the writer's cache, for a write
 // transaction.
 func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	s := db.writes.cached(query)
-	if s == nil {
-		return tx.ExecContext(ctx, query, args...)
+	if s := db.writes.forTx(ctx, tx, query); s != nil {
+		return s.ExecContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, s).ExecContext(ctx, args...)
+	return tx.ExecContext(ctx, query, args...)
 }
 
 // txQueryRowW is tx.QueryRowContext through the writer's cache, for a
 // write transaction.
 func (db *DB) txQueryRowW(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	s := db.writes.cached(query)
-	if s == nil {
-		return tx.QueryRowContext(ctx, query, args...)
+	if s := db.writes.forTx(ctx, tx, query); s != nil {
+		return s.QueryRowContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
+	return tx.QueryRowContext(ctx, query, args...)
 }
