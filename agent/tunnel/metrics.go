@@ -8,9 +8,11 @@ import (
 	"github.com/hashicorp/yamux"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/admq/admq-manager/agent/metrics"
 	"github.com/admq/admq-manager/agent/rpc"
+	"github.com/admq/admq-manager/internal/muxframe"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
 
@@ -22,12 +24,28 @@ const firstReportDelay = time.Second
 // minMetricsInterval is the shortest interval the manager may ask for.
 const minMetricsInterval = time.Second
 
+// ackRefresh is how old the manager's last answer to a report may get
+// before the next report goes as a call again, when reports go as frames:
+// the answer carries the intervals and the reconnect spread, which grows
+// with the manager's fleet.
+const ackRefresh = 5 * time.Minute
+
 // reportMetrics sends a metrics report shortly after the session comes up
 // and then at the interval the manager asks for, until the session ends.
 // A failing report is logged once at warn, then at debug until one works.
 // With withFacts the reports are the heartbeat too: they carry the host's
 // facts at the heartbeat interval.
-func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient, withFacts bool) {
+//
+// With send (the manager takes out-of-band frames, muxframe.FramesALPN)
+// most reports go as a frame below yamux: no stream, no answer, nothing
+// for the manager to do but decode and keep it. A report still goes as a
+// call, for the manager's answer, when it is the session's first (the
+// manager may have to look the server up, which it does not do for a
+// frame), while the reconnect spread of the last two answers differs by
+// more than a tenth (the manager's fleet is still connecting), when the
+// last answer is ackRefresh old, after a failed call, and when it is too
+// large for a frame.
+func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agentv1.ManagerServiceClient, withFacts bool, send func(body []byte) error) {
 	log := c.log.With("component", "metrics")
 	interval := c.cfg.MetricsInterval
 	delay := firstReportDelay
@@ -45,6 +63,9 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 	var factsSent time.Time // when facts last went through
 	var failing bool
 	var lastCollectErr string
+	var acked time.Time          // when the manager last answered a report
+	var spread, lastSpread int64 // its last two reconnect spreads
+	var answers int
 	for {
 		t := time.NewTimer(delay)
 		select {
@@ -77,6 +98,20 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			}
 			msg.Facts = rpc.FactsToProto(f)
 		}
+		if send != nil && answers >= 2 && settled(lastSpread, spread) && time.Since(acked) < ackRefresh {
+			if body, err := proto.Marshal(msg); err == nil && len(body) <= muxframe.MaxBody {
+				if err := send(body); err != nil {
+					// The connection failed: the session is ending.
+					log.Debug("metrics report frame not sent", "err", err)
+					continue
+				}
+				c.reported.Store(true)
+				if withFactsNow {
+					factsSent = time.Now()
+				}
+				continue
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
 		ack, err := mc.ReportMetrics(rctx, msg)
 		cancel()
@@ -106,8 +141,25 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			if withFactsNow {
 				factsSent = time.Now()
 			}
+			acked, lastSpread, spread = time.Now(), spread, ack.GetReconnectSpreadMs()
+			answers++
+		}
+		if err != nil {
+			answers = 0 // calls until two answers agree again
 		}
 	}
+}
+
+// settled reports whether two reconnect spreads in a row (ms) are within
+// a tenth of each other, or two seconds (a spread that short matters
+// little next to the backoff's 15 s): the manager's fleet is no longer
+// growing fast.
+func settled(a, b int64) bool {
+	d := a - b
+	if d < 0 {
+		d = -d
+	}
+	return d <= max(a, b)/10 || d <= 2000
 }
 
 // metricsToProto converts a metrics sample to its wire form.

@@ -38,6 +38,7 @@ import (
 	"github.com/admq/admq-manager/agent/rpc"
 	"github.com/admq/admq-manager/agent/supervisor"
 	"github.com/admq/admq-manager/internal/backoff"
+	"github.com/admq/admq-manager/internal/muxframe"
 	"github.com/admq/admq-manager/internal/shortcall"
 	"github.com/admq/admq-manager/internal/tlsutil"
 	"github.com/admq/admq-manager/internal/version"
@@ -92,6 +93,9 @@ type Config struct {
 	// separate heartbeat, as agents before short calls did (for tests of
 	// mixed fleets, and a way back should short calls misbehave).
 	PlainGRPC bool
+	// NoReportFrames sends every metrics report as a call, as agents
+	// before out-of-band frames did (for tests of mixed fleets).
+	NoReportFrames bool
 }
 
 func (c Config) withDefaults() Config {
@@ -314,7 +318,8 @@ func (c *Client) dial(ctx context.Context, tc *tls.Config) (*recordingConn, erro
 		}
 		return nil, fmt.Errorf("tls handshake with manager %s: %w", c.cfg.ManagerAddr, err)
 	}
-	return &recordingConn{Conn: conn, short: conn.ConnectionState().NegotiatedProtocol == shortcall.ALPN}, nil
+	alpn := conn.ConnectionState().NegotiatedProtocol
+	return &recordingConn{Conn: conn, frames: alpn == muxframe.FramesALPN, short: alpn == shortcall.ALPN || alpn == muxframe.FramesALPN}, nil
 }
 
 // recordingConn keeps the first read error. With TLS 1.3 the client's
@@ -323,10 +328,11 @@ func (c *Client) dial(ctx context.Context, tc *tls.Config) (*recordingConn, erro
 // "session shutdown".
 type recordingConn struct {
 	net.Conn
-	// short is set when the manager speaks short calls.
-	short   bool
-	mu      sync.Mutex
-	readErr error
+	// short is set when the manager speaks short calls, frames when it
+	// takes out-of-band frames (muxframe.FramesALPN).
+	short, frames bool
+	mu            sync.Mutex
+	readErr       error
 }
 
 func (r *recordingConn) Read(p []byte) (int, error) {
@@ -506,7 +512,8 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 		return 0, err
 	}
 	start := time.Now()
-	mux, err := yamux.Client(c.beating(conn), c.yamuxConfig())
+	below := c.beating(conn)
+	mux, err := yamux.Client(below, c.yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return 0, fmt.Errorf("yamux: %w", err)
@@ -555,7 +562,13 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 		calls2.Go(func() { c.heartbeat(ctx, mux, mc) })
 	}
 	if c.collector != nil {
-		calls2.Go(func() { c.reportMetrics(ctx, mux, mc, factsOnReports) })
+		// Reports go as out-of-band frames below yamux to a manager that
+		// takes them (see reportMetrics).
+		var send func([]byte) error
+		if bc, ok := below.(*muxframe.BeatConn); ok && conn.frames {
+			send = func(body []byte) error { return bc.Send(muxframe.TypeReport, body) }
+		}
+		calls2.Go(func() { c.reportMetrics(ctx, mux, mc, factsOnReports, send) })
 	}
 	<-mux.CloseChan()
 	calls2.Wait()
@@ -574,10 +587,16 @@ func (c *Client) sessionCache(certPEM []byte) tls.ClientSessionCache {
 	return c.tickets
 }
 
-// offerShortCalls asks the manager, in the TLS handshake, for short calls.
+// offerShortCalls asks the manager, in the TLS handshake, for short calls
+// and out-of-band frames; a manager that knows only short calls picks
+// those.
 func (c *Client) offerShortCalls(tc *tls.Config) {
-	if !c.cfg.PlainGRPC {
+	switch {
+	case c.cfg.PlainGRPC:
+	case c.cfg.NoReportFrames:
 		tc.NextProtos = []string{shortcall.ALPN}
+	default:
+		tc.NextProtos = []string{muxframe.FramesALPN, shortcall.ALPN}
 	}
 }
 

@@ -1,6 +1,8 @@
 package muxframe
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -87,6 +89,35 @@ func (b *BeatConn) beat() {
 	if !b.closed.Load() {
 		b.timer.Reset(next)
 	}
+}
+
+// Send writes an out-of-band frame of type typ around body (see
+// FramesALPN: only to a peer that agreed to them) between two of yamux's
+// frames, in one write. It counts as a write: the next heartbeat is an
+// interval after it.
+func (b *BeatConn) Send(typ byte, body []byte) error {
+	if len(body) == 0 || len(body) > MaxBody {
+		return fmt.Errorf("muxframe: a frame body of %d bytes (1 to %d allowed)", len(body), MaxBody)
+	}
+	bp := joinBufs.Get().(*[]byte)
+	frame := appendFrame((*bp)[:0], typ, body)
+	defer func() {
+		*bp = frame[:0]
+		joinBufs.Put(bp)
+	}()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// A data frame's header held back for its body is not on the wire
+	// yet: the frame goes out ahead of it. Anywhere else mid-frame only a
+	// failed write leaves the connection, and the session is over.
+	if !b.frames.AtBoundary() && !b.join.Held() {
+		return errors.New("muxframe: the connection is inside a frame after a failed write")
+	}
+	if _, err := b.Conn.Write(frame); err != nil {
+		return err
+	}
+	b.last = time.Now()
+	return nil
 }
 
 // Beats is the number of heartbeats written so far.

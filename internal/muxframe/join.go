@@ -27,6 +27,11 @@ var joinBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
+// Held reports whether a data frame's header waits for its body: the
+// bytes written so far end mid-frame, but what went out ends with a whole
+// frame.
+func (j *Joiner) Held() bool { return j.held }
+
 // Write writes p, the next bytes yamux writes, to w.
 func (j *Joiner) Write(w io.Writer, p []byte) (int, error) {
 	if j.held {

@@ -47,6 +47,10 @@ type Scanner struct {
 	hdr  [HeaderSize]byte
 	have int    // header bytes collected
 	skip uint32 // body bytes still to pass over
+	// own is set inside an out-of-band frame (Strip), whose body is
+	// gathered in body when it comes in more than one piece.
+	own  bool
+	body []byte
 }
 
 // Scan consumes the next bytes of the stream and reports the frames whose
@@ -66,20 +70,25 @@ func (f *Scanner) Scan(b []byte) (seen Seen) {
 			return seen
 		}
 		f.have = 0
-		typ, flags := f.hdr[1], binary.BigEndian.Uint16(f.hdr[2:4])
-		switch {
-		case typ == typeData:
-			f.skip = binary.BigEndian.Uint32(f.hdr[8:12])
-		case f.hdr == Beat:
-			seen.Beats++
-		}
-		if (typ == typeData || typ == typeWindow) && flags&flagSYN != 0 {
-			seen.Opened++
-		}
+		f.header(&seen)
 	}
 	return seen
 }
 
+// header takes the yamux frame header just completed in f.hdr.
+func (f *Scanner) header(seen *Seen) {
+	typ, flags := f.hdr[1], binary.BigEndian.Uint16(f.hdr[2:4])
+	switch {
+	case typ == typeData:
+		f.skip = binary.BigEndian.Uint32(f.hdr[8:12])
+	case f.hdr == Beat:
+		seen.Beats++
+	}
+	if (typ == typeData || typ == typeWindow) && flags&flagSYN != 0 {
+		seen.Opened++
+	}
+}
+
 // AtBoundary reports whether the bytes scanned so far end with a whole
 // frame: a frame written now would not split one.
-func (f *Scanner) AtBoundary() bool { return f.have == 0 && f.skip == 0 }
+func (f *Scanner) AtBoundary() bool { return f.have == 0 && f.skip == 0 && !f.own }

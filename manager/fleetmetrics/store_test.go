@@ -268,6 +268,36 @@ func TestLabelsAreLookedUpOnce(t *testing.T) {
 	}
 }
 
+// TestReportKnownNeverLooksUp: ReportKnown keeps the report of a server
+// that has reported (with a new hostname too), and keeps nothing, without
+// a lookup, for one that has not or was forgotten; a bad report is
+// refused either way.
+func TestReportKnownNeverLooksUp(t *testing.T) {
+	s, srvs, _, _ := newStore(t)
+	if known, err := s.ReportKnown(serverA, sample("host-a")); known || err != nil {
+		t.Fatalf("before any report: known %v, err %v", known, err)
+	}
+	if srvs.lookups != 0 || testutil.CollectAndCount(s) != 0 {
+		t.Fatalf("%d lookups, %d series, want none", srvs.lookups, testutil.CollectAndCount(s))
+	}
+	report(t, s, serverA, sample("host-a"))
+	if known, err := s.ReportKnown(serverA, sample("host-b")); !known || err != nil {
+		t.Fatalf("after a report: known %v, err %v", known, err)
+	}
+	if got := s.Latest(); len(got) != 1 || got[0].Hostname != "host-b" || srvs.lookups != 1 {
+		t.Fatalf("latest %+v after %d lookups, want host-b after 1", got, srvs.lookups)
+	}
+	bad := sample("host-c")
+	bad.CPUUsage = 2
+	if _, err := s.ReportKnown(serverA, bad); err == nil {
+		t.Fatal("a bad report was taken")
+	}
+	s.Forget(serverA)
+	if known, _ := s.ReportKnown(serverA, sample("host-a")); known || testutil.CollectAndCount(s) != 0 {
+		t.Fatal("a forgotten server's report was kept")
+	}
+}
+
 func TestBadReports(t *testing.T) {
 	long := strings.Repeat("x", 300)
 	for _, tc := range []struct {

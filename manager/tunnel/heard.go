@@ -18,6 +18,11 @@ import (
 // once, when reading fails, which is how every session ends (yamux closes
 // the connection whatever ends the session, and its reader then fails).
 // Both run on yamux's reading goroutine and must not block.
+//
+// An agent that agreed on muxframe.FramesALPN sends its metrics reports as
+// out-of-band frames between yamux's: Read takes them out of what yamux
+// reads and hands each to onFrame, on the same goroutine, without
+// blocking either.
 type heardConn struct {
 	net.Conn
 	last atomic.Int64 // Unix nanoseconds
@@ -34,6 +39,11 @@ type heardConn struct {
 	beats atomic.Bool
 	// join makes a data frame one write (yamux's writer alone writes).
 	join muxframe.Joiner
+	// onFrame, if set, takes the agent's out-of-band frames.
+	onFrame func(typ byte, body []byte)
+	// broken is why the agent's bytes could not be read as frames; set by
+	// the reading goroutine before onEnd.
+	broken error
 }
 
 func newHeardConn(c net.Conn) *heardConn {
@@ -51,28 +61,47 @@ func (c *heardConn) watch(onOpen func(n int), onEnd func()) {
 // release lets yamux read once the hooks may run.
 func (c *heardConn) release() { close(c.hold) }
 
+// takeFrames makes Read hand the agent's out-of-band frames to onFrame;
+// set before release.
+func (c *heardConn) takeFrames(onFrame func(typ byte, body []byte)) { c.onFrame = onFrame }
+
 func (c *heardConn) Read(p []byte) (int, error) {
 	if c.hold != nil {
 		<-c.hold
 		c.hold = nil
 	}
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
-		if c.onOpen != nil {
-			seen := c.frames.Scan(p[:n])
-			if seen.Opened > 0 {
-				c.onOpen(seen.Opened)
-			}
-			if seen.Beats > 0 && !c.beats.Load() {
-				c.beats.Store(true)
+	for {
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.last.Store(time.Now().UnixNano())
+			if c.onOpen != nil {
+				var seen muxframe.Seen
+				if c.onFrame != nil {
+					var ferr error
+					n, seen, ferr = c.frames.Strip(p[:n], c.onFrame)
+					if ferr != nil {
+						c.broken = ferr
+						err = ferr
+					}
+				} else {
+					seen = c.frames.Scan(p[:n])
+				}
+				if seen.Opened > 0 {
+					c.onOpen(seen.Opened)
+				}
+				if seen.Beats > 0 && !c.beats.Load() {
+					c.beats.Store(true)
+				}
 			}
 		}
+		if n == 0 && err == nil {
+			continue // all of it was out-of-band frames: nothing for yamux yet
+		}
+		if err != nil && c.onEnd != nil {
+			c.ended.Do(c.onEnd)
+		}
+		return n, err
 	}
-	if err != nil && c.onEnd != nil {
-		c.ended.Do(c.onEnd)
-	}
-	return n, err
 }
 
 func (c *heardConn) Write(p []byte) (int, error) { return c.join.Write(c.Conn, p) }

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/muxframe"
 	"github.com/admq/admq-manager/internal/shortcall"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -96,6 +97,10 @@ type Config struct {
 	// MetricsInterval is how often agents are told to report host metrics
 	// (default 15s, at least 1s).
 	MetricsInterval time.Duration
+	// NoReportFrames offers agents no out-of-band frames
+	// (muxframe.FramesALPN): every metrics report is a call, as with
+	// managers before them (for tests of mixed fleets).
+	NoReportFrames bool
 	// TicketSecret, if set, is what TLS session ticket keys are derived
 	// from (pki.TicketSecret), so that agents resume their sessions after a
 	// restart of the manager (creds.go); nil: tickets die with the process.
@@ -206,9 +211,11 @@ type Presence interface {
 
 // Metrics keeps the host metrics agents report; fleetmetrics.Store
 // implements it. Report returns an *invalid.Error for a report no real host
-// sends.
+// sends. ReportKnown is Report that never waits: it keeps nothing (known
+// false) for a server it would have to look up first.
 type Metrics interface {
 	Report(ctx context.Context, id ids.ID, r fleetmetrics.Report) error
+	ReportKnown(id ids.ID, r fleetmetrics.Report) (known bool, err error)
 }
 
 // CertChecker decides whether an agent certificate may still be used: the
@@ -268,8 +275,12 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 	tc := tlsConfig.Clone()
 	tc.MinVersion = tls.VersionTLS13
 	// Agents that speak short calls offer them; others offer nothing and
-	// get plain gRPC.
-	tc.NextProtos = []string{shortcall.ALPN}
+	// get plain gRPC. Agents that send out-of-band frames offer those
+	// first, and short calls for managers before frames.
+	tc.NextProtos = []string{muxframe.FramesALPN, shortcall.ALPN}
+	if cfg.NoReportFrames {
+		tc.NextProtos = []string{shortcall.ALPN}
+	}
 	// Refuse revoked or replaced certificates inside the handshake, so the
 	// agent gets a TLS alert that says so instead of a silent hang-up.
 	tc.VerifyConnection = h.verifyConnection
@@ -411,10 +422,14 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	var s *session
 	if enrolled {
 		id, _ := ids.Parse(idStr) // checked in verifyConnection
-		s = newSession(ctx, h, id, remoteIP, state.NegotiatedProtocol == shortcall.ALPN)
+		frames := state.NegotiatedProtocol == muxframe.FramesALPN
+		s = newSession(ctx, h, id, remoteIP, frames || state.NegotiatedProtocol == shortcall.ALPN)
 		s.conn = heard
 		s.log = log.With("agent", id)
 		heard.watch(s.opened, s.ended)
+		if frames {
+			heard.takeFrames(s.frame)
+		}
 	}
 	mux, err := yamux.Server(heard, h.yamux)
 	if err != nil {
@@ -437,7 +452,7 @@ func (h *Hub) handle(ctx context.Context, raw net.Conn) {
 	// called when it is over, gives this back.
 	h.wg.Add(1)
 	if h.register(s) {
-		s.log.Info("agent connected", "short", s.short)
+		s.log.Info("agent connected", "short", s.short, "frames", heard.onFrame != nil)
 	} else {
 		mux.Close()
 	}
@@ -455,6 +470,10 @@ func newPeer(id ids.ID, remoteIP string) Peer {
 func (h *Hub) endSession(s *session) {
 	defer h.wg.Done()
 	<-s.mux.CloseChan()
+	if err := s.conn.broken; err != nil {
+		h.metrics.reportFrames.WithLabelValues(frameBroken).Inc()
+		s.log.Warn("agent session ended: it sent bytes that are not frames", "err", err)
+	}
 	if h.unregister(s) {
 		s.log.Info("agent disconnected")
 	}

@@ -31,6 +31,9 @@ type metrics struct {
 	rateWaits prometheus.Counter
 	// resumed counts agent sessions whose handshake resumed a TLS session.
 	resumed prometheus.Counter
+	// reportFrames counts the metrics reports agents send as out-of-band
+	// frames, by result (frames.go).
+	reportFrames *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -84,8 +87,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "resumed_sessions_total",
 			Help: "Agent sessions whose TLS handshake resumed an earlier session with a session ticket (no certificate signatures or chain checks; the agent's certificate is still checked against the directory).",
 		}),
+		reportFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "report_frames_total",
+			Help: "Metrics reports agents sent as out-of-band frames below yamux, by result: ok; invalid (dropped, as a call would have been refused); unknown_server (dropped: the server has no labels yet, or was deleted); broken (bytes that are not frames: the session was ended).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
+	reg.MustRegister(m.reportFrames, m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
 	return m
 }
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/admq/admq-manager/internal/ids"
 	"github.com/admq/admq-manager/internal/invalid"
 	"github.com/admq/admq-manager/manager/enroll"
 	"github.com/admq/admq-manager/manager/fleet"
@@ -72,30 +73,48 @@ func (m *managerService) Heartbeat(ctx context.Context, req *agentv1.HeartbeatRe
 // the next ones.
 func (m *managerService) ReportMetrics(ctx context.Context, req *agentv1.MetricsReport) (*agentv1.MetricsAck, error) {
 	p, _ := PeerFrom(ctx)
-	r, err := metricsFromProto(req)
-	if err != nil {
+	if _, err := m.hub.takeReport(ctx, p.AgentID, req, true); err != nil {
 		return nil, grpcError(err)
-	}
-	var facts *fleet.Facts
-	if req.GetFacts() != nil {
-		f, err := factsFromProtoChecked(req.GetFacts())
-		if err != nil {
-			return nil, grpcError(err)
-		}
-		facts = &f
-	}
-	if err := m.hub.deps.Metrics.Report(ctx, p.AgentID, r); err != nil {
-		return nil, grpcError(err)
-	}
-	if facts != nil {
-		// The report is the heartbeat too.
-		m.hub.deps.Presence.Heartbeat(p.AgentID, *facts)
 	}
 	return &agentv1.MetricsAck{
 		IntervalMs:        m.hub.cfg.MetricsInterval.Milliseconds(),
 		FactsIntervalMs:   m.hub.cfg.HeartbeatInterval.Milliseconds(),
 		ReconnectSpreadMs: m.hub.reconnectSpread().Milliseconds(),
 	}, nil
+}
+
+// takeReport validates an agent's metrics report and keeps it, and the
+// facts it carries as the agent's heartbeat. With lookup it may look the
+// server up to label its series (a server's first report); without, it
+// must not wait (frames.go), and a report of a server the metrics store
+// does not know yet is not kept: kept is false.
+func (h *Hub) takeReport(ctx context.Context, id ids.ID, req *agentv1.MetricsReport, lookup bool) (kept bool, err error) {
+	r, err := metricsFromProto(req)
+	if err != nil {
+		return false, err
+	}
+	var facts *fleet.Facts
+	if req.GetFacts() != nil {
+		f, err := factsFromProtoChecked(req.GetFacts())
+		if err != nil {
+			return false, err
+		}
+		facts = &f
+	}
+	if lookup {
+		err = h.deps.Metrics.Report(ctx, id, r)
+		kept = err == nil
+	} else {
+		kept, err = h.deps.Metrics.ReportKnown(id, r)
+	}
+	if !kept || err != nil {
+		return false, err
+	}
+	if facts != nil {
+		// The report is the heartbeat too.
+		h.deps.Presence.Heartbeat(id, *facts)
+	}
+	return true, nil
 }
 
 func enrollResult(err error) string {

@@ -31,7 +31,8 @@ type session struct {
 	remoteIP string
 	peer     Peer // the identity of the agent's calls
 	log      *slog.Logger
-	// short is set when the agent speaks short calls (shortcall.ALPN).
+	// short is set when the agent speaks short calls (shortcall.ALPN or
+	// muxframe.FramesALPN).
 	short bool
 	// conn is below mux and knows when the agent last sent anything;
 	// pinging is set while the keepalive sweep waits for a pong.
