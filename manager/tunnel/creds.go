@@ -101,6 +101,14 @@ func newTicketKeys(secret []byte, period time.Duration) *ticketKeys {
 	return &ticketKeys{secret: secret, period: period, epoch: -1}
 }
 
+// epochOf is the period now falls in (0 without keys of our own).
+func (k *ticketKeys) epochOf(now time.Time) int64 {
+	if k == nil {
+		return 0
+	}
+	return now.UnixNano() / int64(k.period)
+}
+
 // set gives tc the ticket keys for now.
 func (k *ticketKeys) set(tc *tls.Config, now time.Time) error {
 	if k == nil {

@@ -45,6 +45,14 @@ type gate struct {
 	logs    *sampledLog
 	tickets *ticketKeys // nil: crypto/tls's own, per process
 
+	// shared is the config of every handshake (config), made from
+	// sharedBase, with the ticket keys of sharedEpoch once sharedKeys.
+	sharedMu    sync.Mutex
+	shared      *tls.Config
+	sharedBase  *tls.Config
+	sharedEpoch int64
+	sharedKeys  bool
+
 	mu       sync.Mutex
 	pending  int
 	bySource map[netip.Addr]int
@@ -133,43 +141,21 @@ func (g *gate) handshake(ctx context.Context, raw net.Conn, base *tls.Config) (*
 	if err := raw.SetDeadline(helloBy); err != nil {
 		return nil, resultTLSFailed, err
 	}
-	sc := &slotConn{Conn: raw}
-	defer sc.release()
-	var gotHello bool
-	cfg := base.Clone()
-	if err := g.tickets.set(cfg, now); err != nil {
+	cfg, err := g.config(base, now)
+	if err != nil {
 		return nil, resultTLSFailed, err
 	}
-	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		gotHello = true
-		// The hello is in: from here the handshake may take its full time.
-		if err := raw.SetDeadline(now.Add(g.cfg.HandshakeTimeout)); err != nil {
-			return nil, err
-		}
-		if err := g.await(hello.Context()); err != nil {
-			return nil, err
-		}
-		wait := time.NewTimer(g.cfg.SlotWait)
-		defer wait.Stop()
-		select {
-		case g.slots <- struct{}{}:
-			sc.hold(g.slots)
-			return nil, nil // go on with base
-		case <-wait.C:
-			return nil, errBusy
-		case <-hello.Context().Done():
-			return nil, hello.Context().Err()
-		}
-	}
+	sc := &slotConn{Conn: raw, start: now}
+	defer sc.release()
 	tc := tls.Server(sc, cfg)
 	hctx, cancel := context.WithDeadline(ctx, now.Add(g.cfg.HandshakeTimeout))
-	err := tc.HandshakeContext(hctx)
+	err = tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
 		switch {
 		case errors.Is(err, errBusy):
 			return nil, resultBusy, err
-		case !gotHello:
+		case !sc.gotHello:
 			return nil, resultNoHello, err
 		case isTimeout(err) || errors.Is(err, context.DeadlineExceeded):
 			return nil, resultTimeout, err
@@ -182,6 +168,58 @@ func (g *gate) handshake(ctx context.Context, raw net.Conn, base *tls.Config) (*
 	return tc, "", nil
 }
 
+// config returns the server config of the handshakes on base: base with
+// the gate's hello callback and the ticket keys for now. One config serves
+// every connection: a tls.Conn keeps its config for its whole life, and a
+// clone per connection (with its own ticket keys) was 0.7 KB of every
+// session's memory.
+func (g *gate) config(base *tls.Config, now time.Time) (*tls.Config, error) {
+	g.sharedMu.Lock()
+	defer g.sharedMu.Unlock()
+	if g.shared == nil || g.sharedBase != base {
+		c := base.Clone()
+		c.GetConfigForClient = g.hello
+		g.shared, g.sharedBase, g.sharedKeys = c, base, false
+	}
+	// Ticket keys change once a period; crypto/tls lets them be set on a
+	// config in use.
+	if e := g.tickets.epochOf(now); !g.sharedKeys || e != g.sharedEpoch {
+		if err := g.tickets.set(g.shared, now); err != nil {
+			return nil, err
+		}
+		g.sharedEpoch, g.sharedKeys = e, true
+	}
+	return g.shared, nil
+}
+
+// hello runs when a connection's ClientHello is in: from then on the
+// handshake may take its full time, once it has its turn under
+// HandshakeRate and a slot.
+func (g *gate) hello(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	sc, ok := hello.Conn.(*slotConn)
+	if !ok {
+		return nil, errors.New("tunnel: a handshake on a connection the gate did not admit")
+	}
+	sc.gotHello = true
+	if err := sc.Conn.SetDeadline(sc.start.Add(g.cfg.HandshakeTimeout)); err != nil {
+		return nil, err
+	}
+	if err := g.await(hello.Context()); err != nil {
+		return nil, err
+	}
+	wait := time.NewTimer(g.cfg.SlotWait)
+	defer wait.Stop()
+	select {
+	case g.slots <- struct{}{}:
+		sc.hold(g.slots)
+		return nil, nil // go on with the shared config
+	case <-wait.C:
+		return nil, errBusy
+	case <-hello.Context().Done():
+		return nil, hello.Context().Err()
+	}
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
@@ -192,6 +230,11 @@ func isTimeout(err error) bool {
 // done (but for one signature check) and it only waits for the client.
 type slotConn struct {
 	net.Conn
+	start time.Time // when the connection came to the gate
+	// gotHello is set once the whole ClientHello is in (by the handshake's
+	// own goroutine).
+	gotHello bool
+
 	mu   sync.Mutex
 	slot chan struct{}
 }

@@ -3,15 +3,22 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/admq/admq-manager/manager/pki"
 )
 
 func TestGateAdmitLimits(t *testing.T) {
@@ -112,5 +119,81 @@ func TestHandshakeRateQueuesThenTurnsAway(t *testing.T) {
 	}
 	if err := g2.await(cctx); err == nil || errors.Is(err, errBusy) {
 		t.Fatalf("a wait whose connection is gone: %v, want its context's error", err)
+	}
+}
+
+// TestGateSharedConfigRotatesTicketKeys: every handshake shares one server
+// config, whose ticket keys still follow the period: a ticket resumes in
+// its own period and the next, and not after that.
+func TestGateSharedConfigRotatesTicketKeys(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.Open(filepath.Join(dir, "pki"), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := ca.ServerTLSConfig([]string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.ClientAuth = tls.NoClientCert
+	secret, err := pki.TicketSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig().withDefaults()
+	cfg.TicketSecret = secret
+	g := newGate(cfg, newMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(ca.CertPEM()) {
+		t.Fatal("no CA certificate")
+	}
+	client := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13,
+		ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+
+	t0 := time.Now()
+	var first *tls.Config
+	resumes := func(now time.Time) bool {
+		t.Helper()
+		sc, err := g.config(base, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first == nil {
+			first = sc
+		} else if sc != first {
+			t.Fatal("the gate made a second server config")
+		}
+		cc, srv := net.Pipe()
+		defer cc.Close()
+		defer srv.Close()
+		done := make(chan error, 1)
+		go func() {
+			s := tls.Server(&slotConn{Conn: srv, start: now}, sc)
+			err := s.HandshakeContext(t.Context())
+			if err == nil {
+				_, err = s.Write([]byte{1}) // after the ticket
+			}
+			done <- err
+		}()
+		c := tls.Client(cc, client)
+		if err := c.HandshakeContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil { // reads the ticket too
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return c.ConnectionState().DidResume
+	}
+	if resumes(t0) {
+		t.Fatal("the first handshake resumed")
+	}
+	if !resumes(t0.Add(ticketPeriod)) {
+		t.Fatal("a ticket of the previous period was refused")
+	}
+	if resumes(t0.Add(3 * ticketPeriod)) {
+		t.Fatal("a ticket two periods old resumed")
 	}
 }
