@@ -161,10 +161,15 @@ func (h *Hub) pushOnce(ctx context.Context, id ids.ID, sha256 string, size int64
 		if err != nil {
 			return err
 		}
+		// One buffer for all the chunks of this transfer: Send marshals the
+		// message before it returns (no stats handler holds it later), so
+		// the next chunk can be read into the same bytes. A new buffer per
+		// chunk cost a megabyte allocated and zeroed per megabyte sent.
+		chunk := make([]byte, min(int64(PackageChunkSize), size-offset))
 		first := true
 		for pos := offset; first || pos < size; {
 			n := min(int64(PackageChunkSize), size-pos)
-			buf := make([]byte, n)
+			buf := chunk[:n]
 			if _, err := r.ReadAt(buf, pos); err != nil && !(errors.Is(err, io.EOF) && int64(len(buf)) == n) {
 				return fmt.Errorf("read package %s at %d: %w", sha256, pos, err)
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/internal/muxframe"
 	"github.com/admq/admq-manager/internal/shortcall"
 	agentv1 "github.com/admq/admq-manager/proto/agent/v1"
 )
@@ -120,8 +121,9 @@ func (s *session) acquire() (*grpc.ClientConn, error) {
 			grpc.WithUnaryInterceptor(s.hub.metrics.clientInterceptor),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
 			// Answers are small but for logs; package chunks are written
-			// from a pooled buffer rather than one held per agent.
-			grpc.WithReadBufferSize(8<<10), grpc.WithSharedWriteBuffer(true),
+			// from a pooled buffer rather than one held per agent, in
+			// writes of whole TLS records (bulkWrite).
+			grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(bulkWrite), grpc.WithSharedWriteBuffer(true),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("grpc client for agent %s: %w", s.id, err)
@@ -178,6 +180,16 @@ func (s *session) close() {
 	s.mu.Unlock()
 	s.mux.Close()
 }
+
+// bulkWrite is the gRPC client's write buffer: a package push flushes it
+// full, as one yamux data frame whose 12-byte header muxframe.Joiner sends
+// in the same write, so each write fills exactly four TLS records of 16 KiB.
+// gRPC's default of 32 KiB made three records of such a write, the last
+// of 12 bytes, each sealed and written with a system call of its own.
+const bulkWrite = 4*tlsRecord - muxframe.HeaderSize
+
+// tlsRecord is the most plaintext one TLS record carries.
+const tlsRecord = 16 << 10
 
 // agentConn carries the calls of one session.call to an agent that speaks
 // short calls: unary calls each on a stream of their own, streaming calls
