@@ -247,6 +247,8 @@ type Hub struct {
 	streams *shortcall.Listener // the streams of plain gRPC calls, for grpc
 	short   *shortcall.Server   // short calls
 	gate    *gate
+	// reports queues the agents' report frames for keepReports.
+	reports chan queuedReport
 	// clientConns counts the gRPC client connections open to agents.
 	clientConns atomic.Int64
 	// transfers holds a place per package transfer under way.
@@ -270,6 +272,7 @@ func New(cfg Config, tlsConfig *tls.Config, deps Deps, logger *slog.Logger, reg 
 		metrics:   newMetrics(reg),
 		sessions:  make(map[ids.ID]*session),
 		transfers: make(chan struct{}, cfg.MaxPackageTransfers),
+		reports:   make(chan queuedReport, reportQueue),
 	}
 	h.gate = newGate(cfg, h.metrics, logger)
 	tc := tlsConfig.Clone()
@@ -338,6 +341,11 @@ func (h *Hub) Serve(ctx context.Context, ln net.Listener) error {
 		h.sweep(sweepCtx)
 	}()
 	defer func() { stopSweep(); <-sweepDone }()
+	var keepers sync.WaitGroup
+	for range reportKeepers {
+		keepers.Go(func() { h.keepReports(sweepCtx) })
+	}
+	defer func() { stopSweep(); keepers.Wait() }()
 	go func() {
 		<-ctx.Done()
 		ln.Close()

@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		reportFrames: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "report_frames_total",
-			Help: "Metrics reports agents sent as out-of-band frames below yamux, by result: ok; invalid (dropped, as a call would have been refused); unknown_server (dropped: the server has no labels yet, or was deleted); broken (bytes that are not frames: the session was ended).",
+			Help: "Metrics reports agents sent as out-of-band frames below yamux, by result: ok; invalid (dropped, as a call would have been refused); unknown_server (dropped: the server has no labels yet, or was deleted); busy (dropped: the queue of reports to keep was full); broken (bytes that are not frames: the session was ended).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(m.reportFrames, m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
