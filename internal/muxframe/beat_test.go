@@ -140,6 +140,30 @@ func frameBody(id uint32, n int) []byte {
 // the server's yamux must take the heartbeats without complaint (no
 // protocol error, no pong), and it must have read heartbeats.
 func TestYamuxCarriesDataWhileBeating(t *testing.T) {
+	raw, srvRaw := loopbackPair(t)
+	bc := NewBeatConn(raw, time.Millisecond)
+	heard := &countingConn{Conn: srvRaw}
+	cli, srv, srvLog := echoingSessions(t, bc, heard)
+	echoFromBoth(t, cli, srv, 8)
+	// Quiet now: heartbeats alone keep going.
+	for heard.beats.Load() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := cli.Ping(); err != nil {
+		t.Fatalf("ping after the heartbeats: %v", err)
+	}
+	if srv.IsClosed() || cli.IsClosed() {
+		t.Fatal("a session closed")
+	}
+	if l := srvLog(); l != "" {
+		t.Errorf("the server's yamux logged: %s", l)
+	}
+	t.Logf("server read %d heartbeats; client wrote %d", heard.beats.Load(), bc.Beats())
+}
+
+// loopbackPair returns the two ends of a loopback TCP connection.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -154,17 +178,26 @@ func TestYamuxCarriesDataWhileBeating(t *testing.T) {
 		}
 		accepted <- c
 	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvRaw := <-accepted
-	if srvRaw == nil {
+	server = <-accepted
+	if server == nil {
 		t.Fatal("accept failed")
 	}
-	bc := NewBeatConn(raw, time.Millisecond)
-	heard := &countingConn{Conn: srvRaw}
-	var srvLog bytes.Buffer
+	return client, server
+}
+
+// echoingSessions runs a yamux client over client and a server over
+// server until the test ends, each echoing the streams the other opens;
+// srvLog returns what the server's yamux logged.
+func echoingSessions(t *testing.T, client, server net.Conn) (cli, srv *yamux.Session, srvLog func() string) {
+	t.Helper()
+	var (
+		logMu  sync.Mutex
+		logged bytes.Buffer
+	)
 	cfg := func(lw io.Writer) *yamux.Config {
 		c := yamux.DefaultConfig()
 		c.EnableKeepAlive = false
@@ -172,19 +205,16 @@ func TestYamuxCarriesDataWhileBeating(t *testing.T) {
 		c.Logger = log.New(lw, "", 0)
 		return c
 	}
-	var logMu sync.Mutex
-	cli, err := yamux.Client(bc, cfg(io.Discard))
+	cli, err := yamux.Client(client, cfg(io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
-	srv, err := yamux.Server(heard, cfg(lockedWriter{&logMu, &srvLog}))
+	t.Cleanup(func() { cli.Close() })
+	srv, err = yamux.Server(server, cfg(lockedWriter{&logMu, &logged}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-
-	// Each side echoes the streams the other opens.
+	t.Cleanup(func() { srv.Close() })
 	echo := func(s *yamux.Session) {
 		for {
 			st, err := s.Accept()
@@ -199,10 +229,20 @@ func TestYamuxCarriesDataWhileBeating(t *testing.T) {
 	}
 	go echo(cli)
 	go echo(srv)
+	return cli, srv, func() string {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return logged.String()
+	}
+}
 
+// echoFromBoth runs n echoRoundTrips at once, the streams opened from
+// either side in turn.
+func echoFromBoth(t *testing.T, cli, srv *yamux.Session, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
-	for i := range 8 {
+	errs := make(chan error, n)
+	for i := range n {
 		opener := cli
 		if i%2 == 1 {
 			opener = srv
@@ -218,22 +258,6 @@ func TestYamuxCarriesDataWhileBeating(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Quiet now: heartbeats alone keep going.
-	for heard.beats.Load() < 5 {
-		time.Sleep(time.Millisecond)
-	}
-	if _, err := cli.Ping(); err != nil {
-		t.Fatalf("ping after the heartbeats: %v", err)
-	}
-	if srv.IsClosed() || cli.IsClosed() {
-		t.Fatal("a session closed")
-	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	if srvLog.Len() > 0 {
-		t.Errorf("the server's yamux logged: %s", srvLog.String())
-	}
-	t.Logf("server read %d heartbeats; client wrote %d", heard.beats.Load(), bc.Beats())
 }
 
 // echoRoundTrips opens a stream and sends random chunks through the

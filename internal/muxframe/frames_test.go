@@ -5,14 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/yamux"
 )
 
 func ownFrame(body []byte) []byte { return appendFrame(nil, TypeReport, body) }
@@ -275,63 +271,10 @@ func (c *strippingConn) Read(p []byte) (int, error) {
 // every byte must come back, yamux must see nothing of the frames, and
 // every frame must arrive whole and in order.
 func TestFramesBetweenYamuxFrames(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvRaw := <-accepted
-	if srvRaw == nil {
-		t.Fatal("accept failed")
-	}
+	raw, srvRaw := loopbackPair(t)
 	bc := NewBeatConn(raw, time.Millisecond)
 	heard := &strippingConn{Conn: srvRaw}
-	var srvLog bytes.Buffer
-	var logMu sync.Mutex
-	cfg := func(lw io.Writer) *yamux.Config {
-		c := yamux.DefaultConfig()
-		c.EnableKeepAlive = false
-		c.LogOutput = nil
-		c.Logger = log.New(lw, "", 0)
-		return c
-	}
-	cli, err := yamux.Client(bc, cfg(io.Discard))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	srv, err := yamux.Server(heard, cfg(lockedWriter{&logMu, &srvLog}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	echo := func(s *yamux.Session) {
-		for {
-			st, err := s.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer st.Close()
-				_, _ = io.Copy(st, st)
-			}()
-		}
-	}
-	go echo(cli)
-	go echo(srv)
+	cli, srv, srvLog := echoingSessions(t, bc, heard)
 
 	stop := make(chan struct{})
 	var sent [][]byte
@@ -355,24 +298,7 @@ func TestFramesBetweenYamuxFrames(t *testing.T) {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for i := range 6 {
-		opener := cli
-		if i%2 == 1 {
-			opener = srv
-		}
-		wg.Go(func() {
-			if err := echoRoundTrips(opener, uint64(i)); err != nil {
-				errs <- fmt.Errorf("stream %d: %w", i, err)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	echoFromBoth(t, cli, srv, 6)
 	close(stop)
 	if err := <-sender; err != nil {
 		t.Fatalf("send: %v", err)
@@ -395,10 +321,8 @@ func TestFramesBetweenYamuxFrames(t *testing.T) {
 			t.Fatalf("frame %d differs", i)
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	if srvLog.Len() > 0 {
-		t.Errorf("the server's yamux logged: %s", srvLog.String())
+	if l := srvLog(); l != "" {
+		t.Errorf("the server's yamux logged: %s", l)
 	}
 	if srv.IsClosed() || cli.IsClosed() {
 		t.Fatal("a session closed")
