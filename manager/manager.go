@@ -79,6 +79,11 @@ type Config struct {
 	TLSKey  string
 	// PresenceFlush is how often agent presence is written (default 1s).
 	PresenceFlush time.Duration
+	// PresenceRefresh is how often the row of a connected agent whose facts
+	// have not moved is written all the same: its last seen time, and its
+	// memory and disk figures if they moved a little (default 5m; see
+	// fleet.PresenceTracker).
+	PresenceRefresh time.Duration
 	// ShutdownGrace bounds the drain of HTTP requests on shutdown (default 10s).
 	ShutdownGrace time.Duration
 	// Tunnel tunes the agent tunnel; zero fields take its defaults. Its
@@ -130,6 +135,7 @@ func DefaultConfig() Config {
 		BcryptCost:         bcrypt.DefaultCost,
 		AgentCertValidity:  365 * 24 * time.Hour,
 		PresenceFlush:      time.Second,
+		PresenceRefresh:    fleet.DefaultPresenceRefresh,
 		ShutdownGrace:      10 * time.Second,
 		Tunnel:             tunnel.DefaultConfig(),
 		AgentDir:           bootstrap.DefaultAgentDir,
@@ -152,8 +158,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("token ttl %v: want at least a minute", c.TokenTTL)
 	case c.AgentCertValidity < time.Hour:
 		return fmt.Errorf("agent cert validity %v: want at least an hour", c.AgentCertValidity)
-	case c.PresenceFlush <= 0 || c.ShutdownGrace <= 0:
-		return errors.New("presence flush and shutdown grace must be positive")
+	case c.PresenceFlush <= 0 || c.PresenceRefresh <= 0 || c.ShutdownGrace <= 0:
+		return errors.New("presence flush, presence refresh and shutdown grace must be positive")
 	case c.MaxPackageSize <= 0:
 		return errors.New("max package size must be positive")
 	case c.Tunnel.MetricsInterval < 0 || (c.Tunnel.MetricsInterval > 0 && c.Tunnel.MetricsInterval < time.Second):
@@ -284,6 +290,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg *prometheus.Reg
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.presence = fleet.NewPresenceTracker(m.db, time.Now, cfg.PresenceFlush, log.With("component", "presence"))
+	m.presence.SetRefresh(cfg.PresenceRefresh)
 	// What the tunnel asks of the fleet while agents connect (areas,
 	// servers, certificates) comes from the store; the fleet service,
 	// which reaches agents through the tunnel, is built after it.

@@ -508,32 +508,29 @@ func (db *DB) SavePresence(ctx context.Context, batch []fleet.Presence) error {
 		return nil
 	}
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		const set = `UPDATE servers SET
-			agent_status = COALESCE(NULLIF(?, ''), agent_status),
-			last_seen = COALESCE(?, last_seen)`
-		plain, err := tx.PrepareContext(ctx, set+` WHERE id = ?`)
-		if err != nil {
-			return err
-		}
-		defer plain.Close()
-		var withFacts *sql.Stmt // prepared on first use
+		var plain, withFacts *sql.Stmt // on first use
 		for _, u := range batch {
+			var err error
 			if u.Facts == nil {
+				if plain == nil {
+					if plain, err = db.txStmt(ctx, tx, savePresence+` WHERE id = ?`); err != nil {
+						return err
+					}
+				}
 				if _, err := plain.ExecContext(ctx, string(u.Status), millis(u.LastSeen), int64(u.ServerID)); err != nil {
 					return fmt.Errorf("server %d: %w", u.ServerID, err)
 				}
 				continue
 			}
-			facts, err := json.Marshal(u.Facts)
+			// jsonv2, as servers reads them: a third of v1's time.
+			facts, err := jsonv2.Marshal(u.Facts)
 			if err != nil {
 				return fmt.Errorf("server %d: encode facts: %w", u.ServerID, err)
 			}
 			if withFacts == nil {
-				withFacts, err = tx.PrepareContext(ctx, set+`, facts = ?, agent_version = ?, hostname = ? WHERE id = ?`)
-				if err != nil {
+				if withFacts, err = db.txStmt(ctx, tx, savePresence+`, facts = ?, agent_version = ?, hostname = ? WHERE id = ?`); err != nil {
 					return err
 				}
-				defer withFacts.Close()
 			}
 			_, err = withFacts.ExecContext(ctx, string(u.Status), millis(u.LastSeen),
 				string(facts), u.Facts.AgentVersion, u.Facts.Hostname, int64(u.ServerID))
@@ -548,6 +545,11 @@ func (db *DB) SavePresence(ctx context.Context, batch []fleet.Presence) error {
 	}
 	return nil
 }
+
+// savePresence is the start of SavePresence's updates.
+const savePresence = `UPDATE servers SET
+			agent_status = COALESCE(NULLIF(?, ''), agent_status),
+			last_seen = COALESCE(?, last_seen)`
 
 // MarkAllOffline sets every online server offline. Presence is not an edit
 // of the server record, so updated_at, and with it now, is left alone.

@@ -156,3 +156,13 @@ func (db *DB) txQueryRowW(ctx context.Context, tx *sql.Tx, query string, args ..
 	}
 	return tx.QueryRowContext(ctx, query, args...)
 }
+
+// txStmt is query prepared for use in write transaction tx, from the
+// writer's cache when it is there, else on tx; for a statement run many
+// times in one transaction. tx closes it when it ends.
+func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, query string) (*sql.Stmt, error) {
+	if s := db.writes.forTx(ctx, tx, query); s != nil {
+		return s, nil
+	}
+	return tx.PrepareContext(ctx, query)
+}
