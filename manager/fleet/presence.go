@@ -126,7 +126,8 @@ func (p *PresenceTracker) Heartbeat(id ids.ID, f Facts) {
 	}
 	u := Presence{ServerID: id, Status: statusOf(a.online), LastSeen: now}
 	if write {
-		u.Facts = &f
+		kept := f // a copy: f itself stays on the stack when nothing is written
+		u.Facts = &kept
 		a.fixed, a.mem, a.disk = fixed, f.MemoryAvailable, f.DiskFree
 	}
 	a.saved = now.UnixNano()
