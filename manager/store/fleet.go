@@ -522,8 +522,7 @@ func (db *DB) SavePresence(ctx context.Context, batch []fleet.Presence) error {
 				}
 				continue
 			}
-			// jsonv2, as servers reads them: a third of v1's time.
-			facts, err := jsonv2.Marshal(u.Facts)
+			facts, err := json.Marshal(u.Facts)
 			if err != nil {
 				return fmt.Errorf("server %d: encode facts: %w", u.ServerID, err)
 			}
