@@ -85,10 +85,10 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.enrollConcurrency, "concurrency-enroll", 64, "agents enrolling and opening their first session at once (0: all at once). Real agents enroll independently, but the simulated ones share this process's CPU: at 10,000 agents, 256 and 1,000 at once were slower than 64 (their connections sent no ClientHello in time, their sessions looked silent)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	fs.DurationVar(&o.phaseTimeout, "phase-timeout", 4*time.Minute, "bound on any one wait (all connected, reconnect storm)")
-	fs.DurationVar(&o.settle, "settle", 6*time.Second, "wait after all agents connected before measuring steady state (first heartbeats are sent on connect; agents drop their idle gRPC stream after 5s)")
+	fs.DurationVar(&o.settle, "settle", 6*time.Second, "wait after all agents connected before the first sample (first heartbeats are sent on connect; agents drop their idle gRPC stream after 5s); the steady state is read once they have idled for -idle-wait, as long as the wait after the fan-out it is compared with")
 	fs.IntVar(&o.pingConcurrency, "ping-concurrency", 64, "concurrent GET /server/ping calls in the fan-out")
-	fs.DurationVar(&o.idleWait, "idle-wait", 35*time.Second, "wait after the fan-out for the manager's idle gRPC client timeout (default 30s) to close client conns")
-	fs.BoolVar(&o.skipIdle, "skip-idle", false, "skip the idle wait after the fan-out")
+	fs.DurationVar(&o.idleWait, "idle-wait", 35*time.Second, "wait after the fan-out for the manager's idle gRPC client timeout (default 30s) to close client conns; the agents idle as long after connecting before the steady state is read")
+	fs.BoolVar(&o.skipIdle, "skip-idle", false, "skip the idle wait after the fan-out, and read the steady state -settle after all connected")
 	fs.DurationVar(&o.apiDuration, "api-duration", 5*time.Second, "length of the GET /server throughput test")
 	fs.IntVar(&o.apiClients, "api-clients", 16, "concurrent clients in the GET /server throughput test")
 	fs.BoolVar(&o.skipRestart, "skip-restart", false, "skip the manager restart and reconnect storm")
@@ -192,8 +192,16 @@ type loadTest struct {
 	fleet    *fleet
 	agentLog *msgCounter
 	base     managerSample // manager before any agent
-	prof     *profiler
-	cpus     cpuPlan
+	// early is the manager -settle after all agents connected; steady,
+	// once they have idled for steadyFor (the idle wait, unless skipped).
+	early, steady managerSample
+	steadyFor     time.Duration
+	// connected is the manager once all agents connected; afterFanOut,
+	// right after the fan-out (plain samples: no forced GC).
+	connected, afterFanOut managerSample
+	rssT                   rssTrack // the first manager process's RSS
+	prof                   *profiler
+	cpus                   cpuPlan
 }
 
 const adminPassword = "load-test-admin-pw"
@@ -297,9 +305,18 @@ func (t *loadTest) run(ctx context.Context) error {
 		return err
 	}
 	t.rep.add("manager start (s)", "%s", secs(time.Since(start)))
+	trackCtx, stopTrack := context.WithCancel(ctx)
+	defer stopTrack()
+	go t.rssT.run(trackCtx, t.mgr.pid())
 	t.rep.add("RLIMIT_NOFILE manager (soft/hard)", "%s", processFileLimit(t.mgr.pid()))
 
-	// 1. Baseline.
+	// 1. Baseline. One GC more than settledSample's: the start's sync.Pool
+	// contents (its migrations' parser keeps 4 MiB buffers there, 16 MiB
+	// in all) go only at the second, and counted in the baseline they
+	// would be subtracted from every agent's heap figure.
+	if err := t.mgr.collectGarbage(ctx); err != nil {
+		t.log.Warn("could not make the manager collect garbage", "err", err)
+	}
 	if t.base, err = t.mgr.settledSample(ctx, t.api); err != nil {
 		return err
 	}
@@ -558,6 +575,7 @@ func (t *loadTest) connectAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	t.connected = s
 	t.addRPC("Enroll RPC, manager histogram", s.mt.histogram(rpcHist, toManager, `Enroll"`))
 	t.addRPC("Heartbeat RPC, manager histogram", s.mt.histogram(rpcHist, toManager, `Heartbeat"`))
 	if s.cpu >= 0 && t.base.cpu >= 0 && cpu0 >= 0 {
@@ -585,24 +603,56 @@ func (t *loadTest) reportEnroll() {
 	}
 }
 
-// steadyState measures what connected, idle agents cost.
+// steadyState measures what connected, idle agents cost. It samples the
+// manager twice: -settle after all connected (the figure earlier runs
+// called steady state: then the connect's garbage is still mid GC cycle),
+// and once the agents have idled as long as the fan-out's idle wait, which
+// is the steady state the idle wait after the fan-out is compared with.
 func (t *loadTest) steadyState(ctx context.Context, ms0 *runtime.MemStats, g0 int) error {
 	n := float64(t.opt.agents)
 	t.log.Info("settling", "for", t.opt.settle)
 	if err := sleep(ctx, t.opt.settle); err != nil {
 		return err
 	}
-	s, err := t.mgr.settledSample(ctx, t.api)
+	early, err := t.mgr.settledSample(ctx, t.api)
 	if err != nil {
 		return err
 	}
+	s := early
+	settled := t.opt.settle
+	// The figure after the fan-out is read some fanOutProfile+idleWait
+	// after it ended: the steady state, as long after the connect.
+	if rest := fanOutProfile + t.opt.idleWait - t.opt.settle; !t.opt.skipIdle && rest > 0 {
+		t.log.Info("idling like the fan-out's idle wait", "for", rest)
+		if err := sleep(ctx, rest); err != nil {
+			return err
+		}
+		if s, err = t.mgr.settledSample(ctx, t.api); err != nil {
+			return err
+		}
+		settled += rest
+	}
+	t.steady, t.steadyFor = s, settled
 	runtime.GC()
 	var ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms1)
 	g1 := runtime.NumGoroutine()
 	t.log.Info("steady state", "manager", s.String())
+	t.rep.add("manager steady state", "%ss idle after all connected (as long as the fan-out's profile and idle wait after it); RSS read before a forced GC, heap after it", secs(settled))
 	t.rep.add("manager RSS connected (MB)", "%s", mb(s.rss))
 	t.rep.add("manager RSS per agent (KB)", "%.1f", (s.rss-t.base.rss)/n/1024)
+	if s.memOK && t.base.memOK {
+		t.rep.add("manager RSS connected, split (MB)", "%s", s.mem)
+		t.rep.add("manager RSS per agent, split (KB)", "%s", s.mem.perAgent(t.base.mem, n))
+	}
+	if s.at != early.at {
+		t.rep.add("manager RSS "+secs(t.opt.settle)+"s after all connected (MB)", "%s, per agent %.1f KB  (the old steady state: the connect's garbage still mid GC cycle; %.0f GC cycles from there to the steady state)",
+			mb(early.rss), (early.rss-t.base.rss)/n/1024, s.gcs-early.gcs-1)
+		if s.cpu >= 0 && early.cpu >= 0 {
+			t.rep.add("manager CPU while idle before the fan-out (% of one core)", "%.2f  (from %ss to %ss after all connected; the reconnect spread still settling)",
+				(s.cpu-early.cpu)/s.at.Sub(early.at).Seconds()*100, secs(t.opt.settle), secs(settled))
+		}
+	}
 	t.rep.add("manager heap in use connected (MB)", "%s", mb(s.heap))
 	t.rep.add("manager heap in use per agent (KB)", "%.1f", (s.heap-t.base.heap)/n/1024)
 	if s.liveHeap >= 0 && t.base.liveHeap >= 0 {
@@ -616,8 +666,13 @@ func (t *loadTest) steadyState(ctx context.Context, ms0 *runtime.MemStats, g0 in
 	t.rep.add("manager open fds connected", "%.0f", s.fds)
 	t.rep.add("agent side heap in use per agent (KB)", "%.1f", (float64(ms1.HeapInuse)-float64(ms0.HeapInuse))/n/1024)
 	t.rep.add("agent side goroutines per agent", "%.2f", float64(g1-g0)/n)
+	t.early = early
 	return nil
 }
+
+// fanOutProfile is the length of the fan-out's CPU profile, which the
+// idle wait after it waits for before it begins.
+const fanOutProfile = 10 * time.Second
 
 // fanOut pings every agent through the manager, then watches the lazily
 // dialed gRPC client conns close when idle.
@@ -641,7 +696,7 @@ func (t *loadTest) fanOut(ctx context.Context) error {
 	next := make(chan int)
 	var wg sync.WaitGroup
 	t.prof.wait() // one CPU profile at a time: the connect one may still run
-	t.prof.cpu(ctx, "cpu-fanout", 10*time.Second)
+	t.prof.cpu(ctx, "cpu-fanout", fanOutProfile)
 	start := time.Now()
 	for range t.opt.pingConcurrency {
 		wg.Go(func() {
@@ -674,6 +729,7 @@ feed:
 	if err != nil {
 		return err
 	}
+	t.afterFanOut = after
 	pingRPC := after.mt.histogram(rpcHist, toAgent, `Ping"`).minus(before.histogram(rpcHist, toAgent, `Ping"`))
 
 	t.rep.add("ping fan-out total (s)", "%s  (%d calls, concurrency %d)", secs(total), len(ids), t.opt.pingConcurrency)
@@ -723,6 +779,7 @@ feed:
 	t.rep.add("manager RSS "+label+" (MB)", "%s", mb(idle.rss))
 	t.rep.add("manager heap in use "+label+" (MB)", "%s  (live est. %s)", mb(idle.heap), mb(idle.liveHeap))
 	t.rep.add("manager goroutines "+label, "%.0f", idle.goroutines)
+	t.compareIdle(idle, idleRaw.at.Sub(after.at))
 	if steady := idleRaw.at.Sub(quiet.at).Seconds(); idleRaw.cpu >= 0 && quiet.cpu >= 0 && steady > 0 {
 		t.rep.add("manager CPU while idle (% of one core)", "%.2f  (over the last %.0fs, from %.0fs after the fan-out; heartbeats, reports, keepalives)",
 			(idleRaw.cpu-quiet.cpu)/steady*100, steady, quiet.at.Sub(after.at).Seconds())

@@ -308,11 +308,15 @@ type managerSample struct {
 	fds        float64 // process_open_fds
 	connected  float64 // admq_tunnel_connected_agents
 	clients    float64 // admq_tunnel_agent_client_conns
-	mt         metrics
+	gcs        float64 // GC cycles so far (go_gc_duration_seconds_count)
+	// mem splits rss, from the same moment (ok false: not available).
+	mem   memParts
+	memOK bool
+	mt    metrics
 }
 
-// settledSample samples the manager twice: RSS and CPU first, then heap
-// and goroutines after a forced GC, since without a GC since the last
+// settledSample samples the manager twice: RSS, its parts and CPU first,
+// then heap and goroutines after a forced GC, since without a GC since the last
 // change, heap in use still holds the garbage of what came before (and the
 // GC's work would blur the CPU figure).
 func (m *managerProc) settledSample(ctx context.Context, api *apiClient) (managerSample, error) {
@@ -328,7 +332,7 @@ func (m *managerProc) settledSample(ctx context.Context, api *apiClient) (manage
 	if err != nil {
 		return raw, err
 	}
-	s.rss, s.cpu = raw.rss, raw.cpu
+	s.rss, s.cpu, s.mem, s.memOK, s.gcs = raw.rss, raw.cpu, raw.mem, raw.memOK, raw.gcs
 	return s, nil
 }
 
@@ -374,6 +378,11 @@ func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample
 		m.log.Warn("manager RSS unavailable", "err", err)
 		rss = -1
 	}
+	var mem memParts
+	memOK := false
+	if anon, err := processAnon(m.pid()); err == nil && rss >= 0 {
+		mem, memOK = readMemParts(mt, rss, anon)
+	}
 	return managerSample{
 		at:         time.Now(),
 		rss:        rss,
@@ -384,6 +393,9 @@ func (m *managerProc) sample(ctx context.Context, api *apiClient) (managerSample
 		fds:        mt.get("process_open_fds"),
 		connected:  mt.get("admq_tunnel_connected_agents"),
 		clients:    mt.get("admq_tunnel_agent_client_conns"),
+		gcs:        mt.get("go_gc_duration_seconds_count"),
+		mem:        mem,
+		memOK:      memOK,
 		mt:         mt,
 	}, nil
 }

@@ -48,6 +48,33 @@ func processRSS(pid int) (float64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
+// processAnon is the anonymous part of pid's resident memory in bytes
+// (Anonymous in /proc/PID/smaps_rollup): what the process allocated, as
+// opposed to the pages of its binary and other files it maps, which the
+// kernel can drop and read again.
+func processAnon(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "Anonymous:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest) // "123456 kB"
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, fmt.Errorf("Anonymous %q: unexpected format", strings.TrimSpace(rest))
+		}
+		kb, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, err
+		}
+		return kb * 1024, nil
+	}
+	return 0, fmt.Errorf("no Anonymous in /proc/%d/smaps_rollup", pid)
+}
+
 // fileLimit is this process's RLIMIT_NOFILE (Go raises the soft limit to
 // the hard one at start-up).
 func fileLimit() (soft, hard uint64, err error) {

@@ -12,6 +12,10 @@ func setChildAttrs(*exec.Cmd) {}
 
 func processRSS(int) (float64, error) { return 0, errors.New("RSS is read from /proc: Linux only") }
 
+func processAnon(int) (float64, error) {
+	return 0, errors.New("anonymous memory is read from /proc: Linux only")
+}
+
 func fileLimit() (soft, hard uint64, err error) {
 	return 0, 0, errors.New("file limit check: Linux only")
 }
