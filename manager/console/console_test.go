@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -72,6 +73,9 @@ func TestServing(t *testing.T) {
 			if got := w.Header().Get("Content-Security-Policy"); got != CSP {
 				t.Errorf("CSP %q", got)
 			}
+			if tc.method == "GET" && tc.status == http.StatusOK && w.Header().Get("Content-Length") != strconv.Itoa(w.Body.Len()) {
+				t.Errorf("Content-Length %s with a body of %d bytes", w.Header().Get("Content-Length"), w.Body.Len())
+			}
 			if w.Header().Get("X-Content-Type-Options") != "nosniff" {
 				t.Error("no X-Content-Type-Options: nosniff")
 			}
@@ -134,7 +138,7 @@ func TestEmbeddedBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx := string(h.index.body)
+	idx := get(t, h, "GET", "/", nil).Body.String()
 	if !strings.Contains(idx, `<script type="module" crossorigin src="/assets/`) {
 		t.Errorf("index.html loads no module from /assets/:\n%s", idx)
 	}
