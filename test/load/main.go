@@ -659,8 +659,9 @@ func (t *loadTest) steadyState(ctx context.Context, ms0 *runtime.MemStats, g0 in
 		t.rep.add("manager live heap est. connected (MB)", "%s  (next_gc/(1+GOGC/100); baseline %s)", mb(s.liveHeap), mb(t.base.liveHeap))
 		t.rep.add("manager live heap est. per agent (KB)", "%.1f", (s.liveHeap-t.base.liveHeap)/n/1024)
 	}
-	t.prof.snapshot(ctx, "heap-idle", "heap")
-	t.prof.goroutines(ctx, "goroutines-idle")
+	if t.opt.skipIdle {
+		t.idleProfiles(ctx)
+	} // else after the fan-out's idle wait: their garbage (some MB at 10,000 agents) would count in one window only
 	t.rep.add("manager goroutines connected", "%.0f", s.goroutines)
 	t.rep.add("manager goroutines per agent", "%.2f", (s.goroutines-t.base.goroutines)/n)
 	t.rep.add("manager open fds connected", "%.0f", s.fds)
@@ -668,6 +669,13 @@ func (t *loadTest) steadyState(ctx context.Context, ms0 *runtime.MemStats, g0 in
 	t.rep.add("agent side goroutines per agent", "%.2f", float64(g1-g0)/n)
 	t.early = early
 	return nil
+}
+
+// idleProfiles takes the manager's heap and goroutine profiles while the
+// agents are idle.
+func (t *loadTest) idleProfiles(ctx context.Context) {
+	t.prof.snapshot(ctx, "heap-idle", "heap")
+	t.prof.goroutines(ctx, "goroutines-idle")
 }
 
 // fanOutProfile is the length of the fan-out's CPU profile, which the
@@ -773,6 +781,7 @@ feed:
 	if err != nil {
 		return err
 	}
+	t.idleProfiles(ctx)
 	window := idleRaw.at.Sub(after.at).Seconds()
 	label := fmt.Sprintf("after idle wait %v", t.opt.idleWait)
 	t.rep.add("agent client conns "+label, "%.0f", idle.clients)
