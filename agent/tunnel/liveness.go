@@ -16,13 +16,15 @@ import (
 // writing anything to an idle agent (at 10,000 agents its pings and pongs
 // were most of its idle CPU):
 //   - the agent writes a heartbeat (muxframe.Beat, 12 bytes) whenever it
-//     has written nothing for BeatInterval (4s); the manager answers none
+//     has written nothing for its beat interval; the manager answers none
 //     and closes a session it has heard nothing from for its idle timeout
-//     (9s). An agent that reports metrics every 15s beats 3 times between
-//     two reports (at 3s, 4 times: 2,700 instead of 2,000 frames a second
-//     for the manager to read at 10,000 agents), and a late heartbeat has
-//     5s to arrive, as the pong to the manager's ping after 4s of quiet
-//     had before heartbeats;
+//     (9s). The interval follows the metrics reports (beatInterval), which
+//     count as writes: with a report every 15s it is 5.2s, so that two
+//     heartbeats and one report make 3 frames per report interval for the
+//     manager to read (2,000 a second at 10,000 agents; 4s heartbeats made
+//     4, 2,700 a second, and each costs the manager two reads and a
+//     wake-up). A late frame then has 3.8s to arrive before the idle
+//     timeout (it had 5s);
 //   - the kernel closes the agent's socket when what it sent (heartbeats
 //     at the latest) has gone unacknowledged for tcpUserTimeout: a dead
 //     manager host or link. Keepalive probes cover a socket with nothing
@@ -30,10 +32,32 @@ import (
 //   - the agent pings the manager every KeepAliveInterval (60s) for a
 //     manager process that hangs while its kernel still acknowledges.
 const (
-	defaultBeatInterval = 4 * time.Second
-	defaultKeepAlive    = time.Minute
-	tcpUserTimeout      = 20 * time.Second
+	defaultKeepAlive = time.Minute
+	tcpUserTimeout   = 20 * time.Second
+	// maxBeatGap is the longest quiet the agent means to leave between
+	// two frames, whatever its report interval: a managers' idle timeout
+	// (9s) less the time a late frame may take (TCP retransmits, a busy
+	// agent or manager).
+	maxBeatGap = 5 * time.Second
+	// beatMargin keeps the last heartbeat before a report from going out
+	// just before it: a report is due an interval after the last one went
+	// out, plus the time its sample takes.
+	beatMargin = 200 * time.Millisecond
 )
+
+// beatInterval is the beat interval of an agent that reports metrics every
+// report (0: never): the report interval cut into as few equal parts as
+// keep each within maxBeatGap, plus beatMargin. The heartbeats then fall
+// between the reports and a report takes the place of one: every 15s
+// (the default) gives 5.2s, two heartbeats per report; every 10s gives
+// 5.2s, one; every 1s gives 1.2s, none.
+func beatInterval(report time.Duration) time.Duration {
+	if report <= 0 {
+		return maxBeatGap + beatMargin
+	}
+	parts := (report + maxBeatGap - 1) / maxBeatGap
+	return report/parts + beatMargin
+}
 
 // tcpKeepAlive probes an idle socket after 15s, then every 5s, 3 times.
 var tcpKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
@@ -56,10 +80,38 @@ func setUserTimeout(_, _ string, rc syscall.RawConn) error {
 }
 
 // beating returns the connection for the session's yamux: one that sends
-// heartbeats, unless they are off.
+// heartbeats, unless they are off. Its interval follows the metrics
+// interval (see reportMetrics) unless the configuration fixes one.
 func (c *Client) beating(conn net.Conn) net.Conn {
-	if c.cfg.BeatInterval < 0 {
+	switch every := c.cfg.BeatInterval; {
+	case every < 0:
 		return conn
+	case every > 0:
+		return muxframe.NewBeatConn(conn, every)
 	}
-	return muxframe.NewBeatConn(conn, c.cfg.BeatInterval)
+	return muxframe.NewBeatConn(conn, beatInterval(c.reportInterval()))
+}
+
+// reportInterval is the metrics interval the manager last asked for, or
+// the configured one; 0 when the agent reports none.
+func (c *Client) reportInterval() time.Duration {
+	if c.collector == nil {
+		return 0
+	}
+	if d := time.Duration(c.interval.Load()); d > 0 {
+		return d
+	}
+	return c.cfg.MetricsInterval
+}
+
+// followInterval takes the metrics interval the manager asked for: the
+// next sessions start with it, and below, the session's heartbeats follow
+// it unless the configuration fixes their interval.
+func (c *Client) followInterval(below net.Conn, report time.Duration) {
+	if time.Duration(c.interval.Swap(int64(report))) == report {
+		return
+	}
+	if bc, ok := below.(*muxframe.BeatConn); ok && c.cfg.BeatInterval == 0 {
+		bc.SetInterval(beatInterval(report))
+	}
 }

@@ -56,20 +56,23 @@ func TestMetricsIntervalDefaultsAndOff(t *testing.T) {
 }
 
 // TestSettledSpreads: reports go as frames once two answers in a row
-// agree on the reconnect spread within a tenth or two seconds, not while the
-// manager's fleet is still connecting.
+// agree on the reconnect spread within a third or two seconds, not while
+// the manager's fleet is still connecting fast.
 func TestSettledSpreads(t *testing.T) {
 	for _, tt := range []struct {
 		a, b int64
 		want bool
 	}{
 		{0, 0, true},
-		{2, 1500, true},       // 1,000 agents, early and late in their connect
-		{1500, 1499, true},    // steady
-		{15000, 14000, true},  // 10,000 agents, within a tenth
-		{1000, 3500, false},   // 2,500 agents still connecting
-		{4000, 15000, false},  // 10,000 agents still connecting
-		{15000, 12000, false}, // a fifth of the fleet gone
+		{2, 1500, true},      // 1,000 agents, early and late in their connect
+		{1500, 1499, true},   // steady
+		{15000, 14000, true}, // 10,000 agents, within a tenth
+		{11000, 15000, true}, // the last 2,700 of 10,000 agents connecting
+		{15000, 12000, true}, // a fifth of the fleet gone: the later spread is kept
+		{1000, 3500, false},  // 2,500 agents still connecting
+		{4000, 15000, false}, // 10,000 agents still connecting
+		{8250, 15000, false}, // the first agents of 10,000: half the fleet came since
+		{15000, 9000, false}, // 4,000 of 10,000 gone
 	} {
 		if got := settled(tt.a, tt.b); got != tt.want {
 			t.Errorf("settled(%d, %d) = %v, want %v", tt.a, tt.b, got, tt.want)

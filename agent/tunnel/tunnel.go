@@ -68,9 +68,10 @@ type Config struct {
 	KeepAliveInterval, WriteTimeout time.Duration
 	// BeatInterval is how long the agent may write nothing on its
 	// connection before it writes a heartbeat, which is how the manager
-	// knows it is alive (default 4s; see liveness.go). Negative: never, as
-	// agents before heartbeats did; the manager then pings the agent (for
-	// tests of mixed fleets).
+	// knows it is alive (default: derived from the metrics interval, 5.2s
+	// at 15s; see liveness.go). Negative: never, as agents before
+	// heartbeats did; the manager then pings the agent (for tests of mixed
+	// fleets).
 	BeatInterval time.Duration
 	// HeartbeatInterval is used until the manager says otherwise (default 30s).
 	HeartbeatInterval time.Duration
@@ -110,9 +111,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepAliveInterval <= 0 {
 		c.KeepAliveInterval = defaultKeepAlive
-	}
-	if c.BeatInterval == 0 {
-		c.BeatInterval = defaultBeatInterval
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -174,6 +172,9 @@ type Client struct {
 	// reported is set once a metrics report went through: later sessions
 	// are reconnects, whose first report need not come at once.
 	reported atomic.Bool
+	// interval is the metrics interval the manager last asked for
+	// (nanoseconds; 0: none yet), which the heartbeats follow.
+	interval atomic.Int64
 }
 
 // supervisorProcs lists the supervisor's node processes for metrics.
@@ -568,7 +569,8 @@ func (c *Client) session(ctx context.Context, id identity.Identity) (time.Durati
 		if bc, ok := below.(*muxframe.BeatConn); ok && conn.frames {
 			send = func(body []byte) error { return bc.Send(muxframe.TypeReport, body) }
 		}
-		calls2.Go(func() { c.reportMetrics(ctx, mux, mc, factsOnReports, send) })
+		follow := func(interval time.Duration) { c.followInterval(below, interval) }
+		calls2.Go(func() { c.reportMetrics(ctx, mux, mc, factsOnReports, send, follow) })
 	}
 	<-mux.CloseChan()
 	calls2.Wait()

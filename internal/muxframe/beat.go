@@ -23,12 +23,12 @@ import (
 // written: no heartbeat goes out until the body has, which is at once.)
 type BeatConn struct {
 	net.Conn
-	every  time.Duration
 	timer  *time.Timer
 	closed atomic.Bool
 	beats  atomic.Int64
 
 	mu     sync.Mutex
+	every  time.Duration
 	join   Joiner
 	frames Scanner   // of the bytes yamux wrote
 	last   time.Time // of the last write
@@ -85,9 +85,24 @@ func (b *BeatConn) beat() {
 		}
 		next = b.every
 	}
-	b.mu.Unlock()
+	// Under the lock, so that a SetInterval in between is not undone.
 	if !b.closed.Load() {
 		b.timer.Reset(next)
+	}
+	b.mu.Unlock()
+}
+
+// SetInterval makes every the longest quiet before a heartbeat from now
+// on; the next heartbeat is due every after the last write.
+func (b *BeatConn) SetInterval(every time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if every == b.every || every <= 0 {
+		return
+	}
+	b.every = every
+	if !b.closed.Load() {
+		b.timer.Reset(max(every-time.Since(b.last), 0))
 	}
 }
 
@@ -118,6 +133,13 @@ func (b *BeatConn) Send(typ byte, body []byte) error {
 	}
 	b.last = time.Now()
 	return nil
+}
+
+// Interval is the longest quiet before a heartbeat.
+func (b *BeatConn) Interval() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.every
 }
 
 // Beats is the number of heartbeats written so far.

@@ -310,3 +310,30 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestSetIntervalTakesEffect: a heartbeat interval shortened on a quiet
+// connection brings the next heartbeat forward at once; lengthened, the
+// heartbeats stop for the new interval.
+func TestSetIntervalTakesEffect(t *testing.T) {
+	raw, srvRaw := loopbackPair(t)
+	heard := &countingConn{Conn: srvRaw}
+	go func() { _, _ = io.Copy(io.Discard, heard) }()
+	bc := NewBeatConn(raw, time.Hour)
+	t.Cleanup(func() { bc.Close() })
+	for heard.beats.Load() < 1 { // the first, at once
+		time.Sleep(time.Millisecond)
+	}
+	bc.SetInterval(time.Millisecond)
+	if got := bc.Interval(); got != time.Millisecond {
+		t.Fatalf("Interval() = %v after SetInterval(1ms)", got)
+	}
+	for heard.beats.Load() < 5 { // would take hours at the old interval
+		time.Sleep(time.Millisecond)
+	}
+	bc.SetInterval(time.Hour) // a heartbeat under way is written before it returns
+	settled := bc.Beats()
+	time.Sleep(50 * time.Millisecond)
+	if got := bc.Beats(); got != settled {
+		t.Fatalf("%d heartbeats written after the interval became an hour", got-settled)
+	}
+}

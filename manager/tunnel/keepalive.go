@@ -40,16 +40,23 @@ func (h *Hub) sweep(ctx context.Context) {
 		}
 		now := time.Now()
 		quiet, dead = quiet[:0], dead[:0]
+		longest := time.Duration(-1) // of the sessions kept
 		h.mu.Lock()
 		for _, s := range h.sessions {
-			switch silent := s.conn.silentFor(now); {
+			silent := s.conn.silentFor(now)
+			switch {
 			case silent >= h.cfg.IdleTimeout:
 				dead = append(dead, s)
+				continue
 			case silent >= h.cfg.KeepAliveInterval && !s.conn.beats.Load() && !s.pinging.Load():
 				quiet = append(quiet, s)
 			}
+			longest = max(longest, silent)
 		}
 		h.mu.Unlock()
+		if longest >= 0 {
+			h.metrics.longestSilence.Observe(longest.Seconds())
+		}
 		for _, s := range dead {
 			h.log.Info("agent silent; closing its session", "agent", s.id, "silentFor", s.conn.silentFor(now).Round(time.Millisecond))
 			h.metrics.silentClosed.Inc()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -113,8 +114,41 @@ func TestSilentAgentIsClosed(t *testing.T) {
 			if got := testutil.ToFloat64(mustCounter(t, e.reg, "admq_tunnel_silent_sessions_closed_total", "")); got != 1 {
 				t.Fatalf("admq_tunnel_silent_sessions_closed_total = %v, want 1", got)
 			}
+			// The sweeps saw its silence grow towards the idle timeout.
+			if longest := longestSilenceSeen(t, e); longest <= idle.Seconds()/2 {
+				t.Fatalf("admq_tunnel_longest_silence_seconds saw at most %vs of silence, want more than %v", longest, idle/2)
+			}
 		})
 	}
+}
+
+// longestSilenceSeen is the upper bound of the highest bucket of
+// admq_tunnel_longest_silence_seconds with an observation in it.
+func longestSilenceSeen(t *testing.T, e *env) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "admq_tunnel_longest_silence_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		below := uint64(0)
+		for _, b := range h.GetBucket() {
+			if b.GetCumulativeCount() == h.GetSampleCount() {
+				if b.GetCumulativeCount() == below {
+					return 0
+				}
+				return b.GetUpperBound()
+			}
+			below = b.GetCumulativeCount()
+		}
+		return math.Inf(1)
+	}
+	t.Fatal("no admq_tunnel_longest_silence_seconds")
+	return 0
 }
 
 // freezableDial dials TCP connections that freeze on demand: what the

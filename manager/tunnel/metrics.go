@@ -19,6 +19,10 @@ type metrics struct {
 	pending prometheus.Gauge
 	// silentClosed counts sessions closed because the agent went silent.
 	silentClosed prometheus.Counter
+	// longestSilence takes, at each keepalive sweep, the longest silence
+	// among the sessions it kept open: how close the fleet comes to the
+	// idle timeout.
+	longestSilence prometheus.Histogram
 	// pings counts the keepalive pings sent to agents that send no
 	// heartbeats of their own.
 	pings prometheus.Counter
@@ -67,6 +71,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "admq", Subsystem: "tunnel", Name: "silent_sessions_closed_total",
 			Help: "Agent sessions closed because nothing arrived over them for the idle timeout.",
 		}),
+		longestSilence: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "admq", Subsystem: "tunnel", Name: "longest_silence_seconds",
+			Help:    "At each keepalive sweep (every 0.8 s by default), the longest time any agent session kept open had sent nothing: agents write at least every 5.2 s (a heartbeat or a report), sessions silent for the idle timeout (9 s) are closed; the part above 5.2 s is how late frames arrive.",
+			Buckets: prometheus.LinearBuckets(1, 0.5, 17),
+		}),
 		pings: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "admq", Subsystem: "tunnel", Name: "keepalive_pings_total",
 			Help: "Pings sent to quiet agents that send no heartbeats of their own (agents from before heartbeats).",
@@ -92,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Metrics reports agents sent as out-of-band frames below yamux, by result: ok; invalid (dropped, as a call would have been refused); unknown_server (dropped: the server has no labels yet, or was deleted); busy (dropped: the queue of reports to keep was full); broken (bytes that are not frames: the session was ended).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.reportFrames, m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
+	reg.MustRegister(m.reportFrames, m.connected, m.handshakes, m.enrollments, m.rpc, m.clientConns, m.pending, m.silentClosed, m.longestSilence, m.pings, m.transfers, m.packageBytes, m.rateWaits, m.resumed)
 	return m
 }
 
