@@ -69,15 +69,19 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 	var acked time.Time          // when the manager last answered a report
 	var spread, lastSpread int64 // its last two reconnect spreads
 	var answers int
+	due := time.Now().Add(delay)
 	for {
-		t := time.NewTimer(delay)
+		t := time.NewTimer(max(time.Until(due), 0))
 		select {
 		case <-t.C:
 		case <-mux.CloseChan():
 			t.Stop()
 			return
 		}
-		delay = interval
+		// The next report is due an interval after this one, on the grid
+		// the heartbeats go out on (frameGrid).
+		fired := time.Now()
+		due = muxframe.OnGrid(fired.Add(interval), frameGrid)
 		r, err := c.collector.Collect(ctx)
 		if err != nil {
 			// A part of the host could not be read; the rest still goes out.
@@ -135,7 +139,7 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			}
 			if ms := ack.GetIntervalMs(); ms > 0 {
 				interval = max(time.Duration(ms)*time.Millisecond, minMetricsInterval)
-				delay = interval
+				due = muxframe.OnGrid(fired.Add(interval), frameGrid)
 				follow(interval)
 			}
 			c.pace.advise(ack.GetReconnectSpreadMs())

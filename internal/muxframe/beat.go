@@ -29,6 +29,7 @@ type BeatConn struct {
 
 	mu     sync.Mutex
 	every  time.Duration
+	grid   time.Duration // see Align
 	join   Joiner
 	frames Scanner   // of the bytes yamux wrote
 	last   time.Time // of the last write
@@ -64,15 +65,39 @@ func (b *BeatConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// beat writes a heartbeat if nothing has been written for the interval
-// and waits for the next one.
+// due is when the next heartbeat is due. b.mu is held.
+func (b *BeatConn) due() time.Time { return beatDue(b.last, b.every, b.grid) }
+
+// beatDue is when a heartbeat is due after a write at last: every after
+// it, or the grid line just before that if it is after last (see Align).
+func beatDue(last time.Time, every, grid time.Duration) time.Time {
+	d := last.Add(every)
+	if a := OnGrid(d, grid); a.After(last) {
+		d = a
+	}
+	return d
+}
+
+// OnGrid returns the last line at or before t of a grid of the wall clock
+// (the multiples of grid since the zero time; grid <= 0: t itself). It is
+// t less under grid, with t's monotonic reading, so that a step of the
+// wall clock moves it by less than grid.
+func OnGrid(t time.Time, grid time.Duration) time.Time {
+	if grid <= 0 {
+		return t
+	}
+	return t.Add(-t.Sub(t.Truncate(grid)))
+}
+
+// beat writes a heartbeat if one is due and waits for the next.
 func (b *BeatConn) beat() {
 	if b.closed.Load() {
 		return
 	}
 	b.mu.Lock()
-	next := b.every - time.Since(b.last)
+	next := time.Until(b.due())
 	if next <= 0 {
+		next = b.every
 		// Between a data frame's header and its body (a rare moment: yamux
 		// writes the body right after) the body's write is as good.
 		if b.frames.AtBoundary() {
@@ -82,8 +107,8 @@ func (b *BeatConn) beat() {
 			}
 			b.beats.Add(1)
 			b.last = time.Now()
+			next = time.Until(b.due())
 		}
-		next = b.every
 	}
 	// Under the lock, so that a SetInterval in between is not undone.
 	if !b.closed.Load() {
@@ -102,7 +127,22 @@ func (b *BeatConn) SetInterval(every time.Duration) {
 	}
 	b.every = every
 	if !b.closed.Load() {
-		b.timer.Reset(max(every-time.Since(b.last), 0))
+		b.timer.Reset(max(time.Until(b.due()), 0))
+	}
+}
+
+// Align makes heartbeats go out on the lines of a grid of the wall clock
+// (multiples of grid since the zero time): each at the last line before
+// it is due, so never later. Peers whose clocks agree then write their
+// heartbeats at the same moments, and a peer that hears from many (the
+// manager) reads them in bursts, one wake-up for many, instead of one
+// wake-up each. 0: no grid.
+func (b *BeatConn) Align(grid time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.grid = max(grid, 0)
+	if !b.closed.Load() {
+		b.timer.Reset(max(time.Until(b.due()), 0))
 	}
 }
 

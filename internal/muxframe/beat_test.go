@@ -10,6 +10,7 @@ import (
 	"log"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -335,5 +336,44 @@ func TestSetIntervalTakesEffect(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if got := bc.Beats(); got != settled {
 		t.Fatalf("%d heartbeats written after the interval became an hour", got-settled)
+	}
+}
+
+// TestBeatDueOnTheGrid: with a grid, a heartbeat is due on the last grid
+// line before its interval is up, never after it; without one, or when no
+// grid line falls between the write and the end of the interval, when
+// the interval is up.
+func TestBeatDueOnTheGrid(t *testing.T) {
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339Nano, "2026-12-06T16:00:"+s+"Z")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, tt := range []struct {
+		last        string
+		every, grid time.Duration
+		want        string
+	}{
+		{"00.130", 5200 * time.Millisecond, 0, "05.33"},
+		{"00.130", 5200 * time.Millisecond, 200 * time.Millisecond, "05.2"},
+		{"00.2", 5200 * time.Millisecond, 200 * time.Millisecond, "05.4"}, // on a line: a whole interval
+		{"00.999", 5200 * time.Millisecond, time.Second, "06"},
+		{"00.130", 100 * time.Millisecond, 200 * time.Millisecond, "00.2"},
+		{"00.210", 100 * time.Millisecond, 200 * time.Millisecond, "00.31"}, // no line in between
+	} {
+		got := beatDue(at(tt.last), tt.every, tt.grid)
+		if want := at(tt.want); !got.Equal(want) {
+			t.Errorf("beatDue(%s, %v, %v) = %s, want %s", tt.last, tt.every, tt.grid, got.Format("05.000"), want.Format("05.000"))
+		}
+	}
+	// A grid line of now keeps the monotonic clock, so that timers and
+	// comparisons with it do not follow steps of the wall clock.
+	now := time.Now()
+	line := OnGrid(now, 200*time.Millisecond)
+	if d := now.Sub(line); d < 0 || d >= 200*time.Millisecond || !strings.Contains(line.String(), " m=") {
+		t.Errorf("OnGrid(%v) = %v: %v before, want under 200ms, with the monotonic reading", now, line, d)
 	}
 }
