@@ -43,8 +43,8 @@ const (
 	// just before it: a report is due an interval after the last one went
 	// out, plus the time its sample takes.
 	beatMargin = 200 * time.Millisecond
-	// frameGrid is the grid of the wall clock the heartbeats and metrics
-	// reports go out on (muxframe.OnGrid): each at the last line before
+	// frameGrid is the default grid of the wall clock (Config.FrameGrid)
+	// the heartbeats and metrics reports go out on (muxframe.OnGrid): each at the last line before
 	// it is due, never later. Agents whose clocks agree (NTP) then write
 	// at the same moments, and the manager reads their frames in bursts,
 	// five a second, instead of one at a time: one wake-up of its
@@ -103,7 +103,7 @@ func (c *Client) beating(conn net.Conn) net.Conn {
 		return muxframe.NewBeatConn(conn, every)
 	}
 	bc := muxframe.NewBeatConn(conn, beatInterval(c.reportInterval()))
-	bc.Align(frameGrid)
+	bc.Align(c.cfg.FrameGrid) // negative: none
 	return bc
 }
 

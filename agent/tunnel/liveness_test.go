@@ -88,3 +88,15 @@ type nopConn struct{ net.Conn }
 
 func (nopConn) Write(p []byte) (int, error) { return len(p), nil }
 func (nopConn) Close() error                { return nil }
+
+// TestFrameGridDefaultsAndOff: frames go out on the 200 ms grid unless the
+// configuration turns it off (the load program's -no-frame-grid).
+func TestFrameGridDefaultsAndOff(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if got := New(Config{StateDir: t.TempDir()}, log).cfg.FrameGrid; got != 200*time.Millisecond {
+		t.Errorf("default frame grid %v, want 200ms", got)
+	}
+	if got := New(Config{StateDir: t.TempDir(), FrameGrid: -1}, log).cfg.FrameGrid; got >= 0 {
+		t.Errorf("a negative frame grid became %v: the grid is not off", got)
+	}
+}

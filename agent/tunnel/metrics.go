@@ -79,9 +79,9 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			return
 		}
 		// The next report is due an interval after this one, on the grid
-		// the heartbeats go out on (frameGrid).
+		// the heartbeats go out on (Config.FrameGrid).
 		fired := time.Now()
-		due = muxframe.OnGrid(fired.Add(interval), frameGrid)
+		due = muxframe.OnGrid(fired.Add(interval), c.cfg.FrameGrid)
 		r, err := c.collector.Collect(ctx)
 		if err != nil {
 			// A part of the host could not be read; the rest still goes out.
@@ -139,7 +139,7 @@ func (c *Client) reportMetrics(ctx context.Context, mux *yamux.Session, mc agent
 			}
 			if ms := ack.GetIntervalMs(); ms > 0 {
 				interval = max(time.Duration(ms)*time.Millisecond, minMetricsInterval)
-				due = muxframe.OnGrid(fired.Add(interval), frameGrid)
+				due = muxframe.OnGrid(fired.Add(interval), c.cfg.FrameGrid)
 				follow(interval)
 			}
 			c.pace.advise(ack.GetReconnectSpreadMs())

@@ -97,6 +97,11 @@ type Config struct {
 	// NoReportFrames sends every metrics report as a call, as agents
 	// before out-of-band frames did (for tests of mixed fleets).
 	NoReportFrames bool
+	// FrameGrid is the grid of the wall clock that heartbeats and metrics
+	// reports go out on (default 200ms; see liveness.go). Negative: none,
+	// each goes out when it is due. The grid saves the manager wake-ups
+	// only where agents' clocks agree; the load program measures both.
+	FrameGrid time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -120,6 +125,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MetricsInterval == 0 {
 		c.MetricsInterval = 15 * time.Second
+	}
+	if c.FrameGrid == 0 {
+		c.FrameGrid = frameGrid
 	}
 	if c.Dial == nil {
 		c.Dial = liveDialer(c.DialTimeout).DialContext

@@ -67,6 +67,7 @@ type options struct {
 	agentStateRoot    string
 	realHostEtc       bool
 	ownHostSamples    bool
+	noFrameGrid       bool
 	profileDir        string
 	profileSeconds    time.Duration
 	fleetConcurrency  int
@@ -94,6 +95,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipRestart, "skip-restart", false, "skip the manager restart and reconnect storm")
 	fs.StringVar(&o.agentStateRoot, "agent-state-root", defaultAgentStateRoot(), "parent of the agents' temporary state dirs (default tmpfs /dev/shm when present; empty: $TMPDIR); the manager's data dir is always under $TMPDIR")
 	fs.BoolVar(&o.realHostEtc, "real-host-etc", false, "let agents read the real /etc (on hosts without /etc/lsb-release, each heartbeat then runs /usr/bin/lsb_release)")
+	fs.BoolVar(&o.noFrameGrid, "no-frame-grid", false, "agents send heartbeats and metrics reports when due, not on the 200 ms grid of the wall clock they share by default (all simulated agents share one clock, the grid's best case; real agents' clocks agree only as well as NTP keeps them)")
 	fs.BoolVar(&o.ownHostSamples, "own-host-samples", false, "let every agent sample this host's metrics and read its fixed facts itself, as a real agent on its own host does (default: one shared sample per second for all, since they all run on this host)")
 	fs.IntVar(&o.fleetConcurrency, "fleet-concurrency", 256, "concurrency of the fleet-wide operations (POST /fleet/operation) the program runs")
 	fs.IntVar(&o.pageSize, "page-size", 100, "pageSize of the GET /server throughput test")
@@ -366,6 +368,12 @@ func (t *loadTest) run(ctx context.Context) error {
 		t.rep.add("agent facts HOST_ETC", "%s  (no lsb_release exec per heartbeat; -real-host-etc to disable)", etc)
 	}
 	base := agenttunnel.Config{ManagerAddr: tunnelAddr, Token: token, CAPin: pin}
+	if t.opt.noFrameGrid {
+		base.FrameGrid = -1
+		t.rep.add("agent frame grid", "none: each heartbeat and report goes out when due (-no-frame-grid)")
+	} else {
+		t.rep.add("agent frame grid", "200 ms of the wall clock, one clock for all simulated agents (its best case; -no-frame-grid: none)")
+	}
 	if !t.opt.ownHostSamples {
 		base.Metrics = newSharedMetrics(stateRoot, time.Second)
 		base.HostFacts = new(facts.Host)
