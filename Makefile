@@ -88,7 +88,7 @@ soak: test-setup
 
 ## load: hold N in-process agents against a real manager and print figures (N=1000 by default)
 load: build
-	$(GO) run ./test/load -manager-bin $(BIN)/admq-manager -agents $${N:-1000}
+	$(GO) run ./test/load -manager-bin $(BIN)/admq-manager -agents $${N:-1000} $(LOADFLAGS)
 
 ## compare: the same jobs on M namespace hosts with Ansible and with one manager API call, side by side (as root; M=20 by default)
 compare:
