@@ -227,6 +227,7 @@ func (a *API) createCluster(c echo.Context) error {
 	cl, nodes, err := svc.Create(c.Request().Context(), cluster.NewCluster{
 		Name: r.Name, Description: r.Description, PackageID: r.PackageID, Packages: r.Packages,
 		Coordinators: toSpecs(r.ZkList), Storage: toSpecs(r.StorageList), Brokers: toSpecs(r.BrokerList),
+		By: userOf(c).Username,
 	})
 	if err != nil {
 		return consoleNodes(err, func(component string) string { return clusterLists[component] })
@@ -267,7 +268,7 @@ func (a *API) addClusterNodes(c echo.Context) error {
 		return invalid.Field("clusterId", "is required")
 	}
 	detail(c, "cluster=%s component=%q package=%s nodes=%s", r.ClusterID, truncate(r.Component, 32), r.PackageID, ipsOf(r.Nodes))
-	nodes, err := svc.AddNodes(c.Request().Context(), r.ClusterID, r.Component, r.PackageID, toSpecs(r.Nodes))
+	nodes, err := svc.AddNodes(c.Request().Context(), r.ClusterID, r.Component, r.PackageID, toSpecs(r.Nodes), userOf(c).Username)
 	if err != nil {
 		return consoleNodes(err, func(string) string { return "nodes" })
 	}

@@ -85,8 +85,10 @@ type configItemView struct {
 	Effective   int     `json:"effective"` // 1 enabled, 0 disabled
 	Describes   string  `json:"describes"`
 	// CreateUser and UpdateUser name who added the item and who last
-	// changed it: a console user, or the operator of an Open API call;
-	// empty for a key that came with the package (or predates authors).
+	// changed it: a console user, or the operator of an Open API call; for
+	// a key that came with the package, the console user who created the
+	// cluster or added the nodes, or config.ImportAuthor when a manager
+	// older than that record imported it.
 	CreateUser string `json:"createUser"`
 	UpdateUser string `json:"updateUser"`
 	// Source is "cluster" when a node's item is the cluster layer's as it
@@ -101,13 +103,13 @@ type configItemView struct {
 func toItemView(it config.Item) configItemView {
 	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
 		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment,
-		CreateUser: it.CreatedBy, UpdateUser: it.UpdatedBy, Source: config.SourceCluster}
+		CreateUser: config.Author(it.CreatedBy), UpdateUser: config.Author(it.UpdatedBy), Source: config.SourceCluster}
 }
 
 func toNodeItemView(it config.NodeItem) configItemView {
 	return configItemView{ID: it.ID, CreateTime: apiTime(it.CreatedAt), UpdateTime: apiTime(it.UpdatedAt),
 		ConfigKey: it.Key, ConfigValue: it.Value, Effective: boolInt(it.Effective), Describes: it.Comment,
-		CreateUser: it.CreatedBy, UpdateUser: it.UpdatedBy, Source: it.Source(), ClusterItemID: it.ItemID}
+		CreateUser: config.Author(it.CreatedBy), UpdateUser: config.Author(it.UpdatedBy), Source: it.Source(), ClusterItemID: it.ItemID}
 }
 
 func boolInt(b bool) int {

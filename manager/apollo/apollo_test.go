@@ -174,3 +174,36 @@ func TestOpenAPIDocumentListsEveryRoute(t *testing.T) {
 		t.Error("the document does not give the mapping")
 	}
 }
+
+// TestDTOFields: what Apollo's clients read of an item and a cluster. An
+// item has its lineNum (its place in the list, from 1) and a display name
+// beside each author; a key whose author was not recorded names
+// admq-import. A cluster has its id and parentClusterId 0.
+func TestDTOFields(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	for _, tc := range []struct {
+		name string
+		dto  any
+		want string
+	}{
+		{"item with authors", itemDTO(item{Key: "k", Value: "v", CreatedBy: "alice", UpdatedBy: "bob", CreatedAt: at, UpdatedAt: at}, 0),
+			`{"key":"k","type":0,"value":"v","lineNum":1,"dataChangeCreatedBy":"alice","dataChangeLastModifiedBy":"bob",` +
+				`"dataChangeCreatedByDisplayName":"alice","dataChangeLastModifiedByDisplayName":"bob",` +
+				`"dataChangeCreatedTime":"2026-01-02T03:04:05.006+0000","dataChangeLastModifiedTime":"2026-01-02T03:04:05.006+0000"}`},
+		{"item imported before authors were recorded", itemDTO(item{Key: "k", Value: "", CreatedAt: at, UpdatedAt: at}, 6),
+			`{"key":"k","type":0,"value":"","lineNum":7,"dataChangeCreatedBy":"admq-import","dataChangeLastModifiedBy":"admq-import",` +
+				`"dataChangeCreatedByDisplayName":"admq-import","dataChangeLastModifiedByDisplayName":"admq-import",` +
+				`"dataChangeCreatedTime":"2026-01-02T03:04:05.006+0000","dataChangeLastModifiedTime":"2026-01-02T03:04:05.006+0000"}`},
+		{"cluster", ClusterDTO{ID: 1 << 60, Name: "storage-1", AppID: "mq1", baseDTO: base("", "", at, at)},
+			`{"id":1152921504606846976,"name":"storage-1","appId":"mq1","parentClusterId":0,` +
+				`"dataChangeCreatedTime":"2026-01-02T03:04:05.006+0000","dataChangeLastModifiedTime":"2026-01-02T03:04:05.006+0000"}`},
+	} {
+		b, err := json.Marshal(tc.dto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, b, tc.want)
+		}
+	}
+}

@@ -93,9 +93,9 @@ func (s *Server) envClusters(x *call) error {
 
 func (s *Server) clusterDTO(a *app, node *cluster.Node) ClusterDTO {
 	if node == nil {
-		return ClusterDTO{Name: DefaultCluster, AppID: a.cluster.Name, baseDTO: base("", "", a.cluster.CreatedAt, a.cluster.UpdatedAt)}
+		return ClusterDTO{ID: int64(a.cluster.ID), Name: DefaultCluster, AppID: a.cluster.Name, baseDTO: base("", "", a.cluster.CreatedAt, a.cluster.UpdatedAt)}
 	}
-	return ClusterDTO{Name: node.NodeDir, AppID: a.cluster.Name, baseDTO: base("", "", node.CreatedAt, node.UpdatedAt)}
+	return ClusterDTO{ID: int64(node.ID), Name: node.NodeDir, AppID: a.cluster.Name, baseDTO: base("", "", node.CreatedAt, node.UpdatedAt)}
 }
 
 func (s *Server) getCluster(x *call) error {

@@ -24,16 +24,22 @@ func (t gsonTime) MarshalJSON() ([]byte, error) {
 func (t gsonTime) IsZero() bool { return time.Time(t).IsZero() }
 
 // baseDTO is Apollo's BaseDTO: who made and last changed a thing, when.
+// The display names are the users' names: console users have no display
+// name of their own, and Apollo's portal answers the user id where a user
+// has none.
 type baseDTO struct {
-	DataChangeCreatedBy        string   `json:"dataChangeCreatedBy,omitempty"`
-	DataChangeLastModifiedBy   string   `json:"dataChangeLastModifiedBy,omitempty"`
-	DataChangeCreatedTime      gsonTime `json:"dataChangeCreatedTime,omitzero"`
-	DataChangeLastModifiedTime gsonTime `json:"dataChangeLastModifiedTime,omitzero"`
+	DataChangeCreatedBy                 string   `json:"dataChangeCreatedBy,omitempty"`
+	DataChangeLastModifiedBy            string   `json:"dataChangeLastModifiedBy,omitempty"`
+	DataChangeCreatedByDisplayName      string   `json:"dataChangeCreatedByDisplayName,omitempty"`
+	DataChangeLastModifiedByDisplayName string   `json:"dataChangeLastModifiedByDisplayName,omitempty"`
+	DataChangeCreatedTime               gsonTime `json:"dataChangeCreatedTime,omitzero"`
+	DataChangeLastModifiedTime          gsonTime `json:"dataChangeLastModifiedTime,omitzero"`
 }
 
 func base(createdBy, modifiedBy string, created, modified time.Time) baseDTO {
 	return baseDTO{
 		DataChangeCreatedBy: createdBy, DataChangeLastModifiedBy: modifiedBy,
+		DataChangeCreatedByDisplayName: createdBy, DataChangeLastModifiedByDisplayName: modifiedBy,
 		DataChangeCreatedTime: gsonTime(created), DataChangeLastModifiedTime: gsonTime(modified),
 	}
 }
@@ -56,10 +62,14 @@ type EnvClusterDTO struct {
 }
 
 // ClusterDTO is OpenClusterDTO: the cluster-wide layer ("default") or one
-// node of an ADMQ cluster.
+// node of an ADMQ cluster. ID is the ADMQ cluster's id for default, the
+// node's id for a node; ParentClusterID is a gray branch's parent in
+// Apollo, 0 for every other cluster, and there are no branches here.
 type ClusterDTO struct {
-	Name  string `json:"name"`
-	AppID string `json:"appId"`
+	ID              int64  `json:"id"`
+	Name            string `json:"name"`
+	AppID           string `json:"appId"`
+	ParentClusterID int64  `json:"parentClusterId"`
 	baseDTO
 }
 
@@ -69,12 +79,14 @@ type OrganizationDTO struct {
 	OrgName string `json:"orgName"`
 }
 
-// ItemDTO is OpenItemDTO: one key of a config file.
+// ItemDTO is OpenItemDTO: one key of a config file. LineNum is the key's
+// place among the keys of the file as the cluster renders it, from 1.
 type ItemDTO struct {
 	Key     string `json:"key"`
 	Type    int    `json:"type"`
 	Value   string `json:"value"`
 	Comment string `json:"comment,omitempty"`
+	LineNum int    `json:"lineNum,omitempty"`
 	baseDTO
 }
 

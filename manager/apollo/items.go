@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/admq/admq-manager/manager/config"
 )
 
 // Apollo's limits on what an item may hold.
@@ -60,8 +62,11 @@ type Items interface {
 	Apply(ctx context.Context, t Target, by string, changes []itemChange) error
 }
 
-func itemDTO(it item) ItemDTO {
-	return ItemDTO{Key: it.Key, Value: it.Value, Comment: it.Comment, baseDTO: base(it.CreatedBy, it.UpdatedBy, it.CreatedAt, it.UpdatedAt)}
+// itemDTO is the item at index i of its namespace's List: its lineNum is
+// i+1. An item whose author was not recorded names config.ImportAuthor.
+func itemDTO(it item, i int) ItemDTO {
+	return ItemDTO{Key: it.Key, Value: it.Value, Comment: it.Comment, LineNum: i + 1,
+		baseDTO: base(config.Author(it.CreatedBy), config.Author(it.UpdatedBy), it.CreatedAt, it.UpdatedAt)}
 }
 
 // itemKey reads the key of an items/{key} or encodedItems/{key} path.
@@ -98,18 +103,18 @@ func (x *call) checkItem(r itemRequest) (item, error) {
 	return it, nil
 }
 
-// findItem returns the item with key, or a 404.
-func (s *Server) findItem(x *call, key string) (item, error) {
+// findItem returns the DTO of the item with key, or a 404.
+func (s *Server) findItem(x *call, key string) (ItemDTO, error) {
 	items, err := s.d.Items.List(x.Request().Context(), x.target())
 	if err != nil {
-		return item{}, err
+		return ItemDTO{}, err
 	}
-	for _, it := range items {
+	for i, it := range items {
 		if it.Key == key {
-			return it, nil
+			return itemDTO(it, i), nil
 		}
 	}
-	return item{}, notFound("item not found for key %s in namespace %s of cluster %s", truncate(key, 128), x.ns.name, x.clusterName())
+	return ItemDTO{}, notFound("item not found for key %s in namespace %s of cluster %s", truncate(key, 128), x.ns.name, x.clusterName())
 }
 
 func (s *Server) getItem(x *call) error {
@@ -121,7 +126,7 @@ func (s *Server) getItem(x *call) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(x, http.StatusOK, itemDTO(it))
+	return writeJSON(x, http.StatusOK, it)
 }
 
 func (s *Server) listItems(x *call) error {
@@ -139,7 +144,7 @@ func (s *Server) listItems(x *call) error {
 	}
 	out := ItemPageDTO{Page: page, Size: size, Total: int64(len(items)), Content: []ItemDTO{}}
 	for i := page * size; i < len(items) && i < (page+1)*size; i++ {
-		out.Content = append(out.Content, itemDTO(items[i]))
+		out.Content = append(out.Content, itemDTO(items[i], i))
 	}
 	return writeJSON(x, http.StatusOK, out)
 }
@@ -166,7 +171,7 @@ func (s *Server) createItem(x *call) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(x, http.StatusOK, itemDTO(got))
+	return writeJSON(x, http.StatusOK, got)
 }
 
 func (s *Server) updateItem(x *call) error {

@@ -18,8 +18,8 @@ func (s *Server) namespaceDTO(x *call, ns *namespace, fill bool) (NamespaceDTO, 
 		if err != nil {
 			return NamespaceDTO{}, err
 		}
-		for _, it := range items {
-			dto.Items = append(dto.Items, itemDTO(it))
+		for i, it := range items {
+			dto.Items = append(dto.Items, itemDTO(it, i))
 		}
 	}
 	return dto, nil

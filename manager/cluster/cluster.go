@@ -114,6 +114,9 @@ type Node struct {
 type NewNode struct {
 	Node   Node
 	Config []config.Imported
+	// By is the console user whose request imported the config: the
+	// author of the layer items the import creates.
+	By string
 }
 
 // ServerRef is what the cluster needs of a registered server.

@@ -109,7 +109,7 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 	brokers, err := f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{
 		{ManagerIP: "10.0.0.1", ProgramDir: "/opt/admq/{cluster}/{nodeDir}", DataDir: "/data/admq/{cluster}/{nodeDir}"},
 		{ManagerIP: "10.0.0.4", ProgramDir: "/opt/nats", DataDir: "/data/nats", ServerPort: 4333},
-	})
+	}, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,12 +126,12 @@ func TestAddBrokersWithAnotherPackage(t *testing.T) {
 		t.Fatalf("cluster %+v", c)
 	}
 	// The same server twice for brokers, and again for a component it has.
-	_, err = f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{{ManagerIP: "10.0.0.1", ProgramDir: "/opt/x", DataDir: "/data/x"}})
+	_, err = f.svc.AddNodes(ctx, c.ID, cluster.Broker, f.nats.ID, []cluster.NodeSpec{{ManagerIP: "10.0.0.1", ProgramDir: "/opt/x", DataDir: "/data/x"}}, "alice")
 	if !errors.Is(err, cluster.ErrServerRepeated) {
 		t.Fatalf("repeat: %v", err)
 	}
 	// The coordinator count goes on: 10.0.0.4 becomes myid 4.
-	more, err := f.svc.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"))
+	more, err := f.svc.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"), "")
 	if err != nil || more[0].Ordinal != 4 || more[0].NodeDir != "coordinator-4" {
 		t.Fatalf("4th coordinator %+v %v", more, err)
 	}

@@ -99,6 +99,9 @@ type NewCluster struct {
 	Coordinators []NodeSpec
 	Storage      []NodeSpec
 	Brokers      []NodeSpec
+	// By is the console user creating the cluster: the author of the
+	// config items imported from the packages.
+	By string
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -157,7 +160,7 @@ func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, er
 	}
 	now := s.now()
 	c := Cluster{ID: s.gen.Next(), Name: n.Name, Description: n.Description, CreatedAt: now, UpdatedAt: now}
-	nodes, err := s.plan(ctx, c, nil, groups, now)
+	nodes, err := s.plan(ctx, c, nil, groups, n.By, now)
 	if err != nil {
 		return Cluster{}, nil, err
 	}
@@ -168,8 +171,9 @@ func (s *Service) Create(ctx context.Context, n NewCluster) (Cluster, []Node, er
 }
 
 // AddNodes places more nodes of one component in a cluster, with their
-// imported config, in one transaction.
-func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component string, packageID ids.ID, specs []NodeSpec) ([]Node, error) {
+// imported config, in one transaction; by is the console user asking, the
+// author of the config items the import creates.
+func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component string, packageID ids.ID, specs []NodeSpec, by string) ([]Node, error) {
 	if !componentRE.MatchString(component) {
 		return nil, invalid.Field("component", "must be a component name such as coordinator, storage or broker")
 	}
@@ -190,7 +194,7 @@ func (s *Service) AddNodes(ctx context.Context, clusterID ids.ID, component stri
 		return nil, err
 	}
 	now := s.now()
-	nodes, err := s.plan(ctx, c, existing, []group{{component: component, packageID: packageID, specs: specs}}, now)
+	nodes, err := s.plan(ctx, c, existing, []group{{component: component, packageID: packageID, specs: specs}}, by, now)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +220,7 @@ func (s *Service) result(ctx context.Context, clusterID ids.ID, nodes []NewNode)
 }
 
 // plan checks the groups and builds their nodes, files and items.
-func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups []group, now time.Time) ([]NewNode, error) {
+func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups []group, by string, now time.Time) ([]NewNode, error) {
 	total := 0
 	for _, g := range groups {
 		total += len(g.specs)
@@ -326,7 +330,7 @@ func (s *Service) plan(ctx context.Context, c Cluster, existing []Node, groups [
 				NodeDir: nodeDir, ServerPort: port, Ordinal: ord, DeployState: DeployUndeployed, RunState: RunUnknown,
 				CreatedAt: now, UpdatedAt: now,
 			}
-			nn := NewNode{Node: n, Config: files}
+			nn := NewNode{Node: n, Config: files, By: by}
 			out = append(out, nn)
 		}
 	}

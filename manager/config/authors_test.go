@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/admq/admq-manager/internal/ids"
+	"github.com/admq/admq-manager/manager/cluster"
+	"github.com/admq/admq-manager/manager/cluster/clustertest"
 	"github.com/admq/admq-manager/manager/config"
 )
 
@@ -153,5 +155,61 @@ func TestRollbackAuthors(t *testing.T) {
 		if it.UpdatedBy != want {
 			t.Errorf("node 1's %s after the rollback: updated by %q, want %q", it.Key, it.UpdatedBy, want)
 		}
+	}
+}
+
+// TestImportAuthors: keys imported from the package name the console user
+// whose request imported them; nodes added later mirror the layer as it
+// is, with its authors. Without a recorded author, Author answers
+// ImportAuthor.
+func TestImportAuthors(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	c, nodes, err := f.clusters.Create(ctx, cluster.NewCluster{Name: "c1", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.1", "10.0.0.2"), By: "ivy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.3"), "judy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := f.svc.Files(ctx, c.ID)
+	if err != nil || len(layers) == 0 {
+		t.Fatalf("layers %+v %v", layers, err)
+	}
+	items, err := f.svc.AllItems(ctx, layers[0].ID)
+	if err != nil || len(items) == 0 {
+		t.Fatalf("items %+v %v", items, err)
+	}
+	for _, it := range items {
+		if it.CreatedBy != "ivy" || it.UpdatedBy != "ivy" {
+			t.Errorf("layer %s: created by %q, updated by %q; want ivy (who created the cluster)", it.Key, it.CreatedBy, it.UpdatedBy)
+		}
+	}
+	for _, n := range append(nodes, more...) {
+		nf, _ := f.zooCfgOf(t, n)
+		nitems, err := f.svc.AllNodeItems(ctx, nf.ID)
+		if err != nil || len(nitems) != len(items) {
+			t.Fatalf("%s items %+v %v", n.NodeDir, nitems, err)
+		}
+		for _, it := range nitems {
+			if it.CreatedBy != "ivy" || it.UpdatedBy != "ivy" {
+				t.Errorf("%s %s: created by %q, updated by %q; want the layer's ivy", n.NodeDir, it.Key, it.CreatedBy, it.UpdatedBy)
+			}
+		}
+	}
+
+	// A cluster created with no user recorded (as older managers did).
+	c2, _, err := f.clusters.Create(ctx, cluster.NewCluster{Name: "c2", PackageID: f.zk.ID, Coordinators: clustertest.Specs("10.0.0.4")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers2, _ := f.svc.Files(ctx, c2.ID)
+	items2, _ := f.svc.AllItems(ctx, layers2[0].ID)
+	if len(items2) == 0 || items2[0].CreatedBy != "" || config.Author(items2[0].CreatedBy) != config.ImportAuthor || config.ImportAuthor != "admq-import" {
+		t.Errorf("unrecorded author: %+v answers %q", items2, config.Author(""))
+	}
+	if config.Author("ivy") != "ivy" {
+		t.Errorf("Author(ivy) = %q", config.Author("ivy"))
 	}
 }

@@ -102,10 +102,27 @@ type Item struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	// CreatedBy and UpdatedBy name who added the key and who last changed
-	// it (a console user or an Open API operator); empty when nobody did:
-	// the key came from the package, or predates authorship.
+	// it: a console user or an Open API operator, and for a key imported
+	// from the package the console user whose request imported it (who
+	// created the cluster or added the nodes). Empty when not recorded: a
+	// key imported before the manager recorded it (Author answers
+	// ImportAuthor for it).
 	CreatedBy string
 	UpdatedBy string
+}
+
+// ImportAuthor is the author the APIs answer for a key whose author was
+// not recorded: one imported from a package by a manager older than the
+// record of who imported it.
+const ImportAuthor = "admq-import"
+
+// Author is the author to answer for a recorded author by: by, or
+// ImportAuthor when none was recorded.
+func Author(by string) string {
+	if by == "" {
+		return ImportAuthor
+	}
+	return by
 }
 
 // NodeFile is one node's copy of a layer's file.

@@ -284,7 +284,7 @@ func TestLayers(t *testing.T) {
 	}
 
 	// A node added later mirrors the layer as it is now.
-	more, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"))
+	more, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.4"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

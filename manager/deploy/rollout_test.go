@@ -402,7 +402,7 @@ func TestRollbackSkipsNodesAddedSince(t *testing.T) {
 	if err := f.db.CreateServer(ctx, &s); err != nil {
 		t.Fatal(err)
 	}
-	added, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.9"))
+	added, err := f.clusters.AddNodes(ctx, c.ID, cluster.Coordinator, f.zk.ID, clustertest.Specs("10.0.0.9"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func insertNodes(ctx context.Context, tx *sql.Tx, nodes []cluster.NewNode, now t
 			}
 			return err
 		}
-		if err := insertNodeConfig(ctx, tx, n.ClusterID, n.ID, n.Component, n.DataDir, n.PackageID, nn.Config, now, newID); err != nil {
+		if err := insertNodeConfig(ctx, tx, n.ClusterID, n.ID, n.Component, n.DataDir, n.PackageID, nn.Config, nn.By, now, newID); err != nil {
 			return err
 		}
 	}

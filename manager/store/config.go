@@ -422,10 +422,10 @@ func (db *DB) SetNodeItemsEffective(ctx context.Context, itemIDs []ids.ID, effec
 
 // insertNodeConfig gives a new node its config files: for each imported
 // file, the cluster's layer of it (created from the import when the
-// cluster has none yet), the node's file with its target resolved, and a
-// node item mirroring each layer item.
+// cluster has none yet, its items authored by by), the node's file with
+// its target resolved, and a node item mirroring each layer item.
 func insertNodeConfig(ctx context.Context, tx *sql.Tx, clusterID, nodeID ids.ID, component, dataDir string, packageID ids.ID,
-	imported []config.Imported, now time.Time, newID func() ids.ID) error {
+	imported []config.Imported, by string, now time.Time, newID func() ids.ID) error {
 	for _, im := range imported {
 		var layerID int64
 		var target string
@@ -440,8 +440,9 @@ func insertNodeConfig(ctx context.Context, tx *sql.Tx, clusterID, nodeID ids.ID,
 				return err
 			}
 			for _, e := range im.Entries {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), layerID, e.Key, e.Value, e.Comment, e.Effective, millis(now), millis(now)); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO config_items (id, file_id, key, value, comment, effective, created_at, updated_at,
+					created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, int64(newID()), layerID, e.Key, e.Value, e.Comment, e.Effective,
+					millis(now), millis(now), by, by); err != nil {
 					return err
 				}
 			}

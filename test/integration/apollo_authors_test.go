@@ -13,7 +13,10 @@ const consoleTime = "2006-01-02 15:04:05"
 // apolloAuthors: an item's creator and last modifier are the console user
 // or the Open API operator who made the change, in the Open API's item
 // DTOs (get, list, namespace with items) and the console's item lists,
-// with the item's real times.
+// with the item's real times; a key imported from the package names the
+// console user whose request imported it (admin created mq1, alice adds
+// mq2's broker). Every author comes with its display name, and every item
+// with its lineNum: its place in the file as the list gives it.
 func apolloAuthors(t *testing.T, e *apolloEnv) {
 	for _, u := range []string{"alice", "bob"} {
 		e.c.OK(t, "POST", "/user", map[string]any{"username": u, "password": u + "-password-1", "role": "operator"}, nil)
@@ -28,15 +31,44 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 	nodeFile := e.c.NodeFile(t, e.nodes["storage-1"].ID, "app.properties")
 
 	type dto struct {
-		Key, Value                                        string
-		DataChangeCreatedBy, DataChangeLastModifiedBy     string
-		DataChangeCreatedTime, DataChangeLastModifiedTime string
+		Key, Value                                                          string
+		DataChangeCreatedBy, DataChangeLastModifiedBy                       string
+		DataChangeCreatedByDisplayName, DataChangeLastModifiedByDisplayName string
+		DataChangeCreatedTime, DataChangeLastModifiedTime                   string
+		LineNum                                                             *int
+	}
+	// list is the namespace's items in the cluster, each of which must
+	// have its place in the list as its lineNum.
+	list := func(app, cluster, namespace string) []dto {
+		t.Helper()
+		var page struct{ Content []dto }
+		a := j.Get(t, testenv.NS("PRO", app, cluster, namespace, "items"), [][2]string{{"size", "1000"}}, &page)
+		checkDTO(t, "OpenPageDTO<OpenItemDTO>", a.Body)
+		for i, it := range page.Content {
+			if it.LineNum == nil || *it.LineNum != i+1 {
+				t.Errorf("%s %s %s: item %d (%s) has lineNum %v, want %d: %s", app, cluster, namespace, i, it.Key, it.LineNum, i+1, a.Body)
+			}
+		}
+		return page.Content
+	}
+	lineOf := func(cluster, key string) int {
+		t.Helper()
+		for i, it := range list(apolloApp, cluster, "app.properties") {
+			if it.Key == key {
+				return i + 1
+			}
+		}
+		t.Fatalf("%s has no %s", cluster, key)
+		return 0
 	}
 	get := func(cluster, key string) dto {
 		t.Helper()
 		var d dto
 		a := j.Get(t, ns(cluster, "items", key), nil, &d)
 		checkDTO(t, "OpenItemDTO", a.Body)
+		if want := lineOf(cluster, key); d.LineNum == nil || *d.LineNum != want {
+			t.Errorf("%s in %s: lineNum %v, the list has it at %d: %s", key, cluster, d.LineNum, want, a.Body)
+		}
 		return d
 	}
 	authors := func(what string, d dto, created, modified string) {
@@ -44,6 +76,18 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		if d.DataChangeCreatedBy != created || d.DataChangeLastModifiedBy != modified {
 			t.Errorf("%s: created by %q, last modified by %q; want %q and %q", what, d.DataChangeCreatedBy, d.DataChangeLastModifiedBy, created, modified)
 		}
+		// Console users have no display name: it is the name.
+		if d.DataChangeCreatedByDisplayName != created || d.DataChangeLastModifiedByDisplayName != modified {
+			t.Errorf("%s: display names %q and %q; want %q and %q", what, d.DataChangeCreatedByDisplayName, d.DataChangeLastModifiedByDisplayName, created, modified)
+		}
+	}
+
+	// Keys from the package: admin created mq1, whose config the package
+	// gave; the node's copy says the same.
+	authors("session.timeout from the package", get("default", "session.timeout"), "admin", "admin")
+	authors("storage-1's session.timeout from the package", get("storage-1", "session.timeout"), "admin", "admin")
+	if got := get("default", "session.timeout"); *got.LineNum != 1 {
+		t.Errorf("session.timeout, the file's first key, has lineNum %d", *got.LineNum)
 	}
 
 	// Alice adds a key in the console; bob changes it through the Open API.
@@ -61,22 +105,24 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 	authors("storage-1's copy", get("storage-1", "authored.key"), "alice", "bob")
 
 	// The item list and the namespace with its items say the same.
-	var page struct{ Content []dto }
-	j.Get(t, ns("default", "items"), [][2]string{{"size", "1000"}}, &page)
+	items := list(apolloApp, "default", "app.properties")
 	var nsDTO struct{ Items []dto }
 	a := j.Get(t, ns("default"), nil, &nsDTO)
 	checkDTO(t, "OpenNamespaceDTO", a.Body)
-	for what, list := range map[string][]dto{"item list": page.Content, "namespace items": nsDTO.Items} {
+	for i, it := range nsDTO.Items {
+		if it.LineNum == nil || *it.LineNum != i+1 {
+			t.Errorf("namespace items: %s has lineNum %v, want %d", it.Key, it.LineNum, i+1)
+		}
+	}
+	for what, list := range map[string][]dto{"item list": items, "namespace items": nsDTO.Items} {
 		found := false
 		for _, it := range list {
 			switch it.Key {
 			case "authored.key":
 				found = true
 				authors(what, it, "alice", "bob")
-			case "log.dir": // from the package: nobody wrote it
-				if it.DataChangeCreatedBy != "" || it.DataChangeLastModifiedBy != "" {
-					t.Errorf("%s: log.dir from the package has authors %+v", what, it)
-				}
+			case "log.dir": // from the package, imported when admin created mq1
+				authors(what+" log.dir", it, "admin", "admin")
 			}
 		}
 		if !found {
@@ -94,13 +140,20 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		if it.CreateTime != created.Format(consoleTime) || it.UpdateTime != modified.Format(consoleTime) {
 			t.Errorf("console %s: times %s / %s; the Open API's %s / %s", route, it.CreateTime, it.UpdateTime, d.DataChangeCreatedTime, d.DataChangeLastModifiedTime)
 		}
+		if it := alice.Items(t, route, fileID)["log.dir"]; it.CreateUser != "admin" || it.UpdateUser != "admin" {
+			t.Errorf("console %s: log.dir from the package created by %q, updated by %q; want admin (who created the cluster)", route, it.CreateUser, it.UpdateUser)
+		}
 	}
 
 	// A node's own key: created by alice, changed by bob, both through the
 	// Open API.
 	j.Must(t, 200, "POST", ns("storage-2", "items"), nil, testenv.ApolloItem{Key: "authored.own", Value: "1", DataChangeCreatedBy: "alice"})
 	j.Must(t, 200, "PUT", ns("storage-2", "items", "authored.own"), nil, testenv.ApolloItem{Key: "authored.own", Value: "2", DataChangeLastModifiedBy: "bob"})
-	authors("storage-2's own key", get("storage-2", "authored.own"), "alice", "bob")
+	own := get("storage-2", "authored.own")
+	authors("storage-2's own key", own, "alice", "bob")
+	if n := len(list(apolloApp, "storage-2", "app.properties")); *own.LineNum != n {
+		t.Errorf("storage-2's own key, added last, has lineNum %d of %d", *own.LineNum, n)
+	}
 	j.Must(t, 200, "DELETE", ns("storage-2", "items", "authored.own"), [][2]string{{"operator", "admin"}}, nil)
 
 	// A batch records its operator: each item's, or ?operator=.
@@ -129,6 +182,20 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		json.Unmarshal(it, &k)
 		if len(k.Key) > 9 && k.Key[:9] == "authored." {
 			t.Errorf("%s is left after the batch-delete", k.Key)
+		}
+	}
+
+	// Alice adds a broker to mq2: its layer of broker.properties is
+	// imported by her request, in the file's order.
+	alice.AddNodes(t, e.mq2ID, "broker", e.pkgID, []testenv.ClusterNode{{ManagerIP: e.ips[1], ServerPort: 9193,
+		ProgramDir: e.root + "/opt/{cluster}/{nodeDir}", DataDir: e.root + "/data/{cluster}/{nodeDir}"}})
+	for _, cluster := range []string{"default", "broker-1"} {
+		got := list("mq2", cluster, "broker.properties")
+		if len(got) != 2 || got[0].Key != "listeners" || got[1].Key != "num.partitions" {
+			t.Fatalf("mq2 %s broker.properties: %+v", cluster, got)
+		}
+		for _, it := range got {
+			authors("mq2 "+cluster+" "+it.Key+" imported by alice's request", it, "alice", "alice")
 		}
 	}
 }

@@ -38,6 +38,8 @@ type apolloEnv struct {
 	// consumer is a third-party app with a grant on all of mq1 (modify and
 	// release); token is its token.
 	consumerID, token string
+	// pkgID is the package the clusters run; mq2ID is cluster mq2's id.
+	pkgID, mq2ID string
 
 	// seen records every answer of every client the env made: route
 	// coverage and error cases, checked against the served document.
@@ -131,8 +133,9 @@ func startApolloEnv(t testing.TB, ipBase string, opts ...func(*manager.Config)) 
 		t.Fatalf("deploy %s:\n%s", apolloApp, job)
 	}
 	// mq2 is never deployed: its namespaces were never released.
-	c.CreateCluster(t, testenv.NewCluster{Name: "mq2", PackageID: pkg.ID, StorageList: []testenv.ClusterNode{{ManagerIP: e.ips[0], ServerPort: 2182,
-		ProgramDir: root + "/opt/{cluster}/{nodeDir}", DataDir: root + "/data/{cluster}/{nodeDir}"}}})
+	e.pkgID = pkg.ID
+	e.mq2ID = c.CreateCluster(t, testenv.NewCluster{Name: "mq2", PackageID: pkg.ID, StorageList: []testenv.ClusterNode{{ManagerIP: e.ips[0], ServerPort: 2182,
+		ProgramDir: root + "/opt/{cluster}/{nodeDir}", DataDir: root + "/data/{cluster}/{nodeDir}"}}}).ID
 	e.consumerID, e.token = e.consumer(t, "suite", map[string]any{"appId": apolloApp, "modify": true, "release": true},
 		map[string]any{"appId": "mq2"})
 	return e

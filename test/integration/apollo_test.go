@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -81,6 +82,24 @@ func apolloAppsAndClusters(t *testing.T, e *apolloEnv) {
 			checkDTO(t, "OpenClusterDTO", a.Body)
 			if got["name"] != cl || got["appId"] != apolloApp {
 				t.Errorf("cluster %s = %s", cl, a.Body)
+			}
+			// id is the ADMQ cluster's for default, the node's for a node,
+			// as a 64-bit number; parentClusterId 0: no gray branches.
+			var ids struct {
+				ID              json.Number
+				ParentClusterID *json.Number
+			}
+			dec := json.NewDecoder(bytes.NewReader(a.Body))
+			dec.UseNumber()
+			if err := dec.Decode(&ids); err != nil {
+				t.Fatal(err)
+			}
+			want := e.nodes["storage-1"].ClusterID
+			if cl != "default" {
+				want = e.nodes[cl].ID
+			}
+			if ids.ID.String() != want || ids.ParentClusterID == nil || ids.ParentClusterID.String() != "0" {
+				t.Errorf("cluster %s: id %s, parentClusterId %v; want %s and 0: %s", cl, ids.ID, ids.ParentClusterID, want, a.Body)
 			}
 		}
 	}
