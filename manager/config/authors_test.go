@@ -12,7 +12,7 @@ import (
 
 // TestItemAuthors: every edit records who made it; a node's copy of a
 // layer key names the author of its latest change, the node's or the
-// layer's; keys from the package have no author.
+// layer's; keys from a package imported with no user recorded have none.
 func TestItemAuthors(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/admq/admq-manager/test/testenv"
@@ -37,6 +38,13 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		DataChangeCreatedTime, DataChangeLastModifiedTime                   string
 		LineNum                                                             *int
 	}
+	// line shows a lineNum as the DTO has it.
+	line := func(n *int) string {
+		if n == nil {
+			return "absent"
+		}
+		return fmt.Sprint(*n)
+	}
 	// list is the namespace's items in the cluster, each of which must
 	// have its place in the list as its lineNum.
 	list := func(app, cluster, namespace string) []dto {
@@ -46,7 +54,7 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		checkDTO(t, "OpenPageDTO<OpenItemDTO>", a.Body)
 		for i, it := range page.Content {
 			if it.LineNum == nil || *it.LineNum != i+1 {
-				t.Errorf("%s %s %s: item %d (%s) has lineNum %v, want %d: %s", app, cluster, namespace, i, it.Key, it.LineNum, i+1, a.Body)
+				t.Errorf("%s %s %s: item %d (%s) has lineNum %s, want %d: %s", app, cluster, namespace, i, it.Key, line(it.LineNum), i+1, a.Body)
 			}
 		}
 		return page.Content
@@ -67,7 +75,7 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 		a := j.Get(t, ns(cluster, "items", key), nil, &d)
 		checkDTO(t, "OpenItemDTO", a.Body)
 		if want := lineOf(cluster, key); d.LineNum == nil || *d.LineNum != want {
-			t.Errorf("%s in %s: lineNum %v, the list has it at %d: %s", key, cluster, d.LineNum, want, a.Body)
+			t.Errorf("%s in %s: lineNum %s, the list has it at %d: %s", key, cluster, line(d.LineNum), want, a.Body)
 		}
 		return d
 	}
@@ -86,8 +94,8 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 	// gave; the node's copy says the same.
 	authors("session.timeout from the package", get("default", "session.timeout"), "admin", "admin")
 	authors("storage-1's session.timeout from the package", get("storage-1", "session.timeout"), "admin", "admin")
-	if got := get("default", "session.timeout"); *got.LineNum != 1 {
-		t.Errorf("session.timeout, the file's first key, has lineNum %d", *got.LineNum)
+	if got := get("default", "session.timeout"); line(got.LineNum) != "1" {
+		t.Errorf("session.timeout, the file's first key, has lineNum %s", line(got.LineNum))
 	}
 
 	// Alice adds a key in the console; bob changes it through the Open API.
@@ -111,7 +119,7 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 	checkDTO(t, "OpenNamespaceDTO", a.Body)
 	for i, it := range nsDTO.Items {
 		if it.LineNum == nil || *it.LineNum != i+1 {
-			t.Errorf("namespace items: %s has lineNum %v, want %d", it.Key, it.LineNum, i+1)
+			t.Errorf("namespace items: %s has lineNum %s, want %d", it.Key, line(it.LineNum), i+1)
 		}
 	}
 	for what, list := range map[string][]dto{"item list": items, "namespace items": nsDTO.Items} {
@@ -147,12 +155,15 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 
 	// A node's own key: created by alice, changed by bob, both through the
 	// Open API.
-	j.Must(t, 200, "POST", ns("storage-2", "items"), nil, testenv.ApolloItem{Key: "authored.own", Value: "1", DataChangeCreatedBy: "alice"})
+	// The fields a client sends back from a DTO it read (lineNum, display
+	// names, extendInfo) are ignored: the answer is the manager's.
+	j.Must(t, 200, "POST", ns("storage-2", "items"), nil, map[string]any{"key": "authored.own", "value": "1", "dataChangeCreatedBy": "alice",
+		"lineNum": 99, "dataChangeCreatedByDisplayName": "Mallory", "extendInfo": map[string]any{"isModified": true}})
 	j.Must(t, 200, "PUT", ns("storage-2", "items", "authored.own"), nil, testenv.ApolloItem{Key: "authored.own", Value: "2", DataChangeLastModifiedBy: "bob"})
 	own := get("storage-2", "authored.own")
 	authors("storage-2's own key", own, "alice", "bob")
-	if n := len(list(apolloApp, "storage-2", "app.properties")); *own.LineNum != n {
-		t.Errorf("storage-2's own key, added last, has lineNum %d of %d", *own.LineNum, n)
+	if n := len(list(apolloApp, "storage-2", "app.properties")); line(own.LineNum) != fmt.Sprint(n) {
+		t.Errorf("storage-2's own key, added last, has lineNum %s of %d", line(own.LineNum), n)
 	}
 	j.Must(t, 200, "DELETE", ns("storage-2", "items", "authored.own"), [][2]string{{"operator", "admin"}}, nil)
 
