@@ -18,12 +18,13 @@ import (
 )
 
 // TestConsoleChangePassword has a user change their own password through
-// the user menu, in English: a wrong current password shows the API's
-// refusal in the dialog, a new password too short shows the API's rule,
-// two new passwords that differ are refused by the dialog; each leaves the
-// password as it was, which the good change then proves by taking the
-// same current password. After it the console asks to log in again, the
-// old password is refused there and the new one logs in.
+// the user menu, in English, with the API's rule for a password shown: a
+// wrong current password shows the API's refusal in the dialog, a new
+// password too short shows the API's rule, two new passwords that differ
+// are refused by the dialog; each leaves the password as it was, which the
+// good change then proves by taking the same current password. A cancelled
+// dialog opens again blank. After the change the console asks to log in
+// again, the old password is refused there and the new one logs in.
 func TestConsoleChangePassword(t *testing.T) {
 	needBrowser(t)
 	m := testenv.StartManager(t)
@@ -41,6 +42,8 @@ func TestConsoleChangePassword(t *testing.T) {
 		b.click("[data-test=user-menu]")
 		b.pick(".el-dropdown-menu__item", "Change password")
 		b.run("the dialog", chromedp.WaitVisible(chromedp.CSS("#pw-old")))
+		// The API's rule is shown before anything is sent.
+		b.waitText("[data-test=password-rule]", regexp.MustCompile(`^8 to 72 bytes \(UTF-8\)$`), stepTimeout)
 	}
 	submit := func(current, next, again string) {
 		t.Helper()
@@ -53,6 +56,7 @@ func TestConsoleChangePassword(t *testing.T) {
 
 	// A wrong current password: the API's message and code, in the dialog.
 	open()
+	b.axe(axeSource(t), "change-password")
 	allow := b.expect("/admq-manager/user/password")
 	submit("not-my-password", newPw, newPw)
 	b.waitText(dialogError, regexp.MustCompile(`the old password is wrong \(code 6 AUTHORIZE_FAILED\)`), stepTimeout)
@@ -71,6 +75,14 @@ func TestConsoleChangePassword(t *testing.T) {
 		t.Fatalf("the dialog closed after a refused change")
 	}
 	b.noProblems()
+	// Cancelled, the dialog opens again blank: no password typed before
+	// and no error are left in it.
+	b.pick(".el-dialog__footer button", "Cancel")
+	b.waitGone("#pw-old", stepTimeout)
+	open()
+	if left := eval[string](b, "the dialog's fields", `['#pw-old', '#pw-new', '#pw-again'].map(s => document.querySelector(s).value).join('')`); left != "" || b.exists(dialogError) {
+		t.Errorf("reopened, the dialog holds %q and shows error %t", left, b.exists(dialogError))
+	}
 
 	// The good change, with the same current password: nothing above
 	// changed it. The console then asks to log in again.

@@ -14,6 +14,7 @@ const zh = {
   user: {
     changePassword: '修改密码', logout: '退出登录', oldPassword: '原密码', newPassword: '新密码', again: '确认新密码',
     mismatch: '两次输入的新密码不一致', passwordChanged: '密码已修改，请重新登录',
+    passwordRule: '8 到 72 个字节（UTF-8）',
   },
   role: { admin: '管理员', operator: '运维', viewer: '只读' },
   status: { online: '在线', offline: '离线', pending: '待接入' },
@@ -109,6 +110,7 @@ const en: Messages = {
   user: {
     changePassword: 'Change password', logout: 'Log out', oldPassword: 'Current password', newPassword: 'New password', again: 'New password again',
     mismatch: 'The new passwords differ', passwordChanged: 'Password changed; please log in again',
+    passwordRule: '8 to 72 bytes (UTF-8)',
   },
   role: { admin: 'admin', operator: 'operator', viewer: 'viewer' },
   status: { online: 'online', offline: 'offline', pending: 'pending' },
