@@ -25,8 +25,7 @@ func (t gsonTime) IsZero() bool { return time.Time(t).IsZero() }
 
 // baseDTO is Apollo's BaseDTO: who made and last changed a thing, when.
 // The display names are the users' names: console users have no display
-// name of their own, and Apollo's portal answers the user id where a user
-// has none.
+// name of their own.
 type baseDTO struct {
 	DataChangeCreatedBy                 string   `json:"dataChangeCreatedBy,omitempty"`
 	DataChangeLastModifiedBy            string   `json:"dataChangeLastModifiedBy,omitempty"`

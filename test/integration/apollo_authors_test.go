@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/admq/admq-manager/test/testenv"
@@ -114,9 +115,14 @@ func apolloAuthors(t *testing.T, e *apolloEnv) {
 
 	// The item list and the namespace with its items say the same.
 	items := list(apolloApp, "default", "app.properties")
+	// ?extendInfo=true is Apollo's ask for the portal's draft state, which
+	// nothing here holds: it is left out, items and namespace alike.
 	var nsDTO struct{ Items []dto }
-	a := j.Get(t, ns("default"), nil, &nsDTO)
+	a := j.Get(t, ns("default"), [][2]string{{"extendInfo", "true"}}, &nsDTO)
 	checkDTO(t, "OpenNamespaceDTO", a.Body)
+	if strings.Contains(string(a.Body), "extendInfo") {
+		t.Errorf("namespace with ?extendInfo=true: %s", a.Body)
+	}
 	for i, it := range nsDTO.Items {
 		if it.LineNum == nil || *it.LineNum != i+1 {
 			t.Errorf("namespace items: %s has lineNum %s, want %d", it.Key, line(it.LineNum), i+1)
